@@ -1,0 +1,61 @@
+"""The appliance's error tree.
+
+Callers catch by meaning, not by library: every edge translates what a library raises into
+one of these, so the web panel and the CLI can turn any of them into a clear message.
+"""
+
+
+class ApplianceError(Exception):
+    """Root of every error the appliance raises on purpose."""
+
+
+class TransientError(ApplianceError):
+    """A failure worth retrying later (the supervisor retries these with backoff)."""
+
+
+class UnknownAgentType(ApplianceError, LookupError):
+    """No agent type of that name is registered."""
+
+
+class UnknownTask(ApplianceError, LookupError):
+    """No live instance has that task id."""
+
+
+class UnknownJob(ApplianceError, LookupError):
+    """No job of that id was ever recorded."""
+
+
+class EventNotAccepted(ApplianceError, TypeError):
+    """The target's agent type declares no handler for the event's type."""
+
+
+class InboxFull(TransientError):
+    """The target instance's bounded inbox has no room; try later or await ``send``."""
+
+
+class BadEvent(ApplianceError, ValueError):
+    """Bytes at an edge did not decode to a known, well-formed event."""
+
+
+class HandlerFailed(ApplianceError):
+    """A handler raised while serving a request; the requester sees this."""
+
+
+class RequestTimeout(TransientError, TimeoutError):
+    """A request got no reply before its deadline."""
+
+
+class RuntimeStopped(ApplianceError):
+    """The runtime is not running, so nothing can be delivered."""
+
+
+class OutOfScope(ApplianceError, PermissionError):
+    """A scan or action targeted an address outside the configured scope."""
+
+
+class BadCommand(ApplianceError, ValueError):
+    """A command could not be understood."""
+
+
+class StoreUnavailable(TransientError):
+    """The SQLite store could not be written (disk full, I/O error); nothing was dropped."""

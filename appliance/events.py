@@ -1,0 +1,129 @@
+"""Typed events and the envelope that carries them.
+
+Every event is a frozen msgspec Struct with an explicit string tag: stored and transmitted
+events outlive class names, so the tag, not the Python name, is the contract. Payload events
+carry only their own data; who sent an event, for which job, and on whose behalf travels in
+the ``Envelope``. Facts are past tense, requests end in ``Requested``.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeAlias, TypeVar
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of every event; subclasses must pass ``tag=...``."""
+
+
+class JobContext(msgspec.Struct, frozen=True):
+    """Which job an event belongs to, and the command that started that job."""
+
+    job_id: str
+    command_id: str
+
+
+class TaskRef(msgspec.Struct, frozen=True, tag="task", tag_field="to"):
+    """One running instance: the target for instance-addressed events."""
+
+    agent_type: str
+    task_id: str
+
+    def __str__(self) -> str:
+        return f"{self.agent_type}/{self.task_id}"
+
+
+class TypeRef(msgspec.Struct, frozen=True, tag="type", tag_field="to"):
+    """An agent type: the runtime picks the least-loaded instance of its pool."""
+
+    agent_type: str
+
+    def __str__(self) -> str:
+        return f"{self.agent_type}/*"
+
+
+class TopicRef(msgspec.Struct, frozen=True, tag="topic", tag_field="to"):
+    """A topic: every instance whose type subscribes to it gets the event."""
+
+    topic: str
+
+    def __str__(self) -> str:
+        return f"#{self.topic}"
+
+
+Target: TypeAlias = TaskRef | TypeRef | TopicRef
+
+E = TypeVar("E")
+
+
+class Envelope(msgspec.Struct, Generic[E], frozen=True, kw_only=True):
+    """An event in transit: what it is, for which job, to whom, and on whose behalf.
+
+    ``caller_task_id``/``caller_agent`` name the task that caused this event (None for a
+    user command or an autonomous action); they are how any action traces back to its cause.
+    """
+
+    event: E
+    job: JobContext
+    target: Target
+    sender: str | None = None
+    caller_task_id: str | None = None
+    caller_agent: str | None = None
+
+
+TaskStatus: TypeAlias = Literal["running", "done", "failed", "cancelled", "restarted"]
+
+
+# Events the runtime itself records. They are published on the "runtime" topic and written
+# to the store's journal, so they describe what happened, for the panel and for audits.
+
+
+class Started(Event, tag="task.start"):
+    """Delivered to an instance spawned without a typed start event of its own."""
+
+    objective: str
+
+
+class TaskSpawned(Event, tag="task.spawned"):
+    job_id: str
+    task_id: str
+    agent_type: str
+    objective: str
+    parent_task_id: str | None = None
+    parent_agent: str | None = None
+    autonomous: bool = False
+    at: float = 0.0
+
+
+class TaskStatusChanged(Event, tag="task.status"):
+    job_id: str
+    task_id: str
+    agent_type: str
+    status: TaskStatus
+    detail: str = ""
+    result: msgspec.Raw | None = None
+    at: float = 0.0
+
+
+class HandlerCrashed(Event, tag="handler.crashed"):
+    """A handler raised or overran its deadline; its instance lives on."""
+
+    job_id: str
+    task_id: str
+    agent_type: str
+    event_kind: str
+    error_type: str
+    message: str
+    at: float = 0.0
+
+
+class JobSubmitted(Event, tag="job.submitted"):
+    job_id: str
+    command_id: str
+    command: str
+    autonomous: bool = False
+    at: float = 0.0
+
+
+RecordEvent: TypeAlias = TaskSpawned | TaskStatusChanged | HandlerCrashed | JobSubmitted

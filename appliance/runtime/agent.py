@@ -1,0 +1,93 @@
+"""Agent types: templates whose typed handler methods the runtime discovers from type hints.
+
+An agent type is a class; each spawned instance is an object of it with its own task id and
+its own state per job. A handler is any public ``async def`` method whose second parameter is
+annotated with an ``Event`` subclass (or a union of them); the annotation is the routing table,
+so accepting a new event type is one annotated method, never a string to keep in sync.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
+
+import msgspec
+
+from appliance.events import Event
+
+Handler = Callable[[Any, Any, Any], Awaitable[Any]]
+
+
+class NoState(msgspec.Struct):
+    """State of an agent type that keeps none."""
+
+
+class Agent:
+    """Base of every agent type. Subclasses set the class attributes and write handlers.
+
+    Handlers run inline until their first real suspension (like Python 3.12's eager tasks) and
+    only then become a Task. So until a handler's first ``await`` that suspends,
+    ``asyncio.current_task()`` is None: open ``asyncio.timeout``/``TaskGroup`` after it, or rely
+    on the runtime's per-handler deadline (``handler_timeout_s``), which is always enforced.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    capabilities: ClassVar[tuple[str, ...]] = ()
+    examples: ClassVar[tuple[str, ...]] = ()
+    display_name: ClassVar[str] = ""
+    topics: ClassVar[tuple[str, ...]] = ()
+    State: ClassVar[type[msgspec.Struct]] = NoState
+    concurrency: ClassVar[int] = 16
+    inbox_size: ClassVar[int] = 1024
+    handler_timeout_s: ClassVar[float] = 30.0
+
+    handlers: ClassVar[Mapping[type[Event], Handler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for attr in ("name", "description"):
+            if not isinstance(cls.__dict__.get(attr, getattr(cls, attr, None)), str):
+                raise TypeError(f"agent type {cls.__qualname__} must set {attr} = '...'")
+        if cls.concurrency < 1 or cls.inbox_size < 1:
+            raise TypeError(f"agent type {cls.name}: concurrency and inbox_size must be >= 1")
+        cls.handlers = _discover_handlers(cls)
+        if not cls.display_name:
+            cls.display_name = cls.name.replace("_", " ").title().replace(" ", "")
+
+
+def _discover_handlers(cls: type[Agent]) -> dict[type[Event], Handler]:
+    found: dict[type[Event], Handler] = {}
+    owner: dict[type[Event], str] = {}
+    for name, member in inspect.getmembers(cls, inspect.iscoroutinefunction):
+        if name.startswith("_"):
+            continue
+        params = list(inspect.signature(member).parameters)
+        if len(params) < 2:
+            continue
+        hints = typing.get_type_hints(member)
+        for event_type in _event_types(hints.get(params[1])):
+            if event_type in found:
+                raise TypeError(
+                    f"agent type {cls.name}: both {owner[event_type]}() and {name}() "
+                    f"handle {event_type.__name__}"
+                )
+            found[event_type] = member
+            owner[event_type] = name
+    return found
+
+
+def _event_types(hint: object) -> list[type[Event]]:
+    if isinstance(hint, type):
+        return [hint] if issubclass(hint, Event) and hint is not Event else []
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(hint) for t in _event_types(arg)]
+    return []
+
+
+def accepted_kinds(agent_type: type[Agent]) -> list[str]:
+    """The tags of the events an agent type accepts, for error messages and the panel."""
+    return sorted(str(t.__struct_config__.tag) for t in agent_type.handlers)

@@ -1,0 +1,91 @@
+"""What a handler sees of the runtime: its event's job, its own state, and ways to act."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import msgspec
+
+from appliance.events import Envelope, Event, JobContext, TaskRef, Target
+from appliance.runtime.fanout import FanOut, TaskOutcome
+
+if TYPE_CHECKING:
+    from appliance.runtime.knowledge import KnowledgeStore
+    from appliance.runtime.runtime import Runtime, _Instance
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+log = logging.getLogger("appliance.agents")
+
+
+class Context(Generic[S]):
+    """One per handled event. Everything sent through it is stamped with this task as caller,
+    so the coordination graph records who caused what without the handler saying so."""
+
+    __slots__ = ("_inst", "_runtime", "envelope")
+
+    def __init__(self, runtime: Runtime, inst: _Instance, envelope: Envelope[Any]) -> None:
+        self._runtime = runtime
+        self._inst = inst
+        self.envelope = envelope
+
+    @property
+    def job(self) -> JobContext:
+        return self.envelope.job
+
+    @property
+    def ref(self) -> TaskRef:
+        return self._inst.ref
+
+    @property
+    def task_id(self) -> str:
+        return self._inst.ref.task_id
+
+    @property
+    def objective(self) -> str:
+        return self._inst.objective
+
+    @property
+    def state(self) -> S:
+        """This instance's state for this event's job: jobs never see each other's state."""
+        return cast(S, self._inst.state_for(self.envelope.job.job_id))
+
+    @property
+    def knowledge(self) -> KnowledgeStore:
+        return self._runtime.knowledge
+
+    @property
+    def extra(self) -> dict[str, str]:
+        """``extra=`` for log calls, so log lines name the job and task they belong to."""
+        return {"job_id": self.envelope.job.job_id, "task_id": self._inst.ref.task_id}
+
+    def spawn(self, agent_type: str, objective: str, *, start: Event | None = None) -> TaskRef:
+        return self._runtime.spawn(agent_type, self.job, objective, caller=self._inst.ref, start=start)
+
+    def publish_nowait(self, target: Target, event: Event) -> None:
+        self._runtime.publish_nowait(target, event, job=self.job, caller=self._inst.ref)
+
+    async def send(self, target: Target, event: Event) -> None:
+        await self._runtime.send(target, event, job=self.job, caller=self._inst.ref)
+
+    async def request(self, target: Target, event: Event, *, timeout: float = 5.0) -> Any:
+        return await self._runtime.request(
+            target, event, job=self.job, caller=self._inst.ref, timeout=timeout
+        )
+
+    async def fan_out(
+        self,
+        agent_type: str,
+        work: Sequence[tuple[str, Event]],
+        *,
+        timeout: float | None = None,
+    ) -> list[TaskOutcome]:
+        """Spawn one child per ``(objective, start event)`` and gather every outcome.
+
+        Children run concurrently; a failed or late child gives a failed/running outcome in its
+        place, so the caller always gets partial results rather than an exception.
+        """
+        fan = FanOut(self._runtime, self.job, caller=self._inst.ref)
+        return await fan.run(agent_type, work, timeout=timeout)

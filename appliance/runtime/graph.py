@@ -1,0 +1,202 @@
+"""The coordination graph: who spawned what, for which command, and what became of it.
+
+Every spawn appends a task row; every status change appends a journal row. Nothing is ever
+updated in place (the store's triggers refuse it), so the graph is an audit trail: any task
+traces back through its parents to the command, or to the autonomous trigger, that caused it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from appliance.errors import UnknownJob, UnknownTask
+from appliance.events import HandlerCrashed, JobSubmitted, TaskSpawned, TaskStatus, TaskStatusChanged
+from appliance.runtime.store import Store
+
+
+class TaskNode(msgspec.Struct, frozen=True):
+    task_id: str
+    job_id: str
+    agent_type: str
+    objective: str
+    parent_task_id: str | None
+    parent_agent: str | None
+    autonomous: bool
+    created_at: float
+    status: TaskStatus = "running"
+    result: Any = None
+    detail: str = ""
+
+
+class JobTree(msgspec.Struct, frozen=True):
+    job_id: str
+    command_id: str
+    command: str
+    autonomous: bool
+    created_at: float
+    tasks: list[TaskNode]
+
+    def children(self) -> dict[str | None, list[TaskNode]]:
+        kids: dict[str | None, list[TaskNode]] = defaultdict(list)
+        for node in self.tasks:
+            kids[node.parent_task_id].append(node)
+        return kids
+
+    @property
+    def roots(self) -> list[TaskNode]:
+        return self.children().get(None, [])
+
+
+_encode = msgspec.json.encode
+
+
+class TaskGraph:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- recording (never blocks: rows go to the store's write-behind buffer) --------------
+
+    def record_job(self, rec: JobSubmitted) -> None:
+        self._store.append(
+            "jobs", (rec.job_id, rec.command_id, rec.command, int(rec.autonomous), rec.at)
+        )
+
+    def record_spawn(self, rec: TaskSpawned) -> None:
+        self._store.append(
+            "tasks",
+            (rec.task_id, rec.job_id, rec.agent_type, rec.parent_task_id, rec.parent_agent,
+             rec.objective, int(rec.autonomous), rec.at),
+        )
+
+    def record(self, rec: TaskStatusChanged | HandlerCrashed) -> None:
+        self._store.append(
+            "journal", (rec.at, rec.__struct_config__.tag, rec.job_id, rec.task_id,
+                        _encode(rec).decode())
+        )
+
+    # -- queries --------------------------------------------------------------------------
+
+    async def tree(self, job_id: str) -> JobTree:
+        return await self._store.read(lambda db: _load_tree(db, job_id))
+
+    async def chain(self, task_id: str) -> tuple[JobTree, list[TaskNode]]:
+        """The task and its ancestors, the task first, ending at the job's root task."""
+        return await self._store.read(lambda db: _load_chain(db, task_id))
+
+    async def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        return await self._store.read(
+            lambda db: list(db.query(
+                "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", [limit]
+            ))
+        )
+
+    async def failures(self, job_id: str) -> list[HandlerCrashed]:
+        rows = await self._store.read(lambda db: list(db.query(
+            "SELECT body FROM journal WHERE job_id = ? AND kind = 'handler.crashed' ORDER BY seq",
+            [job_id],
+        )))
+        return [msgspec.json.decode(r["body"], type=HandlerCrashed) for r in rows]
+
+
+def _status_of(db: Any, where: str, arg: str) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for row in db.query(
+        f"SELECT task_id, body FROM journal WHERE {where} AND kind = 'task.status' ORDER BY seq",
+        [arg],
+    ):
+        latest[row["task_id"]] = json.loads(row["body"])
+    return latest
+
+
+def _node(row: dict[str, Any], status: dict[str, Any] | None) -> TaskNode:
+    status = status or {}
+    return TaskNode(
+        task_id=row["task_id"], job_id=row["job_id"], agent_type=row["agent_type"],
+        objective=row["objective"], parent_task_id=row["parent_task_id"],
+        parent_agent=row["parent_agent"], autonomous=bool(row["autonomous"]),
+        created_at=row["created_at"], status=status.get("status", "running"),
+        result=status.get("result"), detail=status.get("detail", ""),
+    )
+
+
+def _load_tree(db: Any, job_id: str) -> JobTree:
+    jobs = list(db.query("SELECT * FROM jobs WHERE job_id = ?", [job_id]))
+    if not jobs:
+        raise UnknownJob(f"no job {job_id!r}")
+    job = jobs[0]
+    status = _status_of(db, "job_id = ?", job_id)
+    rows = db.query("SELECT * FROM tasks WHERE job_id = ? ORDER BY created_at, rowid", [job_id])
+    return JobTree(
+        job_id=job_id, command_id=job["command_id"], command=job["command"],
+        autonomous=bool(job["autonomous"]), created_at=job["created_at"],
+        tasks=[_node(r, status.get(r["task_id"])) for r in rows],
+    )
+
+
+def _load_chain(db: Any, task_id: str) -> tuple[JobTree, list[TaskNode]]:
+    rows = list(db.query(
+        """WITH RECURSIVE up(task_id, depth) AS (
+               SELECT task_id, 0 FROM tasks WHERE task_id = ?
+               UNION ALL
+               SELECT t.parent_task_id, up.depth + 1 FROM tasks t JOIN up USING (task_id)
+               WHERE t.parent_task_id IS NOT NULL AND up.depth < 10000)
+           SELECT tasks.* FROM up JOIN tasks USING (task_id) ORDER BY up.depth""",
+        [task_id],
+    ))
+    if not rows:
+        raise UnknownTask(f"no task {task_id!r} was ever spawned")
+    tree = _load_tree(db, rows[0]["job_id"])
+    by_id = {n.task_id: n for n in tree.tasks}
+    return tree, [by_id[r["task_id"]] for r in rows]
+
+
+def render_tree(tree: JobTree, *, with_status: bool = False) -> str:
+    """The job's tree as text, in the shape of the seed paper's figure.
+
+    Instances are numbered per agent type in spawn order (``Analyzer-3``); each line names the
+    task, its parent, and, after ``//``, what it was asked to do.
+    """
+    head = "Autonomous" if tree.autonomous else "User Command"
+    lines = [f'{head}: "{tree.command}"']
+    kids = tree.children()
+    numbers: dict[str, int] = defaultdict(int)
+    label: dict[str, str] = {}
+    for node in tree.tasks:  # spawn order: numbering follows it
+        numbers[node.agent_type] += 1
+        label[node.task_id] = f"{_title(node.agent_type)}-{numbers[node.agent_type]}"
+
+    def walk(node: TaskNode, prefix: str, last: bool, root: bool) -> None:
+        branch = "└── " if last else "├── "
+        if root:
+            text = f"{_title(node.agent_type)} ({node.task_id})"
+        else:
+            text = f"{label[node.task_id]} ({node.task_id}, parent: {node.parent_task_id})"
+        if node.objective and not root:
+            text += f" // {node.objective}"
+        if with_status:
+            text += f" [{node.status}]"
+        lines.append(prefix + branch + text)
+        children = kids.get(node.task_id, [])
+        for i, child in enumerate(children):
+            walk(child, prefix + ("    " if last else "│   "), i == len(children) - 1, False)
+
+    roots = kids.get(None, [])
+    for i, root in enumerate(roots):
+        walk(root, "  ", i == len(roots) - 1, True)
+    return "\n".join(lines)
+
+
+def render_chain(chain: list[TaskNode], command: str) -> str:
+    """A task and every ancestor up to the command, one per line, the command last."""
+    lines = [f"{_title(n.agent_type)} ({n.task_id}) // {n.objective} [{n.status}]" for n in chain]
+    root = chain[-1]
+    lines.append(("Autonomous" if root.autonomous else "User Command") + f': "{command}"')
+    return "\n  ← ".join(lines)
+
+
+def _title(agent_type: str) -> str:
+    return agent_type.replace("_", " ").title().replace(" ", "")

@@ -1,0 +1,750 @@
+"""The agent runtime: typed delivery to persistent instances, concurrently and in isolation.
+
+How an event travels: ``publish_nowait`` checks the target accepts its type and has inbox
+room (or refuses, changing nothing), then appends it to one ready queue. A single loop
+callback drains that queue in batches and runs each handler inline until its first real
+suspension; only a handler that actually waits becomes a Task (owned by the runtime's
+TaskGroup, under the type's deadline). So an idle instance costs no task and no queue, and a
+handler that finishes without waiting costs no task either: this is what keeps per-event
+isolation near the speed of a plain queue. A handler that raises is recorded and its instance
+lives on. Per-instance FIFO start order holds: an instance at its concurrency limit keeps later
+events in its own backlog, and new ones queue behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+import msgspec
+
+from appliance.errors import (
+    BadEvent,
+    EventNotAccepted,
+    HandlerFailed,
+    InboxFull,
+    RequestTimeout,
+    RuntimeStopped,
+    UnknownAgentType,
+    UnknownTask,
+)
+from appliance.events import (
+    Envelope,
+    Event,
+    HandlerCrashed,
+    JobContext,
+    JobSubmitted,
+    RecordEvent,
+    Started,
+    TaskRef,
+    TaskSpawned,
+    TaskStatus,
+    TaskStatusChanged,
+    Target,
+    TopicRef,
+    TypeRef,
+)
+from appliance.runtime.agent import Agent, Handler, accepted_kinds
+from appliance.runtime.clock import Clock, SystemClock
+from appliance.runtime.context import Context
+from appliance.runtime.fanout import TaskOutcome
+from appliance.runtime.graph import TaskGraph
+from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
+from appliance.runtime.knowledge import KnowledgeStore
+from appliance.runtime.store import Store
+from appliance.runtime.watch import Watch
+
+log = logging.getLogger(__name__)
+
+RUNTIME_TOPIC = "runtime"
+_DRAIN_BATCH = 512
+
+Reply: TypeAlias = "asyncio.Future[Any] | None"
+_Item: TypeAlias = "tuple[_Instance, Handler, Envelope[Any], Reply, bool]"
+
+
+class _Stop(Exception):
+    """Raised inside run()'s TaskGroup to end it (3.11 has no TaskGroup.cancel())."""
+
+
+class _AgentType:
+    __slots__ = ("cls", "factory", "handlers", "instances", "name", "pool")
+
+    def __init__(self, cls: type[Agent], factory: Callable[[], Agent]) -> None:
+        self.cls = cls
+        self.name = cls.name
+        self.factory = factory
+        self.handlers = cls.handlers
+        self.instances: dict[str, _Instance] = {}
+        self.pool: list[_Instance] = []
+
+
+class _Instance:
+    """A live agent instance. Slotted and lazy: an idle one is a few hundred bytes."""
+
+    __slots__ = (
+        "agent", "backlog", "handlers", "home", "inflight", "kind", "name", "objective",
+        "outcome", "pooled", "queued", "ref", "space", "states", "waiters",
+    )
+
+    def __init__(self, kind: _AgentType, ref: TaskRef, home: JobContext, objective: str) -> None:
+        self.kind = kind
+        self.agent = kind.factory()
+        self.handlers = kind.handlers
+        self.ref = ref
+        self.name = str(ref)
+        self.home = home
+        self.objective = objective
+        self.inflight = 0
+        self.queued = 0
+        self.pooled = False
+        self.backlog: deque[_Item] | None = None
+        self.space: deque[asyncio.Future[None]] | None = None
+        self.states: dict[str, msgspec.Struct] | None = None
+        self.outcome: TaskOutcome | None = None
+        self.waiters: asyncio.Future[TaskOutcome] | None = None
+
+    def state_for(self, job_id: str) -> msgspec.Struct:
+        if self.states is None:
+            self.states = {}
+        state = self.states.get(job_id)
+        if state is None:
+            state = self.states[job_id] = self.kind.cls.State()
+        return state
+
+    @property
+    def load(self) -> int:
+        return self.inflight + self.queued
+
+
+class InstanceInfo(msgspec.Struct, frozen=True):
+    """A snapshot of one instance, for the panel and the CLI."""
+
+    ref: TaskRef
+    job_id: str
+    objective: str
+    inflight: int
+    queued: int
+    pooled: bool
+    status: TaskStatus
+
+
+class Runtime:
+    def __init__(self, store: Store, *, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.store = store
+        self.graph = TaskGraph(store)
+        self.knowledge = KnowledgeStore(store, self.clock)
+        self._types: dict[str, _AgentType] = {}
+        self._instances: dict[str, _Instance] = {}
+        self._topics: dict[str, list[_AgentType]] = {}
+        self._ready: deque[_Item] = deque()
+        self._resumable: deque[_Instance] = deque()
+        self._scheduled = False
+        self._suspended = 0
+        self._tg: asyncio.TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._watches: list[Watch] = []
+        self._taps: list[Watch] = []
+        self._event_types: set[type[Event]] = {Started}
+        self._decoder: msgspec.json.Decoder[Any] | None = None
+        self.handled = 0
+        self.crashed = 0
+
+    # -- agent types ----------------------------------------------------------------------
+
+    def register(self, cls: type[Agent], factory: Callable[[], Agent] | None = None) -> None:
+        """Make an agent type spawnable; from now on its events decode at every edge."""
+        if cls.name in self._types:
+            raise ValueError(f"agent type {cls.name!r} is already registered")
+        kind = _AgentType(cls, factory or cls)
+        self._types[cls.name] = kind
+        for topic in cls.topics:
+            self._topics.setdefault(topic, []).append(kind)
+        self._event_types.update(cls.handlers)
+        self._decoder = None
+
+    @property
+    def agent_types(self) -> list[type[Agent]]:
+        return [k.cls for k in self._types.values()]
+
+    def _kind(self, name: str) -> _AgentType:
+        kind = self._types.get(name)
+        if kind is None:
+            raise UnknownAgentType(
+                f"no agent type {name!r}; known: {', '.join(sorted(self._types)) or 'none'}"
+            )
+        return kind
+
+    # -- the one typed decoder for every edge ---------------------------------------------
+
+    def _envelope_decoder(self) -> msgspec.json.Decoder[Any]:
+        if self._decoder is None:
+            union = _union(self._event_types)
+            self._decoder = msgspec.json.Decoder(Envelope[union])  # type: ignore[valid-type]
+        return self._decoder
+
+    def decode_envelope(self, data: bytes | str) -> Envelope[Event]:
+        """Decode an envelope from the wire (HTTP, serial, SQLite) or raise BadEvent."""
+        try:
+            env: Envelope[Event] = self._envelope_decoder().decode(data)
+        except msgspec.DecodeError as err:
+            raise BadEvent(f"not a valid event envelope: {err}") from err
+        return env
+
+    def decode_event(self, data: bytes | str) -> Event:
+        try:
+            event: Event = msgspec.json.decode(data, type=_union(self._event_types))
+        except msgspec.DecodeError as err:
+            raise BadEvent(f"not a valid event: {err}") from err
+        return event
+
+    def deliver(self, env: Envelope[Event]) -> None:
+        """Hand a decoded envelope from an edge to its target (``publish_nowait`` semantics)."""
+        caller = None
+        if env.caller_task_id is not None:
+            caller = TaskRef(env.caller_agent or "?", env.caller_task_id)
+        self.publish_nowait(env.target, env.event, job=env.job, caller=caller, sender=env.sender)
+
+    # -- jobs and spawning ----------------------------------------------------------------
+
+    def submit(
+        self,
+        command: str,
+        agent_type: str,
+        *,
+        start: Event | None = None,
+        autonomous: bool = False,
+    ) -> tuple[JobContext, TaskRef]:
+        """Start a job for a command (or an autonomous trigger): its root task and its record."""
+        self._check_spawnable(self._kind(agent_type), start)
+        job = JobContext(new_job_id(), new_command_id())
+        self._record(JobSubmitted(
+            job_id=job.job_id, command_id=job.command_id, command=command,
+            autonomous=autonomous, at=self.clock.now(),
+        ))
+        return job, self.spawn(agent_type, job, command, start=start, autonomous=autonomous)
+
+    def spawn(
+        self,
+        agent_type: str,
+        job: JobContext,
+        objective: str,
+        *,
+        caller: TaskRef | None = None,
+        start: Event | None = None,
+        autonomous: bool = False,
+    ) -> TaskRef:
+        """Create an instance, record it in the graph, and give it its start event.
+
+        The start event (``start``, or ``Started(objective)`` when the type accepts that) is
+        the task: what its handler returns or raises becomes the task's outcome.
+        """
+        kind = self._kind(agent_type)
+        start_handler = self._check_spawnable(kind, start)
+        if self._tg is None:
+            raise RuntimeStopped("the runtime is not running")
+        ref = TaskRef(kind.name, new_task_id())
+        inst = _Instance(kind, ref, job, objective)
+        kind.instances[ref.task_id] = inst
+        self._instances[ref.task_id] = inst
+        self._record(TaskSpawned(
+            job_id=job.job_id, task_id=ref.task_id, agent_type=kind.name, objective=objective,
+            parent_task_id=caller.task_id if caller else None,
+            parent_agent=caller.agent_type if caller else None,
+            autonomous=autonomous, at=self.clock.now(),
+        ))
+        if start_handler is not None:
+            event = start if start is not None else Started(objective=objective)
+            env = Envelope(
+                event=event, job=job, target=ref,
+                sender=caller.task_id if caller else None,
+                caller_task_id=caller.task_id if caller else None,
+                caller_agent=caller.agent_type if caller else None,
+            )
+            self._enqueue((inst, start_handler, env, None, True))
+        return ref
+
+    def _check_spawnable(self, kind: _AgentType, start: Event | None) -> Handler | None:
+        if start is None:
+            return kind.handlers.get(Started)
+        handler = kind.handlers.get(type(start))
+        if handler is None:
+            raise EventNotAccepted(_not_accepted(kind, start))
+        return handler
+
+    def stop_instance(self, ref: TaskRef) -> None:
+        """Retire an instance: it takes no more events; handlers already running finish."""
+        inst = self._instances.pop(ref.task_id, None)
+        if inst is None:
+            raise UnknownTask(f"no live instance {ref}")
+        inst.kind.instances.pop(ref.task_id, None)
+        if inst in inst.kind.pool:
+            inst.kind.pool.remove(inst)
+        if inst.outcome is None:
+            self._task_ended(inst, "cancelled", None, "stopped")
+
+    # -- addressing -----------------------------------------------------------------------
+
+    def publish_nowait(
+        self,
+        target: Target,
+        event: Event,
+        *,
+        job: JobContext,
+        caller: TaskRef | None = None,
+        sender: str | None = None,
+    ) -> None:
+        """Deliver ``event`` or raise (unknown target, not accepted, inbox full): never half."""
+        if self._tg is None:
+            raise RuntimeStopped("the runtime is not running")
+        if caller is not None:
+            env = Envelope(
+                event=event, job=job, target=target, sender=sender or caller.task_id,
+                caller_task_id=caller.task_id, caller_agent=caller.agent_type,
+            )
+        else:
+            env = Envelope(event=event, job=job, target=target, sender=sender)
+        if type(target) is TopicRef:
+            self._publish_topic(target, env)
+            return
+        inst = self._resolve(target, env)
+        handler = inst.handlers.get(type(event))
+        if handler is None:
+            raise EventNotAccepted(_not_accepted(inst.kind, event))
+        if inst.queued >= inst.kind.cls.inbox_size:
+            raise InboxFull(f"{inst.name} has {inst.queued} events waiting")
+        self._enqueue((inst, handler, env, None, False))
+
+    async def send(
+        self,
+        target: Target,
+        event: Event,
+        *,
+        job: JobContext,
+        caller: TaskRef | None = None,
+        sender: str | None = None,
+    ) -> None:
+        """Like ``publish_nowait`` but waits for inbox room instead of refusing (backpressure)."""
+        while True:
+            try:
+                self.publish_nowait(target, event, job=job, caller=caller, sender=sender)
+                return
+            except InboxFull:
+                await self._wait_space(target)
+
+    async def request(
+        self,
+        target: TaskRef | TypeRef,
+        event: Event,
+        *,
+        job: JobContext,
+        caller: TaskRef | None = None,
+        timeout: float = 5.0,
+    ) -> Any:
+        """Send and wait for the handler's return value; HandlerFailed if it raised."""
+        if self._tg is None or self._loop is None:
+            raise RuntimeStopped("the runtime is not running")
+        env = Envelope(
+            event=event, job=job, target=target,
+            sender=caller.task_id if caller else None,
+            caller_task_id=caller.task_id if caller else None,
+            caller_agent=caller.agent_type if caller else None,
+        )
+        inst = self._resolve(target, env)
+        handler = inst.handlers.get(type(event))
+        if handler is None:
+            raise EventNotAccepted(_not_accepted(inst.kind, event))
+        while inst.queued >= inst.kind.cls.inbox_size:
+            await self._wait_space(inst.ref)
+        reply: asyncio.Future[Any] = self._loop.create_future()
+        self._enqueue((inst, handler, env, reply, False))
+        try:
+            async with asyncio.timeout(timeout):
+                return await reply
+        except TimeoutError:
+            raise RequestTimeout(f"{inst.name} did not reply within {timeout}s") from None
+
+    def _resolve(self, target: Target, env: Envelope[Any]) -> _Instance:
+        if type(target) is TaskRef:
+            inst = self._instances.get(target.task_id)
+            if inst is None:
+                raise UnknownTask(f"no live instance {target}")
+            return inst
+        if type(target) is TypeRef:
+            return self._pick(self._kind(target.agent_type), env)
+        raise TypeError(f"cannot address {target!r} this way")
+
+    def _pick(self, kind: _AgentType, env: Envelope[Any]) -> _Instance:
+        """The least-loaded instance of the type's pool; the first one is spawned on demand."""
+        if not kind.pool:
+            caller = None
+            if env.caller_task_id is not None:
+                caller = TaskRef(env.caller_agent or "?", env.caller_task_id)
+            ref = self.spawn(kind.name, env.job, f"{kind.name} pool", caller=caller)
+            self._instances[ref.task_id].pooled = True
+            kind.pool.append(self._instances[ref.task_id])
+        return min(kind.pool, key=_load)
+
+    def add_to_pool(self, agent_type: str, job: JobContext) -> TaskRef:
+        """Grow a type's pool by one instance (the supervisor scales pools with this)."""
+        kind = self._kind(agent_type)
+        ref = self.spawn(kind.name, job, f"{kind.name} pool")
+        inst = self._instances[ref.task_id]
+        inst.pooled = True
+        kind.pool.append(inst)
+        return ref
+
+    def _publish_topic(self, target: TopicRef, env: Envelope[Any]) -> None:
+        items: list[_Item] = []
+        for kind in self._topics.get(target.topic, ()):
+            handler = kind.handlers.get(type(env.event))
+            if handler is None:
+                continue
+            for inst in kind.instances.values():
+                if inst.queued >= kind.cls.inbox_size:
+                    raise InboxFull(f"{inst.name} (subscribed to {target}) is full")
+                items.append((inst, handler, env, None, False))
+        for item in items:
+            self._enqueue(item)
+        for watch in self._watches:
+            watch.offer(env)
+
+    async def _wait_space(self, target: Target) -> None:
+        if type(target) is TaskRef:
+            insts: Iterable[_Instance] = [self._instances[target.task_id]]
+        elif type(target) is TypeRef:
+            insts = self._kind(target.agent_type).pool
+        else:
+            insts = [
+                i for k in self._topics.get(target.topic, ()) for i in k.instances.values()
+            ]
+        full = next((i for i in insts if i.queued >= i.kind.cls.inbox_size), None)
+        if full is None:
+            return
+        assert self._loop is not None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        if full.space is None:
+            full.space = deque()
+        full.space.append(waiter)
+        await waiter
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def _enqueue(self, item: _Item) -> None:
+        item[0].queued += 1
+        self._ready.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+        if self._taps:
+            for tap in self._taps:
+                tap.offer(item[2])
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        while self._resumable:
+            inst = self._resumable.popleft()
+            backlog = inst.backlog
+            while backlog and inst.inflight < inst.kind.cls.concurrency:
+                self._start(backlog.popleft())
+        ready = self._ready
+        for _ in range(min(len(ready), _DRAIN_BATCH)):
+            item = ready.popleft()
+            inst = item[0]
+            if inst.backlog or inst.inflight >= inst.kind.cls.concurrency:
+                if inst.backlog is None:
+                    inst.backlog = deque()
+                inst.backlog.append(item)
+                continue
+            self._start(item)
+        if (ready or self._resumable) and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+
+    def _start(self, item: _Item) -> None:
+        inst, handler, env, reply, is_start = item
+        inst.queued -= 1
+        if inst.space:
+            waiter = inst.space.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        inst.inflight += 1
+        coro = handler(inst.agent, env.event, Context(self, inst, env))
+        try:
+            step = coro.send(None)
+        except StopIteration as done:
+            self._finish(inst, env, reply, is_start, done.value, None)
+            return
+        except (Exception, asyncio.CancelledError) as err:
+            self._finish(inst, env, reply, is_start, None, err)
+            return
+        self._suspended += 1
+        assert self._tg is not None
+        self._tg.create_task(self._resume(item, coro, step))
+
+    async def _resume(
+        self, item: _Item, coro: Coroutine[Any, Any, Any], step: Any
+    ) -> None:
+        inst, _, env, reply, is_start = item
+        try:
+            async with asyncio.timeout(inst.kind.cls.handler_timeout_s):
+                result = await _continue(coro, step)
+        except TimeoutError as err:
+            self._finish(inst, env, reply, is_start, None, TimeoutError(
+                f"handler overran its {inst.kind.cls.handler_timeout_s}s deadline"
+            ).with_traceback(err.__traceback__))
+        except asyncio.CancelledError as err:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                self._finish(inst, env, reply, is_start, None, None, cancelled=True)
+                raise
+            self._finish(inst, env, reply, is_start, None, err)
+        except Exception as err:
+            self._finish(inst, env, reply, is_start, None, err)
+        else:
+            self._finish(inst, env, reply, is_start, result, None)
+        finally:
+            self._suspended -= 1
+
+    def _finish(
+        self,
+        inst: _Instance,
+        env: Envelope[Any],
+        reply: Reply,
+        is_start: bool,
+        result: Any,
+        err: BaseException | None,
+        *,
+        cancelled: bool = False,
+    ) -> None:
+        inst.inflight -= 1
+        self.handled += 1
+        if cancelled:
+            if reply is not None and not reply.done():
+                reply.cancel()
+            if is_start:
+                self._task_ended(inst, "cancelled", None, "runtime stopped")
+        elif err is None:
+            if reply is not None and not reply.done():
+                reply.set_result(result)
+            if is_start:
+                self._task_ended(inst, "done", result, "")
+        else:
+            self._crashed(inst, env, err)
+            if reply is not None and not reply.done():
+                reply.set_exception(HandlerFailed(f"{inst.name}: {type(err).__name__}: {err}"))
+            if is_start:
+                self._task_ended(inst, "failed", None, f"{type(err).__name__}: {err}")
+        if inst.backlog:
+            self._resumable.append(inst)
+            if not self._scheduled:
+                self._scheduled = True
+                self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+
+    def _crashed(self, inst: _Instance, env: Envelope[Any], err: BaseException) -> None:
+        self.crashed += 1
+        kind = env.event.__struct_config__.tag
+        log.warning(
+            "%s: handler for %s failed: %s: %s", inst.name, kind, type(err).__name__, err,
+            extra={"job_id": env.job.job_id, "task_id": inst.ref.task_id},
+            exc_info=(type(err), err, err.__traceback__) if log.isEnabledFor(logging.DEBUG) else None,
+        )
+        self._record(HandlerCrashed(
+            job_id=env.job.job_id, task_id=inst.ref.task_id, agent_type=inst.kind.name,
+            event_kind=str(kind), error_type=type(err).__name__, message=str(err),
+            at=self.clock.now(),
+        ))
+
+    def _task_ended(self, inst: _Instance, status: TaskStatus, result: Any, detail: str) -> None:
+        try:
+            raw = msgspec.Raw(msgspec.json.encode(result)) if result is not None else None
+        except (TypeError, msgspec.EncodeError) as err:
+            raw, detail = None, f"{detail} (result not storable: {err})".strip()
+        inst.outcome = TaskOutcome(ref=inst.ref, status=status, result=result, detail=detail)
+        self._record(TaskStatusChanged(
+            job_id=inst.home.job_id, task_id=inst.ref.task_id, agent_type=inst.kind.name,
+            status=status, detail=detail, result=raw, at=self.clock.now(),
+        ))
+        if inst.waiters is not None and not inst.waiters.done():
+            inst.waiters.set_result(inst.outcome)
+
+    def _record(self, rec: RecordEvent) -> None:
+        if type(rec) is TaskSpawned:
+            self.graph.record_spawn(rec)
+        elif type(rec) is JobSubmitted:
+            self.graph.record_job(rec)
+        else:
+            self.graph.record(rec)  # type: ignore[arg-type]
+        if self._watches:
+            job_id = rec.job_id
+            env = Envelope(event=rec, job=JobContext(job_id, ""), target=TopicRef(RUNTIME_TOPIC))
+            for watch in self._watches:
+                watch.offer(env)
+
+    # -- waiting and introspection --------------------------------------------------------
+
+    def outcome_future(self, ref: TaskRef) -> asyncio.Future[TaskOutcome]:
+        """A future of a live task's outcome (already done if the task has ended)."""
+        inst = self._instances.get(ref.task_id)
+        if inst is None:
+            raise UnknownTask(f"no live instance {ref}")
+        if inst.waiters is None:
+            inst.waiters = asyncio.get_running_loop().create_future()
+            if inst.outcome is not None:
+                inst.waiters.set_result(inst.outcome)
+        return inst.waiters
+
+    async def wait_task(self, ref: TaskRef) -> TaskOutcome:
+        """How the task ended: waits while it runs, reads the graph once it is gone."""
+        if ref.task_id in self._instances:
+            return await asyncio.shield(self.outcome_future(ref))
+        tree, chain = await self.graph.chain(ref.task_id)
+        node = chain[0]
+        return TaskOutcome(ref=ref, status=node.status, result=node.result, detail=node.detail)
+
+    def state_of(self, ref: TaskRef, job_id: str | None = None) -> msgspec.Struct:
+        inst = self._instances.get(ref.task_id)
+        if inst is None:
+            raise UnknownTask(f"no live instance {ref}")
+        return inst.state_for(job_id or inst.home.job_id)
+
+    def instances(self, agent_type: str | None = None) -> list[InstanceInfo]:
+        kinds = [self._kind(agent_type)] if agent_type else list(self._types.values())
+        return [
+            InstanceInfo(
+                ref=i.ref, job_id=i.home.job_id, objective=i.objective, inflight=i.inflight,
+                queued=i.queued, pooled=i.pooled,
+                status=i.outcome.status if i.outcome else "running",
+            )
+            for k in kinds for i in k.instances.values()
+        ]
+
+    def watch(
+        self,
+        *,
+        job_id: str | None = None,
+        kinds: Iterable[str] | None = None,
+        traffic: bool = False,
+        limit: int = 1000,
+    ) -> Watch:
+        """Follow what happens: records (spawns, status, crashes), topic events, and with
+        ``traffic=True`` every delivered event too. Filter by job and by event tag."""
+        wanted = frozenset(kinds) if kinds is not None else None
+
+        def accepts(env: Envelope[Any]) -> bool:
+            if job_id is not None and env.job.job_id != job_id:
+                return False
+            return wanted is None or env.event.__struct_config__.tag in wanted
+
+        def forget(w: Watch) -> None:
+            for group in (self._watches, self._taps):
+                if w in group:
+                    group.remove(w)
+
+        w = Watch(accepts, limit, forget)
+        self._watches.append(w)
+        if traffic:
+            self._taps.append(w)
+        return w
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._ready or self._resumable or self._suspended)
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until ``stop()``: owns every handler task and the store's writer."""
+        if self._tg is not None:
+            raise RuntimeError("runtime is already running")
+        self._loop = asyncio.get_running_loop()
+        self._stopping.clear()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.store.run(), name="qey-store-writer")
+                self._tg = tg
+                self._running.set()
+                await self._stopping.wait()
+                self._tg = None
+                raise _Stop
+        except* _Stop:
+            pass
+        finally:
+            self._tg = None
+            self._running.clear()
+            for w in list(self._watches):
+                w.close()
+        await self.store.flush()
+
+    async def wait_running(self) -> None:
+        await self._running.wait()
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop taking events, let handlers finish for up to ``grace_s``, then end ``run()``."""
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while self.busy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        self._stopping.set()
+
+
+@types.coroutine
+def _continue(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
+    """Drive an already-started coroutine to its end from inside a Task: ``yield from`` for a
+    coroutine whose first step ran inline. Values and exceptions pass through unchanged."""
+    while True:
+        try:
+            value = yield step
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                step = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+            continue
+        try:
+            step = coro.send(value)
+        except StopIteration as done:
+            return done.value
+
+
+def _load(inst: _Instance) -> int:
+    return inst.inflight + inst.queued
+
+
+def _union(types_: Iterable[type[Event]]) -> Any:
+    ordered = tuple(sorted(types_, key=lambda t: str(t.__struct_config__.tag)))
+    if len(ordered) == 1:
+        return ordered[0]
+    import typing
+
+    return typing.Union[ordered]  # noqa: UP007
+
+
+def _not_accepted(kind: _AgentType, event: Event) -> str:
+    tag = event.__struct_config__.tag
+    return (
+        f"agent type {kind.name!r} does not accept {tag!r} events; it accepts: "
+        f"{', '.join(accepted_kinds(kind.cls)) or 'nothing'}"
+    )
+
+
+@asynccontextmanager
+async def running(runtime: Runtime) -> Any:
+    """Run ``runtime`` for the body of an ``async with``, in a TaskGroup this block owns."""
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(runtime.run(), name="qey-runtime")
+        await runtime.wait_running()
+        try:
+            yield runtime
+        finally:
+            await runtime.stop()

@@ -1,0 +1,215 @@
+"""The SQLite store (WAL): the appliance's durable record.
+
+One connection, used only from one worker thread, so the event loop never blocks on disk and
+no two statements ever race on the connection. Records are appended to a write-behind buffer
+on the loop (cheap: a list append) and committed in batches by ``run()``; ``flush()`` forces a
+commit and every query flushes first, so reads always see what was recorded. A failed commit
+(disk full, I/O error) keeps the batch at the front of the buffer: nothing is dropped, and the
+next flush retries it in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from appliance.errors import StoreUnavailable
+from appliance.runtime.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_APPEND_ONLY = ("jobs", "tasks", "journal")
+
+_INSERT = {
+    "jobs": "INSERT INTO jobs (job_id, command_id, command, autonomous, created_at) "
+    "VALUES (?, ?, ?, ?, ?)",
+    "tasks": "INSERT INTO tasks (task_id, job_id, agent_type, parent_task_id, parent_agent, "
+    "objective, autonomous, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "journal": "INSERT INTO journal (at, kind, job_id, task_id, body) VALUES (?, ?, ?, ?, ?)",
+    "knowledge": "INSERT INTO knowledge (key, value, version, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+    "updated_at = excluded.updated_at",
+}
+
+Row = tuple[Any, ...]
+
+
+def _import_sqlite_utils() -> Any:
+    """Import sqlite-utils without letting it pull numpy in.
+
+    sqlite-utils imports numpy and pandas only to map their scalar types, which we never
+    store; numpy alone would double the idle runtime's import time and add ~15 MB. Marking
+    them unavailable for this one import keeps them importable for whoever needs them.
+    """
+    if "sqlite_utils" in sys.modules:
+        return sys.modules["sqlite_utils"]
+    hidden = [m for m in ("numpy", "pandas") if m not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import sqlite_utils
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+    return sqlite_utils
+
+
+class Store:
+    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
+        self.path = path
+        self._clock = clock or SystemClock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qey-store")
+        self._pending: list[tuple[str, Row]] = []
+        self._dirty = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self.failed_flushes = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = _import_sqlite_utils().Database(self._conn)
+        self._migrate()
+
+    @property
+    def db(self) -> Any:
+        """The sqlite-utils Database; use only inside ``read``/``call`` functions."""
+        return self._db
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.enable_wal()
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        with db.conn:
+            db["jobs"].create(
+                {"job_id": str, "command_id": str, "command": str, "autonomous": int,
+                 "created_at": float},
+                pk="job_id", if_not_exists=True,
+            )
+            db["tasks"].create(
+                {"task_id": str, "job_id": str, "agent_type": str, "parent_task_id": str,
+                 "parent_agent": str, "objective": str, "autonomous": int, "created_at": float},
+                pk="task_id", if_not_exists=True,
+            )
+            db["tasks"].create_index(["job_id"], if_not_exists=True)
+            db["tasks"].create_index(["parent_task_id"], if_not_exists=True)
+            db["journal"].create(
+                {"seq": int, "at": float, "kind": str, "job_id": str, "task_id": str,
+                 "body": str},
+                pk="seq", if_not_exists=True,
+            )
+            db["journal"].create_index(["task_id"], if_not_exists=True)
+            db["journal"].create_index(["job_id"], if_not_exists=True)
+            db["knowledge"].create(
+                {"key": str, "value": str, "version": int, "updated_at": float},
+                pk="key", if_not_exists=True,
+            )
+            for table in _APPEND_ONLY:
+                for action in ("UPDATE", "DELETE"):
+                    db.execute(
+                        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} "
+                        f"BEFORE {action} ON {table} "
+                        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+                    )
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def append(self, table: str, row: Row) -> None:
+        """Queue a row for the next commit; never blocks, never fails."""
+        self._pending.append((table, row))
+        self._dirty.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Commit everything appended so far; raises StoreUnavailable and keeps it on failure."""
+        async with self._flush_lock:
+            if not self._pending:
+                return
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._write, batch
+                )
+            except sqlite3.Error as err:
+                self._pending[:0] = batch
+                self.failed_flushes += 1
+                raise StoreUnavailable(f"could not write {self.path}: {err}") from err
+
+    def _write(self, batch: Sequence[tuple[str, Row]]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, rows in _runs(batch):
+                conn.executemany(_INSERT[table], rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def run(self) -> None:
+        """Commit appended rows in small batches for as long as the caller lets it run."""
+        backoff = 0.05
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await asyncio.sleep(0.01)  # gather a batch: one commit for many records
+            try:
+                await self.flush()
+                backoff = 0.05
+            except StoreUnavailable as err:
+                log.error("store write failed, retrying in %.2fs: %s", backoff, err)
+                self._dirty.set()
+                await self._clock.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(db)`` on the store's thread after committing what is pending."""
+        await self.flush()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self._db)
+
+    def read_now(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(db)`` synchronously: only for start-up and command-line tools."""
+        return self._executor.submit(fn, self._db).result()
+
+    def close(self) -> None:
+        """Commit what is pending (best effort, synchronously) and close the connection."""
+        batch, self._pending = self._pending, []
+        try:
+            if batch:
+                self._executor.submit(self._write, batch).result()
+        except sqlite3.Error as err:
+            log.error("store: %d records not written at close: %s", len(batch), err)
+        finally:
+            self._executor.submit(self._conn.close).result()
+            self._executor.shutdown(wait=True)
+
+
+def _runs(batch: Iterable[tuple[str, Row]]) -> Iterable[tuple[str, list[Row]]]:
+    """Group consecutive rows of one table, keeping the order of the batch."""
+    table: str | None = None
+    rows: list[Row] = []
+    for name, row in batch:
+        if name != table and rows:
+            yield table, rows  # type: ignore[misc]
+            rows = []
+        table = name
+        rows.append(row)
+    if rows:
+        assert table is not None
+        yield table, rows
