@@ -32,6 +32,8 @@ class Agent:
     only then become a Task. So until a handler's first ``await`` that suspends,
     ``asyncio.current_task()`` is None: open ``asyncio.timeout``/``TaskGroup`` after it, or rely
     on the runtime's per-handler deadline (``handler_timeout_s``), which is always enforced.
+    A type whose handlers need a current task from their first line sets ``eager = False``:
+    each of its events then starts in a Task of its own (fine for I/O-bound work).
     """
 
     name: ClassVar[str]
@@ -44,6 +46,7 @@ class Agent:
     concurrency: ClassVar[int] = 16
     inbox_size: ClassVar[int] = 1024
     handler_timeout_s: ClassVar[float] = 30.0
+    eager: ClassVar[bool] = True
 
     handlers: ClassVar[Mapping[type[Event], Handler]] = {}
 

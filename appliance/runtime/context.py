@@ -12,6 +12,7 @@ from appliance.events import Envelope, Event, JobContext, TaskRef, Target
 from appliance.runtime.fanout import FanOut, TaskOutcome
 
 if TYPE_CHECKING:
+    from appliance.runtime.clock import Clock
     from appliance.runtime.knowledge import KnowledgeStore
     from appliance.runtime.runtime import Runtime, _Instance
 
@@ -55,6 +56,10 @@ class Context(Generic[S]):
     @property
     def knowledge(self) -> KnowledgeStore:
         return self._runtime.knowledge
+
+    @property
+    def clock(self) -> Clock:
+        return self._runtime.clock
 
     @property
     def extra(self) -> dict[str, str]:

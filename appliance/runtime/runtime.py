@@ -68,6 +68,9 @@ Reply: TypeAlias = "asyncio.Future[Any] | None"
 _Item: TypeAlias = "tuple[_Instance, Handler, Envelope[Any], Reply, bool]"
 
 
+_FRESH = object()  # a handler coroutine that has not taken its first step
+
+
 class _Stop(Exception):
     """Raised inside run()'s TaskGroup to end it (3.11 has no TaskGroup.cancel())."""
 
@@ -478,6 +481,11 @@ class Runtime:
                 waiter.set_result(None)
         inst.inflight += 1
         coro = handler(inst.agent, env.event, Context(self, inst, env))
+        assert self._tg is not None
+        if not inst.kind.cls.eager:
+            self._suspended += 1
+            self._tg.create_task(self._resume(item, coro, _FRESH))
+            return
         try:
             step = coro.send(None)
         except StopIteration as done:
@@ -487,7 +495,6 @@ class Runtime:
             self._finish(inst, env, reply, is_start, None, err)
             return
         self._suspended += 1
-        assert self._tg is not None
         self._tg.create_task(self._resume(item, coro, step))
 
     async def _resume(
@@ -496,7 +503,7 @@ class Runtime:
         inst, _, env, reply, is_start = item
         try:
             async with asyncio.timeout(inst.kind.cls.handler_timeout_s):
-                result = await _continue(coro, step)
+                result = await (coro if step is _FRESH else _continue(coro, step))
         except TimeoutError as err:
             self._finish(inst, env, reply, is_start, None, TimeoutError(
                 f"handler overran its {inst.kind.cls.handler_timeout_s}s deadline"

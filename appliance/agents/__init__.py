@@ -1,0 +1,24 @@
+"""The built-in agents of the network-security appliance."""
+
+from __future__ import annotations
+
+from appliance.agents.analyzer import Analyzer
+from appliance.agents.collector import DataCollector
+from appliance.agents.coordinator import Coordinator
+from appliance.agents.executor import Executor
+from appliance.agents.rules import PortRules
+from appliance.agents.scope import Scope
+from appliance.runtime import Runtime
+from appliance.settings import Settings
+
+__all__ = ["Analyzer", "Coordinator", "DataCollector", "Executor", "register_builtin"]
+
+
+def register_builtin(runtime: Runtime, settings: Settings) -> None:
+    """Register the four built-in types, every one bound to the configured scope."""
+    scope = Scope(settings.scope)
+    rules = PortRules.load()
+    runtime.register(Coordinator, lambda: Coordinator(scope, settings.ports))
+    runtime.register(DataCollector, lambda: DataCollector(scope, settings))
+    runtime.register(Analyzer, lambda: Analyzer(rules))
+    runtime.register(Executor, lambda: Executor(scope))

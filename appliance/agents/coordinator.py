@@ -1,0 +1,76 @@
+"""The coordinator: turns a posture command into one collector per target and sums them up."""
+
+from __future__ import annotations
+
+import re
+
+from appliance.agents.messages import HostPorts, PostureReport, ScanReport, ScanRequested
+from appliance.agents.scope import Scope
+from appliance.errors import BadCommand
+from appliance.events import Started
+from appliance.runtime import Agent, Context, NoState
+
+_COMMAND = re.compile(
+    r"^\s*(?:analy[sz]e|assess|audit|check)\b.*?\bposture\s+of\s+(?P<targets>.+?)"
+    r"(?:\s+(?:on\s+)?ports?\s+(?P<ports>[\d,\s-]+))?\s*$",
+    re.IGNORECASE,
+)
+_SPLIT = re.compile(r"\s*,\s*|\s+and\s+|\s+")
+USAGE = "say: analyze network security posture of <address or network>[, ...] [ports 22,80-90]"
+
+
+def parse_command(command: str, default_ports: list[int]) -> tuple[list[str], list[int]]:
+    """The targets and ports a posture command names; BadCommand says what is wrong."""
+    match = _COMMAND.match(command)
+    if match is None:
+        raise BadCommand(f"cannot understand {command!r}; {USAGE}")
+    targets = [t for t in _SPLIT.split(match["targets"]) if t]
+    ports = parse_ports(match["ports"]) if match["ports"] else list(default_ports)
+    return list(dict.fromkeys(targets)), ports
+
+
+def parse_ports(text: str) -> list[int]:
+    ports: set[int] = set()
+    for part in filter(None, re.split(r"[\s,]+", text)):
+        low, _, high = part.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise BadCommand(f"bad port {part!r}") from None
+        if not 0 < first <= last < 65536:
+            raise BadCommand(f"ports must be within 1-65535, got {part!r}")
+        ports.update(range(first, last + 1))
+    return sorted(ports)
+
+
+class Coordinator(Agent):
+    name = "coordinator"
+    description = (
+        "Plans and coordinates multi-step security work: analyses the network security "
+        "posture of one or more scopes by splitting it into a scan per target."
+    )
+    capabilities = ("analyze network security posture", "coordinate multi-step jobs")
+    examples = ("analyze network security posture of 127.0.0.1",)
+    State = NoState
+    handler_timeout_s = 3600.0
+
+    def __init__(self, scope: Scope, default_ports: list[int]) -> None:
+        self._scope = scope
+        self._ports = default_ports
+
+    async def on_start(self, event: Started, ctx: Context[NoState]) -> PostureReport:
+        targets, ports = parse_command(event.objective, self._ports)
+        for target in targets:  # refuse the whole job before anything is probed
+            self._scope.check(target)
+        outcomes = await ctx.fan_out(
+            "data_collector", [(t, ScanRequested(target=t, ports=ports)) for t in targets]
+        )
+        reports = [o.result_as(ScanReport) for o in outcomes if o.ok]
+        return PostureReport(
+            targets=targets,
+            hosts_probed=sum(r.hosts_probed for r in reports),
+            open=[hp for r in reports for hp in r.open],
+            findings=[f for r in reports for f in r.findings],
+            failed_targets=[t for t, o in zip(targets, outcomes, strict=True) if not o.ok],
+            report_key=f"report/{ctx.job.job_id}",
+        )

@@ -1,0 +1,61 @@
+"""Where the appliance keeps its data and what it may scan: read once at start.
+
+Sources, later ones winning: built-in defaults, ``<data dir>/config.toml``, environment
+(``QEY_DATA_DIR``, ``QEY_SCOPE``). A bad value fails at start with the file and field named.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+COMMON_PORTS = [21, 22, 23, 25, 53, 80, 110, 139, 143, 443, 445, 587, 1433, 3306, 3389,
+                5432, 5900, 6379, 8000, 8080, 8443, 9200, 27017]
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    data_dir: Path
+    scope: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1/32"])
+    ports: list[int] = msgspec.field(default_factory=lambda: list(COMMON_PORTS))
+    probe_timeout_s: float = 1.0
+    scan_concurrency: int = 128
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "qey.db"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.data_dir / "control.sock"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("QEY_DATA_DIR") or default_data_dir(env)).expanduser()
+        values: dict[str, object] = {}
+        config = data_dir / "config.toml"
+        if config.exists():
+            try:
+                values.update(tomllib.loads(config.read_text(encoding="utf-8")))
+            except tomllib.TOMLDecodeError as err:
+                raise ValueError(f"{config}: {err}") from None
+        values["data_dir"] = str(data_dir)
+        if env.get("QEY_SCOPE"):
+            values["scope"] = [s.strip() for s in env["QEY_SCOPE"].split(",") if s.strip()]
+        try:
+            settings = msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as err:
+            raise ValueError(f"{config}: {err}") from None
+        bad = [p for p in settings.ports if not 0 < p < 65536]
+        if bad:
+            raise ValueError(f"{config}: ports out of range: {bad}")
+        return settings
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "qey"
