@@ -23,6 +23,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ports: list[int] = msgspec.field(default_factory=lambda: list(COMMON_PORTS))
     probe_timeout_s: float = 1.0
     scan_concurrency: int = 128
+    rules_file: Path | None = None  # port rules for the analyzer; None: the packaged ones
 
     @property
     def db_path(self) -> Path:
@@ -43,7 +44,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 values.update(tomllib.loads(config.read_text(encoding="utf-8")))
             except tomllib.TOMLDecodeError as err:
                 raise ValueError(f"{config}: {err}") from None
-        values["data_dir"] = str(data_dir)
+        values["data_dir"] = data_dir
+        if isinstance(values.get("rules_file"), str):
+            values["rules_file"] = data_dir / str(values["rules_file"])
         if env.get("QEY_SCOPE"):
             values["scope"] = [s.strip() for s in env["QEY_SCOPE"].split(",") if s.strip()]
         try:

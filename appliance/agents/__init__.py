@@ -17,7 +17,7 @@ __all__ = ["Analyzer", "Coordinator", "DataCollector", "Executor", "register_bui
 def register_builtin(runtime: Runtime, settings: Settings) -> None:
     """Register the four built-in types, every one bound to the configured scope."""
     scope = Scope(settings.scope)
-    rules = PortRules.load()
+    rules = PortRules.load(settings.rules_file)
     runtime.register(Coordinator, lambda: Coordinator(scope, settings.ports))
     runtime.register(DataCollector, lambda: DataCollector(scope, settings))
     runtime.register(Analyzer, lambda: Analyzer(rules))

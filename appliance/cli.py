@@ -1,0 +1,243 @@
+"""``qey``: run the appliance and talk to it from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+import msgspec
+
+from appliance import __version__
+from appliance.errors import ApplianceError
+from appliance.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.func(args)
+        return result
+    except (ApplianceError, ValueError) as err:
+        print(f"qey: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qey", description="qEY-0 appliance command line.")
+    parser.add_argument("--version", action="version", version=f"qey {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(title="commands")
+
+    run = sub.add_parser("run", help="run the appliance in the foreground",
+                         description="Run the runtime, the built-in agents and the control API "
+                         "until interrupted. Data lives in $QEY_DATA_DIR.")
+    run.set_defaults(func=cmd_run)
+
+    submit = sub.add_parser("submit", help="submit a command as a new job",
+                            description="Submit a command to the running appliance, or run it "
+                            "in this process when none is running.")
+    submit.add_argument("command", help='e.g. "analyze network security posture of 127.0.0.1"')
+    submit.add_argument("--agent", help="agent type to give it to (default: coordinator)")
+    submit.add_argument("--wait", action="store_true", help="wait for the job to end")
+    submit.add_argument("--timeout", type=float, default=600.0, help="seconds to wait at most")
+    submit.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    submit.set_defaults(func=cmd_submit)
+
+    jobs = sub.add_parser("jobs", help="list recent jobs", description="List recent jobs.")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(func=cmd_jobs)
+
+    tasks = sub.add_parser("tasks", help="inspect the coordination graph",
+                           description="Inspect the coordination graph.")
+    tsub = tasks.add_subparsers(title="views")
+    tree = tsub.add_parser("tree", help="a job's task tree",
+                           description="Print a job's task tree in the seed figure's shape.")
+    tree.add_argument("job_id")
+    tree.add_argument("--status", action="store_true", help="show each task's status")
+    tree.set_defaults(func=cmd_tree)
+    chain = tsub.add_parser("chain", help="a task's chain back to its command",
+                            description="Print a task and its ancestors up to the command.")
+    chain.add_argument("task_id")
+    chain.set_defaults(func=cmd_chain)
+
+    agents = sub.add_parser("agents", help="list agent types",
+                            description="List the registered agent types.")
+    agents.set_defaults(func=cmd_agents)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.app import Appliance
+
+    appliance = Appliance(Settings.load())
+
+    async def serve() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await appliance.serve()
+
+    asyncio.run(serve())
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    settings = Settings.load()
+    outcome = asyncio.run(_submit(settings, args))
+    if args.json:
+        print(msgspec.json.encode(outcome).decode())
+    else:
+        print(_describe(outcome))
+    return 0 if outcome.get("status") in ("done", "running", "submitted") else 1
+
+
+async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from appliance.client import ControlClient, NotRunning
+
+    try:
+        async with ControlClient(settings.control_socket) as client:
+            job = await client.submit(args.command, args.agent)
+            if not args.wait:
+                return {**job, "status": "submitted"}
+            async for event in client.events(job["job_id"]):
+                _progress(event)
+            return await client.job(job["job_id"], wait=args.timeout)
+    except NotRunning:
+        pass
+    from appliance.app import in_process
+    from appliance.runtime.fanout import TaskOutcome
+
+    async with in_process(settings) as appliance:
+        job, root = appliance.submit(args.command, args.agent)
+        with appliance.runtime.watch(job_id=job.job_id) as watch:
+
+            async def show_progress() -> None:
+                async for env in watch:
+                    _progress(msgspec.json.decode(msgspec.json.encode(env.event)))
+
+            async with asyncio.timeout(args.timeout), asyncio.TaskGroup() as tg:
+                printer = tg.create_task(show_progress())
+                outcome: TaskOutcome = await appliance.runtime.wait_task(root)
+                printer.cancel()
+        return {"job_id": job.job_id, "command": args.command, "status": outcome.status,
+                "result": msgspec.to_builtins(outcome.result), "detail": outcome.detail}
+
+
+def _progress(event: dict[str, Any]) -> None:
+    kind = event.get("kind")
+    if kind == "task.spawned":
+        print(f"  + {event['agent_type']} {event['task_id']}: {event['objective']}",
+              file=sys.stderr)
+    elif kind == "task.status":
+        print(f"  {event['status']}: {event['agent_type']} {event['task_id']} "
+              f"{event.get('detail', '')}".rstrip(), file=sys.stderr)
+    elif kind == "scan.progressed":
+        print(f"  scanning {event['target']}: {event['probed']}/{event['total']}", file=sys.stderr)
+    elif kind == "handler.crashed":
+        print(f"  ! {event['agent_type']} {event['task_id']}: {event['error_type']}: "
+              f"{event['message']}", file=sys.stderr)
+
+
+def _describe(outcome: dict[str, Any]) -> str:
+    head = f"{outcome['job_id']} {outcome['status']}"
+    result = outcome.get("result")
+    if outcome["status"] == "submitted":
+        return outcome["job_id"]
+    if outcome.get("detail"):
+        head += f": {outcome['detail']}"
+    if isinstance(result, dict) and "findings" in result:
+        open_ports = sum(len(h["open_ports"]) for h in result["open"])
+        head += (f": {result['hosts_probed']} host(s) probed, {open_ports} open port(s), "
+                 f"{len(result['findings'])} finding(s)")
+        for f in sorted(result["findings"], key=lambda f: (f["host"], f["port"])):
+            head += f"\n  [{f['severity']}] {f['host']}:{f['port']} {f['title']}"
+        if result.get("failed_targets"):
+            head += f"\n  failed targets: {', '.join(result['failed_targets'])}"
+    return head
+
+
+def _open_graph() -> Any:
+    from appliance.runtime import Store, TaskGraph
+
+    settings = Settings.load()
+    if not settings.db_path.exists():
+        raise ValueError(f"no appliance data in {settings.data_dir} yet")
+    store = Store(settings.db_path)
+    return store, TaskGraph(store)
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from appliance.runtime import render_tree
+
+    store, graph = _open_graph()
+    try:
+        tree = asyncio.run(graph.tree(args.job_id))
+    finally:
+        store.close()
+    print(render_tree(tree, with_status=args.status))
+    return 0
+
+
+def cmd_chain(args: argparse.Namespace) -> int:
+    from appliance.runtime import render_chain
+
+    store, graph = _open_graph()
+    try:
+        tree, chain = asyncio.run(graph.chain(args.task_id))
+    finally:
+        store.close()
+    print(render_chain(chain, tree.command))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    store, graph = _open_graph()
+    try:
+        jobs = asyncio.run(graph.jobs(args.limit))
+    finally:
+        store.close()
+    for job in jobs:
+        mark = " (autonomous)" if job["autonomous"] else ""
+        print(f"{job['job_id']}  {job['command']}{mark}")
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    from appliance.agents import register_builtin
+    from appliance.runtime import accepted_kinds
+
+    settings = Settings.load()
+    runtime = _bare_runtime()
+    register_builtin(runtime, settings)
+    for cls in runtime.agent_types:
+        print(f"{cls.name}: {cls.description}\n  accepts: {', '.join(accepted_kinds(cls))}")
+    return 0
+
+
+def _bare_runtime() -> Any:
+    import tempfile
+    from pathlib import Path
+
+    from appliance.runtime import Runtime, Store
+
+    return Runtime(Store(Path(tempfile.mkdtemp(prefix="qey-")) / "agents.db"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""A client of the running appliance's control socket, for the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from appliance.errors import ApplianceError
+
+
+class NotRunning(ApplianceError):
+    """No appliance answers on the control socket."""
+
+
+class ControlClient:
+    def __init__(self, socket: Path) -> None:
+        self._socket = socket
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ControlClient:
+        if not self._socket.exists():
+            raise NotRunning(f"no control socket at {self._socket}")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(self._socket)),
+            timeout=aiohttp.ClientTimeout(total=None, connect=2),
+        )
+        try:
+            async with self._session.get("http://qey/api/v1/agents") as probe:
+                probe.raise_for_status()
+        except aiohttp.ClientConnectionError as err:
+            await self._session.close()
+            raise NotRunning(f"nothing answers on {self._socket}: {err}") from None
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(self, method: str, path: str, **kw: Any) -> Any:
+        assert self._session is not None
+        async with self._session.request(method, f"http://qey{path}", **kw) as resp:
+            body = await resp.json()
+            if resp.status >= 400:
+                raise ApplianceError(body.get("message", f"HTTP {resp.status}"))
+            return body
+
+    async def submit(self, command: str, agent_type: str | None) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST", "/api/v1/jobs", json={"command": command, "agent_type": agent_type}
+        )
+        return result
+
+    async def job(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", f"/api/v1/jobs/{job_id}?wait={wait}")
+        return result
+
+    async def events(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
+        assert self._session is not None
+        async with self._session.get(f"http://qey/api/v1/jobs/{job_id}/events") as resp:
+            async for line in resp.content:
+                if line.strip():
+                    yield msgspec.json.decode(line)

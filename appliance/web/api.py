@@ -1,0 +1,174 @@
+"""The JSON API under /api/v1/: jobs, their trees and events, agents, raw typed events.
+
+Served by ``app.py`` on the owner-only control socket (the CLI's way in). Bad input gets a
+JSON 4xx naming what is wrong, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from appliance.errors import (
+    ApplianceError,
+    BadCommand,
+    BadEvent,
+    EventNotAccepted,
+    InboxFull,
+    OutOfScope,
+    RuntimeStopped,
+    UnknownAgentType,
+    UnknownJob,
+    UnknownTask,
+)
+from appliance.events import JobContext, TaskRef, TaskStatusChanged
+from appliance.runtime import Runtime, accepted_kinds, render_tree
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[str, str | None], tuple[JobContext, TaskRef]]
+
+RUNTIME = web.AppKey("runtime", Runtime)
+SUBMIT = web.AppKey("submit", Submit)  # type: ignore[arg-type]
+
+_STATUS: list[tuple[type[ApplianceError], int]] = [
+    (BadEvent, 400), (BadCommand, 400), (UnknownJob, 404), (UnknownTask, 404),
+    (UnknownAgentType, 404), (OutOfScope, 403), (EventNotAccepted, 422), (InboxFull, 429),
+    (RuntimeStopped, 503),
+]
+
+
+class JobRequest(msgspec.Struct, forbid_unknown_fields=True):
+    command: str
+    agent_type: str | None = None
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status,
+                        content_type="application/json")
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """ApplianceError becomes a JSON 4xx; anything else is a 500, logged once here."""
+    try:
+        return await handler(request)
+    except ApplianceError as err:
+        status = next((code for cls, code in _STATUS if isinstance(err, cls)), 400)
+        return _json({"error": type(err).__name__, "message": str(err)}, status)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _json({"error": "InternalError", "message": "internal error; see the log"}, 500)
+
+
+async def _body(request: web.Request, type_: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(await request.read(), type=type_)
+    except msgspec.DecodeError as err:
+        raise BadEvent(f"bad request body: {err}") from None
+
+
+async def post_job(request: web.Request) -> web.Response:
+    body: JobRequest = await _body(request, JobRequest)
+    if not body.command.strip():
+        raise BadCommand("command is empty")
+    job, root = request.app[SUBMIT](body.command, body.agent_type)
+    return _json({"job_id": job.job_id, "command_id": job.command_id,
+                  "task_id": root.task_id, "agent_type": root.agent_type}, 202)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    return _json(await request.app[RUNTIME].graph.jobs())
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """The job and its root task's outcome; ``?wait=S`` waits up to S seconds for the end."""
+    runtime = request.app[RUNTIME]
+    job_id = request.match_info["job_id"]
+    tree = await runtime.graph.tree(job_id)
+    try:
+        wait = min(float(request.query.get("wait", "0")), 3600.0)
+    except ValueError:
+        raise BadCommand("wait must be a number of seconds") from None
+    roots = tree.roots
+    if wait > 0 and roots and roots[0].status == "running":
+        try:
+            async with asyncio.timeout(wait):
+                await runtime.wait_task(TaskRef(roots[0].agent_type, roots[0].task_id))
+        except TimeoutError:
+            pass
+        tree = await runtime.graph.tree(job_id)
+        roots = tree.roots
+    root = roots[0] if roots else None
+    return _json({
+        "job_id": tree.job_id, "command": tree.command, "autonomous": tree.autonomous,
+        "status": root.status if root else "running", "result": root.result if root else None,
+        "detail": root.detail if root else "", "tasks": len(tree.tasks),
+    })
+
+
+async def get_tree(request: web.Request) -> web.Response:
+    tree = await request.app[RUNTIME].graph.tree(request.match_info["job_id"])
+    return _json({"text": render_tree(tree, with_status="status" in request.query),
+                  "tasks": tree.tasks})
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    """The job's events as NDJSON, live, until its root task ends (or the client leaves)."""
+    runtime = request.app[RUNTIME]
+    job_id = request.match_info["job_id"]
+    tree = await runtime.graph.tree(job_id)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    root = tree.roots[0] if tree.roots else None
+    if root is None or root.status != "running":
+        await response.write_eof()
+        return response
+    with runtime.watch(job_id=job_id) as watch:
+        async for env in watch:
+            await response.write(msgspec.json.encode(env.event) + b"\n")
+            ev = env.event
+            if isinstance(ev, TaskStatusChanged) and ev.task_id == root.task_id:
+                break
+    await response.write_eof()
+    return response
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    return _json([
+        {"name": cls.name, "description": cls.description,
+         "capabilities": list(cls.capabilities), "accepts": accepted_kinds(cls),
+         "instances": runtime.instances(cls.name)}
+        for cls in runtime.agent_types
+    ])
+
+
+async def post_event(request: web.Request) -> web.Response:
+    """Deliver one typed event envelope; decoded by the runtime's one decoder."""
+    runtime = request.app[RUNTIME]
+    runtime.deliver(runtime.decode_envelope(await request.read()))
+    return _json({"accepted": True}, 202)
+
+
+def make_api(runtime: Runtime, submit: Submit) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json], client_max_size=1024 * 1024)
+    app[RUNTIME] = runtime
+    app[SUBMIT] = submit
+    app.router.add_post("/api/v1/jobs", post_job)
+    app.router.add_get("/api/v1/jobs", list_jobs)
+    app.router.add_get("/api/v1/jobs/{job_id}", get_job)
+    app.router.add_get("/api/v1/jobs/{job_id}/tree", get_tree)
+    app.router.add_get("/api/v1/jobs/{job_id}/events", job_events)
+    app.router.add_get("/api/v1/agents", list_agents)
+    app.router.add_post("/api/v1/events", post_event)
+    return app
