@@ -43,6 +43,7 @@ cmd_lint() {
   ensure_venv
   echo "==> ruff"
   "$VENV/bin/ruff" check appliance tests bench
+  "$VENV/bin/ruff" format --check appliance tests bench
   echo "==> mypy --strict appliance/"
   "$VENV/bin/mypy" --strict appliance
 }

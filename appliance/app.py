@@ -47,8 +47,11 @@ class Appliance:
                     await web.UnixSite(runner, str(sock)).start()
                 finally:
                     os.umask(old)
-                print(f"qey ready {__version__} data={self.settings.data_dir} "
-                      f"scope={','.join(self.settings.scope)}", flush=True)
+                print(
+                    f"qey ready {__version__} data={self.settings.data_dir} "
+                    f"scope={','.join(self.settings.scope)}",
+                    flush=True,
+                )
                 if ready is not None:
                     ready.set()
                 await asyncio.Event().wait()

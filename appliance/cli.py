@@ -20,8 +20,10 @@ from appliance.settings import Settings
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -41,14 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(title="commands")
 
-    run = sub.add_parser("run", help="run the appliance in the foreground",
-                         description="Run the runtime, the built-in agents and the control API "
-                         "until interrupted. Data lives in $QEY_DATA_DIR.")
+    run = sub.add_parser(
+        "run",
+        help="run the appliance in the foreground",
+        description="Run the runtime, the built-in agents and the control API "
+        "until interrupted. Data lives in $QEY_DATA_DIR.",
+    )
     run.set_defaults(func=cmd_run)
 
-    submit = sub.add_parser("submit", help="submit a command as a new job",
-                            description="Submit a command to the running appliance, or run it "
-                            "in this process when none is running.")
+    submit = sub.add_parser(
+        "submit",
+        help="submit a command as a new job",
+        description="Submit a command to the running appliance, or run it "
+        "in this process when none is running.",
+    )
     submit.add_argument("command", help='e.g. "analyze network security posture of 127.0.0.1"')
     submit.add_argument("--agent", help="agent type to give it to (default: coordinator)")
     submit.add_argument("--wait", action="store_true", help="wait for the job to end")
@@ -60,21 +68,31 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
 
-    tasks = sub.add_parser("tasks", help="inspect the coordination graph",
-                           description="Inspect the coordination graph.")
+    tasks = sub.add_parser(
+        "tasks",
+        help="inspect the coordination graph",
+        description="Inspect the coordination graph.",
+    )
     tsub = tasks.add_subparsers(title="views")
-    tree = tsub.add_parser("tree", help="a job's task tree",
-                           description="Print a job's task tree in the seed figure's shape.")
+    tree = tsub.add_parser(
+        "tree",
+        help="a job's task tree",
+        description="Print a job's task tree in the seed figure's shape.",
+    )
     tree.add_argument("job_id")
     tree.add_argument("--status", action="store_true", help="show each task's status")
     tree.set_defaults(func=cmd_tree)
-    chain = tsub.add_parser("chain", help="a task's chain back to its command",
-                            description="Print a task and its ancestors up to the command.")
+    chain = tsub.add_parser(
+        "chain",
+        help="a task's chain back to its command",
+        description="Print a task and its ancestors up to the command.",
+    )
     chain.add_argument("task_id")
     chain.set_defaults(func=cmd_chain)
 
-    agents = sub.add_parser("agents", help="list agent types",
-                            description="List the registered agent types.")
+    agents = sub.add_parser(
+        "agents", help="list agent types", description="List the registered agent types."
+    )
     agents.set_defaults(func=cmd_agents)
     return parser
 
@@ -124,8 +142,8 @@ async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any
     from appliance.runtime.fanout import TaskOutcome
 
     async with in_process(settings) as appliance:
-        job, root = appliance.submit(args.command, args.agent)
-        with appliance.runtime.watch(job_id=job.job_id) as watch:
+        ctx, root = appliance.submit(args.command, args.agent)
+        with appliance.runtime.watch(job_id=ctx.job_id) as watch:
 
             async def show_progress() -> None:
                 async for env in watch:
@@ -135,36 +153,50 @@ async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any
                 printer = tg.create_task(show_progress())
                 outcome: TaskOutcome = await appliance.runtime.wait_task(root)
                 printer.cancel()
-        return {"job_id": job.job_id, "command": args.command, "status": outcome.status,
-                "result": msgspec.to_builtins(outcome.result), "detail": outcome.detail}
+        return {
+            "job_id": ctx.job_id,
+            "command": args.command,
+            "status": outcome.status,
+            "result": msgspec.to_builtins(outcome.result),
+            "detail": outcome.detail,
+        }
 
 
 def _progress(event: dict[str, Any]) -> None:
     kind = event.get("kind")
     if kind == "task.spawned":
-        print(f"  + {event['agent_type']} {event['task_id']}: {event['objective']}",
-              file=sys.stderr)
+        print(
+            f"  + {event['agent_type']} {event['task_id']}: {event['objective']}", file=sys.stderr
+        )
     elif kind == "task.status":
-        print(f"  {event['status']}: {event['agent_type']} {event['task_id']} "
-              f"{event.get('detail', '')}".rstrip(), file=sys.stderr)
+        print(
+            f"  {event['status']}: {event['agent_type']} {event['task_id']} "
+            f"{event.get('detail', '')}".rstrip(),
+            file=sys.stderr,
+        )
     elif kind == "scan.progressed":
         print(f"  scanning {event['target']}: {event['probed']}/{event['total']}", file=sys.stderr)
     elif kind == "handler.crashed":
-        print(f"  ! {event['agent_type']} {event['task_id']}: {event['error_type']}: "
-              f"{event['message']}", file=sys.stderr)
+        print(
+            f"  ! {event['agent_type']} {event['task_id']}: {event['error_type']}: "
+            f"{event['message']}",
+            file=sys.stderr,
+        )
 
 
 def _describe(outcome: dict[str, Any]) -> str:
     head = f"{outcome['job_id']} {outcome['status']}"
     result = outcome.get("result")
     if outcome["status"] == "submitted":
-        return outcome["job_id"]
+        return str(outcome["job_id"])
     if outcome.get("detail"):
         head += f": {outcome['detail']}"
     if isinstance(result, dict) and "findings" in result:
         open_ports = sum(len(h["open_ports"]) for h in result["open"])
-        head += (f": {result['hosts_probed']} host(s) probed, {open_ports} open port(s), "
-                 f"{len(result['findings'])} finding(s)")
+        head += (
+            f": {result['hosts_probed']} host(s) probed, {open_ports} open port(s), "
+            f"{len(result['findings'])} finding(s)"
+        )
         for f in sorted(result["findings"], key=lambda f: (f["host"], f["port"])):
             head += f"\n  [{f['severity']}] {f['host']}:{f['port']} {f['title']}"
         if result.get("failed_targets"):

@@ -79,13 +79,13 @@ TaskStatus: TypeAlias = Literal["running", "done", "failed", "cancelled", "resta
 # to the store's journal, so they describe what happened, for the panel and for audits.
 
 
-class Started(Event, tag="task.start"):
+class Started(Event, frozen=True, tag="task.start"):
     """Delivered to an instance spawned without a typed start event of its own."""
 
     objective: str
 
 
-class TaskSpawned(Event, tag="task.spawned"):
+class TaskSpawned(Event, frozen=True, tag="task.spawned"):
     job_id: str
     task_id: str
     agent_type: str
@@ -96,7 +96,7 @@ class TaskSpawned(Event, tag="task.spawned"):
     at: float = 0.0
 
 
-class TaskStatusChanged(Event, tag="task.status"):
+class TaskStatusChanged(Event, frozen=True, tag="task.status"):
     job_id: str
     task_id: str
     agent_type: str
@@ -106,7 +106,7 @@ class TaskStatusChanged(Event, tag="task.status"):
     at: float = 0.0
 
 
-class HandlerCrashed(Event, tag="handler.crashed"):
+class HandlerCrashed(Event, frozen=True, tag="handler.crashed"):
     """A handler raised or overran its deadline; its instance lives on."""
 
     job_id: str
@@ -118,7 +118,7 @@ class HandlerCrashed(Event, tag="handler.crashed"):
     at: float = 0.0
 
 
-class JobSubmitted(Event, tag="job.submitted"):
+class JobSubmitted(Event, frozen=True, tag="job.submitted"):
     job_id: str
     command_id: str
     command: str

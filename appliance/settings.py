@@ -13,8 +13,31 @@ from pathlib import Path
 
 import msgspec
 
-COMMON_PORTS = [21, 22, 23, 25, 53, 80, 110, 139, 143, 443, 445, 587, 1433, 3306, 3389,
-                5432, 5900, 6379, 8000, 8080, 8443, 9200, 27017]
+COMMON_PORTS = [
+    21,
+    22,
+    23,
+    25,
+    53,
+    80,
+    110,
+    139,
+    143,
+    443,
+    445,
+    587,
+    1433,
+    3306,
+    3389,
+    5432,
+    5900,
+    6379,
+    8000,
+    8080,
+    8443,
+    9200,
+    27017,
+]
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from appliance.agents.messages import ActionRequested, ActionTaken, AnalysisReport, AnalysisRequested
+from appliance.agents.messages import (
+    ActionRequested,
+    ActionTaken,
+    AnalysisReport,
+    AnalysisRequested,
+)
 from appliance.agents.rules import PortRules
 from appliance.runtime import Agent, Context, NoState
 
@@ -20,10 +25,14 @@ class Analyzer(Agent):
 
     async def on_analysis(self, event: AnalysisRequested, ctx: Context[NoState]) -> AnalysisReport:
         findings = [self._rules.assess(event.host, port) for port in event.open_ports]
-        outcomes = await ctx.fan_out("executor", [
-            (f"{f.severity}: {f.title} on {f.host}:{f.port}", ActionRequested(finding=f))
-            for f in findings if self._rules.needs_action(f)
-        ])
+        outcomes = await ctx.fan_out(
+            "executor",
+            [
+                (f"{f.severity}: {f.title} on {f.host}:{f.port}", ActionRequested(finding=f))
+                for f in findings
+                if self._rules.needs_action(f)
+            ],
+        )
         return AnalysisReport(
             host=event.host,
             findings=findings,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from appliance.agents.messages import (
     AnalysisReport,
     AnalysisRequested,
@@ -17,6 +19,8 @@ from appliance.runtime import Agent, Context, NoState
 from appliance.settings import Settings
 
 PROGRESS = TopicRef("progress")
+
+HostRecord = dict[str, list[int]]
 
 
 class DataCollector(Agent):
@@ -37,22 +41,40 @@ class DataCollector(Agent):
         hosts = list(hosts_of(self._scope.check(event.target)))
 
         def progress(probed: int, total: int) -> None:
-            ctx.publish_nowait(PROGRESS, ScanProgressed(
-                target=event.target, probed=probed, total=total, open=0,
-            ))
+            ctx.publish_nowait(
+                PROGRESS,
+                ScanProgressed(
+                    target=event.target,
+                    probed=probed,
+                    total=total,
+                    open=0,
+                ),
+            )
 
-        found = await scan(hosts, event.ports, concurrency=self._concurrency,
-                           timeout=self._timeout, progress=progress)
+        found = await scan(
+            hosts,
+            event.ports,
+            concurrency=self._concurrency,
+            timeout=self._timeout,
+            progress=progress,
+        )
         for host, ports in found.items():
             ctx.knowledge.update(
-                f"hosts/{host}", lambda _old, ports=ports: {"open_ports": ports},
-                type=dict[str, list[int]], default={},
+                f"hosts/{host}",
+                _replace_with({"open_ports": ports}),
+                type=dict[str, list[int]],
+                default={},
             )
-        outcomes = await ctx.fan_out("analyzer", [
-            (f"{host}: open {', '.join(map(str, ports))}",
-             AnalysisRequested(host=host, open_ports=ports))
-            for host, ports in found.items()
-        ])
+        outcomes = await ctx.fan_out(
+            "analyzer",
+            [
+                (
+                    f"{host}: open {', '.join(map(str, ports))}",
+                    AnalysisRequested(host=host, open_ports=ports),
+                )
+                for host, ports in found.items()
+            ],
+        )
         analyses = [o.result_as(AnalysisReport) for o in outcomes if o.ok]
         return ScanReport(
             target=event.target,
@@ -61,3 +83,8 @@ class DataCollector(Agent):
             findings=[f for a in analyses for f in a.findings],
             failed_analyses=sum(1 for o in outcomes if not o.ok),
         )
+
+
+def _replace_with(value: HostRecord) -> Callable[[HostRecord], HostRecord]:
+    """A knowledge update that replaces the old value: the latest scan is the truth."""
+    return lambda _old: value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from appliance.agents.messages import HostPorts, PostureReport, ScanReport, ScanRequested
+from appliance.agents.messages import PostureReport, ScanReport, ScanRequested
 from appliance.agents.scope import Scope
 from appliance.errors import BadCommand
 from appliance.events import Started

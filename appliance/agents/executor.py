@@ -30,9 +30,10 @@ class Executor(Agent):
         finding = event.finding
         self._scope.check(finding.host)
         key = f"report/{ctx.job.job_id}"
-        entry = ReportEntry(finding=finding, recorded_by=ctx.task_id,
-                            recorded_at=ctx.clock.now())
-        ctx.knowledge.update(key, lambda entries: [*entries, entry],
-                             type=list[ReportEntry], default=[])
-        return ActionTaken(host=finding.host, port=finding.port,
-                           action="recorded in report", report_key=key)
+        entry = ReportEntry(finding=finding, recorded_by=ctx.task_id, recorded_at=ctx.clock.now())
+        ctx.knowledge.update(
+            key, lambda entries: [*entries, entry], type=list[ReportEntry], default=[]
+        )
+        return ActionTaken(
+            host=finding.host, port=finding.port, action="recorded in report", report_key=key
+        )

@@ -13,24 +13,24 @@ Severity: TypeAlias = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 
 
-class ScanRequested(Event, tag="scan.requested"):
+class ScanRequested(Event, frozen=True, tag="scan.requested"):
     target: str
     ports: list[int]
 
 
-class ScanProgressed(Event, tag="scan.progressed"):
+class ScanProgressed(Event, frozen=True, tag="scan.progressed"):
     target: str
     probed: int
     total: int
     open: int
 
 
-class AnalysisRequested(Event, tag="analysis.requested"):
+class AnalysisRequested(Event, frozen=True, tag="analysis.requested"):
     host: str
     open_ports: list[int]
 
 
-class ActionRequested(Event, tag="action.requested"):
+class ActionRequested(Event, frozen=True, tag="action.requested"):
     finding: Finding
 
 

@@ -47,8 +47,14 @@ class PortRules:
 
     def assess(self, host: str, port: int) -> Finding:
         rule = self._by_port.get(port, self._default)
-        return Finding(host=host, port=port, service=rule.service, severity=rule.severity,
-                       title=rule.title, advice=rule.advice)
+        return Finding(
+            host=host,
+            port=port,
+            service=rule.service,
+            severity=rule.severity,
+            title=rule.title,
+            advice=rule.advice,
+        )
 
     def needs_action(self, finding: Finding) -> bool:
         return SEVERITIES.index(finding.severity) >= SEVERITIES.index(self.act_at)

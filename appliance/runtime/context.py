@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import msgspec
 
-from appliance.events import Envelope, Event, JobContext, TaskRef, Target
+from appliance.events import Envelope, Event, JobContext, Target, TaskRef, TypeRef
 from appliance.runtime.fanout import FanOut, TaskOutcome
 
 if TYPE_CHECKING:
@@ -67,7 +67,9 @@ class Context(Generic[S]):
         return {"job_id": self.envelope.job.job_id, "task_id": self._inst.ref.task_id}
 
     def spawn(self, agent_type: str, objective: str, *, start: Event | None = None) -> TaskRef:
-        return self._runtime.spawn(agent_type, self.job, objective, caller=self._inst.ref, start=start)
+        return self._runtime.spawn(
+            agent_type, self.job, objective, caller=self._inst.ref, start=start
+        )
 
     def publish_nowait(self, target: Target, event: Event) -> None:
         self._runtime.publish_nowait(target, event, job=self.job, caller=self._inst.ref)
@@ -75,7 +77,9 @@ class Context(Generic[S]):
     async def send(self, target: Target, event: Event) -> None:
         await self._runtime.send(target, event, job=self.job, caller=self._inst.ref)
 
-    async def request(self, target: Target, event: Event, *, timeout: float = 5.0) -> Any:
+    async def request(
+        self, target: TaskRef | TypeRef, event: Event, *, timeout: float = 5.0
+    ) -> Any:
         return await self._runtime.request(
             target, event, job=self.job, caller=self._inst.ref, timeout=timeout
         )

@@ -53,7 +53,8 @@ class FanOut:
             return []
         done, _ = await asyncio.wait(waits, timeout=timeout)
         return [
-            w.result() if w in done else
-            TaskOutcome(ref=r, status="running", detail=f"no result within {timeout}s")
+            w.result()
+            if w in done
+            else TaskOutcome(ref=r, status="running", detail=f"no result within {timeout}s")
             for r, w in zip(refs, waits, strict=True)
         ]

@@ -14,7 +14,13 @@ from typing import Any
 import msgspec
 
 from appliance.errors import UnknownJob, UnknownTask
-from appliance.events import HandlerCrashed, JobSubmitted, TaskSpawned, TaskStatus, TaskStatusChanged
+from appliance.events import (
+    HandlerCrashed,
+    JobSubmitted,
+    TaskSpawned,
+    TaskStatus,
+    TaskStatusChanged,
+)
 from appliance.runtime.store import Store
 
 
@@ -68,14 +74,22 @@ class TaskGraph:
     def record_spawn(self, rec: TaskSpawned) -> None:
         self._store.append(
             "tasks",
-            (rec.task_id, rec.job_id, rec.agent_type, rec.parent_task_id, rec.parent_agent,
-             rec.objective, int(rec.autonomous), rec.at),
+            (
+                rec.task_id,
+                rec.job_id,
+                rec.agent_type,
+                rec.parent_task_id,
+                rec.parent_agent,
+                rec.objective,
+                int(rec.autonomous),
+                rec.at,
+            ),
         )
 
     def record(self, rec: TaskStatusChanged | HandlerCrashed) -> None:
         self._store.append(
-            "journal", (rec.at, rec.__struct_config__.tag, rec.job_id, rec.task_id,
-                        _encode(rec).decode())
+            "journal",
+            (rec.at, rec.__struct_config__.tag, rec.job_id, rec.task_id, _encode(rec).decode()),
         )
 
     # -- queries --------------------------------------------------------------------------
@@ -89,16 +103,21 @@ class TaskGraph:
 
     async def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         return await self._store.read(
-            lambda db: list(db.query(
-                "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", [limit]
-            ))
+            lambda db: list(
+                db.query("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", [limit])
+            )
         )
 
     async def failures(self, job_id: str) -> list[HandlerCrashed]:
-        rows = await self._store.read(lambda db: list(db.query(
-            "SELECT body FROM journal WHERE job_id = ? AND kind = 'handler.crashed' ORDER BY seq",
-            [job_id],
-        )))
+        rows = await self._store.read(
+            lambda db: list(
+                db.query(
+                    "SELECT body FROM journal WHERE job_id = ? AND kind = 'handler.crashed' "
+                    "ORDER BY seq",
+                    [job_id],
+                )
+            )
+        )
         return [msgspec.json.decode(r["body"], type=HandlerCrashed) for r in rows]
 
 
@@ -115,11 +134,17 @@ def _status_of(db: Any, where: str, arg: str) -> dict[str, dict[str, Any]]:
 def _node(row: dict[str, Any], status: dict[str, Any] | None) -> TaskNode:
     status = status or {}
     return TaskNode(
-        task_id=row["task_id"], job_id=row["job_id"], agent_type=row["agent_type"],
-        objective=row["objective"], parent_task_id=row["parent_task_id"],
-        parent_agent=row["parent_agent"], autonomous=bool(row["autonomous"]),
-        created_at=row["created_at"], status=status.get("status", "running"),
-        result=status.get("result"), detail=status.get("detail", ""),
+        task_id=row["task_id"],
+        job_id=row["job_id"],
+        agent_type=row["agent_type"],
+        objective=row["objective"],
+        parent_task_id=row["parent_task_id"],
+        parent_agent=row["parent_agent"],
+        autonomous=bool(row["autonomous"]),
+        created_at=row["created_at"],
+        status=status.get("status", "running"),
+        result=status.get("result"),
+        detail=status.get("detail", ""),
     )
 
 
@@ -131,22 +156,27 @@ def _load_tree(db: Any, job_id: str) -> JobTree:
     status = _status_of(db, "job_id = ?", job_id)
     rows = db.query("SELECT * FROM tasks WHERE job_id = ? ORDER BY created_at, rowid", [job_id])
     return JobTree(
-        job_id=job_id, command_id=job["command_id"], command=job["command"],
-        autonomous=bool(job["autonomous"]), created_at=job["created_at"],
+        job_id=job_id,
+        command_id=job["command_id"],
+        command=job["command"],
+        autonomous=bool(job["autonomous"]),
+        created_at=job["created_at"],
         tasks=[_node(r, status.get(r["task_id"])) for r in rows],
     )
 
 
 def _load_chain(db: Any, task_id: str) -> tuple[JobTree, list[TaskNode]]:
-    rows = list(db.query(
-        """WITH RECURSIVE up(task_id, depth) AS (
+    rows = list(
+        db.query(
+            """WITH RECURSIVE up(task_id, depth) AS (
                SELECT task_id, 0 FROM tasks WHERE task_id = ?
                UNION ALL
                SELECT t.parent_task_id, up.depth + 1 FROM tasks t JOIN up USING (task_id)
                WHERE t.parent_task_id IS NOT NULL AND up.depth < 10000)
            SELECT tasks.* FROM up JOIN tasks USING (task_id) ORDER BY up.depth""",
-        [task_id],
-    ))
+            [task_id],
+        )
+    )
     if not rows:
         raise UnknownTask(f"no task {task_id!r} was ever spawned")
     tree = _load_tree(db, rows[0]["job_id"])

@@ -23,7 +23,9 @@ class KnowledgeStore:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
-        rows = store.read_now(lambda db: list(db.query("SELECT key, value, version FROM knowledge")))
+        rows = store.read_now(
+            lambda db: list(db.query("SELECT key, value, version FROM knowledge"))
+        )
         self._values: dict[str, tuple[int, bytes]] = {
             r["key"]: (r["version"], r["value"].encode()) for r in rows
         }

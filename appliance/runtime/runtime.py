@@ -19,7 +19,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import msgspec
 
@@ -41,11 +41,11 @@ from appliance.events import (
     JobSubmitted,
     RecordEvent,
     Started,
+    Target,
     TaskRef,
     TaskSpawned,
     TaskStatus,
     TaskStatusChanged,
-    Target,
     TopicRef,
     TypeRef,
 )
@@ -91,8 +91,21 @@ class _Instance:
     """A live agent instance. Slotted and lazy: an idle one is a few hundred bytes."""
 
     __slots__ = (
-        "agent", "backlog", "handlers", "home", "inflight", "kind", "name", "objective",
-        "outcome", "pooled", "queued", "ref", "space", "states", "waiters",
+        "agent",
+        "backlog",
+        "handlers",
+        "home",
+        "inflight",
+        "kind",
+        "name",
+        "objective",
+        "outcome",
+        "pooled",
+        "queued",
+        "ref",
+        "space",
+        "states",
+        "waiters",
     )
 
     def __init__(self, kind: _AgentType, ref: TaskRef, home: JobContext, objective: str) -> None:
@@ -229,10 +242,15 @@ class Runtime:
         """Start a job for a command (or an autonomous trigger): its root task and its record."""
         self._check_spawnable(self._kind(agent_type), start)
         job = JobContext(new_job_id(), new_command_id())
-        self._record(JobSubmitted(
-            job_id=job.job_id, command_id=job.command_id, command=command,
-            autonomous=autonomous, at=self.clock.now(),
-        ))
+        self._record(
+            JobSubmitted(
+                job_id=job.job_id,
+                command_id=job.command_id,
+                command=command,
+                autonomous=autonomous,
+                at=self.clock.now(),
+            )
+        )
         return job, self.spawn(agent_type, job, command, start=start, autonomous=autonomous)
 
     def spawn(
@@ -258,16 +276,24 @@ class Runtime:
         inst = _Instance(kind, ref, job, objective)
         kind.instances[ref.task_id] = inst
         self._instances[ref.task_id] = inst
-        self._record(TaskSpawned(
-            job_id=job.job_id, task_id=ref.task_id, agent_type=kind.name, objective=objective,
-            parent_task_id=caller.task_id if caller else None,
-            parent_agent=caller.agent_type if caller else None,
-            autonomous=autonomous, at=self.clock.now(),
-        ))
+        self._record(
+            TaskSpawned(
+                job_id=job.job_id,
+                task_id=ref.task_id,
+                agent_type=kind.name,
+                objective=objective,
+                parent_task_id=caller.task_id if caller else None,
+                parent_agent=caller.agent_type if caller else None,
+                autonomous=autonomous,
+                at=self.clock.now(),
+            )
+        )
         if start_handler is not None:
             event = start if start is not None else Started(objective=objective)
             env = Envelope(
-                event=event, job=job, target=ref,
+                event=event,
+                job=job,
+                target=ref,
                 sender=caller.task_id if caller else None,
                 caller_task_id=caller.task_id if caller else None,
                 caller_agent=caller.agent_type if caller else None,
@@ -310,8 +336,12 @@ class Runtime:
             raise RuntimeStopped("the runtime is not running")
         if caller is not None:
             env = Envelope(
-                event=event, job=job, target=target, sender=sender or caller.task_id,
-                caller_task_id=caller.task_id, caller_agent=caller.agent_type,
+                event=event,
+                job=job,
+                target=target,
+                sender=sender or caller.task_id,
+                caller_task_id=caller.task_id,
+                caller_agent=caller.agent_type,
             )
         else:
             env = Envelope(event=event, job=job, target=target, sender=sender)
@@ -356,7 +386,9 @@ class Runtime:
         if self._tg is None or self._loop is None:
             raise RuntimeStopped("the runtime is not running")
         env = Envelope(
-            event=event, job=job, target=target,
+            event=event,
+            job=job,
+            target=target,
             sender=caller.task_id if caller else None,
             caller_task_id=caller.task_id if caller else None,
             caller_agent=caller.agent_type if caller else None,
@@ -425,10 +457,10 @@ class Runtime:
             insts: Iterable[_Instance] = [self._instances[target.task_id]]
         elif type(target) is TypeRef:
             insts = self._kind(target.agent_type).pool
+        elif type(target) is TopicRef:
+            insts = [i for k in self._topics.get(target.topic, ()) for i in k.instances.values()]
         else:
-            insts = [
-                i for k in self._topics.get(target.topic, ()) for i in k.instances.values()
-            ]
+            raise TypeError(f"cannot address {target!r}")
         full = next((i for i in insts if i.queued >= i.kind.cls.inbox_size), None)
         if full is None:
             return
@@ -480,7 +512,8 @@ class Runtime:
             if not waiter.done():
                 waiter.set_result(None)
         inst.inflight += 1
-        coro = handler(inst.agent, env.event, Context(self, inst, env))
+        ctx: Context[Any] = Context(self, inst, env)
+        coro = cast(Coroutine[Any, Any, Any], handler(inst.agent, env.event, ctx))
         assert self._tg is not None
         if not inst.kind.cls.eager:
             self._suspended += 1
@@ -497,17 +530,22 @@ class Runtime:
         self._suspended += 1
         self._tg.create_task(self._resume(item, coro, step))
 
-    async def _resume(
-        self, item: _Item, coro: Coroutine[Any, Any, Any], step: Any
-    ) -> None:
+    async def _resume(self, item: _Item, coro: Coroutine[Any, Any, Any], step: Any) -> None:
         inst, _, env, reply, is_start = item
         try:
             async with asyncio.timeout(inst.kind.cls.handler_timeout_s):
                 result = await (coro if step is _FRESH else _continue(coro, step))
         except TimeoutError as err:
-            self._finish(inst, env, reply, is_start, None, TimeoutError(
-                f"handler overran its {inst.kind.cls.handler_timeout_s}s deadline"
-            ).with_traceback(err.__traceback__))
+            self._finish(
+                inst,
+                env,
+                reply,
+                is_start,
+                None,
+                TimeoutError(
+                    f"handler overran its {inst.kind.cls.handler_timeout_s}s deadline"
+                ).with_traceback(err.__traceback__),
+            )
         except asyncio.CancelledError as err:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -560,15 +598,27 @@ class Runtime:
         self.crashed += 1
         kind = env.event.__struct_config__.tag
         log.warning(
-            "%s: handler for %s failed: %s: %s", inst.name, kind, type(err).__name__, err,
+            "%s: handler for %s failed: %s: %s",
+            inst.name,
+            kind,
+            type(err).__name__,
+            err,
             extra={"job_id": env.job.job_id, "task_id": inst.ref.task_id},
-            exc_info=(type(err), err, err.__traceback__) if log.isEnabledFor(logging.DEBUG) else None,
+            exc_info=(type(err), err, err.__traceback__)
+            if log.isEnabledFor(logging.DEBUG)
+            else None,
         )
-        self._record(HandlerCrashed(
-            job_id=env.job.job_id, task_id=inst.ref.task_id, agent_type=inst.kind.name,
-            event_kind=str(kind), error_type=type(err).__name__, message=str(err),
-            at=self.clock.now(),
-        ))
+        self._record(
+            HandlerCrashed(
+                job_id=env.job.job_id,
+                task_id=inst.ref.task_id,
+                agent_type=inst.kind.name,
+                event_kind=str(kind),
+                error_type=type(err).__name__,
+                message=str(err),
+                at=self.clock.now(),
+            )
+        )
 
     def _task_ended(self, inst: _Instance, status: TaskStatus, result: Any, detail: str) -> None:
         try:
@@ -576,10 +626,17 @@ class Runtime:
         except (TypeError, msgspec.EncodeError) as err:
             raw, detail = None, f"{detail} (result not storable: {err})".strip()
         inst.outcome = TaskOutcome(ref=inst.ref, status=status, result=result, detail=detail)
-        self._record(TaskStatusChanged(
-            job_id=inst.home.job_id, task_id=inst.ref.task_id, agent_type=inst.kind.name,
-            status=status, detail=detail, result=raw, at=self.clock.now(),
-        ))
+        self._record(
+            TaskStatusChanged(
+                job_id=inst.home.job_id,
+                task_id=inst.ref.task_id,
+                agent_type=inst.kind.name,
+                status=status,
+                detail=detail,
+                result=raw,
+                at=self.clock.now(),
+            )
+        )
         if inst.waiters is not None and not inst.waiters.done():
             inst.waiters.set_result(inst.outcome)
 
@@ -613,7 +670,7 @@ class Runtime:
         """How the task ended: waits while it runs, reads the graph once it is gone."""
         if ref.task_id in self._instances:
             return await asyncio.shield(self.outcome_future(ref))
-        tree, chain = await self.graph.chain(ref.task_id)
+        _tree, chain = await self.graph.chain(ref.task_id)
         node = chain[0]
         return TaskOutcome(ref=ref, status=node.status, result=node.result, detail=node.detail)
 
@@ -627,11 +684,16 @@ class Runtime:
         kinds = [self._kind(agent_type)] if agent_type else list(self._types.values())
         return [
             InstanceInfo(
-                ref=i.ref, job_id=i.home.job_id, objective=i.objective, inflight=i.inflight,
-                queued=i.queued, pooled=i.pooled,
+                ref=i.ref,
+                job_id=i.home.job_id,
+                objective=i.objective,
+                inflight=i.inflight,
+                queued=i.queued,
+                pooled=i.pooled,
                 status=i.outcome.status if i.outcome else "running",
             )
-            for k in kinds for i in k.instances.values()
+            for k in kinds
+            for i in k.instances.values()
         ]
 
     def watch(
@@ -697,8 +759,8 @@ class Runtime:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop taking events, let handlers finish for up to ``grace_s``, then end ``run()``."""
         deadline = asyncio.get_running_loop().time() + grace_s
-        while self.busy and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        while self.busy and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # handlers end on their own; there is nothing to wait on
         self._stopping.set()
 
 

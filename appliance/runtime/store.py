@@ -92,27 +92,43 @@ class Store:
             return
         with db.conn:
             db["jobs"].create(
-                {"job_id": str, "command_id": str, "command": str, "autonomous": int,
-                 "created_at": float},
-                pk="job_id", if_not_exists=True,
+                {
+                    "job_id": str,
+                    "command_id": str,
+                    "command": str,
+                    "autonomous": int,
+                    "created_at": float,
+                },
+                pk="job_id",
+                if_not_exists=True,
             )
             db["tasks"].create(
-                {"task_id": str, "job_id": str, "agent_type": str, "parent_task_id": str,
-                 "parent_agent": str, "objective": str, "autonomous": int, "created_at": float},
-                pk="task_id", if_not_exists=True,
+                {
+                    "task_id": str,
+                    "job_id": str,
+                    "agent_type": str,
+                    "parent_task_id": str,
+                    "parent_agent": str,
+                    "objective": str,
+                    "autonomous": int,
+                    "created_at": float,
+                },
+                pk="task_id",
+                if_not_exists=True,
             )
             db["tasks"].create_index(["job_id"], if_not_exists=True)
             db["tasks"].create_index(["parent_task_id"], if_not_exists=True)
             db["journal"].create(
-                {"seq": int, "at": float, "kind": str, "job_id": str, "task_id": str,
-                 "body": str},
-                pk="seq", if_not_exists=True,
+                {"seq": int, "at": float, "kind": str, "job_id": str, "task_id": str, "body": str},
+                pk="seq",
+                if_not_exists=True,
             )
             db["journal"].create_index(["task_id"], if_not_exists=True)
             db["journal"].create_index(["job_id"], if_not_exists=True)
             db["knowledge"].create(
                 {"key": str, "value": str, "version": int, "updated_at": float},
-                pk="key", if_not_exists=True,
+                pk="key",
+                if_not_exists=True,
             )
             for table in _APPEND_ONLY:
                 for action in ("UPDATE", "DELETE"):
@@ -141,9 +157,7 @@ class Store:
                 return
             batch, self._pending = self._pending, []
             try:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._write, batch
-                )
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
             except sqlite3.Error as err:
                 self._pending[:0] = batch
                 self.failed_flushes += 1

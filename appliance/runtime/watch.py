@@ -16,7 +16,10 @@ from appliance.events import Envelope
 
 class Watch:
     def __init__(
-        self, accepts: Callable[[Envelope[Any]], bool], limit: int, on_close: Callable[[Watch], None]
+        self,
+        accepts: Callable[[Envelope[Any]], bool],
+        limit: int,
+        on_close: Callable[[Watch], None],
     ) -> None:
         self._accepts = accepts
         self._buffer: deque[Envelope[Any]] = deque(maxlen=limit)

@@ -34,11 +34,17 @@ log = logging.getLogger(__name__)
 Submit = Callable[[str, str | None], tuple[JobContext, TaskRef]]
 
 RUNTIME = web.AppKey("runtime", Runtime)
-SUBMIT = web.AppKey("submit", Submit)  # type: ignore[arg-type]
+SUBMIT: web.AppKey[Submit] = web.AppKey("submit")
 
 _STATUS: list[tuple[type[ApplianceError], int]] = [
-    (BadEvent, 400), (BadCommand, 400), (UnknownJob, 404), (UnknownTask, 404),
-    (UnknownAgentType, 404), (OutOfScope, 403), (EventNotAccepted, 422), (InboxFull, 429),
+    (BadEvent, 400),
+    (BadCommand, 400),
+    (UnknownJob, 404),
+    (UnknownTask, 404),
+    (UnknownAgentType, 404),
+    (OutOfScope, 403),
+    (EventNotAccepted, 422),
+    (InboxFull, 429),
     (RuntimeStopped, 503),
 ]
 
@@ -49,8 +55,9 @@ class JobRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(data), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=msgspec.json.encode(data), status=status, content_type="application/json"
+    )
 
 
 @web.middleware
@@ -82,8 +89,15 @@ async def post_job(request: web.Request) -> web.Response:
     if not body.command.strip():
         raise BadCommand("command is empty")
     job, root = request.app[SUBMIT](body.command, body.agent_type)
-    return _json({"job_id": job.job_id, "command_id": job.command_id,
-                  "task_id": root.task_id, "agent_type": root.agent_type}, 202)
+    return _json(
+        {
+            "job_id": job.job_id,
+            "command_id": job.command_id,
+            "task_id": root.task_id,
+            "agent_type": root.agent_type,
+        },
+        202,
+    )
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -109,17 +123,24 @@ async def get_job(request: web.Request) -> web.Response:
         tree = await runtime.graph.tree(job_id)
         roots = tree.roots
     root = roots[0] if roots else None
-    return _json({
-        "job_id": tree.job_id, "command": tree.command, "autonomous": tree.autonomous,
-        "status": root.status if root else "running", "result": root.result if root else None,
-        "detail": root.detail if root else "", "tasks": len(tree.tasks),
-    })
+    return _json(
+        {
+            "job_id": tree.job_id,
+            "command": tree.command,
+            "autonomous": tree.autonomous,
+            "status": root.status if root else "running",
+            "result": root.result if root else None,
+            "detail": root.detail if root else "",
+            "tasks": len(tree.tasks),
+        }
+    )
 
 
 async def get_tree(request: web.Request) -> web.Response:
     tree = await request.app[RUNTIME].graph.tree(request.match_info["job_id"])
-    return _json({"text": render_tree(tree, with_status="status" in request.query),
-                  "tasks": tree.tasks})
+    return _json(
+        {"text": render_tree(tree, with_status="status" in request.query), "tasks": tree.tasks}
+    )
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
@@ -145,12 +166,18 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 async def list_agents(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    return _json([
-        {"name": cls.name, "description": cls.description,
-         "capabilities": list(cls.capabilities), "accepts": accepted_kinds(cls),
-         "instances": runtime.instances(cls.name)}
-        for cls in runtime.agent_types
-    ])
+    return _json(
+        [
+            {
+                "name": cls.name,
+                "description": cls.description,
+                "capabilities": list(cls.capabilities),
+                "accepts": accepted_kinds(cls),
+                "instances": runtime.instances(cls.name),
+            }
+            for cls in runtime.agent_types
+        ]
+    )
 
 
 async def post_event(request: web.Request) -> web.Response:
