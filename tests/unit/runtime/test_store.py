@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import StoreUnavailable
+from appliance.runtime import Store
+
+pytestmark = pytest.mark.unit
+
+
+async def test_the_store_is_in_wal_mode(store: Store) -> None:
+    assert await store.read(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+
+
+@pytest.mark.parametrize("table", ["jobs", "tasks", "journal"])
+async def test_the_graph_tables_are_append_only(store: Store, table: str) -> None:
+    store.append("jobs", ("j", "c", "cmd", 0, 1.0))
+    store.append("tasks", ("t", "j", "echo", None, None, "obj", 0, 1.0))
+    store.append("journal", (1.0, "task.status", "j", "t", "{}"))
+    await store.flush()
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        await store.read(lambda db: db.execute(f"UPDATE {table} SET job_id = 'x'"))
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        await store.read(lambda db: db.execute(f"DELETE FROM {table}"))
+
+
+async def test_a_full_disk_keeps_every_record_for_the_next_try(tmp_path: Path) -> None:
+    store = Store(tmp_path / "small.db")
+    try:
+        pages = store.read_now(lambda db: db.execute("PRAGMA page_count").fetchone()[0])
+        store.read_now(lambda db: db.execute(f"PRAGMA max_page_count = {pages + 2}"))
+        big = "x" * 4000
+        for i in range(40):
+            store.append("journal", (float(i), "test", "j", f"t{i}", big))
+        with pytest.raises(StoreUnavailable, match="full"):
+            await store.flush()
+        assert store.pending == 40
+        store.read_now(lambda db: db.execute("PRAGMA max_page_count = 1000000"))
+        await store.flush()
+        assert store.pending == 0
+        rows = await store.read(lambda db: [r["task_id"] for r in db.query("SELECT * FROM journal")])
+        assert rows == [f"t{i}" for i in range(40)]
+    finally:
+        store.close()
+
+
+async def test_records_survive_a_reopen(tmp_path: Path) -> None:
+    store = Store(tmp_path / "qey.db")
+    store.append("jobs", ("j", "c", "cmd", 0, 1.0))
+    store.close()
+    again = Store(tmp_path / "qey.db")
+    try:
+        assert await again.read(lambda db: db["jobs"].count) == 1
+    finally:
+        again.close()
