@@ -13,6 +13,7 @@ from appliance.runtime import Agent, Context
 class Add(Event, frozen=True, tag="test.add"):
     by: int = 1
     seq: int = 0
+    suspend: bool = False  # really wait once after starting, to take the Task path
 
 
 class Get(Event, frozen=True, tag="test.get"):
@@ -58,8 +59,10 @@ class Counter(Agent):
         self.noticed: list[str] = []
 
     async def on_add(self, event: Add, ctx: Context[CounterState]) -> int:
+        ctx.state.seen.append(event.seq)  # start order: recorded before any suspension
+        if event.suspend:
+            await asyncio.sleep(0)
         ctx.state.count += event.by
-        ctx.state.seen.append(event.seq)
         return ctx.state.count
 
     async def on_get(self, event: Get, ctx: Context[CounterState]) -> int:
