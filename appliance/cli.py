@@ -133,8 +133,9 @@ async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any
             job = await client.submit(args.command, args.agent)
             if not args.wait:
                 return {**job, "status": "submitted"}
-            async for event in client.events(job["job_id"]):
-                _progress(event)
+            async with asyncio.timeout(args.timeout):
+                async for event in client.events(job["job_id"]):
+                    _progress(event)
             return await client.job(job["job_id"], wait=args.timeout)
     except NotRunning:
         pass

@@ -26,8 +26,8 @@ from appliance.errors import (
     UnknownJob,
     UnknownTask,
 )
-from appliance.events import JobContext, TaskRef, TaskStatusChanged
-from appliance.runtime import Runtime, accepted_kinds, render_tree
+from appliance.events import Event, JobContext, TaskRef, TaskSpawned, TaskStatusChanged
+from appliance.runtime import Runtime, TaskNode, accepted_kinds, render_tree
 
 log = logging.getLogger(__name__)
 
@@ -144,24 +144,60 @@ async def get_tree(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """The job's events as NDJSON, live, until its root task ends (or the client leaves)."""
+    """The job's events as NDJSON until its root task ends: first what the graph already
+    holds (so a late client sees the whole job), then live events, each told once."""
     runtime = request.app[RUNTIME]
     job_id = request.match_info["job_id"]
-    tree = await runtime.graph.tree(job_id)
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    root = tree.roots[0] if tree.roots else None
-    if root is None or root.status != "running":
-        await response.write_eof()
-        return response
-    with runtime.watch(job_id=job_id) as watch:
-        async for env in watch:
-            await response.write(msgspec.json.encode(env.event) + b"\n")
-            ev = env.event
-            if isinstance(ev, TaskStatusChanged) and ev.task_id == root.task_id:
-                break
+    with runtime.watch(job_id=job_id) as watch:  # watch first: no event slips between
+        tree = await runtime.graph.tree(job_id)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        told: set[tuple[str, str]] = set()
+        for node in tree.tasks:
+            for rec in _records_of(node):
+                told.add(_key(rec))
+                await response.write(msgspec.json.encode(rec) + b"\n")
+        root = tree.roots[0] if tree.roots else None
+        if root is not None and root.status == "running":
+            async for env in watch:
+                ev = env.event
+                if _key(ev) not in told:
+                    await response.write(msgspec.json.encode(ev) + b"\n")
+                if isinstance(ev, TaskStatusChanged) and ev.task_id == root.task_id:
+                    break
     await response.write_eof()
     return response
+
+
+def _records_of(node: TaskNode) -> list[Event]:
+    spawned = TaskSpawned(
+        job_id=node.job_id,
+        task_id=node.task_id,
+        agent_type=node.agent_type,
+        objective=node.objective,
+        parent_task_id=node.parent_task_id,
+        parent_agent=node.parent_agent,
+        autonomous=node.autonomous,
+        at=node.created_at,
+    )
+    if node.status == "running":
+        return [spawned]
+    ended = TaskStatusChanged(
+        job_id=node.job_id,
+        task_id=node.task_id,
+        agent_type=node.agent_type,
+        status=node.status,
+        detail=node.detail,
+    )
+    return [spawned, ended]
+
+
+def _key(ev: Event) -> tuple[str, str]:
+    if isinstance(ev, TaskSpawned):
+        return ("spawned", ev.task_id)
+    if isinstance(ev, TaskStatusChanged):
+        return ("ended", ev.task_id)
+    return ("", "")
 
 
 async def list_agents(request: web.Request) -> web.Response:

@@ -43,11 +43,11 @@ async def test_a_decoded_event_the_target_does_not_accept_is_refused(
 ) -> None:
     ref = runtime.spawn("echo", job, "x")
     wire = msgspec.json.encode(Envelope(event=Add(), job=job, target=ref))
-    with pytest.raises(EventNotAccepted, match="'echo' does not accept 'test.add'"):
+    with pytest.raises(EventNotAccepted, match=r"'echo' does not accept 'test\.add'"):
         runtime.deliver(runtime.decode_envelope(wire))
 
 
 def test_only_events_some_registered_type_accepts_decode(runtime: Runtime) -> None:
     assert runtime.decode_event(b'{"kind": "test.get"}') == Get()
-    with pytest.raises(BadEvent, match="test.unhandled"):
+    with pytest.raises(BadEvent, match=r"test\.unhandled"):
         runtime.decode_event(msgspec.json.encode(Unhandled()))

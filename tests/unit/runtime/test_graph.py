@@ -50,20 +50,22 @@ async def test_the_tree_prints_in_the_shape_of_the_seed_figure(seed_runtime: Run
     job, t = await _seed_job(seed_runtime)
     text = render_tree(await seed_runtime.graph.tree(job.job_id))
     i = {k: v.task_id for k, v in t.items()}
-    assert text == "\n".join([
-        'User Command: "Analyze network security posture"',
-        f"  └── Coordinator ({i['root']})",
-        f"      ├── DataCollector-1 ({i['A']}, parent: {i['root']}) // Subnet 192.168.1.0/24",
-        f"      │   ├── Analyzer-1 ({i['a1']}, parent: {i['A']})",
-        f"      │   └── Analyzer-2 ({i['a2']}, parent: {i['A']})",
-        f"      ├── DataCollector-2 ({i['B']}, parent: {i['root']}) // Subnet 192.168.2.0/24",
-        f"      │   └── Analyzer-3 ({i['a3']}, parent: {i['B']})",
-        f"      │       └── Executor-1 ({i['e1']}, parent: {i['a3']})",
-        f"      └── DataCollector-3 ({i['C']}, parent: {i['root']}) // Subnet 10.0.0.0/16",
-        f"          └── Analyzer-4 ({i['a4']}, parent: {i['C']})",
-        f"              ├── Executor-2 ({i['e2']}, parent: {i['a4']})",
-        f"              └── Executor-3 ({i['e3']}, parent: {i['a4']})",
-    ])
+    assert text == "\n".join(
+        [
+            'User Command: "Analyze network security posture"',
+            f"  └── Coordinator ({i['root']})",
+            f"      ├── DataCollector-1 ({i['A']}, parent: {i['root']}) // Subnet 192.168.1.0/24",
+            f"      │   ├── Analyzer-1 ({i['a1']}, parent: {i['A']})",
+            f"      │   └── Analyzer-2 ({i['a2']}, parent: {i['A']})",
+            f"      ├── DataCollector-2 ({i['B']}, parent: {i['root']}) // Subnet 192.168.2.0/24",
+            f"      │   └── Analyzer-3 ({i['a3']}, parent: {i['B']})",
+            f"      │       └── Executor-1 ({i['e1']}, parent: {i['a3']})",
+            f"      └── DataCollector-3 ({i['C']}, parent: {i['root']}) // Subnet 10.0.0.0/16",
+            f"          └── Analyzer-4 ({i['a4']}, parent: {i['C']})",
+            f"              ├── Executor-2 ({i['e2']}, parent: {i['a4']})",
+            f"              └── Executor-3 ({i['e3']}, parent: {i['a4']})",
+        ]
+    )
 
 
 async def test_a_chain_leads_from_any_task_back_to_the_command(seed_runtime: Runtime) -> None:

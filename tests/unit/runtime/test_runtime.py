@@ -65,7 +65,11 @@ async def test_a_failing_handler_is_recorded_and_the_instance_lives_on(
         async with asyncio.timeout(2):
             crash = (await watch.next()).event
     assert isinstance(crash, HandlerCrashed)
-    assert (crash.task_id, crash.error_type, crash.message) == (ref.task_id, "RuntimeError", "kaput")
+    assert (crash.task_id, crash.error_type, crash.message) == (
+        ref.task_id,
+        "RuntimeError",
+        "kaput",
+    )
     await runtime.send(ref, Add(by=1), job=job)
     assert await runtime.request(ref, Get(), job=job) == 1
     assert [f.message for f in await runtime.graph.failures(job.job_id)] == ["kaput"]

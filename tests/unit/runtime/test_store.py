@@ -41,7 +41,9 @@ async def test_a_full_disk_keeps_every_record_for_the_next_try(tmp_path: Path) -
         store.read_now(lambda db: db.execute("PRAGMA max_page_count = 1000000"))
         await store.flush()
         assert store.pending == 0
-        rows = await store.read(lambda db: [r["task_id"] for r in db.query("SELECT * FROM journal")])
+        rows = await store.read(
+            lambda db: [r["task_id"] for r in db.query("SELECT * FROM journal")]
+        )
         assert rows == [f"t{i}" for i in range(40)]
     finally:
         store.close()

@@ -1,0 +1,51 @@
+"""Who may import whom (../shared/STYLE.md): a lower layer never imports a higher one."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+PACKAGE = Path(__file__).resolve().parents[2] / "appliance"
+
+FORBIDDEN = {
+    "events.py": ("appliance.",),
+    "errors.py": ("appliance.",),
+    "runtime": (
+        "appliance.web",
+        "appliance.hal",
+        "appliance.router",
+        "appliance.agents",
+        "appliance.app",
+        "appliance.cli",
+        "appliance.settings",
+    ),
+    "agents": ("appliance.web", "appliance.app", "appliance.cli"),
+    "web": ("appliance.agents", "appliance.app", "appliance.cli", "appliance.hal"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_no_upward_imports(layer: str) -> None:
+    files = [PACKAGE / layer] if layer.endswith(".py") else sorted((PACKAGE / layer).rglob("*.py"))
+    assert files
+    bad = [
+        f"{f.relative_to(PACKAGE)} imports {name}"
+        for f in files
+        for name in _imports(f)
+        if name.startswith(FORBIDDEN[layer])
+    ]
+    assert bad == []
