@@ -252,24 +252,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from appliance.agents import register_builtin
+    from appliance.agents import BUILTIN_TYPES
     from appliance.runtime import accepted_kinds
 
-    settings = Settings.load()
-    runtime = _bare_runtime()
-    register_builtin(runtime, settings)
-    for cls in runtime.agent_types:
+    for cls in BUILTIN_TYPES:
         print(f"{cls.name}: {cls.description}\n  accepts: {', '.join(accepted_kinds(cls))}")
     return 0
-
-
-def _bare_runtime() -> Any:
-    import tempfile
-    from pathlib import Path
-
-    from appliance.runtime import Runtime, Store
-
-    return Runtime(Store(Path(tempfile.mkdtemp(prefix="qey-")) / "agents.db"))
 
 
 if __name__ == "__main__":

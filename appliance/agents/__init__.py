@@ -11,7 +11,16 @@ from appliance.agents.scope import Scope
 from appliance.runtime import Runtime
 from appliance.settings import Settings
 
-__all__ = ["Analyzer", "Coordinator", "DataCollector", "Executor", "register_builtin"]
+__all__ = [
+    "BUILTIN_TYPES",
+    "Analyzer",
+    "Coordinator",
+    "DataCollector",
+    "Executor",
+    "register_builtin",
+]
+
+BUILTIN_TYPES = (Coordinator, DataCollector, Analyzer, Executor)
 
 
 def register_builtin(runtime: Runtime, settings: Settings) -> None:

@@ -169,6 +169,8 @@ class Runtime:
         self._stopping = asyncio.Event()
         self._watches: list[Watch] = []
         self._taps: list[Watch] = []
+        self._job_members: dict[str, list[_Instance]] = {}
+        self._job_roots: dict[str, str] = {}
         self._event_types: set[type[Event]] = {Started}
         self._decoder: msgspec.json.Decoder[Any] | None = None
         self.handled = 0
@@ -251,7 +253,9 @@ class Runtime:
                 at=self.clock.now(),
             )
         )
-        return job, self.spawn(agent_type, job, command, start=start, autonomous=autonomous)
+        root = self.spawn(agent_type, job, command, start=start, autonomous=autonomous)
+        self._job_roots[job.job_id] = root.task_id
+        return job, root
 
     def spawn(
         self,
@@ -276,6 +280,7 @@ class Runtime:
         inst = _Instance(kind, ref, job, objective)
         kind.instances[ref.task_id] = inst
         self._instances[ref.task_id] = inst
+        self._job_members.setdefault(job.job_id, []).append(inst)
         self._record(
             TaskSpawned(
                 job_id=job.job_id,
@@ -311,14 +316,18 @@ class Runtime:
 
     def stop_instance(self, ref: TaskRef) -> None:
         """Retire an instance: it takes no more events; handlers already running finish."""
-        inst = self._instances.pop(ref.task_id, None)
+        inst = self._instances.get(ref.task_id)
         if inst is None:
             raise UnknownTask(f"no live instance {ref}")
-        inst.kind.instances.pop(ref.task_id, None)
-        if inst in inst.kind.pool:
-            inst.kind.pool.remove(inst)
+        self._retire(inst)
         if inst.outcome is None:
             self._task_ended(inst, "cancelled", None, "stopped")
+
+    def _retire(self, inst: _Instance) -> None:
+        self._instances.pop(inst.ref.task_id, None)
+        inst.kind.instances.pop(inst.ref.task_id, None)
+        if inst.pooled:
+            inst.kind.pool.remove(inst)
 
     # -- addressing -----------------------------------------------------------------------
 
@@ -639,6 +648,16 @@ class Runtime:
         )
         if inst.waiters is not None and not inst.waiters.done():
             inst.waiters.set_result(inst.outcome)
+        if self._job_roots.get(inst.home.job_id) == inst.ref.task_id:
+            self._job_ended(inst.home.job_id)
+
+    def _job_ended(self, job_id: str) -> None:
+        """A finished job's instances retire, so a long-running appliance does not grow with
+        every job; their records stay in the graph, and handlers still running finish."""
+        del self._job_roots[job_id]
+        for member in self._job_members.pop(job_id, []):
+            if not member.pooled:
+                self._retire(member)
 
     def _record(self, rec: RecordEvent) -> None:
         if type(rec) is TaskSpawned:

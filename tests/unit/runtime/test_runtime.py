@@ -261,3 +261,12 @@ async def test_a_slow_watcher_drops_oldest_and_counts_it(runtime: Runtime, job: 
             runtime.publish_nowait(ref, Add(seq=i), job=job)
         assert watch.dropped == 6
         assert (await watch.next()).event == Add(seq=6)
+
+
+async def test_a_finished_jobs_instances_retire_and_its_record_stays(runtime: Runtime) -> None:
+    job, root = runtime.submit("a b", "parent")
+    assert (await runtime.wait_task(root)).result == ["A", "B"]
+    assert runtime.instances("parent") == []
+    assert runtime.instances("echo") == []
+    assert (await runtime.wait_task(root)).status == "done"  # now read from the graph
+    assert len((await runtime.graph.tree(job.job_id)).tasks) == 3
