@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from appliance.events import Event
+from appliance.events import Event, Started
 
 Handler = Callable[[Any, Any, Any], Awaitable[Any]]
 
@@ -60,6 +60,14 @@ class Agent:
         cls.handlers = _discover_handlers(cls)
         if not cls.display_name:
             cls.display_name = cls.name.replace("_", " ").title().replace(" ", "")
+
+    @classmethod
+    def start_for(cls, command: str) -> Event | None:
+        """The start event for a free-text command given to this type (the seed's
+        ``handle_direct_command``). By default the text goes over as ``Started`` to a type
+        that handles it; None means the instance just lives, taking events. A type whose work
+        needs structured input parses the command here and raises BadCommand if it can't."""
+        return Started(objective=command) if Started in cls.handlers else None
 
 
 def _discover_handlers(cls: type[Agent]) -> dict[type[Event], Handler]:

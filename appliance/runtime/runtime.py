@@ -173,6 +173,7 @@ class Runtime:
         self._job_roots: dict[str, str] = {}
         self._event_types: set[type[Event]] = {Started}
         self._decoder: msgspec.json.Decoder[Any] | None = None
+        self._type_listeners: list[Callable[[type[Agent]], None]] = []
         self.handled = 0
         self.crashed = 0
 
@@ -188,6 +189,15 @@ class Runtime:
             self._topics.setdefault(topic, []).append(kind)
         self._event_types.update(cls.handlers)
         self._decoder = None
+        for listener in self._type_listeners:
+            listener(cls)
+
+    def on_agent_type(self, listener: Callable[[type[Agent]], None]) -> None:
+        """Call ``listener`` for every agent type registered, now and later (the router
+        embeds each new type's description this way, so it is routable without retraining)."""
+        self._type_listeners.append(listener)
+        for kind in list(self._types.values()):
+            listener(kind.cls)
 
     @property
     def agent_types(self) -> list[type[Agent]]:
@@ -241,8 +251,15 @@ class Runtime:
         start: Event | None = None,
         autonomous: bool = False,
     ) -> tuple[JobContext, TaskRef]:
-        """Start a job for a command (or an autonomous trigger): its root task and its record."""
-        self._check_spawnable(self._kind(agent_type), start)
+        """Start a job for a command (or an autonomous trigger): its root task and its record.
+
+        Without ``start``, the agent type turns the command into its start event
+        (``Agent.start_for``); a command it cannot parse fails here, before anything is recorded.
+        """
+        kind = self._kind(agent_type)
+        if start is None:
+            start = kind.cls.start_for(command)
+        self._check_spawnable(kind, start)
         job = JobContext(new_job_id(), new_command_id())
         self._record(
             JobSubmitted(
