@@ -21,6 +21,14 @@ class UnknownTask(ApplianceError, LookupError):
     """No live instance has that task id."""
 
 
+class ResourceError(ApplianceError):
+    """Out of a resource (memory, connections, slots): scale up or shed load, not restart."""
+
+
+class AgentTypeFailed(ApplianceError):
+    """The agent type restarted too often and was marked failed; reset it to use it again."""
+
+
 class UnknownJob(ApplianceError, LookupError):
     """No job of that id was ever recorded."""
 

@@ -126,4 +126,117 @@ class JobSubmitted(Event, frozen=True, tag="job.submitted"):
     at: float = 0.0
 
 
-RecordEvent: TypeAlias = TaskSpawned | TaskStatusChanged | HandlerCrashed | JobSubmitted
+class InstanceRestarted(Event, frozen=True, tag="instance.restarted"):
+    """An instance came back as a new incarnation with its last snapshot of each job's state."""
+
+    job_id: str
+    task_id: str
+    agent_type: str
+    reason: str
+    generation: int
+    requeued: int = 0
+    at: float = 0.0
+
+
+class EventRetried(Event, frozen=True, tag="event.retried"):
+    job_id: str
+    task_id: str
+    agent_type: str
+    event_kind: str
+    attempt: int
+    delay_s: float
+    reason: str
+    at: float = 0.0
+
+
+class EventShed(Event, frozen=True, tag="event.shed"):
+    """An event dropped on purpose because its instance ran out of a resource."""
+
+    job_id: str
+    task_id: str
+    agent_type: str
+    event_kind: str
+    reason: str
+    at: float = 0.0
+
+
+class AgentTypeFailed(Event, frozen=True, tag="agent_type.failed"):
+    agent_type: str
+    reason: str
+    job_id: str = ""
+    task_id: str = ""
+    at: float = 0.0
+
+
+class AgentTypeReset(Event, frozen=True, tag="agent_type.reset"):
+    agent_type: str
+    job_id: str = ""
+    task_id: str = ""
+    at: float = 0.0
+
+
+class PoolScaled(Event, frozen=True, tag="pool.scaled"):
+    agent_type: str
+    size: int
+    utilisation: float
+    direction: Literal["up", "down"]
+    job_id: str = ""
+    task_id: str = ""
+    at: float = 0.0
+
+
+# Consensus among specific instances (the seed's section 8.1): the tracker asks, agents vote
+# from their handlers, the tracker decides.
+
+
+class VoteRequested(Event, frozen=True, tag="vote.requested"):
+    vote_id: str
+    proposal: str
+    tracker: TaskRef
+
+
+class VoteCast(Event, frozen=True, tag="vote.cast"):
+    vote_id: str
+    voter: str
+    accept: bool
+    reason: str = ""
+
+
+class ConsensusReached(Event, frozen=True, tag="consensus.reached"):
+    vote_id: str
+    proposal: str
+    accepted: bool
+    votes: dict[str, bool]
+
+
+class ConsensusFailed(Event, frozen=True, tag="consensus.failed"):
+    vote_id: str
+    proposal: str
+    reason: str
+    votes: dict[str, bool]
+
+
+JournalRecord: TypeAlias = (
+    TaskStatusChanged
+    | HandlerCrashed
+    | InstanceRestarted
+    | EventRetried
+    | EventShed
+    | AgentTypeFailed
+    | AgentTypeReset
+    | PoolScaled
+)
+"""What the store's journal holds: everything that happened to tasks after their spawn."""
+
+RecordEvent: TypeAlias = (
+    TaskSpawned
+    | TaskStatusChanged
+    | HandlerCrashed
+    | JobSubmitted
+    | InstanceRestarted
+    | EventRetried
+    | EventShed
+    | AgentTypeFailed
+    | AgentTypeReset
+    | PoolScaled
+)

@@ -5,23 +5,31 @@ from appliance.runtime.clock import Clock, FakeClock, SystemClock
 from appliance.runtime.context import Context
 from appliance.runtime.fanout import TaskOutcome
 from appliance.runtime.graph import JobTree, TaskGraph, TaskNode, render_chain, render_tree
+from appliance.runtime.instance import InstanceInfo
 from appliance.runtime.knowledge import KnowledgeStore
-from appliance.runtime.runtime import RUNTIME_TOPIC, InstanceInfo, Runtime, running
+from appliance.runtime.recovery import Action, Decision, Failure, LetItFail, Supervision
+from appliance.runtime.runtime import RUNTIME_TOPIC, HandlerHung, Runtime, running
 from appliance.runtime.store import Store
 from appliance.runtime.watch import Watch
 
 __all__ = [
     "RUNTIME_TOPIC",
+    "Action",
     "Agent",
     "Clock",
     "Context",
+    "Decision",
+    "Failure",
     "FakeClock",
+    "HandlerHung",
     "InstanceInfo",
     "JobTree",
     "KnowledgeStore",
+    "LetItFail",
     "NoState",
     "Runtime",
     "Store",
+    "Supervision",
     "SystemClock",
     "TaskGraph",
     "TaskNode",

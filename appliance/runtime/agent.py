@@ -12,13 +12,17 @@ import inspect
 import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
 from appliance.events import Event, Started
 
 Handler = Callable[[Any, Any, Any], Awaitable[Any]]
+
+# How the supervisor treats an error: retry it later, restart the instance, scale/shed, or
+# just record it (the event was bad, the instance is fine).
+ErrorClass: TypeAlias = Literal["transient", "fatal", "resource", "rejected"]
 
 
 class NoState(msgspec.Struct):
@@ -47,6 +51,14 @@ class Agent:
     inbox_size: ClassVar[int] = 1024
     handler_timeout_s: ClassVar[float] = 30.0
     eager: ClassVar[bool] = True
+    # Supervision (see appliance/supervisor/): what a crash of this type's handlers costs.
+    snapshot: ClassVar[bool] = True  # commit state after each handled event that touched it
+    restart_strategy: ClassVar[Literal["one_for_one", "one_for_all"]] = "one_for_one"
+    max_restarts: ClassVar[int] = 5  # restart intensity: at most this many restarts ...
+    restart_window_s: ClassVar[float] = 60.0  # ... in this many seconds, then escalate
+    error_classes: ClassVar[Mapping[type[BaseException], ErrorClass]] = {}  # overrides
+    pool_min: ClassVar[int] = 1
+    pool_max: ClassVar[int] = 8
 
     handlers: ClassVar[Mapping[type[Event], Handler]] = {}
 

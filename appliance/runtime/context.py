@@ -13,8 +13,9 @@ from appliance.runtime.fanout import FanOut, TaskOutcome
 
 if TYPE_CHECKING:
     from appliance.runtime.clock import Clock
+    from appliance.runtime.instance import Instance
     from appliance.runtime.knowledge import KnowledgeStore
-    from appliance.runtime.runtime import Runtime, _Instance
+    from appliance.runtime.runtime import Runtime
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -25,12 +26,13 @@ class Context(Generic[S]):
     """One per handled event. Everything sent through it is stamped with this task as caller,
     so the coordination graph records who caused what without the handler saying so."""
 
-    __slots__ = ("_inst", "_runtime", "envelope")
+    __slots__ = ("_inst", "_runtime", "envelope", "touched")
 
-    def __init__(self, runtime: Runtime, inst: _Instance, envelope: Envelope[Any]) -> None:
+    def __init__(self, runtime: Runtime, inst: Instance, envelope: Envelope[Any]) -> None:
         self._runtime = runtime
         self._inst = inst
         self.envelope = envelope
+        self.touched = False  # the handler used its state: snapshot it when it succeeds
 
     @property
     def job(self) -> JobContext:
@@ -51,6 +53,7 @@ class Context(Generic[S]):
     @property
     def state(self) -> S:
         """This instance's state for this event's job: jobs never see each other's state."""
+        self.touched = True
         return cast(S, self._inst.state_for(self.envelope.job.job_id))
 
     @property

@@ -17,9 +17,9 @@ from appliance.errors import UnknownJob, UnknownTask
 from appliance.events import (
     HandlerCrashed,
     JobSubmitted,
+    JournalRecord,
     TaskSpawned,
     TaskStatus,
-    TaskStatusChanged,
 )
 from appliance.runtime.store import Store
 
@@ -71,7 +71,7 @@ class TaskGraph:
             "jobs", (rec.job_id, rec.command_id, rec.command, int(rec.autonomous), rec.at)
         )
 
-    def record_spawn(self, rec: TaskSpawned) -> None:
+    def record_spawn(self, rec: TaskSpawned, start: bytes | None = None) -> None:
         self._store.append(
             "tasks",
             (
@@ -83,10 +83,12 @@ class TaskGraph:
                 rec.objective,
                 int(rec.autonomous),
                 rec.at,
+                start.decode() if start is not None else None,
             ),
         )
 
-    def record(self, rec: TaskStatusChanged | HandlerCrashed) -> None:
+    def record(self, rec: JournalRecord) -> None:
+        """Append any record with ``job_id``/``task_id`` fields to the journal."""
         self._store.append(
             "journal",
             (rec.at, rec.__struct_config__.tag, rec.job_id, rec.task_id, _encode(rec).decode()),
@@ -108,6 +110,10 @@ class TaskGraph:
             )
         )
 
+    async def unfinished(self) -> list[UnfinishedTask]:
+        """Tasks of jobs whose root never ended: what a restarted appliance resumes."""
+        return await self._store.read(_load_unfinished)
+
     async def failures(self, job_id: str) -> list[HandlerCrashed]:
         rows = await self._store.read(
             lambda db: list(
@@ -119,6 +125,48 @@ class TaskGraph:
             )
         )
         return [msgspec.json.decode(r["body"], type=HandlerCrashed) for r in rows]
+
+
+class UnfinishedTask(msgspec.Struct, frozen=True):
+    task_id: str
+    job_id: str
+    command_id: str
+    agent_type: str
+    objective: str
+    is_root: bool
+    autonomous: bool
+    start: str | None
+    states: dict[str, bytes]  # job_id -> last committed state (JSON)
+
+
+def _load_unfinished(db: Any) -> list[UnfinishedTask]:
+    rows = db.query(
+        """SELECT t.*, j.command_id FROM tasks t JOIN jobs j USING (job_id)
+           WHERE NOT EXISTS (
+               SELECT 1 FROM journal s WHERE s.task_id = t.task_id AND s.kind = 'task.status'
+               AND json_extract(s.body, '$.status') IN ('done', 'failed', 'cancelled'))
+           ORDER BY t.created_at, t.rowid"""
+    )
+    found = []
+    for r in rows:
+        states = {
+            s["job_id"]: s["state"]
+            for s in db.query("SELECT job_id, state FROM states WHERE task_id = ?", [r["task_id"]])
+        }
+        found.append(
+            UnfinishedTask(
+                task_id=r["task_id"],
+                job_id=r["job_id"],
+                command_id=r["command_id"],
+                agent_type=r["agent_type"],
+                objective=r["objective"],
+                is_root=r["parent_task_id"] is None,
+                autonomous=bool(r["autonomous"]),
+                start=r["start"],
+                states=states,
+            )
+        )
+    return found
 
 
 def _status_of(db: Any, where: str, arg: str) -> dict[str, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 
-_BOOT = secrets.token_hex(2)
+_BOOT = secrets.token_hex(3)
 _counter = itertools.count(1)
 
 

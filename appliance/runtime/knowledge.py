@@ -3,7 +3,8 @@
 ``update(key, fn)`` applies a plain function to the current value and stores the result in
 one step. The function is synchronous on purpose: nothing else on the event loop can run
 between reading the old value and writing the new one, so concurrent updaters never tear or
-lose each other's writes, without a lock. Every update is persisted, in order, with a version.
+lose each other's writes, without a lock. Every update is persisted with its version (a
+burst of updates to one key commits as its last value).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class KnowledgeStore:
         encoded = msgspec.json.encode(new)
         version = self.version(key) + 1
         self._values[key] = (version, encoded)
-        self._store.append("knowledge", (key, encoded.decode(), version, self._clock.now()))
+        self._store.put("knowledge", key, (key, encoded.decode(), version, self._clock.now()))
         return new
 
     def keys(self, prefix: str = "") -> list[str]:

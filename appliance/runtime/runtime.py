@@ -6,9 +6,14 @@ callback drains that queue in batches and runs each handler inline until its fir
 suspension; only a handler that actually waits becomes a Task (owned by the runtime's
 TaskGroup, under the type's deadline). So an idle instance costs no task and no queue, and a
 handler that finishes without waiting costs no task either: this is what keeps per-event
-isolation near the speed of a plain queue. A handler that raises is recorded and its instance
-lives on. Per-instance FIFO start order holds: an instance at its concurrency limit keeps later
-events in its own backlog, and new ones queue behind them.
+isolation near the speed of a plain queue. Per-instance FIFO start order holds: an instance
+at its concurrency limit keeps later events in its own backlog, and new ones queue behind.
+
+When a handler fails, the runtime asks its supervision policy (``recovery.Supervision``) what
+to do and carries it out: record it and go on, deliver the event again later, restart the
+instance from its last state snapshot (requeuing what its old incarnation had in flight), or
+refuse a type that keeps failing. After a process restart, ``run()`` resumes every job whose
+root task had not ended, from its last committed state.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
+import typing
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias, cast
+from typing import Any, cast
 
 import msgspec
 
 from appliance.errors import (
+    AgentTypeFailed,
     BadEvent,
     EventNotAccepted,
     HandlerFailed,
@@ -33,10 +40,15 @@ from appliance.errors import (
     UnknownAgentType,
     UnknownTask,
 )
+from appliance.events import AgentTypeFailed as AgentTypeFailedRecord
 from appliance.events import (
+    AgentTypeReset,
     Envelope,
     Event,
+    EventRetried,
+    EventShed,
     HandlerCrashed,
+    InstanceRestarted,
     JobContext,
     JobSubmitted,
     RecordEvent,
@@ -53,9 +65,11 @@ from appliance.runtime.agent import Agent, Handler, accepted_kinds
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
 from appliance.runtime.fanout import TaskOutcome
-from appliance.runtime.graph import TaskGraph
+from appliance.runtime.graph import TaskGraph, UnfinishedTask
 from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
+from appliance.runtime.instance import AgentKind, Instance, InstanceInfo, Item
 from appliance.runtime.knowledge import KnowledgeStore
+from appliance.runtime.recovery import Action, Failure, LetItFail, Supervision
 from appliance.runtime.store import Store
 from appliance.runtime.watch import Watch
 
@@ -63,104 +77,36 @@ log = logging.getLogger(__name__)
 
 RUNTIME_TOPIC = "runtime"
 _DRAIN_BATCH = 512
-
-Reply: TypeAlias = "asyncio.Future[Any] | None"
-_Item: TypeAlias = "tuple[_Instance, Handler, Envelope[Any], Reply, bool]"
-
-
 _FRESH = object()  # a handler coroutine that has not taken its first step
+_encode = msgspec.json.encode
 
 
 class _Stop(Exception):
     """Raised inside run()'s TaskGroup to end it (3.11 has no TaskGroup.cancel())."""
 
 
-class _AgentType:
-    __slots__ = ("cls", "factory", "handlers", "instances", "name", "pool")
-
-    def __init__(self, cls: type[Agent], factory: Callable[[], Agent]) -> None:
-        self.cls = cls
-        self.name = cls.name
-        self.factory = factory
-        self.handlers = cls.handlers
-        self.instances: dict[str, _Instance] = {}
-        self.pool: list[_Instance] = []
-
-
-class _Instance:
-    """A live agent instance. Slotted and lazy: an idle one is a few hundred bytes."""
-
-    __slots__ = (
-        "agent",
-        "backlog",
-        "handlers",
-        "home",
-        "inflight",
-        "kind",
-        "name",
-        "objective",
-        "outcome",
-        "pooled",
-        "queued",
-        "ref",
-        "space",
-        "states",
-        "waiters",
-    )
-
-    def __init__(self, kind: _AgentType, ref: TaskRef, home: JobContext, objective: str) -> None:
-        self.kind = kind
-        self.agent = kind.factory()
-        self.handlers = kind.handlers
-        self.ref = ref
-        self.name = str(ref)
-        self.home = home
-        self.objective = objective
-        self.inflight = 0
-        self.queued = 0
-        self.pooled = False
-        self.backlog: deque[_Item] | None = None
-        self.space: deque[asyncio.Future[None]] | None = None
-        self.states: dict[str, msgspec.Struct] | None = None
-        self.outcome: TaskOutcome | None = None
-        self.waiters: asyncio.Future[TaskOutcome] | None = None
-
-    def state_for(self, job_id: str) -> msgspec.Struct:
-        if self.states is None:
-            self.states = {}
-        state = self.states.get(job_id)
-        if state is None:
-            state = self.states[job_id] = self.kind.cls.State()
-        return state
-
-    @property
-    def load(self) -> int:
-        return self.inflight + self.queued
-
-
-class InstanceInfo(msgspec.Struct, frozen=True):
-    """A snapshot of one instance, for the panel and the CLI."""
-
-    ref: TaskRef
-    job_id: str
-    objective: str
-    inflight: int
-    queued: int
-    pooled: bool
-    status: TaskStatus
+class HandlerHung(TimeoutError):
+    """A handler overran its agent type's ``handler_timeout_s`` and was cancelled."""
 
 
 class Runtime:
-    def __init__(self, store: Store, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        supervision: Supervision | None = None,
+    ) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.supervision: Supervision = supervision or LetItFail()
         self.store = store
         self.graph = TaskGraph(store)
         self.knowledge = KnowledgeStore(store, self.clock)
-        self._types: dict[str, _AgentType] = {}
-        self._instances: dict[str, _Instance] = {}
-        self._topics: dict[str, list[_AgentType]] = {}
-        self._ready: deque[_Item] = deque()
-        self._resumable: deque[_Instance] = deque()
+        self._types: dict[str, AgentKind] = {}
+        self._instances: dict[str, Instance] = {}
+        self._topics: dict[str, list[AgentKind]] = {}
+        self._ready: deque[Item] = deque()
+        self._resumable: deque[Instance] = deque()
         self._scheduled = False
         self._suspended = 0
         self._tg: asyncio.TaskGroup | None = None
@@ -169,7 +115,7 @@ class Runtime:
         self._stopping = asyncio.Event()
         self._watches: list[Watch] = []
         self._taps: list[Watch] = []
-        self._job_members: dict[str, list[_Instance]] = {}
+        self._job_members: dict[str, list[Instance]] = {}
         self._job_roots: dict[str, str] = {}
         self._event_types: set[type[Event]] = {Started}
         self._decoder: msgspec.json.Decoder[Any] | None = None
@@ -183,7 +129,7 @@ class Runtime:
         """Make an agent type spawnable; from now on its events decode at every edge."""
         if cls.name in self._types:
             raise ValueError(f"agent type {cls.name!r} is already registered")
-        kind = _AgentType(cls, factory or cls)
+        kind = AgentKind(cls, factory or cls)
         self._types[cls.name] = kind
         for topic in cls.topics:
             self._topics.setdefault(topic, []).append(kind)
@@ -203,7 +149,7 @@ class Runtime:
     def agent_types(self) -> list[type[Agent]]:
         return [k.cls for k in self._types.values()]
 
-    def _kind(self, name: str) -> _AgentType:
+    def _kind(self, name: str) -> AgentKind:
         kind = self._types.get(name)
         if kind is None:
             raise UnknownAgentType(
@@ -290,28 +236,27 @@ class Runtime:
         the task: what its handler returns or raises becomes the task's outcome.
         """
         kind = self._kind(agent_type)
+        if kind.failed is not None:
+            raise AgentTypeFailed(f"agent type {kind.name!r} is marked failed: {kind.failed}")
         start_handler = self._check_spawnable(kind, start)
         if self._tg is None:
             raise RuntimeStopped("the runtime is not running")
         ref = TaskRef(kind.name, new_task_id())
-        inst = _Instance(kind, ref, job, objective)
-        kind.instances[ref.task_id] = inst
-        self._instances[ref.task_id] = inst
-        self._job_members.setdefault(job.job_id, []).append(inst)
-        self._record(
-            TaskSpawned(
-                job_id=job.job_id,
-                task_id=ref.task_id,
-                agent_type=kind.name,
-                objective=objective,
-                parent_task_id=caller.task_id if caller else None,
-                parent_agent=caller.agent_type if caller else None,
-                autonomous=autonomous,
-                at=self.clock.now(),
-            )
+        inst = self._add_instance(kind, ref, job, objective)
+        event = start if start is not None else Started(objective=objective)
+        rec = TaskSpawned(
+            job_id=job.job_id,
+            task_id=ref.task_id,
+            agent_type=kind.name,
+            objective=objective,
+            parent_task_id=caller.task_id if caller else None,
+            parent_agent=caller.agent_type if caller else None,
+            autonomous=autonomous,
+            at=self.clock.now(),
         )
+        self.graph.record_spawn(rec, _encode(event) if start_handler is not None else None)
+        self._notify(rec)
         if start_handler is not None:
-            event = start if start is not None else Started(objective=objective)
             env = Envelope(
                 event=event,
                 job=job,
@@ -320,10 +265,19 @@ class Runtime:
                 caller_task_id=caller.task_id if caller else None,
                 caller_agent=caller.agent_type if caller else None,
             )
-            self._enqueue((inst, start_handler, env, None, True))
+            self._enqueue((inst, start_handler, env, None, True, 1))
         return ref
 
-    def _check_spawnable(self, kind: _AgentType, start: Event | None) -> Handler | None:
+    def _add_instance(
+        self, kind: AgentKind, ref: TaskRef, job: JobContext, objective: str
+    ) -> Instance:
+        inst = Instance(kind, ref, job, objective)
+        kind.instances[ref.task_id] = inst
+        self._instances[ref.task_id] = inst
+        self._job_members.setdefault(job.job_id, []).append(inst)
+        return inst
+
+    def _check_spawnable(self, kind: AgentKind, start: Event | None) -> Handler | None:
         if start is None:
             return kind.handlers.get(Started)
         handler = kind.handlers.get(type(start))
@@ -340,7 +294,7 @@ class Runtime:
         if inst.outcome is None:
             self._task_ended(inst, "cancelled", None, "stopped")
 
-    def _retire(self, inst: _Instance) -> None:
+    def _retire(self, inst: Instance) -> None:
         self._instances.pop(inst.ref.task_id, None)
         inst.kind.instances.pop(inst.ref.task_id, None)
         if inst.pooled:
@@ -380,7 +334,9 @@ class Runtime:
             raise EventNotAccepted(_not_accepted(inst.kind, event))
         if inst.queued >= inst.kind.cls.inbox_size:
             raise InboxFull(f"{inst.name} has {inst.queued} events waiting")
-        self._enqueue((inst, handler, env, None, False))
+        if inst.kind.failed is not None:
+            raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
+        self._enqueue((inst, handler, env, None, False, 1))
 
     async def send(
         self,
@@ -423,17 +379,19 @@ class Runtime:
         handler = inst.handlers.get(type(event))
         if handler is None:
             raise EventNotAccepted(_not_accepted(inst.kind, event))
+        if inst.kind.failed is not None:
+            raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
         while inst.queued >= inst.kind.cls.inbox_size:
             await self._wait_space(inst.ref)
         reply: asyncio.Future[Any] = self._loop.create_future()
-        self._enqueue((inst, handler, env, reply, False))
+        self._enqueue((inst, handler, env, reply, False, 1))
         try:
             async with asyncio.timeout(timeout):
                 return await reply
         except TimeoutError:
             raise RequestTimeout(f"{inst.name} did not reply within {timeout}s") from None
 
-    def _resolve(self, target: Target, env: Envelope[Any]) -> _Instance:
+    def _resolve(self, target: Target, env: Envelope[Any]) -> Instance:
         if type(target) is TaskRef:
             inst = self._instances.get(target.task_id)
             if inst is None:
@@ -443,7 +401,7 @@ class Runtime:
             return self._pick(self._kind(target.agent_type), env)
         raise TypeError(f"cannot address {target!r} this way")
 
-    def _pick(self, kind: _AgentType, env: Envelope[Any]) -> _Instance:
+    def _pick(self, kind: AgentKind, env: Envelope[Any]) -> Instance:
         """The least-loaded instance of the type's pool; the first one is spawned on demand."""
         if not kind.pool:
             caller = None
@@ -463,16 +421,39 @@ class Runtime:
         kind.pool.append(inst)
         return ref
 
+    def remove_from_pool(self, agent_type: str) -> TaskRef | None:
+        """Shrink a type's pool by one idle instance (None if every one is busy)."""
+        kind = self._kind(agent_type)
+        idle = next((i for i in reversed(kind.pool) if i.load == 0), None)
+        if idle is None:
+            return None
+        self._retire(idle)
+        self._record(
+            TaskStatusChanged(
+                job_id=idle.home.job_id,
+                task_id=idle.ref.task_id,
+                agent_type=kind.name,
+                status="done",
+                detail="retired: pool scaled down",
+                at=self.clock.now(),
+            )
+        )
+        return idle.ref
+
+    def pool_loads(self, agent_type: str) -> list[int]:
+        """In-flight plus queued events of each pool instance: what utilisation samples."""
+        return [i.load for i in self._kind(agent_type).pool]
+
     def _publish_topic(self, target: TopicRef, env: Envelope[Any]) -> None:
-        items: list[_Item] = []
+        items: list[Item] = []
         for kind in self._topics.get(target.topic, ()):
             handler = kind.handlers.get(type(env.event))
-            if handler is None:
+            if handler is None or kind.failed is not None:
                 continue
             for inst in kind.instances.values():
                 if inst.queued >= kind.cls.inbox_size:
                     raise InboxFull(f"{inst.name} (subscribed to {target}) is full")
-                items.append((inst, handler, env, None, False))
+                items.append((inst, handler, env, None, False, 1))
         for item in items:
             self._enqueue(item)
         for watch in self._watches:
@@ -480,7 +461,7 @@ class Runtime:
 
     async def _wait_space(self, target: Target) -> None:
         if type(target) is TaskRef:
-            insts: Iterable[_Instance] = [self._instances[target.task_id]]
+            insts: Iterable[Instance] = [self._instances[target.task_id]]
         elif type(target) is TypeRef:
             insts = self._kind(target.agent_type).pool
         elif type(target) is TopicRef:
@@ -499,7 +480,7 @@ class Runtime:
 
     # -- dispatch -------------------------------------------------------------------------
 
-    def _enqueue(self, item: _Item) -> None:
+    def _enqueue(self, item: Item) -> None:
         item[0].queued += 1
         self._ready.append(item)
         if not self._scheduled:
@@ -526,12 +507,11 @@ class Runtime:
                 inst.backlog.append(item)
                 continue
             self._start(item)
-        if (ready or self._resumable) and not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+        if ready or self._resumable:
+            self._schedule()
 
-    def _start(self, item: _Item) -> None:
-        inst, handler, env, reply, is_start = item
+    def _start(self, item: Item) -> None:
+        inst, handler, env, _, _, _ = item
         inst.queued -= 1
         if inst.space:
             waiter = inst.space.popleft()
@@ -540,63 +520,81 @@ class Runtime:
         inst.inflight += 1
         ctx: Context[Any] = Context(self, inst, env)
         coro = cast(Coroutine[Any, Any, Any], handler(inst.agent, env.event, ctx))
-        assert self._tg is not None
         if not inst.kind.cls.eager:
-            self._suspended += 1
-            self._tg.create_task(self._resume(item, coro, _FRESH))
+            self._adopt(item, ctx, coro, _FRESH)
             return
         try:
             step = coro.send(None)
         except StopIteration as done:
-            self._finish(inst, env, reply, is_start, done.value, None)
+            self._finish(item, ctx, inst.generation, done.value, None)
             return
         except (Exception, asyncio.CancelledError) as err:
-            self._finish(inst, env, reply, is_start, None, err)
+            self._finish(item, ctx, inst.generation, None, err)
             return
-        self._suspended += 1
-        self._tg.create_task(self._resume(item, coro, step))
+        self._adopt(item, ctx, coro, step)
 
-    async def _resume(self, item: _Item, coro: Coroutine[Any, Any, Any], step: Any) -> None:
-        inst, _, env, reply, is_start = item
+    def _adopt(
+        self, item: Item, ctx: Context[Any], coro: Coroutine[Any, Any, Any], step: Any
+    ) -> None:
+        """Give a handler that really waits a Task of its own, under its type's deadline."""
+        inst = item[0]
+        assert self._tg is not None
+        self._suspended += 1
+        task = self._tg.create_task(self._resume(item, ctx, coro, step, inst.generation))
+        if inst.running is None:
+            inst.running = {}
+        inst.running[task] = item
+
+    async def _resume(
+        self,
+        item: Item,
+        ctx: Context[Any],
+        coro: Coroutine[Any, Any, Any],
+        step: Any,
+        generation: int,
+    ) -> None:
+        inst = item[0]
+        limit = inst.kind.cls.handler_timeout_s
+        deadline = asyncio.timeout(limit)
         try:
-            async with asyncio.timeout(inst.kind.cls.handler_timeout_s):
+            async with deadline:
                 result = await (coro if step is _FRESH else _continue(coro, step))
-        except TimeoutError as err:
-            self._finish(
-                inst,
-                env,
-                reply,
-                is_start,
-                None,
-                TimeoutError(
-                    f"handler overran its {inst.kind.cls.handler_timeout_s}s deadline"
-                ).with_traceback(err.__traceback__),
-            )
         except asyncio.CancelledError as err:
             task = asyncio.current_task()
+            if generation != inst.generation:
+                return  # its instance restarted; the event went to the new incarnation
             if task is not None and task.cancelling():
-                self._finish(inst, env, reply, is_start, None, None, cancelled=True)
+                self._finish(item, ctx, generation, None, None, cancelled=True)
                 raise
-            self._finish(inst, env, reply, is_start, None, err)
+            self._finish(item, ctx, generation, None, err)
         except Exception as err:
-            self._finish(inst, env, reply, is_start, None, err)
+            if deadline.expired():
+                hung = HandlerHung(f"handler overran its {limit}s deadline")
+                self._finish(item, ctx, generation, None, hung.with_traceback(err.__traceback__))
+            else:
+                self._finish(item, ctx, generation, None, err)
         else:
-            self._finish(inst, env, reply, is_start, result, None)
+            self._finish(item, ctx, generation, result, None)
         finally:
             self._suspended -= 1
+            if inst.running is not None:
+                inst.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
 
     def _finish(
         self,
-        inst: _Instance,
-        env: Envelope[Any],
-        reply: Reply,
-        is_start: bool,
+        item: Item,
+        ctx: Context[Any],
+        generation: int,
         result: Any,
         err: BaseException | None,
         *,
         cancelled: bool = False,
     ) -> None:
+        inst, _, env, reply, is_start, _ = item
+        if generation != inst.generation:
+            return  # a stale incarnation's handler: its event was requeued at the restart
         inst.inflight -= 1
+        inst.handled += 1
         self.handled += 1
         if cancelled:
             if reply is not None and not reply.done():
@@ -604,23 +602,183 @@ class Runtime:
             if is_start:
                 self._task_ended(inst, "cancelled", None, "runtime stopped")
         elif err is None:
+            if ctx.touched and inst.kind.cls.snapshot:
+                self._snapshot(inst, env.job.job_id)
             if reply is not None and not reply.done():
                 reply.set_result(result)
             if is_start:
                 self._task_ended(inst, "done", result, "")
         else:
-            self._crashed(inst, env, err)
-            if reply is not None and not reply.done():
-                reply.set_exception(HandlerFailed(f"{inst.name}: {type(err).__name__}: {err}"))
-            if is_start:
-                self._task_ended(inst, "failed", None, f"{type(err).__name__}: {err}")
+            self._failed(item, err)
         if inst.backlog:
             self._resumable.append(inst)
-            if not self._scheduled:
-                self._scheduled = True
-                self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+            self._schedule()
 
-    def _crashed(self, inst: _Instance, env: Envelope[Any], err: BaseException) -> None:
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+
+    # -- failures and recovery ------------------------------------------------------------
+
+    def _failed(self, item: Item, err: BaseException) -> None:
+        """Ask the supervision policy what a failure means, then do it."""
+        inst, _, env, reply, is_start, attempt = item
+        kind = inst.kind
+        decision = self.supervision.on_failure(
+            Failure(
+                agent=kind.cls,
+                ref=inst.ref,
+                job=env.job,
+                event=env.event,
+                error=err,
+                attempt=attempt,
+                hung=isinstance(err, HandlerHung),
+            )
+        )
+        action = decision.action
+        tag = str(env.event.__struct_config__.tag)
+        if action is Action.RETRY:
+            self._record(
+                EventRetried(
+                    job_id=env.job.job_id,
+                    task_id=inst.ref.task_id,
+                    agent_type=kind.name,
+                    event_kind=tag,
+                    attempt=attempt,
+                    delay_s=decision.delay,
+                    reason=f"{type(err).__name__}: {err}",
+                    at=self.clock.now(),
+                )
+            )
+            assert self._tg is not None
+            self._tg.create_task(self._redeliver(item, decision.delay))
+            return
+        self._crashed(inst, env, err)
+        if action is Action.SHED:
+            self._record(
+                EventShed(
+                    job_id=env.job.job_id,
+                    task_id=inst.ref.task_id,
+                    agent_type=kind.name,
+                    event_kind=tag,
+                    reason=decision.reason or f"{type(err).__name__}: {err}",
+                    at=self.clock.now(),
+                )
+            )
+        if reply is not None and not reply.done():
+            reply.set_exception(HandlerFailed(f"{inst.name}: {type(err).__name__}: {err}"))
+        reason = decision.reason or f"{type(err).__name__}: {err}"
+        if action is Action.RESTART or action is Action.RESTART_GROUP:
+            # The task's own work is its start event: the new incarnation runs it again.
+            again = [(*item[:5], attempt + 1)] if is_start else []
+            if action is Action.RESTART:
+                self._restart(inst, reason, again)
+            else:
+                for member in self._group_of(inst):
+                    self._restart(member, reason, again if member is inst else [])
+            return
+        if action is Action.FAIL_TYPE:
+            self.fail_type(kind.name, reason)
+        if is_start:
+            self._task_ended(inst, "failed", None, f"{type(err).__name__}: {err}")
+
+    async def _redeliver(self, item: Item, delay: float) -> None:
+        """Deliver a failed event again after ``delay`` (its inbox slot was already paid)."""
+        await self.clock.sleep(delay)
+        inst, handler, env, reply, is_start, attempt = item
+        if self._instances.get(inst.ref.task_id) is not inst:
+            if reply is not None and not reply.done():
+                reply.set_exception(UnknownTask(f"{inst.name} retired before its retry"))
+            return
+        self._enqueue((inst, handler, env, reply, is_start, attempt + 1))
+
+    def _group_of(self, inst: Instance) -> list[Instance]:
+        """One-for-all: the instances of the type in the same job restart together."""
+        job_id = inst.home.job_id
+        return [i for i in inst.kind.instances.values() if i.home.job_id == job_id]
+
+    def restart(self, ref: TaskRef, reason: str) -> None:
+        """Restart an instance from its last committed state (the supervisor's health check
+        does this to an instance that stopped making progress)."""
+        inst = self._instances.get(ref.task_id)
+        if inst is None:
+            raise UnknownTask(f"no live instance {ref}")
+        self._restart(inst, reason, [])
+
+    def _restart(self, inst: Instance, reason: str, again: list[Item]) -> None:
+        """A new incarnation: fresh agent object, state from the last snapshot, and every event
+        the old one had in flight back at the head of the inbox, in the order they started.
+        The old incarnation's handlers are cancelled; whatever they changed is discarded with
+        its state, so each of those events takes effect once, in the new incarnation."""
+        inst.generation += 1
+        inst.agent = inst.kind.factory()
+        inst.recover_states()
+        stale = inst.running or {}
+        inst.running = None
+        inst.inflight = 0
+        requeue = again + list(stale.values())
+        for task in stale:
+            task.cancel()
+        if requeue:
+            if inst.backlog is None:
+                inst.backlog = deque()
+            inst.backlog.extendleft(reversed(requeue))
+            inst.queued += len(requeue)
+            self._resumable.append(inst)
+            self._schedule()
+        now = self.clock.now()
+        self._record(
+            InstanceRestarted(
+                job_id=inst.home.job_id,
+                task_id=inst.ref.task_id,
+                agent_type=inst.kind.name,
+                reason=reason,
+                generation=inst.generation,
+                requeued=len(requeue),
+                at=now,
+            )
+        )
+        self._record(
+            TaskStatusChanged(
+                job_id=inst.home.job_id,
+                task_id=inst.ref.task_id,
+                agent_type=inst.kind.name,
+                status="restarted",
+                detail=reason,
+                at=now,
+            )
+        )
+
+    def fail_type(self, agent_type: str, reason: str) -> None:
+        """Refuse the type's events until ``reset_type``: it restarted past its intensity."""
+        kind = self._kind(agent_type)
+        if kind.failed is None:
+            kind.failed = reason
+            self._record(
+                AgentTypeFailedRecord(agent_type=kind.name, reason=reason, at=self.clock.now())
+            )
+
+    def reset_type(self, agent_type: str) -> None:
+        kind = self._kind(agent_type)
+        if kind.failed is not None:
+            kind.failed = None
+            self._record(AgentTypeReset(agent_type=kind.name, at=self.clock.now()))
+
+    def failed_types(self) -> dict[str, str]:
+        return {k.name: k.failed for k in self._types.values() if k.failed is not None}
+
+    def _snapshot(self, inst: Instance, job_id: str) -> None:
+        """Commit the state a handler just left behind: the point a restart recovers to."""
+        assert inst.states is not None
+        data = _encode(inst.states[job_id])
+        inst.snapshot(job_id, data)
+        task_id = inst.ref.task_id
+        self.store.put(
+            "states", (task_id, job_id), (task_id, job_id, inst.kind.name, data, self.clock.now())
+        )
+
+    def _crashed(self, inst: Instance, env: Envelope[Any], err: BaseException) -> None:
         self.crashed += 1
         kind = env.event.__struct_config__.tag
         log.warning(
@@ -646,9 +804,9 @@ class Runtime:
             )
         )
 
-    def _task_ended(self, inst: _Instance, status: TaskStatus, result: Any, detail: str) -> None:
+    def _task_ended(self, inst: Instance, status: TaskStatus, result: Any, detail: str) -> None:
         try:
-            raw = msgspec.Raw(msgspec.json.encode(result)) if result is not None else None
+            raw = msgspec.Raw(_encode(result)) if result is not None else None
         except (TypeError, msgspec.EncodeError) as err:
             raw, detail = None, f"{detail} (result not storable: {err})".strip()
         inst.outcome = TaskOutcome(ref=inst.ref, status=status, result=result, detail=detail)
@@ -676,16 +834,68 @@ class Runtime:
             if not member.pooled:
                 self._retire(member)
 
+    async def _resume_unfinished(self) -> None:
+        """After a process restart: every job whose root task had not ended runs its root
+        again from its last committed state; the rest of such a job's unfinished tasks are
+        recorded as cancelled (the root spawns what it still needs)."""
+        assert self._loop is not None
+        for task in await self.graph.unfinished():
+            kind = self._types.get(task.agent_type)
+            start = self._stored_start(task, kind)
+            if kind is None or start is None or not task.is_root or kind.failed is not None:
+                self._record(
+                    TaskStatusChanged(
+                        job_id=task.job_id,
+                        task_id=task.task_id,
+                        agent_type=task.agent_type,
+                        status="cancelled",
+                        detail="interrupted when the appliance stopped",
+                        at=self.clock.now(),
+                    )
+                )
+                continue
+            handler = kind.handlers[type(start)]
+            job = JobContext(task.job_id, task.command_id)
+            inst = self._add_instance(kind, TaskRef(kind.name, task.task_id), job, task.objective)
+            for job_id, data in task.states.items():
+                inst.snapshot(job_id, data)
+            inst.recover_states()
+            self._job_roots[job.job_id] = task.task_id
+            self._record(
+                TaskStatusChanged(
+                    job_id=task.job_id,
+                    task_id=task.task_id,
+                    agent_type=kind.name,
+                    status="restarted",
+                    detail="resumed after the appliance restarted",
+                    at=self.clock.now(),
+                )
+            )
+            env = Envelope(event=start, job=job, target=inst.ref)
+            self._enqueue((inst, handler, env, None, True, 1))
+
+    def _stored_start(self, task: UnfinishedTask, kind: AgentKind | None) -> Event | None:
+        if kind is None or task.start is None:
+            return None
+        try:
+            start = self.decode_event(task.start)
+        except BadEvent as err:
+            log.error("cannot resume %s/%s: %s", task.agent_type, task.task_id, err)
+            return None
+        return start if type(start) in kind.handlers else None
+
     def _record(self, rec: RecordEvent) -> None:
-        if type(rec) is TaskSpawned:
-            self.graph.record_spawn(rec)
-        elif type(rec) is JobSubmitted:
+        if type(rec) is JobSubmitted:
             self.graph.record_job(rec)
-        else:
+        elif type(rec) is not TaskSpawned:
             self.graph.record(rec)  # type: ignore[arg-type]
+        self._notify(rec)
+
+    def _notify(self, rec: RecordEvent) -> None:
         if self._watches:
-            job_id = rec.job_id
-            env = Envelope(event=rec, job=JobContext(job_id, ""), target=TopicRef(RUNTIME_TOPIC))
+            env = Envelope(
+                event=rec, job=JobContext(rec.job_id, ""), target=TopicRef(RUNTIME_TOPIC)
+            )
             for watch in self._watches:
                 watch.offer(env)
 
@@ -725,6 +935,8 @@ class Runtime:
                 objective=i.objective,
                 inflight=i.inflight,
                 queued=i.queued,
+                handled=i.handled,
+                generation=i.generation,
                 pooled=i.pooled,
                 status=i.outcome.status if i.outcome else "running",
             )
@@ -776,6 +988,7 @@ class Runtime:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.store.run(), name="qey-store-writer")
                 self._tg = tg
+                await self._resume_unfinished()
                 self._running.set()
                 await self._stopping.wait()
                 self._tg = None
@@ -822,7 +1035,7 @@ def _continue(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, 
             return done.value
 
 
-def _load(inst: _Instance) -> int:
+def _load(inst: Instance) -> int:
     return inst.inflight + inst.queued
 
 
@@ -830,12 +1043,11 @@ def _union(types_: Iterable[type[Event]]) -> Any:
     ordered = tuple(sorted(types_, key=lambda t: str(t.__struct_config__.tag)))
     if len(ordered) == 1:
         return ordered[0]
-    import typing
 
     return typing.Union[ordered]  # noqa: UP007
 
 
-def _not_accepted(kind: _AgentType, event: Event) -> str:
+def _not_accepted(kind: AgentKind, event: Event) -> str:
     tag = event.__struct_config__.tag
     return (
         f"agent type {kind.name!r} does not accept {tag!r} events; it accepts: "

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _APPEND_ONLY = ("jobs", "tasks", "journal")
 
@@ -34,8 +34,10 @@ _INSERT = {
     "jobs": "INSERT INTO jobs (job_id, command_id, command, autonomous, created_at) "
     "VALUES (?, ?, ?, ?, ?)",
     "tasks": "INSERT INTO tasks (task_id, job_id, agent_type, parent_task_id, parent_agent, "
-    "objective, autonomous, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "objective, autonomous, created_at, start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "journal": "INSERT INTO journal (at, kind, job_id, task_id, body) VALUES (?, ?, ?, ?, ?)",
+    "states": "INSERT INTO states (task_id, job_id, agent_type, state, at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT(task_id, job_id) DO UPDATE SET state = excluded.state, at = excluded.at",
     "knowledge": "INSERT INTO knowledge (key, value, version, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
     "updated_at = excluded.updated_at",
@@ -70,6 +72,7 @@ class Store:
         self._clock = clock or SystemClock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qey-store")
         self._pending: list[tuple[str, Row]] = []
+        self._latest: dict[tuple[str, object], Row] = {}
         self._dirty = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self.failed_flushes = 0
@@ -88,9 +91,12 @@ class Store:
         db.enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
-        if self._conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
             return
         with db.conn:
+            if version == 1:
+                db.execute("ALTER TABLE tasks ADD COLUMN start TEXT")
             db["jobs"].create(
                 {
                     "job_id": str,
@@ -112,6 +118,7 @@ class Store:
                     "objective": str,
                     "autonomous": int,
                     "created_at": float,
+                    "start": str,  # the start event (JSON): a resumed task gets it again
                 },
                 pk="task_id",
                 if_not_exists=True,
@@ -125,6 +132,11 @@ class Store:
             )
             db["journal"].create_index(["task_id"], if_not_exists=True)
             db["journal"].create_index(["job_id"], if_not_exists=True)
+            db["states"].create(
+                {"task_id": str, "job_id": str, "agent_type": str, "state": bytes, "at": float},
+                pk=("task_id", "job_id"),
+                if_not_exists=True,
+            )
             db["knowledge"].create(
                 {"key": str, "value": str, "version": int, "updated_at": float},
                 pk="key",
@@ -146,28 +158,43 @@ class Store:
         self._pending.append((table, row))
         self._dirty.set()
 
+    def put(self, table: str, key: object, row: Row) -> None:
+        """Queue an upsert; of several puts to one key before a commit only the last is
+        written (state snapshots change at event rate, SQLite commits at its own)."""
+        self._latest[(table, key)] = row
+        self._dirty.set()
+
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._latest)
 
     async def flush(self) -> None:
-        """Commit everything appended so far; raises StoreUnavailable and keeps it on failure."""
+        """Commit everything queued so far; raises StoreUnavailable and keeps it on failure."""
         async with self._flush_lock:
-            if not self._pending:
+            if not self._pending and not self._latest:
                 return
             batch, self._pending = self._pending, []
+            latest, self._latest = self._latest, {}
             try:
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._write, batch, latest
+                )
             except sqlite3.Error as err:
                 self._pending[:0] = batch
+                for key, row in latest.items():
+                    self._latest.setdefault(key, row)  # a newer put wins
                 self.failed_flushes += 1
                 raise StoreUnavailable(f"could not write {self.path}: {err}") from err
 
-    def _write(self, batch: Sequence[tuple[str, Row]]) -> None:
+    def _write(
+        self, batch: Sequence[tuple[str, Row]], latest: dict[tuple[str, object], Row]
+    ) -> None:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for table, rows in _runs(batch):
+                conn.executemany(_INSERT[table], rows)
+            for table, rows in _runs((t, row) for (t, _), row in latest.items()):
                 conn.executemany(_INSERT[table], rows)
             conn.execute("COMMIT")
         except BaseException:
@@ -204,9 +231,10 @@ class Store:
     def close(self) -> None:
         """Commit what is pending (best effort, synchronously) and close the connection."""
         batch, self._pending = self._pending, []
+        latest, self._latest = self._latest, {}
         try:
-            if batch:
-                self._executor.submit(self._write, batch).result()
+            if batch or latest:
+                self._executor.submit(self._write, batch, latest).result()
         except sqlite3.Error as err:
             log.error("store: %d records not written at close: %s", len(batch), err)
         finally:

@@ -92,7 +92,7 @@ async def test_a_hanging_handler_is_cut_off_at_its_deadline(
         async with asyncio.timeout(5):
             crash = (await watch.next()).event
     assert isinstance(crash, HandlerCrashed)
-    assert crash.error_type == "TimeoutError"
+    assert crash.error_type == "HandlerHung"
     assert await runtime.request(ref, Get(), job=job) == 0
 
 

@@ -18,7 +18,7 @@ async def test_the_store_is_in_wal_mode(store: Store) -> None:
 @pytest.mark.parametrize("table", ["jobs", "tasks", "journal"])
 async def test_the_graph_tables_are_append_only(store: Store, table: str) -> None:
     store.append("jobs", ("j", "c", "cmd", 0, 1.0))
-    store.append("tasks", ("t", "j", "echo", None, None, "obj", 0, 1.0))
+    store.append("tasks", ("t", "j", "echo", None, None, "obj", 0, 1.0, None))
     store.append("journal", (1.0, "task.status", "j", "t", "{}"))
     await store.flush()
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):

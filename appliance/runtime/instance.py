@@ -1,0 +1,122 @@
+"""Live agent types and instances: the runtime's bookkeeping, slotted and lazy.
+
+An idle instance holds no task, no queue and no state until something needs them, which is
+what lets a board keep tens of thousands of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import msgspec
+
+from appliance.events import Envelope, JobContext, TaskRef, TaskStatus
+from appliance.runtime.agent import Agent, Handler
+from appliance.runtime.fanout import TaskOutcome
+
+Reply: TypeAlias = "asyncio.Future[Any] | None"
+# One delivery: the instance, its handler, the envelope, who waits for the reply, whether
+# it is the task's start event, and which attempt this is (retries count up from 1).
+Item: TypeAlias = "tuple[Instance, Handler, Envelope[Any], Reply, bool, int]"
+
+
+class AgentKind:
+    """A registered agent type: how to make instances, and the ones alive now."""
+
+    __slots__ = ("cls", "factory", "failed", "handlers", "instances", "name", "pool")
+
+    def __init__(self, cls: type[Agent], factory: Callable[[], Agent]) -> None:
+        self.cls = cls
+        self.name = cls.name
+        self.factory = factory
+        self.handlers = cls.handlers
+        self.instances: dict[str, Instance] = {}
+        self.pool: list[Instance] = []
+        self.failed: str | None = None  # why the supervisor marked this type failed
+
+
+class Instance:
+    __slots__ = (
+        "agent",
+        "backlog",
+        "generation",
+        "handled",
+        "handlers",
+        "home",
+        "inflight",
+        "kind",
+        "name",
+        "objective",
+        "outcome",
+        "pooled",
+        "queued",
+        "ref",
+        "running",
+        "snapshots",
+        "space",
+        "states",
+        "waiters",
+    )
+
+    def __init__(self, kind: AgentKind, ref: TaskRef, home: JobContext, objective: str) -> None:
+        self.kind = kind
+        self.agent = kind.factory()
+        self.handlers = kind.handlers
+        self.ref = ref
+        self.name = str(ref)
+        self.home = home
+        self.objective = objective
+        self.inflight = 0
+        self.queued = 0
+        self.handled = 0  # events finished: the supervisor's progress (liveness) signal
+        self.generation = 1
+        self.pooled = False
+        self.backlog: deque[Item] | None = None
+        self.space: deque[asyncio.Future[None]] | None = None
+        self.states: dict[str, msgspec.Struct] | None = None
+        self.snapshots: dict[str, bytes] | None = None  # last committed state per job
+        self.running: dict[asyncio.Task[None], Item] | None = None  # suspended handlers
+        self.outcome: TaskOutcome | None = None
+        self.waiters: asyncio.Future[TaskOutcome] | None = None
+
+    def state_for(self, job_id: str) -> msgspec.Struct:
+        if self.states is None:
+            self.states = {}
+        state = self.states.get(job_id)
+        if state is None:
+            state = self.states[job_id] = self.kind.cls.State()
+        return state
+
+    def snapshot(self, job_id: str, data: bytes) -> None:
+        if self.snapshots is None:
+            self.snapshots = {}
+        self.snapshots[job_id] = data
+
+    def recover_states(self) -> None:
+        """Replace in-memory state with the last committed snapshot of each job's state."""
+        if not self.snapshots:
+            self.states = None
+            return
+        decode = msgspec.json.Decoder(self.kind.cls.State).decode
+        self.states = {job: decode(data) for job, data in self.snapshots.items()}
+
+    @property
+    def load(self) -> int:
+        return self.inflight + self.queued
+
+
+class InstanceInfo(msgspec.Struct, frozen=True):
+    """A snapshot of one instance, for the panel and the CLI."""
+
+    ref: TaskRef
+    job_id: str
+    objective: str
+    inflight: int
+    queued: int
+    handled: int
+    generation: int
+    pooled: bool
+    status: TaskStatus
