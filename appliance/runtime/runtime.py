@@ -51,6 +51,7 @@ from appliance.events import (
     InstanceRestarted,
     JobContext,
     JobSubmitted,
+    JournalRecord,
     RecordEvent,
     Started,
     Target,
@@ -149,6 +150,9 @@ class Runtime:
     def agent_types(self) -> list[type[Agent]]:
         return [k.cls for k in self._types.values()]
 
+    def agent_class(self, name: str) -> type[Agent]:
+        return self._kind(name).cls
+
     def _kind(self, name: str) -> AgentKind:
         kind = self._types.get(name)
         if kind is None:
@@ -219,6 +223,21 @@ class Runtime:
         root = self.spawn(agent_type, job, command, start=start, autonomous=autonomous)
         self._job_roots[job.job_id] = root.task_id
         return job, root
+
+    def open_job(self, command: str, *, autonomous: bool = True) -> JobContext:
+        """Record a job with no root task, for work the appliance does on its own account
+        (a supervisor growing pools): its instances appear as roots of that job."""
+        job = JobContext(new_job_id(), new_command_id())
+        self._record(
+            JobSubmitted(
+                job_id=job.job_id,
+                command_id=job.command_id,
+                command=command,
+                autonomous=autonomous,
+                at=self.clock.now(),
+            )
+        )
+        return job
 
     def spawn(
         self,
@@ -883,6 +902,10 @@ class Runtime:
             log.error("cannot resume %s/%s: %s", task.agent_type, task.task_id, err)
             return None
         return start if type(start) in kind.handlers else None
+
+    def record(self, rec: JournalRecord) -> None:
+        """Append a record made outside the runtime (the supervisor's decisions)."""
+        self._record(rec)
 
     def _record(self, rec: RecordEvent) -> None:
         if type(rec) is JobSubmitted:
