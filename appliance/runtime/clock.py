@@ -54,6 +54,8 @@ class FakeClock:
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking each sleeper due by then and letting it run."""
+        for _ in range(3):  # let tasks that are about to sleep register first
+            await asyncio.sleep(0)
         target = self._mono + seconds
         while self._sleepers and self._sleepers[0][0] <= target:
             due, _, waiter = heapq.heappop(self._sleepers)

@@ -1079,7 +1079,7 @@ def _not_accepted(kind: AgentKind, event: Event) -> str:
 
 
 @asynccontextmanager
-async def running(runtime: Runtime) -> Any:
+async def running(runtime: Runtime, *, grace_s: float = 5.0) -> Any:
     """Run ``runtime`` for the body of an ``async with``, in a TaskGroup this block owns."""
     async with asyncio.TaskGroup() as tg:
         tg.create_task(runtime.run(), name="qey-runtime")
@@ -1087,4 +1087,4 @@ async def running(runtime: Runtime) -> Any:
         try:
             yield runtime
         finally:
-            await runtime.stop()
+            await runtime.stop(grace_s)
