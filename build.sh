@@ -55,6 +55,29 @@ cmd_test() {
   "$VENV/bin/pytest" -q "$@"
 }
 
+# The router model (models/export_router.py) is built in its own venv: torch is needed to
+# export it, never to run it. The build checks the result byte for byte against SHA256SUMS.
+MODELS_VENV=.venv-models
+
+cmd_model() {
+  ensure_python
+  if [ ! -x "$MODELS_VENV/bin/python" ] || ! cmp -s models/requirements.txt "$MODELS_VENV/.installed"; then
+    echo "==> setting up $MODELS_VENV (torch CPU and the export's pinned packages)"
+    [ -x "$MODELS_VENV/bin/python" ] || python3 -m venv "$MODELS_VENV"
+    "$MODELS_VENV/bin/python" -m pip install -q --upgrade pip
+    # torch first and alone, pinned: the CPU build that pip finds; nothing may pull another
+    "$MODELS_VENV/bin/python" -m pip install -q "torch==2.13.0"
+    "$MODELS_VENV/bin/python" -m pip install -q -r models/requirements.txt
+    cp models/requirements.txt "$MODELS_VENV/.installed"
+  fi
+  "$MODELS_VENV/bin/python" models/export_router.py "$@"
+}
+
+cmd_eval_router() {
+  ensure_venv
+  "$PY" models/eval_router.py "$@"
+}
+
 cmd_bench() {
   ensure_venv
   local failed=0
@@ -73,10 +96,13 @@ usage: ./build.sh COMMAND
   lint    ruff and mypy only
   bench   run the benchmarks in bench/ (figures and ratios to their baselines)
   venv    only set up .venv
+  model   rebuild the router model in .venv-models and check its sha256 (--record: write it)
+  eval-router  the router's accuracy, confusion, rejection and latency on models/ test split
 USAGE
 }
 
 case "${1:-}" in
-  run|test|bench|lint|venv) cmd=$1; shift; "cmd_$cmd" "$@" ;;
+  run|test|bench|lint|venv|model) cmd=$1; shift; "cmd_$cmd" "$@" ;;
+  eval-router) shift; cmd_eval_router "$@" ;;
   *) usage; exit 2 ;;
 esac

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         "in this process when none is running.",
     )
     submit.add_argument("command", help='e.g. "analyze network security posture of 127.0.0.1"')
-    submit.add_argument("--agent", help="agent type to give it to (default: coordinator)")
+    submit.add_argument("--agent", help="agent type to give it to (default: the router picks)")
     submit.add_argument("--wait", action="store_true", help="wait for the job to end")
     submit.add_argument("--timeout", type=float, default=600.0, help="seconds to wait at most")
     submit.add_argument("--json", action="store_true", help="print the outcome as JSON")
@@ -94,6 +95,35 @@ def _parser() -> argparse.ArgumentParser:
         "agents", help="list agent types", description="List the registered agent types."
     )
     agents.set_defaults(func=cmd_agents)
+
+    route = sub.add_parser(
+        "route",
+        help="show which agent type a command would go to",
+        description="Route a command with the on-device model and print the decision as one "
+        "JSON object (command, agent_type or null for no confident match, confidence, "
+        "alternatives, provider). With '-', route each line of standard input, loading the "
+        "model once.",
+    )
+    route.add_argument("command", help='the command, or "-" to read one per line from stdin')
+    route.add_argument("--provider", action="append", help="execution provider, in order")
+    route.add_argument("--strict", action="store_true", help="refuse to fall back to CPU")
+    route.set_defaults(func=cmd_route)
+
+    emulator = sub.add_parser(
+        "display-emulator",
+        help="emulate the Neur Lines display on a port",
+        description="Speak the display's side of the protocol on PORT and draw what the "
+        "display would show: 'pty' (a new pty pair; its path is printed), "
+        "'listen://HOST:PORT' (TCP server, e.g. for the sim board or QEMU), a device path or "
+        "pyserial URL (socket://HOST:PORT), or 'loop://' (a demo, decoded back).",
+    )
+    emulator.add_argument("port", metavar="PORT")
+    emulator.add_argument("--png", type=Path, help="write the picture to this PNG file")
+    emulator.add_argument("--link", type=Path, help="with 'pty': symlink this path to it")
+    emulator.add_argument("--baud", type=int, default=115200)
+    emulator.add_argument("--frames", type=int, default=0, help="exit after N frames")
+    emulator.add_argument("--no-terminal", action="store_true", help="do not draw in the terminal")
+    emulator.set_defaults(func=cmd_display_emulator)
     return parser
 
 
@@ -143,7 +173,7 @@ async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any
     from appliance.runtime.fanout import TaskOutcome
 
     async with in_process(settings) as appliance:
-        ctx, root = appliance.submit(args.command, args.agent)
+        ctx, root, _route = await appliance.submit(args.command, args.agent)
         with appliance.runtime.watch(job_id=ctx.job_id) as watch:
 
             async def show_progress() -> None:
@@ -257,6 +287,42 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
     for cls in BUILTIN_TYPES:
         print(f"{cls.name}: {cls.description}\n  accepts: {', '.join(accepted_kinds(cls))}")
+    return 0
+
+
+def cmd_display_emulator(args: argparse.Namespace) -> int:
+    from appliance.hal.display.emulator import emulate
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            emulate(
+                args.port,
+                png=args.png,
+                terminal=not args.no_terminal and sys.stdout.isatty(),
+                baud=args.baud,
+                link_path=args.link,
+                frames=args.frames,
+            )
+        )
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from appliance.agents import BUILTIN_TYPES
+    from appliance.router import Router, RouterSettings
+
+    settings = RouterSettings(providers=args.provider or ["CPUExecutionProvider"])
+    if args.strict:
+        settings = msgspec.structs.replace(settings, strict=True)
+    router = Router(settings)
+    for cls in BUILTIN_TYPES:
+        router.add_type(cls)
+    commands = sys.stdin if args.command == "-" else [args.command]
+    for line in commands:
+        if line.strip():
+            decision = router.route_blocking(line.strip())
+            sys.stdout.write(msgspec.json.encode(decision).decode() + "\n")
+            sys.stdout.flush()  # one answer per line as it comes, for a pipe
     return 0
 
 

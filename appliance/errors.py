@@ -67,3 +67,24 @@ class BadCommand(ApplianceError, ValueError):
 
 class StoreUnavailable(TransientError):
     """The SQLite store could not be written (disk full, I/O error); nothing was dropped."""
+
+
+class ModelUnavailable(ApplianceError):
+    """The router's model files are missing, corrupt or not the ones recorded."""
+
+
+class ProviderUnavailable(ApplianceError):
+    """Strict mode: the board's first execution provider (its NPU) cannot run the router."""
+
+
+class NoConfidentMatch(BadCommand):
+    """The router found no agent type confident enough for a command; it names candidates."""
+
+    def __init__(self, command: str, candidates: list[tuple[str, float]]) -> None:
+        self.command = command
+        self.candidates = candidates
+        names = ", ".join(f"{name} ({score:.2f})" for name, score in candidates) or "none"
+        super().__init__(
+            f"no agent type is a confident match for {command!r}; closest: {names}. "
+            "Rephrase it, or name the agent type (--agent)."
+        )

@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     probe_timeout_s: float = 1.0
     scan_concurrency: int = 128
     rules_file: Path | None = None  # port rules for the analyzer; None: the packaged ones
+    board: str = "sim"  # hw/boards/<board>.toml, or a path to a profile ($QEY_BOARD)
 
     @property
     def db_path(self) -> Path:
@@ -70,6 +71,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         values["data_dir"] = data_dir
         if isinstance(values.get("rules_file"), str):
             values["rules_file"] = data_dir / str(values["rules_file"])
+        if env.get("QEY_BOARD"):
+            values["board"] = env["QEY_BOARD"]
         if env.get("QEY_SCOPE"):
             values["scope"] = [s.strip() for s in env["QEY_SCOPE"].split(",") if s.strip()]
         try:

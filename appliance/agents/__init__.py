@@ -6,6 +6,7 @@ from appliance.agents.analyzer import Analyzer
 from appliance.agents.collector import DataCollector
 from appliance.agents.coordinator import Coordinator
 from appliance.agents.executor import Executor
+from appliance.agents.netwatch import NetworkWatcher
 from appliance.agents.rules import PortRules
 from appliance.agents.scope import Scope
 from appliance.runtime import Runtime
@@ -31,3 +32,5 @@ def register_builtin(runtime: Runtime, settings: Settings) -> None:
     runtime.register(DataCollector, lambda: DataCollector(scope, settings))
     runtime.register(Analyzer, lambda: Analyzer(rules))
     runtime.register(Executor, lambda: Executor(scope))
+    # autonomous, not routed to: it reacts to hot-plug events (hal.hotplug), not commands
+    runtime.register(NetworkWatcher, lambda: NetworkWatcher(scope, runtime.submit))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appliance.agents.collector import one_target, ports_in
 from appliance.agents.messages import (
     ActionRequested,
     ActionTaken,
@@ -9,22 +10,62 @@ from appliance.agents.messages import (
     AnalysisRequested,
 )
 from appliance.agents.rules import PortRules
+from appliance.agents.scope import parse_network
+from appliance.errors import BadCommand
 from appliance.runtime import Agent, Context, NoState
+
+ANALYSIS_USAGE = "say: analyze <address> [ports 22,80] (no ports: what the last scan found)"
 
 
 class Analyzer(Agent):
     name = "analyzer"
-    description = "Analyses scan results: rates open ports as findings with a severity."
-    capabilities = ("analyze scan results", "rate findings by severity")
-    examples = ("analyze the open ports found on 127.0.0.1",)
+    description = (
+        "Analyses scan results: rates each open port as a finding with a severity, explains "
+        "how risky an exposed service is, and says which findings need attention. Judges "
+        "what was found; it neither scans nor writes the report."
+    )
+    capabilities = (
+        "analyze scan results",
+        "rate findings by severity",
+        "how risky is an open port",
+        "assess the risk of exposed services",
+        "is an open port dangerous or a problem",
+        "which open ports need attention",
+        "interpret the scan output",
+        "prioritise and triage findings",
+        "explain what an open port means for security",
+        "how severe is an exposed service",
+    )
+    examples = (
+        "analyse the scan results for 10.0.0.5",
+        "which of the open ports on 10.0.0.7 are dangerous",
+        "is it bad that port 23 is open on 10.0.0.2",
+        "give me a severity rating for each open port on 127.0.0.1",
+        "how serious is redis exposed on 6379",
+        "look at the scan output and tell me what is risky",
+        "analyze open port 3306 on 127.0.0.1",
+        "should I worry about port 8080 being open on 127.0.0.1",
+    )
     State = NoState
     handler_timeout_s = 300.0
 
     def __init__(self, rules: PortRules) -> None:
         self._rules = rules
 
+    @classmethod
+    def start_for(cls, command: str) -> AnalysisRequested:
+        """A routed command ("analyze ports 22,23 on 127.0.0.1") as the analysis it asks
+        for. Without ports, the analysis takes what the last scan of the host found."""
+        target = one_target(command, ANALYSIS_USAGE)
+        net = parse_network(target)
+        if net.num_addresses != 1:
+            raise BadCommand(f"{target} is a network; an analysis is of one host. {ANALYSIS_USAGE}")
+        host = str(net.network_address)  # "localhost" as the collector recorded it
+        return AnalysisRequested(host=host, open_ports=ports_in(command))
+
     async def on_analysis(self, event: AnalysisRequested, ctx: Context[NoState]) -> AnalysisReport:
-        findings = [self._rules.assess(event.host, port) for port in event.open_ports]
+        open_ports = event.open_ports or self._last_scan(event.host, ctx)
+        findings = [self._rules.assess(event.host, port) for port in open_ports]
         outcomes = await ctx.fan_out(
             "executor",
             [
@@ -38,3 +79,11 @@ class Analyzer(Agent):
             findings=findings,
             actions=[o.result_as(ActionTaken) for o in outcomes if o.ok],
         )
+
+    @staticmethod
+    def _last_scan(host: str, ctx: Context[NoState]) -> list[int]:
+        """The open ports the latest scan recorded for ``host`` (the collector keeps them)."""
+        record = ctx.knowledge.get(f"hosts/{host}", dict[str, list[int]], {})
+        if "open_ports" not in record:
+            raise BadCommand(f"no scan of {host} is recorded yet; scan it first, or name ports")
+        return record["open_ports"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
+from appliance.agents.coordinator import parse_ports
 from appliance.agents.messages import (
     AnalysisReport,
     AnalysisRequested,
@@ -13,7 +15,8 @@ from appliance.agents.messages import (
     ScanRequested,
 )
 from appliance.agents.portscan import scan
-from appliance.agents.scope import Scope, hosts_of
+from appliance.agents.scope import Scope, hosts_of, parse_network
+from appliance.errors import BadCommand
 from appliance.events import TopicRef
 from appliance.runtime import Agent, Context, NoState
 from appliance.settings import Settings
@@ -22,12 +25,80 @@ PROGRESS = TopicRef("progress")
 
 HostRecord = dict[str, list[int]]
 
+# An address, a network or "localhost", and "port(s) 22,80-90" anywhere in a command.
+_TARGET = re.compile(
+    r"(?<![\w.])(?:\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?|[0-9a-f:]*::[0-9a-f:]*(?:/\d{1,3})?"
+    r"|localhost)(?![\w.])",
+    re.IGNORECASE,
+)
+_PORTS = re.compile(r"\bports?\s+(?P<ports>\d+(?:\s*(?:-|,|and)\s*\d+)*)", re.IGNORECASE)
+SCAN_USAGE = "say: scan <address or network> [ports 22,80-90]"
+
+
+def targets_in(command: str) -> list[str]:
+    """The addresses and networks a command names, in order, each once."""
+    return list(dict.fromkeys(m.group(0) for m in _TARGET.finditer(command)))
+
+
+def ports_in(command: str) -> list[int]:
+    """The ports after "port"/"ports" ("ports 22, 80-90 and 443"); [] when none are named."""
+    match = _PORTS.search(command)
+    return parse_ports(re.sub(r"\s*and\s*", ",", match["ports"])) if match else []
+
+
+def one_target(command: str, usage: str) -> str:
+    """The single address or network a one-target command names, checked for form."""
+    targets = targets_in(command)
+    if not targets:
+        raise BadCommand(f"no address or network in {command!r}; {usage}")
+    if len(targets) > 1:
+        raise BadCommand(
+            f"{command!r} names {len(targets)} targets ({', '.join(targets)}), but this takes "
+            "one; ask for a posture analysis to cover several"
+        )
+    parse_network(targets[0])  # a malformed address fails here, with its reason
+    return targets[0]
+
+
+def parse_scan(command: str) -> ScanRequested:
+    """The target and ports a scan command names; no ports means the configured default
+    ports (an empty list). BadCommand says what is missing."""
+    return ScanRequested(target=one_target(command, SCAN_USAGE), ports=ports_in(command))
+
 
 class DataCollector(Agent):
     name = "data_collector"
-    description = "Collects data about hosts: scans an address or network for open TCP ports."
-    capabilities = ("scan ports", "discover hosts", "tcp connect scan")
-    examples = ("scan 127.0.0.1 for open ports",)
+    description = (
+        "Collects data about hosts and networks: scans an address or network for open TCP "
+        "ports, discovers which hosts are up, and lists the services they expose. Gathers "
+        "facts only; it does not judge them."
+    )
+    capabilities = (
+        "scan ports",
+        "scan a host or a network",
+        "port scan of a host",
+        "find the open ports on a host",
+        "which ports are open",
+        "discover hosts on a network",
+        "which hosts are up on the subnet",
+        "find live hosts and devices",
+        "tcp connect scan",
+        "probe a port",
+        "check whether a port is open or reachable",
+        "enumerate listening services",
+        "map the network",
+        "take an inventory of open ports",
+    )
+    examples = (
+        "scan 10.0.0.5 ports 22,80,443",
+        "which ports are open on 127.0.0.1",
+        "discover hosts on 10.1.0.0/24",
+        "check whether port 22 is open on 10.0.0.7",
+        "enumerate listening services on 172.16.0.10",
+        "probe the router at 192.168.1.254 for open services",
+        "discover what is running on 10.9.9.9",
+        "look for open database ports on 172.16.5.5",
+    )
     State = NoState
     eager = False  # opens a TaskGroup at once; I/O-bound, so a Task per scan costs nothing
     handler_timeout_s = 1800.0
@@ -36,9 +107,16 @@ class DataCollector(Agent):
         self._scope = scope
         self._timeout = settings.probe_timeout_s
         self._concurrency = settings.scan_concurrency
+        self._ports = list(settings.ports)
+
+    @classmethod
+    def start_for(cls, command: str) -> ScanRequested:
+        """A routed command ("scan 127.0.0.1 ports 22,80") as the scan it asks for."""
+        return parse_scan(command)
 
     async def on_scan(self, event: ScanRequested, ctx: Context[NoState]) -> ScanReport:
         hosts = list(hosts_of(self._scope.check(event.target)))
+        ports = event.ports or self._ports  # none named: the configured default ports
 
         def progress(probed: int, total: int) -> None:
             ctx.publish_nowait(
@@ -53,7 +131,7 @@ class DataCollector(Agent):
 
         found = await scan(
             hosts,
-            event.ports,
+            ports,
             concurrency=self._concurrency,
             timeout=self._timeout,
             progress=progress,

@@ -46,11 +46,37 @@ def parse_ports(text: str) -> list[int]:
 class Coordinator(Agent):
     name = "coordinator"
     description = (
-        "Plans and coordinates multi-step security work: analyses the network security "
-        "posture of one or more scopes by splitting it into a scan per target."
+        "Plans and coordinates multi-step security work: assesses the network security "
+        "posture of one or more addresses or networks end to end, splitting it into a scan "
+        "per target, the analysis of what each scan finds and a report. Takes every command "
+        "that chains several steps, runs on a schedule or depends on a condition."
     )
-    capabilities = ("analyze network security posture", "coordinate multi-step jobs")
-    examples = ("analyze network security posture of 127.0.0.1",)
+    capabilities = (
+        "analyze network security posture",
+        "assess the security posture of a network",
+        "audit the security of a network end to end",
+        "full security assessment of the network",
+        "overall security review of a subnet",
+        "check the whole network for risks",
+        "coordinate multi-step jobs",
+        "scan, analyze and report in one job",
+        "scan the hosts, then analyze the results and write a report",
+        "run a security check on a schedule",
+        "repeat an audit every day or every week",
+        "do a step only if a condition holds",
+        "plan a security audit",
+    )
+    examples = (
+        "analyze network security posture of 127.0.0.1",
+        "audit the network 192.168.1.0/24 end to end",
+        "scan the network then write a report",
+        "scan all hosts, analyze the findings and report the critical ones",
+        "run a posture check every hour",
+        "schedule a daily scan of 192.168.1.0/24",
+        "plan a security audit of the lab network",
+        "security posture assessment for the office network 10.0.0.0/22",
+        "unless the scan of 10.0.0.1 finds nothing, write a report",
+    )
     State = NoState
     handler_timeout_s = 3600.0
 

@@ -7,6 +7,8 @@ import msgspec
 
 from appliance.agents.messages import ActionRequested, ActionTaken, Finding
 from appliance.agents.scope import Scope
+from appliance.errors import BadCommand
+from appliance.events import Event
 from appliance.runtime import Agent, Context, NoState
 
 
@@ -18,13 +20,47 @@ class ReportEntry(msgspec.Struct, frozen=True):
 
 class Executor(Agent):
     name = "executor"
-    description = "Acts on findings: records each finding and its advice in the job's report."
-    capabilities = ("record findings in a report", "act on findings")
-    examples = ("write a report of the findings",)
+    description = (
+        "Acts on findings: records each finding and its advice in the job's report. Writes "
+        "up, logs and documents findings and the recommended fixes; it never changes anything "
+        "on the target."
+    )
+    capabilities = (
+        "record findings in a report",
+        "act on findings",
+        "write the findings report",
+        "add a finding to the report",
+        "log a finding",
+        "document the remediation advice",
+        "file findings that need action",
+        "take action on the flagged findings",
+        "make a report entry for an exposed service",
+        "write down the recommended fix",
+    )
+    examples = (
+        "act on the high severity findings",
+        "save the findings to the job report",
+        "record that port 3389 is exposed on 10.1.1.1",
+        "document the findings with their advice",
+        "append the elasticsearch finding to the report",
+        "act on what the analyzer flagged",
+        "enter the telnet exposure into the report",
+        "produce the findings report",
+    )
     State = NoState
 
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
+
+    @classmethod
+    def start_for(cls, command: str) -> Event | None:
+        """An executor acts on a finding, which only an analysis produces (service, severity,
+        advice); a sentence can't supply one. Say so rather than start an idle instance."""
+        raise BadCommand(
+            f"the executor records findings that an analysis produced and can't take "
+            f"{command!r} on its own; ask for an analysis (analyze <address>) or a posture "
+            "analysis, whose findings reach the report"
+        )
 
     async def on_action(self, event: ActionRequested, ctx: Context[NoState]) -> ActionTaken:
         finding = event.finding

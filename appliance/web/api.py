@@ -20,6 +20,7 @@ from appliance.errors import (
     BadEvent,
     EventNotAccepted,
     InboxFull,
+    NoConfidentMatch,
     OutOfScope,
     RuntimeStopped,
     UnknownAgentType,
@@ -31,12 +32,15 @@ from appliance.runtime import Runtime, TaskNode, accepted_kinds, render_tree
 
 log = logging.getLogger(__name__)
 
-Submit = Callable[[str, str | None], tuple[JobContext, TaskRef]]
+# The app's submit: the job, its root task and, when the router chose the agent type, its
+# decision (a Struct this layer only encodes: web/ knows nothing of the router).
+Submit = Callable[[str, str | None], Awaitable[tuple[JobContext, TaskRef, msgspec.Struct | None]]]
 
 RUNTIME = web.AppKey("runtime", Runtime)
 SUBMIT: web.AppKey[Submit] = web.AppKey("submit")
 
 _STATUS: list[tuple[type[ApplianceError], int]] = [
+    (NoConfidentMatch, 422),
     (BadEvent, 400),
     (BadCommand, 400),
     (UnknownJob, 404),
@@ -88,13 +92,14 @@ async def post_job(request: web.Request) -> web.Response:
     body: JobRequest = await _body(request, JobRequest)
     if not body.command.strip():
         raise BadCommand("command is empty")
-    job, root = request.app[SUBMIT](body.command, body.agent_type)
+    job, root, route = await request.app[SUBMIT](body.command, body.agent_type)
     return _json(
         {
             "job_id": job.job_id,
             "command_id": job.command_id,
             "task_id": root.task_id,
             "agent_type": root.agent_type,
+            "route": route,
         },
         202,
     )

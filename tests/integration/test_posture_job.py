@@ -19,7 +19,7 @@ async def test_a_posture_job_runs_coordinator_collectors_analyzers_executors(
 ) -> None:
     ports = ",".join(map(str, open_ports))
     async with asyncio.timeout(30), in_process(settings) as appliance:
-        job, root = appliance.submit(
+        job, root, _ = await appliance.submit(
             f"analyze network security posture of 127.0.0.1, 127.0.0.2 ports {ports}"
         )
         outcome = await appliance.runtime.wait_task(root)
@@ -51,7 +51,9 @@ async def test_a_target_outside_the_scope_fails_the_job_before_any_scan(
     settings: Settings,
 ) -> None:
     async with asyncio.timeout(10), in_process(settings) as appliance:
-        job, root = appliance.submit("analyze network security posture of 127.0.0.1, 10.1.2.3")
+        job, root, _ = await appliance.submit(
+            "analyze network security posture of 127.0.0.1, 10.1.2.3"
+        )
         outcome = await appliance.runtime.wait_task(root)
         tree = await appliance.runtime.graph.tree(job.job_id)
     assert outcome.status == "failed"
@@ -61,7 +63,7 @@ async def test_a_target_outside_the_scope_fails_the_job_before_any_scan(
 
 async def test_a_command_the_coordinator_cannot_parse_fails_clearly(settings: Settings) -> None:
     async with asyncio.timeout(10), in_process(settings) as appliance:
-        _, root = appliance.submit("make me a sandwich")
+        _, root, _ = await appliance.submit("make me a sandwich", "coordinator")
         outcome = await appliance.runtime.wait_task(root)
     assert outcome.status == "failed"
     assert "BadCommand" in outcome.detail and "posture of" in outcome.detail

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 async def client(runtime: Runtime, aiohttp_client: Any) -> TestClient[Any, Any]:
-    def submit(command: str, agent_type: str | None) -> Any:
-        return runtime.submit(command, agent_type or "echo")
+    async def submit(command: str, agent_type: str | None) -> Any:
+        return (*runtime.submit(command, agent_type or "echo"), None)
 
     client: TestClient[Any, Any] = await aiohttp_client(make_api(runtime, submit))
     return client

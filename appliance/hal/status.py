@@ -1,0 +1,98 @@
+"""Which state the status LEDs show, decided from what the runtime does.
+
+booting until the runtime runs; then ready when idle, busy while handlers run (the blink rate
+follows the number of live tasks); error for ``error_hold_s`` after a handler crashed or a
+task failed, so a crash that lasts a millisecond is still seen; updating while an update is
+being applied (``updating(True)``). The state is re-decided on a fixed tick rather than per
+event, so a storm of events costs the LEDs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from appliance.events import HandlerCrashed, TaskSpawned, TaskStatusChanged
+from appliance.hal.leds import LedState, StatusLeds
+from appliance.runtime import Clock, Runtime, Watch
+
+log = logging.getLogger(__name__)
+
+_FOLLOWED = ("task.spawned", "task.status", "handler.crashed")
+
+
+class StatusLedService:
+    def __init__(
+        self,
+        runtime: Runtime,
+        leds: StatusLeds,
+        *,
+        clock: Clock,
+        tick_s: float = 0.2,
+        error_hold_s: float = 5.0,
+    ) -> None:
+        self._runtime = runtime
+        self._leds = leds
+        self._clock = clock
+        self._tick_s = tick_s
+        self._error_hold_s = error_hold_s
+        self._error_until = float("-inf")
+        self._updating = False
+        self._live: set[str] = set()
+        self.state: LedState = "booting"
+        leds.show("booting")
+
+    def updating(self, active: bool) -> None:
+        """The updater says an update is being applied (True) or is over (False)."""
+        self._updating = active
+        self._show()
+
+    @property
+    def load(self) -> int:
+        """Tasks spawned and not yet ended: what the activity blink rate follows."""
+        return len(self._live)
+
+    async def run(self) -> None:
+        """Follow the runtime and keep the LEDs current until cancelled; then turn them off."""
+        try:
+            await self._runtime.wait_running()
+            with self._runtime.watch(kinds=_FOLLOWED, limit=10_000) as watch:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._follow(watch))
+                    while True:
+                        self._show()
+                        await self._clock.sleep(self._tick_s)
+        finally:
+            self._leds.show("off")
+
+    async def _follow(self, watch: Watch) -> None:
+        async for env in watch:
+            self.note(env.event)
+        # the runtime stopped: what it did last is over
+        self._live.clear()
+
+    def note(self, event: object) -> None:
+        """Take one runtime record into account (public so a test can feed records)."""
+        if type(event) is TaskSpawned:
+            self._live.add(event.task_id)
+        elif type(event) is TaskStatusChanged:
+            if event.status != "running":
+                self._live.discard(event.task_id)
+            if event.status == "failed":
+                self._error_until = self._clock.monotonic() + self._error_hold_s
+        elif type(event) is HandlerCrashed:
+            self._error_until = self._clock.monotonic() + self._error_hold_s
+
+    def decide(self) -> LedState:
+        if self._updating:
+            return "updating"
+        if self._clock.monotonic() < self._error_until:
+            return "error"
+        return "busy" if self._runtime.busy else "ready"
+
+    def _show(self) -> None:
+        state = self.decide()
+        if state != self.state:
+            log.debug("status LEDs: %s -> %s", self.state, state)
+        self.state = state
+        self._leds.show(state, self.load)

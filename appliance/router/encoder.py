@@ -1,0 +1,160 @@
+"""The sentence encoder: all-MiniLM-L6-v2 as int8 ONNX, run by onnxruntime on a chosen provider.
+
+Only onnxruntime, tokenizers and numpy are needed here: pooling and normalisation live inside
+the ONNX graph (models/export_router.py), so ``embed`` returns unit vectors and a dot product
+is a cosine similarity. Everything in this module blocks; the router calls it from a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from appliance.errors import ModelUnavailable, ProviderUnavailable
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+MODEL_FILE = "router.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+SUMS_FILE = "SHA256SUMS"
+DIMENSIONS = 384
+MAX_TOKENS = 256  # the model's trained sequence limit; commands are far shorter
+
+Vectors = npt.NDArray[np.float32]
+
+
+def packaged_model_dir() -> Path:
+    """The model files that ship inside the appliance package (built by ./build.sh model)."""
+    return Path(str(resources.files("appliance.router") / "model"))
+
+
+def choose_providers(wanted: Sequence[str], available: Sequence[str], *, strict: bool) -> list[str]:
+    """The execution providers to ask onnxruntime for, in the board's order.
+
+    A provider the board names but this onnxruntime lacks is dropped (and said in the log):
+    asking for it would only make onnxruntime warn and fall back anyway. Strict mode refuses
+    instead, because a board that must run the router on its NPU should not quietly burn CPU.
+    CPU always comes last unless strict, so a session can always be made.
+    """
+    if not wanted:
+        raise ProviderUnavailable("no execution provider named; name at least one")
+    if strict:
+        if wanted[0] not in available:
+            raise ProviderUnavailable(
+                f"strict mode: {wanted[0]} is not available here "
+                f"(onnxruntime offers: {', '.join(available)})"
+            )
+        return [wanted[0]]
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        log.warning(
+            "router: execution provider(s) %s not available here; using the next in order",
+            ", ".join(missing),
+        )
+    usable = [p for p in dict.fromkeys(wanted) if p in available and p != CPU]
+    return [*usable, CPU]
+
+
+class Encoder:
+    """Texts in, unit-length float32 embeddings out. Thread-safe: onnxruntime sessions allow
+    concurrent ``run`` calls, and the tokenizer is only read."""
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        *,
+        providers: Sequence[str] = (CPU,),
+        strict: bool = False,
+        threads: int = 1,
+        verify: bool = True,
+    ) -> None:
+        model_dir = model_dir or packaged_model_dir()
+        model, tokenizer = model_dir / MODEL_FILE, model_dir / TOKENIZER_FILE
+        if verify:
+            verify_sums(model_dir, (MODEL_FILE, TOKENIZER_FILE))
+        try:
+            self._tokenizer = Tokenizer.from_file(str(tokenizer))
+        except Exception as err:  # tokenizers raises plain Exception for a bad or missing file
+            raise ModelUnavailable(f"cannot load the router tokenizer {tokenizer}: {err}") from err
+        self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+
+        chosen = choose_providers(providers, ort.get_available_providers(), strict=strict)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # one was faster than two for a ~10-token input
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # onnxruntime's own warnings go to stderr otherwise
+        if strict and chosen[0] != CPU:  # onnxruntime refuses the flag with CPU itself asked
+            options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+        if not model.is_file():
+            raise ModelUnavailable(f"no router model at {model}; build it with ./build.sh model")
+        try:
+            self._session = ort.InferenceSession(str(model), options, providers=chosen)
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeError
+            if strict:
+                raise ProviderUnavailable(
+                    f"strict mode: {chosen[0]} cannot run the router model: {err}"
+                ) from err
+            raise ModelUnavailable(f"cannot load the router model {model}: {err}") from err
+        self.provider: str = self._session.get_providers()[0]
+        """The provider that really runs the model (onnxruntime may have fallen back)."""
+        self.model_path = model
+        if self.provider != providers[0]:
+            log.warning("router: runs on %s, not %s as asked", self.provider, providers[0])
+        else:
+            log.info("router: runs on %s", self.provider)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """One unit vector per text (shape ``len(texts) x 384``); blocks for ~1 ms a text.
+
+        Texts run one at a time, never padded into a batch: the int8 model quantises its
+        activations per run, so a text's vector would otherwise depend on its batch-mates
+        (and a type registered later would embed differently from one registered at start).
+        """
+        vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        for i, encoding in enumerate(self._tokenizer.encode_batch(list(texts))):
+            ids = np.array([encoding.ids], dtype=np.int64)
+            mask = np.array([encoding.attention_mask], dtype=np.int64)
+            (out,) = self._session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
+            vectors[i] = out[0]
+        return vectors
+
+
+def verify_sums(model_dir: Path, names: Sequence[str]) -> None:
+    """Refuse model files whose sha256 differs from the SHA256SUMS beside them: a corrupt or
+    half-written model would otherwise route every command somewhere, confidently wrong."""
+    sums_file = model_dir / SUMS_FILE
+    try:
+        lines = sums_file.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise ModelUnavailable(f"cannot read {sums_file}: {err.strerror}") from err
+    want = {parts[1]: parts[0] for parts in (line.split() for line in lines) if len(parts) >= 2}
+    for name in names:
+        path = model_dir / name
+        try:
+            digest = file_sha256(path)
+        except OSError as err:
+            raise ModelUnavailable(
+                f"no router model file {path} ({err.strerror}); build it with ./build.sh model"
+            ) from err
+        if want.get(name) != digest:
+            raise ModelUnavailable(
+                f"router model file {path} is corrupt or not the one recorded: sha256 {digest}, "
+                f"{SUMS_FILE} says {want.get(name, 'nothing')}"
+            )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

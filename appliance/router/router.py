@@ -1,0 +1,258 @@
+"""The router: which agent type should take a free-text command, decided on the device.
+
+Each agent type describes itself (``description``, ``capabilities``, ``examples``); the router
+embeds those phrases with the sentence encoder and routes a command to the type whose phrase
+is nearest. Nothing is trained, so a type registered at run time is routable as soon as its
+phrases are embedded. Below ``threshold`` the answer is "no confident match" with the closest
+types as candidates: a silent guess would start the wrong agent on a security appliance.
+
+Plans go to the planner type (the coordinator): a command with a schedule or a condition, or
+whose clauses confidently want different agent types ("scan the network then write a report").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+import msgspec
+import numpy as np
+
+from appliance.errors import BadCommand
+from appliance.router.encoder import CPU, DIMENSIONS, Encoder, Vectors
+from appliance.router.structure import clauses_of, shape_of
+from appliance.runtime import Agent
+
+log = logging.getLogger(__name__)
+
+Reason: TypeAlias = Literal[
+    "nearest", "multi-step", "scheduled", "conditional", "no confident match"
+]
+
+# Tuned on the 'tune' half of models/router_commands.tsv (./build.sh eval-router): the cosine
+# similarity under which a command is refused as out of domain.
+DEFAULT_THRESHOLD = 0.45
+
+
+class Candidate(msgspec.Struct, frozen=True):
+    agent_type: str
+    confidence: float
+
+
+class RouteDecision(msgspec.Struct, frozen=True):
+    """What the router decided, as the CLI prints it and the API returns it.
+
+    ``agent_type`` is None for "no confident match"; ``alternatives`` are then the closest
+    types, else the runners-up. ``confidence`` is the cosine similarity (0-1 in practice) of
+    the command to the chosen type's nearest phrase. ``provider`` is the execution provider
+    that really ran the model."""
+
+    command: str
+    agent_type: str | None
+    confidence: float
+    alternatives: list[Candidate]
+    provider: str
+    reason: Reason = "nearest"
+
+
+class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the router runs. ``providers`` come from the board profile, most wanted first."""
+
+    model_dir: Path | None = None  # None: the model that ships in the package
+    providers: list[str] = msgspec.field(default_factory=lambda: [CPU])
+    strict: bool = False  # refuse to start without providers[0] (no silent CPU fallback)
+    threads: int = 1
+    threshold: float = DEFAULT_THRESHOLD
+    alternatives: int = 3
+    planner: str = "coordinator"  # the type that takes plans: several steps, schedules, ifs
+    verify: bool = True  # check the model files' sha256 at start
+
+
+@dataclass
+class _Table:
+    """Every registered type's phrases, embedded: swapped whole, so readers need no lock."""
+
+    names: list[str] = field(default_factory=list)  # agent type per row of ``vectors``
+    phrases: list[str] = field(default_factory=list)
+    vectors: Vectors = field(default_factory=lambda: np.zeros((0, DIMENSIONS), dtype=np.float32))
+    types: list[str] = field(default_factory=list)  # distinct, in registration order
+
+
+class Router:
+    """Loads the model at construction (a missing, corrupt or strict-mode-refused model fails
+    here, at start); embeds agent types as they are registered; routes commands."""
+
+    def __init__(self, settings: RouterSettings | None = None) -> None:
+        self.settings = settings or RouterSettings()
+        s = self.settings
+        self._encoder = Encoder(
+            s.model_dir, providers=s.providers, strict=s.strict, threads=s.threads, verify=s.verify
+        )
+        self._table = _Table()
+        self._pending: list[tuple[str, list[str]]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the model, as onnxruntime reports it."""
+        return self._encoder.provider
+
+    @property
+    def agent_types(self) -> list[str]:
+        with self._lock:
+            return [*self._table.types, *(n for n, _ in self._pending)]
+
+    def add_type(self, cls: type[Agent]) -> None:
+        """Make an agent type routable (the runtime's ``on_agent_type`` listener). Cheap: the
+        phrases are embedded in a thread by the next ``prepare()`` or ``route()``, never on
+        the event loop that registers the type."""
+        if not getattr(cls, "routable", True):  # autonomous types take events, not commands
+            log.info("router: %s is not routable; skipped", cls.name)
+            return
+        phrases = phrases_of(cls)
+        with self._lock:
+            self._pending.append((cls.name, phrases))
+
+    async def prepare(self) -> None:
+        """Embed the types registered so far, off the event loop (before 'ready')."""
+        await asyncio.to_thread(self._embed_pending)
+
+    async def route(self, command: str) -> RouteDecision:
+        """Route one command; the model runs in a thread so the event loop never waits."""
+        return await asyncio.to_thread(self.route_blocking, command)
+
+    def route_blocking(self, command: str) -> RouteDecision:
+        """``route`` for threads and scripts (the CLI, the evaluation, the benchmark)."""
+        return self.route_many([command])[0]
+
+    def route_many(self, commands: Sequence[str]) -> list[RouteDecision]:
+        """Route several commands in one model call per clause batch (blocking)."""
+        self._embed_pending()
+        table = self._table
+        if not table.types:
+            raise BadCommand("no agent types are registered, so nothing can be routed")
+        texts: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for command in commands:
+            clauses = clauses_of(command)
+            start = len(texts)
+            texts.append(normalise(command))
+            if len(clauses) > 1:
+                texts.extend(normalise(c) for c in clauses)
+            spans.append((start, len(texts)))
+        scores = self._scores(table, self._encoder.embed(texts))
+        return [
+            self._decide(command, table, scores[a:b])
+            for command, (a, b) in zip(commands, spans, strict=True)
+        ]
+
+    def _decide(self, command: str, table: _Table, scores: np.ndarray) -> RouteDecision:
+        """``scores`` row 0 is the whole command, further rows its clauses (if several)."""
+        s = self.settings
+        ranked = sorted(
+            (
+                Candidate(name, round(float(score), 4))
+                for name, score in zip(table.types, scores[0], strict=True)
+            ),
+            key=lambda c: -c.confidence,
+        )
+        best = ranked[0]
+        planner = s.planner if s.planner in table.types else None
+        if planner is not None:
+            steps = [
+                table.types[int(row.argmax())] for row in scores[1:] if row.max() >= s.threshold
+            ]
+            shape = shape_of(command)
+            reason: Reason | None = None
+            if shape is not None and (best.confidence >= s.threshold or steps):
+                reason = shape  # in domain, and timed or conditional: a plan whatever its steps
+            elif len(set(steps)) >= 2:
+                reason = "multi-step"
+            if reason is not None:
+                confidence = max(best.confidence, float(scores[1:].max(initial=0.0)))
+                return RouteDecision(
+                    command=command,
+                    agent_type=planner,
+                    confidence=round(confidence, 4),
+                    alternatives=[c for c in ranked if c.agent_type != planner][: s.alternatives],
+                    provider=self.provider,
+                    reason=reason,
+                )
+        if best.confidence < s.threshold:
+            return RouteDecision(
+                command=command,
+                agent_type=None,
+                confidence=best.confidence,
+                alternatives=ranked[: s.alternatives],
+                provider=self.provider,
+                reason="no confident match",
+            )
+        return RouteDecision(
+            command=command,
+            agent_type=best.agent_type,
+            confidence=best.confidence,
+            alternatives=ranked[1 : 1 + s.alternatives],
+            provider=self.provider,
+        )
+
+    @staticmethod
+    def _scores(table: _Table, vectors: Vectors) -> np.ndarray:
+        """Per text, per type: the cosine similarity to the type's nearest phrase."""
+        sims = vectors @ table.vectors.T  # both unit length: dot product is cosine
+        out = np.full((len(vectors), len(table.types)), -1.0, dtype=np.float32)
+        owner = np.array([table.types.index(n) for n in table.names])
+        for t in range(len(table.types)):
+            out[:, t] = sims[:, owner == t].max(axis=1)
+        return out
+
+    def _embed_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        names = [name for name, phrases in pending for _ in phrases]
+        phrases = [p for _, ps in pending for p in ps]
+        vectors = self._encoder.embed([normalise(p) for p in phrases])
+        with self._lock:
+            old = self._table
+            replaced = {name for name, _ in pending}
+            keep = [i for i, n in enumerate(old.names) if n not in replaced]
+            self._table = _Table(
+                names=[old.names[i] for i in keep] + names,
+                phrases=[old.phrases[i] for i in keep] + phrases,
+                vectors=np.concatenate([old.vectors[keep], vectors]),
+                types=[t for t in old.types if t not in replaced] + [n for n, _ in pending],
+            )
+        log.info(
+            "router: embedded %d phrases of %s", len(phrases), ", ".join(n for n, _ in pending)
+        )
+
+
+def phrases_of(cls: type[Agent]) -> list[str]:
+    """What an agent type says of itself, as short phrases: each sentence or clause of its
+    description, each capability, each example. Short phrases match a command better than
+    one long paragraph, whose embedding averages everything the type does."""
+    parts = re.split(r"(?<=[.!?])\s+|:\s+|;\s+", cls.description)
+    phrases = [p.strip().rstrip(".") for p in parts]
+    phrases += [*cls.capabilities, *cls.examples]
+    return list(dict.fromkeys(p for p in phrases if len(p.split()) >= 2))
+
+
+_NETWORK = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}/\d{1,2}\b")
+_ADDRESS = re.compile(r"\b(?:\d{1,3}(?:\.\d{1,3}){3}|localhost)\b", re.IGNORECASE)
+_NUMBERS = re.compile(r"\b\d+(?:\s*[-,]\s*\d+)*\b")
+
+
+def normalise(text: str) -> str:
+    """Addresses and numbers say nothing about *which agent*, but their many word pieces
+    dominate a short command's embedding ("test if port 3389 is open on 10.1.1.1" sat nearer
+    an example about 3389 on 10.1.1.1 than any phrase about probing). Replace them by words."""
+    text = _NETWORK.sub("network", text.strip())
+    text = _ADDRESS.sub("host", text)
+    return _NUMBERS.sub("N", text)

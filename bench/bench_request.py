@@ -1,0 +1,125 @@
+"""3. Sequential request/reply latency: p50 and p99, against plain asyncio.
+
+After a warm-up, one caller awaits ``runtime.request(ref, Ping(), job=job)`` 10,000 times in a
+row, timing each call with ``perf_counter_ns``. Baseline: a plain-queue agent (an
+``asyncio.Queue`` and one consumer task awaiting the handler inline) answering through a reply
+future per request. For reference, the same baseline with each wait under ``asyncio.timeout``,
+as ``request`` does.
+
+Goals: p50 <= 25 µs, p99 <= 100 µs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from _common import (
+    JOB,
+    Counter,
+    Ping,
+    PlainState,
+    bench_runtime,
+    figure,
+    goal,
+    header,
+    median,
+    percentile,
+    plain_handler,
+    ratio,
+)
+
+WARMUP = 1_000
+N = 10_000
+REPS = 5
+
+Request = Callable[[Ping], Awaitable[int]]
+
+
+@asynccontextmanager
+async def plain_agent(*, deadline: float | None) -> AsyncIterator[Request]:
+    """A plain-asyncio agent: its queue, its consumer, and a ``request`` into it."""
+    queue: asyncio.Queue[tuple[Ping, asyncio.Future[int]] | None] = asyncio.Queue()
+    state = PlainState()
+    loop = asyncio.get_running_loop()
+
+    async def consume() -> None:
+        while (item := await queue.get()) is not None:
+            event, reply = item
+            reply.set_result(await plain_handler(event, state))
+
+    async def request(event: Ping) -> int:
+        reply: asyncio.Future[int] = loop.create_future()
+        queue.put_nowait((event, reply))
+        if deadline is None:
+            return await reply
+        async with asyncio.timeout(deadline):
+            return await reply
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consume())
+        try:
+            yield request
+        finally:
+            queue.put_nowait(None)
+
+
+async def latencies(request: Request) -> list[float]:
+    """Microseconds per call for ``N`` sequential calls, after ``WARMUP`` untimed ones."""
+    for _ in range(WARMUP):
+        await request(Ping())
+    clock = time.perf_counter_ns
+    out: list[float] = []
+    for i in range(N):
+        start = clock()
+        await request(Ping(n=i))
+        out.append((clock() - start) / 1000)
+    return out
+
+
+def summary(samples: list[list[float]]) -> tuple[float, float]:
+    """Median over repetitions of each repetition's p50 and p99."""
+    return (
+        median([percentile(s, 50) for s in samples]),
+        median([percentile(s, 99) for s in samples]),
+    )
+
+
+async def main() -> None:
+    header(f"request/reply: {N:,} sequential calls after {WARMUP:,} warm-up (median of {REPS})")
+    plain: list[list[float]] = []
+    plain_timeout: list[list[float]] = []
+    ours: list[list[float]] = []
+    async with bench_runtime(Counter) as runtime:
+        ref = runtime.spawn("counter", JOB, "bench instance")
+
+        async def ours_request(event: Ping) -> int:
+            value: int = await runtime.request(ref, event, job=JOB)
+            return value
+
+        for _ in range(REPS):  # interleaved, so drift on a shared machine hits all three
+            async with plain_agent(deadline=None) as request:
+                plain.append(await latencies(request))
+            async with plain_agent(deadline=5.0) as request:
+                plain_timeout.append(await latencies(request))
+            ours.append(await latencies(ours_request))
+
+    plain_p50, plain_p99 = summary(plain)
+    timeout_p50, timeout_p99 = summary(plain_timeout)
+    ours_p50, ours_p99 = summary(ours)
+    figure("plain asyncio p50", plain_p50, "µs")
+    figure("plain asyncio p99", plain_p99, "µs")
+    figure("plain asyncio + asyncio.timeout p50 (ref.)", timeout_p50, "µs")
+    figure("plain asyncio + asyncio.timeout p99 (ref.)", timeout_p99, "µs")
+    figure("ours (runtime.request) p50", ours_p50, "µs")
+    figure("ours (runtime.request) p99", ours_p99, "µs")
+    ratio("ours / plain p50", ours_p50, plain_p50, higher_is_better=False)
+    ratio("ours / plain p99", ours_p99, plain_p99, higher_is_better=False)
+    goal("p50", ours_p50, 25.0, "µs")
+    goal("p99", ours_p99, 100.0, "µs")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

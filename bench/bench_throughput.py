@@ -1,0 +1,135 @@
+"""1. One-way events to one warm instance: events/s and peak memory, against plain asyncio.
+
+Baseline: an ``asyncio.Queue(maxsize=1024)`` with one consumer task awaiting the handler inline;
+the producer ``await q.put(Ping(n=i))``. For reference, task-per-event (one Task per event,
+at most 1024 in flight). Ours: ``await runtime.send(ref, Ping(n=i), job=job)`` to one warm
+counter instance (typed dispatch, per-(job, task) state, per-event failure isolation), then one
+``request`` to the same instance: start order per instance is FIFO and the handler completes
+inline, so its reply means every event before it was handled.
+
+Speed and memory are measured in separate runs (tracemalloc slows everything down).
+Goals: >= 0.6x the baseline's events/s; peak memory <= 1.2x the baseline's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from _common import (
+    JOB,
+    Counter,
+    Ping,
+    PlainState,
+    UnsnappedCounter,
+    bench_runtime,
+    figure,
+    goal,
+    header,
+    median,
+    plain_handler,
+    ratio,
+    timed,
+    traced_peak,
+)
+
+from appliance.events import TaskRef
+from appliance.runtime import Runtime
+
+N = 100_000
+REPS = 5
+MEMORY_REPS = 3
+INFLIGHT = 1024
+
+
+async def plain_queue(n: int) -> None:
+    queue: asyncio.Queue[Ping] = asyncio.Queue(maxsize=INFLIGHT)
+    state = PlainState()
+
+    async def consume() -> None:
+        for _ in range(n):
+            event = await queue.get()
+            await plain_handler(event, state)
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consume())
+        for i in range(n):
+            await queue.put(Ping(n=i))
+    assert state.count == n
+
+
+async def task_per_event(n: int) -> None:
+    state = PlainState()
+    slots = asyncio.Semaphore(INFLIGHT)
+
+    async def one(event: Ping) -> None:
+        try:
+            await plain_handler(event, state)
+        finally:
+            slots.release()
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(n):
+            await slots.acquire()
+            tg.create_task(one(Ping(n=i)))
+    assert state.count == n
+
+
+async def ours(runtime: Runtime, ref: TaskRef, n: int) -> None:
+    before = runtime.handled
+    for i in range(n):
+        await runtime.send(ref, Ping(n=i), job=JOB)
+    await runtime.request(ref, Ping(n=n), job=JOB)
+    assert runtime.handled - before == n + 1
+
+
+async def main() -> None:
+    header(f"throughput: {N:,} one-way events to one warm instance (median of {REPS})")
+    async with bench_runtime(Counter) as runtime, bench_runtime(UnsnappedCounter) as unsnapped:
+        ref = runtime.spawn("counter", JOB, "bench instance")
+        unsnapped_ref = unsnapped.spawn("counter", JOB, "bench instance")
+        await ours(runtime, ref, 10_000)  # warm-up
+        await ours(unsnapped, unsnapped_ref, 10_000)
+        await plain_queue(10_000)
+        await task_per_event(10_000)
+
+        plain_s: list[float] = []
+        task_s: list[float] = []
+        ours_s: list[float] = []
+        unsnapped_s: list[float] = []
+        for _ in range(REPS):  # interleaved, so drift on a shared machine hits them all
+            plain_s.append(await timed(lambda: plain_queue(N)))
+            task_s.append(await timed(lambda: task_per_event(N)))
+            ours_s.append(await timed(lambda: ours(runtime, ref, N)))
+            unsnapped_s.append(await timed(lambda: ours(unsnapped, unsnapped_ref, N)))
+
+        plain_rate = N / median(plain_s)
+        task_rate = N / median(task_s)
+        ours_rate = N / median(ours_s)
+        figure("plain asyncio (Queue + 1 consumer task)", plain_rate, "events/s")
+        figure("task-per-event (reference)", task_rate, "events/s")
+        figure("ours (runtime.send to one instance)", ours_rate, "events/s")
+        figure("ours, state snapshots off (reference)", N / median(unsnapped_s), "events/s")
+        ratio("task-per-event / plain", task_rate, plain_rate, higher_is_better=True)
+        speed = ratio("ours / plain", ours_rate, plain_rate, higher_is_better=True)
+        goal("speed vs plain", speed, 0.6, "x", at_least=True)
+
+        plain_mem: list[int] = []
+        task_mem: list[int] = []
+        ours_mem: list[int] = []
+        for _ in range(MEMORY_REPS):
+            plain_mem.append(await traced_peak(lambda: plain_queue(N)))
+            task_mem.append(await traced_peak(lambda: task_per_event(N)))
+            ours_mem.append(await traced_peak(lambda: ours(runtime, ref, N)))
+
+    print(f"  peak memory above the start of the run (tracemalloc, median of {MEMORY_REPS}):")
+    plain_peak = median(plain_mem)
+    ours_peak = median(ours_mem)
+    figure("plain asyncio", plain_peak / 1024, "KiB")
+    figure("task-per-event (reference)", median(task_mem) / 1024, "KiB")
+    figure("ours", ours_peak / 1024, "KiB")
+    memory = ratio("ours / plain (peak memory)", ours_peak, plain_peak, higher_is_better=False)
+    goal("peak memory vs plain", memory, 1.2, "x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

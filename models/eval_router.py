@@ -1,0 +1,151 @@
+"""Evaluate the router on the labelled commands in router_commands.tsv (./build.sh eval-router).
+
+Prints accuracy on in-domain commands, the per-type confusion, the share of out-of-domain
+commands rejected ("no confident match") and route latency p50/p99, for one split. Only the
+'tune' split may shape descriptions, examples and the threshold (``--sweep`` helps with that);
+'test' is what the figures are quoted on. It fails (exit 1) if an agent type's own phrases
+contain a test command word for word, or if the goals (95% / 90%) are missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from appliance.agents import BUILTIN_TYPES
+from appliance.router import Router, RouterSettings
+from appliance.router.router import phrases_of
+
+COMMANDS = Path(__file__).resolve().parent / "router_commands.tsv"
+NONE = "none"
+GOAL_ACCURACY, GOAL_REJECTION = 0.95, 0.90
+
+
+def load(split: str, path: Path = COMMANDS) -> list[tuple[str, str]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        part, label, command = line.split("\t")
+        if split in ("all", part):
+            rows.append((label, command))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=["tune", "test", "all"], default="test")
+    parser.add_argument("--threshold", type=float, help="override the router's threshold")
+    parser.add_argument("--sweep", action="store_true", help="accuracy/rejection per threshold")
+    parser.add_argument("--errors", action="store_true", help="list every wrong decision")
+    args = parser.parse_args(argv)
+
+    leaked = leaks() if args.split != "tune" else []
+    if leaked:
+        for name, command in leaked:
+            print(f"LEAK: test command {command!r} is one of {name}'s phrases", file=sys.stderr)
+        return 1
+    settings = RouterSettings()
+    if args.threshold is not None:
+        settings = RouterSettings(threshold=args.threshold)
+    router = Router(settings)
+    for cls in BUILTIN_TYPES:
+        router.add_type(cls)
+    rows = load(args.split)
+    router.route_blocking("warm up")  # embeds the types; not part of the figures
+
+    if args.sweep:
+        sweep(router, rows)
+        return 0
+    decisions, latencies = [], []
+    for _, command in rows:
+        t0 = time.perf_counter()
+        decisions.append(router.route_blocking(command))
+        latencies.append(time.perf_counter() - t0)
+
+    confusion: Counter[tuple[str, str]] = Counter()
+    for (label, command), d in zip(rows, decisions, strict=True):
+        got = d.agent_type or NONE
+        confusion[(label, got)] += 1
+        if args.errors and got != label:
+            print(f"  want {label:15} got {got:15} {d.confidence:.3f} {d.reason:12} {command}")
+    accuracy, rejection = report(args.split, router, rows, confusion, latencies)
+    met = accuracy >= GOAL_ACCURACY and rejection >= GOAL_REJECTION
+    print(f"goals (accuracy >= {GOAL_ACCURACY:.0%}, rejection >= {GOAL_REJECTION:.0%}): ", end="")
+    print("met" if met else "MISSED")
+    return 0 if met or args.split != "test" else 1
+
+
+def report(
+    split: str,
+    router: Router,
+    rows: list[tuple[str, str]],
+    confusion: Counter[tuple[str, str]],
+    latencies: list[float],
+) -> tuple[float, float]:
+    labels = [t.name for t in BUILTIN_TYPES]
+    in_domain = [label for label, _ in rows if label != NONE]
+    ood = [label for label, _ in rows if label == NONE]
+    correct = sum(confusion[(t, t)] for t in labels)
+    rejected = confusion[(NONE, NONE)]
+    accuracy = correct / len(in_domain) if in_domain else 0.0
+    rejection = rejected / len(ood) if ood else 0.0
+    lat = sorted(latencies)
+    p50 = lat[len(lat) // 2] * 1e3
+    p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] * 1e3
+    print(
+        f"router eval on '{split}': {len(in_domain)} in-domain + {len(ood)} out-of-domain "
+        f"commands, threshold {router.settings.threshold}, provider {router.provider}"
+    )
+    print(f"accuracy (in-domain):       {accuracy:.1%} ({correct}/{len(in_domain)})")
+    print(f"out-of-domain rejected:     {rejection:.1%} ({rejected}/{len(ood)})")
+    print(f"route latency:              p50 {p50:.2f} ms, p99 {p99:.2f} ms (one thread)")
+    cols = [*labels, NONE]
+    width = max(len(c) for c in cols) + 1
+    print("confusion (rows: labelled, columns: routed to)")
+    print(" " * width + "".join(f"{c[:12]:>13}" for c in cols))
+    for row in cols:
+        print(f"{row:<{width}}" + "".join(f"{confusion[(row, c)]:>13}" for c in cols))
+    return accuracy, rejection
+
+
+def sweep(router: Router, rows: list[tuple[str, str]]) -> None:
+    """Accuracy and rejection for a range of thresholds (same embeddings, re-decided)."""
+    base = router.settings
+    for step in range(30, 71, 2):
+        t = step / 100
+        router.settings = msgspec_replace(base, t)
+        decided = router.route_many([c for _, c in rows])
+        ok = sum(
+            1
+            for (lab, _), d in zip(rows, decided, strict=True)
+            if (d.agent_type or NONE) == lab and lab != NONE
+        )
+        rej = sum(
+            1
+            for (lab, _), d in zip(rows, decided, strict=True)
+            if lab == NONE and d.agent_type is None
+        )
+        n_in = sum(1 for lab, _ in rows if lab != NONE)
+        n_ood = len(rows) - n_in
+        print(f"threshold {t:.2f}: accuracy {ok / n_in:.1%}  rejection {rej / max(n_ood, 1):.1%}")
+    router.settings = base
+
+
+def msgspec_replace(settings: RouterSettings, threshold: float) -> RouterSettings:
+    import msgspec
+
+    return msgspec.structs.replace(settings, threshold=threshold)
+
+
+def leaks() -> list[tuple[str, str]]:
+    """Test commands that an agent type lists among its own phrases (that would be cheating)."""
+    test = {command.lower() for _, command in load("test")}
+    return [(t.name, p) for t in BUILTIN_TYPES for p in phrases_of(t) if p.lower() in test]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

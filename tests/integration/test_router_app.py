@@ -1,0 +1,104 @@
+"""The router wired into the appliance: routed jobs run, refusals are clear at every edge."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from appliance.agents.messages import ScanReport
+from appliance.app import in_process
+from appliance.errors import NoConfidentMatch
+from appliance.settings import Settings
+from appliance.web.api import make_api
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_routed_scan_command_runs_on_the_data_collector(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        _, root, route = await appliance.submit(f"scan 127.0.0.1 ports {open_ports[1]}")
+        outcome = await appliance.runtime.wait_task(root)
+    assert route is not None and route.agent_type == "data_collector"
+    assert root.agent_type == "data_collector"
+    assert outcome.status == "done", outcome.detail
+    report = outcome.result_as(ScanReport)
+    assert [(h.host, h.open_ports) for h in report.open] == [("127.0.0.1", [open_ports[1]])]
+
+
+async def test_no_confident_match_starts_nothing_and_names_candidates(settings: Settings) -> None:
+    async with asyncio.timeout(10), in_process(settings) as appliance:
+        with pytest.raises(NoConfidentMatch, match="closest: ") as caught:
+            await appliance.submit("make me a sandwich")
+        assert await appliance.runtime.graph.jobs() == []
+    assert len(caught.value.candidates) == 3
+
+
+async def test_the_api_returns_the_route_and_refuses_nonsense_with_a_4xx(
+    settings: Settings, aiohttp_client: Any
+) -> None:
+    async with asyncio.timeout(20), in_process(settings) as appliance:
+        client = await aiohttp_client(make_api(appliance.runtime, appliance.submit))
+        ok = await client.post(
+            "/api/v1/jobs", json={"command": "analyze network security posture of 127.0.0.1"}
+        )
+        body = await ok.json()
+        refused = await client.post("/api/v1/jobs", json={"command": "tell me a joke"})
+        error = await refused.json()
+        named = await client.post(
+            "/api/v1/jobs", json={"command": "tell me a joke", "agent_type": "coordinator"}
+        )
+    assert ok.status == 202
+    assert body["agent_type"] == "coordinator"
+    assert body["route"]["agent_type"] == "coordinator"
+    assert body["route"]["provider"] == "CPUExecutionProvider"
+    assert refused.status == 422
+    assert error["error"] == "NoConfidentMatch" and "closest: " in error["message"]
+    assert named.status == 202 and (await named.json())["route"] is None
+
+
+def test_qey_route_prints_one_json_object_per_line(settings: Settings) -> None:
+    env = {**os.environ, "QEY_DATA_DIR": str(settings.data_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "route", "-"],
+        input="scan 127.0.0.1 ports 22\nmake me a sandwich\n\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [d["agent_type"] for d in lines] == ["data_collector", None]
+    assert all(d["provider"] == "CPUExecutionProvider" for d in lines)
+    assert lines[1]["alternatives"] and lines[0]["command"] == "scan 127.0.0.1 ports 22"
+
+
+def test_qey_route_strict_without_the_provider_fails_clearly(settings: Settings) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "route",
+            "--provider",
+            "NoSuchExecutionProvider",
+            "--strict",
+            "scan 127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "strict mode: NoSuchExecutionProvider is not available here" in done.stderr

@@ -1,0 +1,159 @@
+"""The display service against the emulator over a socket pair: frames at a fixed rate,
+oldest frames dropped (and counted) when the link is slow, the port reopened when it fails."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+import pytest
+
+from appliance.events import JobContext
+from appliance.hal.board import BoardProfile
+from appliance.hal.display.emulator import DisplayEmulator
+from appliance.hal.display.link import FdLink, Link
+from appliance.hal.display.service import DisplayService
+from appliance.hal.errors import DisplayUnavailable
+from appliance.runtime import FakeClock, Runtime
+from tests.support import Add
+
+pytestmark = pytest.mark.unit
+
+
+class SocketPairEndpoint:
+    """Both ends of a fresh socket pair per connection: the service gets one, the emulator
+    the other. ``unplug`` closes them, as pulling the adapter would; ``plug`` allows the next."""
+
+    description = "socketpair"
+
+    def __init__(self) -> None:
+        self.plugged = True
+        self._pending: asyncio.Queue[socket.socket] = asyncio.Queue()
+        self._ends: list[socket.socket] = []
+        self._loop = asyncio.get_running_loop()
+
+    def open_for_service(self) -> Link:
+        if not self.plugged:
+            raise DisplayUnavailable("unplugged")
+        a, b = socket.socketpair()
+        self._ends += [a, b]
+        self._loop.call_soon_threadsafe(self._pending.put_nowait, b)
+        return FdLink(a.fileno(), "service-end", owned=a)
+
+    def accept(self) -> Link:
+        b = asyncio.run_coroutine_threadsafe(self._pending.get(), self._loop).result()
+        return FdLink(b.fileno(), "display-end", owned=b)
+
+    def unplug(self) -> None:
+        self.plugged = False
+        for end in self._ends:
+            end.shutdown(socket.SHUT_RDWR)
+        self._ends.clear()
+
+    def close(self) -> None:
+        pass
+
+
+async def until(condition: Callable[[], bool], clock: FakeClock, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await clock.advance(0.01)
+            await asyncio.sleep(0.001)
+
+
+@pytest.fixture
+async def rig(
+    runtime: Runtime, board: BoardProfile
+) -> AsyncIterator[tuple[DisplayService, DisplayEmulator, SocketPairEndpoint, FakeClock]]:
+    clock = FakeClock()
+    endpoint = SocketPairEndpoint()
+    config = msgspec.structs.replace(board.display, fps=10.0)
+    service = DisplayService(
+        runtime, config, clock=clock, board="sim", open_link=endpoint.open_for_service
+    )
+    emulator = DisplayEmulator(endpoint)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(service.run()), tg.create_task(emulator.run())]
+        yield service, emulator, endpoint, clock
+        for task in tasks:
+            task.cancel()
+
+
+Rig = tuple[DisplayService, DisplayEmulator, SocketPairEndpoint, FakeClock]
+
+
+async def test_the_display_greets_and_shows_live_agents(
+    rig: Rig, runtime: Runtime, job: JobContext
+) -> None:
+    service, emulator, _, clock = rig
+    await until(lambda: service.capabilities is not None, clock)
+    assert service.lines == emulator.screen.capabilities.lines
+    ref = runtime.spawn("counter", job, "count things")
+    runtime.publish_nowait(ref, Add(by=1), job=job)
+    await until(lambda: any(s.agent == "counter" for s in emulator.screen.lines()), clock)
+    assert emulator.screen.texts[0].startswith("qEY-0 ")
+    await until(lambda: service.stats.acks >= 1, clock)
+    assert service.stats.rx_errors == 0 and emulator.rx_errors == 0
+
+
+async def test_a_storm_of_events_still_makes_ten_frames_a_second(
+    rig: Rig, runtime: Runtime, job: JobContext
+) -> None:
+    service, _, _, clock = rig
+    await until(lambda: service.stats.frames_sent >= 1, clock)
+    refs = [runtime.spawn("counter", job, f"count {i}") for i in range(5)]
+    before = service.stats.frames_built
+    for _ in range(10):  # one second of fake time, 200 events per tick
+        for ref in refs:
+            for _ in range(40):
+                runtime.publish_nowait(ref, Add(), job=job)
+        await asyncio.sleep(0)
+        await clock.advance(0.1)
+    assert service.stats.events >= 2000
+    assert 9 <= service.stats.frames_built - before <= 11
+
+
+async def test_a_slow_link_drops_the_oldest_frames_and_counts_them(
+    runtime: Runtime, board: BoardProfile, job: JobContext
+) -> None:
+    clock = FakeClock()
+    endpoint = SocketPairEndpoint()
+    slow = msgspec.structs.replace(board.display, fps=10.0, baud=1200)  # 120 bytes/s
+    service = DisplayService(runtime, slow, clock=clock, open_link=endpoint.open_for_service)
+    emulator = DisplayEmulator(endpoint)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(service.run()), tg.create_task(emulator.run())]
+        await until(lambda: service.stats.acks >= 1, clock)
+        sent, built = service.stats.bytes_sent, service.stats.frames_built
+        ref = runtime.spawn("counter", job, "count")
+        for step in range(50):
+            runtime.publish_nowait(ref, Add(seq=step), job=job)
+            await asyncio.sleep(0.001)
+            await clock.advance(0.1)
+        stats = service.stats
+        queued = stats.frames_built - stats.frames_sent - stats.frames_dropped
+        assert stats.frames_built - built >= 45  # the frame rate held
+        assert stats.frames_dropped >= 15 and 0 <= queued <= 2
+        assert stats.bytes_sent - sent <= 120 * 5 + 200  # 5 s at 120 bytes/s, plus one write
+        for task in tasks:
+            task.cancel()
+
+
+async def test_the_port_is_reopened_after_it_vanishes(
+    rig: Rig, runtime: Runtime, job: JobContext
+) -> None:
+    service, emulator, endpoint, clock = rig
+    await until(lambda: service.stats.acks >= 1, clock)
+    endpoint.unplug()
+    await until(lambda: not service.connected.is_set(), clock)
+    await clock.advance(10.0)  # retries fail while it is gone
+    assert service.stats.connects == 1
+    endpoint.plugged = True
+    service.poke()  # what the hot-plug monitor does when the adapter is back
+    await until(lambda: service.stats.connects == 2 and service.connected.is_set(), clock)
+    ref = runtime.spawn("counter", job, "after replug")
+    runtime.publish_nowait(ref, Add(), job=job)
+    await until(lambda: any(s.agent == "counter" for s in emulator.screen.lines()), clock)
+    assert emulator.connections == 2

@@ -1,0 +1,74 @@
+"""The status LED service: the runtime's state, shown on the board profile's mock pins."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from appliance.events import JobContext
+from appliance.hal.board import BoardProfile
+from appliance.hal.leds import GpioStatusLeds
+from appliance.hal.status import StatusLedService
+from appliance.runtime import FakeClock, Runtime, Store, running
+from tests.support import Counter, Crash, Pause
+
+pytestmark = pytest.mark.unit
+
+
+async def wait_for(condition: Callable[[], bool], clock: FakeClock, step: float = 0.2) -> None:
+    """Tick the fake clock until ``condition`` holds, under a real deadline."""
+    async with asyncio.timeout(3):
+        while not condition():
+            await clock.advance(step)
+            await asyncio.sleep(0)
+
+
+async def test_leds_go_booting_ready_error_ready(
+    runtime: Runtime, leds: GpioStatusLeds, board: BoardProfile, pin_factory: Any, job: JobContext
+) -> None:
+    clock = FakeClock()
+    red = pin_factory.pin(board.leds.status.red)
+    service = StatusLedService(runtime, leds, clock=clock, error_hold_s=5.0)
+    assert service.state == "booting"
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(service.run())
+        await wait_for(lambda: service.state == "ready", clock)
+        ref = runtime.spawn("counter", job, "count")
+        runtime.publish_nowait(ref, Crash(), job=job)
+        await wait_for(lambda: service.state == "error", clock)
+        assert red.state == 1 or any(s.state for s in red.states)
+        await clock.advance(5.0)
+        await wait_for(lambda: service.state == "ready", clock)
+        task.cancel()
+    assert all(pin_factory.pin(p).state == 0 for p in board.leds.all)
+
+
+async def test_busy_while_a_handler_runs_with_load_from_live_tasks(
+    store: Store, leds: GpioStatusLeds, job: JobContext
+) -> None:
+    gate = asyncio.Event()
+    runtime = Runtime(store)
+    runtime.register(Counter, lambda: Counter(gate))
+    clock = FakeClock()
+    service = StatusLedService(runtime, leds, clock=clock)
+    async with running(runtime), asyncio.TaskGroup() as tg:
+        task = tg.create_task(service.run())
+        await wait_for(lambda: service.state == "ready", clock)
+        for i in range(3):
+            runtime.publish_nowait(runtime.spawn("counter", job, f"c{i}"), Pause(), job=job)
+        await wait_for(lambda: service.state == "busy", clock)
+        assert service.load == 3
+        gate.set()
+        await wait_for(lambda: service.state == "ready", clock)
+        task.cancel()
+
+
+async def test_updating_wins_over_everything(runtime: Runtime, leds: GpioStatusLeds) -> None:
+    service = StatusLedService(runtime, leds, clock=FakeClock())
+    service.updating(True)
+    assert service.state == "updating"
+    service.updating(False)
+    assert service.state == "ready"

@@ -1,0 +1,206 @@
+"""The router with the real int8 model: routing, refusal, plans, new types, providers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import msgspec
+import onnxruntime as ort
+import pytest
+
+from appliance.agents import BUILTIN_TYPES
+from appliance.errors import ModelUnavailable, ProviderUnavailable
+from appliance.events import Event
+from appliance.router import RouteDecision, Router, RouterSettings
+from appliance.router.encoder import choose_providers, file_sha256, packaged_model_dir
+from appliance.runtime import Agent, Context, NoState, Runtime
+
+pytestmark = pytest.mark.unit
+
+MODEL_DIR = packaged_model_dir()
+
+
+def test_the_shipped_model_is_the_recorded_build() -> None:
+    sums = dict(
+        reversed(line.split())
+        for line in (MODEL_DIR / "SHA256SUMS").read_text().splitlines()
+        if line.strip()
+    )
+    assert set(sums) == {"router.onnx", "tokenizer.json"}
+    for name, digest in sums.items():
+        assert file_sha256(MODEL_DIR / name) == digest, name
+
+
+@pytest.mark.parametrize(
+    ("command", "agent_type"),
+    [
+        ("scan 127.0.0.1 ports 22,80", "data_collector"),
+        ("analyze network security posture of 127.0.0.1", "coordinator"),
+        ("how dangerous is an open telnet port on 127.0.0.1", "analyzer"),
+        ("record the finding about port 23 in the report", "executor"),
+    ],
+)
+def test_a_clear_command_goes_to_its_agent_type(
+    router: Router, command: str, agent_type: str
+) -> None:
+    decision = router.route_blocking(command)
+    assert decision.agent_type == agent_type, decision
+    assert decision.confidence >= router.settings.threshold
+    assert agent_type not in [c.agent_type for c in decision.alternatives]
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("scan the network then write a report", "multi-step"),
+        ("scan 127.0.0.1 every night at 2am", "scheduled"),
+        ("if port 23 is open on 127.0.0.1, record it in the report", "conditional"),
+    ],
+)
+def test_plans_go_to_the_coordinator(router: Router, command: str, reason: str) -> None:
+    decision = router.route_blocking(command)
+    assert (decision.agent_type, decision.reason) == ("coordinator", reason)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "make me a sandwich",
+        "what is the weather tomorrow",
+        "asdf qwerty",
+        "walk the dog then feed the cat",
+    ],
+)
+def test_nonsense_gets_no_confident_match_with_candidates(router: Router, command: str) -> None:
+    decision = router.route_blocking(command)
+    assert decision.agent_type is None
+    assert decision.reason == "no confident match"
+    assert decision.confidence < router.settings.threshold
+    assert len(decision.alternatives) == 3
+    assert [c.confidence for c in decision.alternatives] == sorted(
+        (c.confidence for c in decision.alternatives), reverse=True
+    )
+
+
+def test_the_decision_encodes_as_the_json_the_cli_prints(router: Router) -> None:
+    decision = router.route_blocking("scan 127.0.0.1")
+    data = msgspec.json.decode(msgspec.json.encode(decision))
+    assert set(data) >= {"command", "agent_type", "confidence", "alternatives", "provider"}
+    assert data["provider"] == "CPUExecutionProvider"
+    assert msgspec.json.decode(msgspec.json.encode(decision), type=RouteDecision) == decision
+
+
+def test_routing_many_at_once_decides_as_one_by_one(router: Router) -> None:
+    commands = ["scan 127.0.0.1", "make me a sandwich", "scan the network then write a report"]
+    assert router.route_many(commands) == [router.route_blocking(c) for c in commands]
+
+
+async def test_route_runs_off_the_event_loop_and_agrees(router: Router) -> None:
+    assert await router.route("scan 127.0.0.1") == router.route_blocking("scan 127.0.0.1")
+
+
+class WeatherReport(Event, frozen=True, tag="test.weather"):
+    city: str = ""
+
+
+class Weather(Agent):
+    name = "weather"
+    description = "Tells the weather forecast: rain, sun, temperature and wind for a city."
+    capabilities = ("weather forecast", "will it rain tomorrow")
+    State = NoState
+
+    async def on_weather(self, event: WeatherReport, ctx: Context[NoState]) -> str:
+        return "sunny"
+
+
+async def test_a_type_registered_at_run_time_becomes_routable(runtime: Runtime) -> None:
+    router = Router()
+    runtime.on_agent_type(router.add_type)  # the test types the runtime fixture registered
+    before = await router.route("what is the weather tomorrow in Paris")
+    assert before.agent_type is None
+    runtime.register(Weather)
+    after = await router.route("what is the weather tomorrow in Paris")
+    assert after.agent_type == "weather"
+    assert "weather" in router.agent_types
+
+
+def test_nothing_registered_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no agent types are registered"):
+        Router().route_blocking("scan 127.0.0.1")
+
+
+def test_a_missing_provider_falls_back_to_cpu_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    router = Router(RouterSettings(providers=["NoSuchExecutionProvider", "CPUExecutionProvider"]))
+    router.add_type(BUILTIN_TYPES[1])
+    assert router.provider == "CPUExecutionProvider"
+    assert router.route_blocking("scan 127.0.0.1").provider == "CPUExecutionProvider"
+    assert "NoSuchExecutionProvider not available" in caplog.text
+    assert "runs on CPUExecutionProvider, not NoSuchExecutionProvider" in caplog.text
+
+
+def test_strict_mode_refuses_to_start_without_the_first_provider() -> None:
+    with pytest.raises(ProviderUnavailable, match="strict mode: NoSuchExecutionProvider"):
+        Router(
+            RouterSettings(
+                providers=["NoSuchExecutionProvider", "CPUExecutionProvider"], strict=True
+            )
+        )
+
+
+def test_strict_mode_runs_when_the_first_provider_is_there() -> None:
+    router = Router(RouterSettings(providers=["CPUExecutionProvider"], strict=True))
+    assert router.provider == "CPUExecutionProvider"
+
+
+def test_providers_keep_the_boards_order_and_end_with_cpu() -> None:
+    available = ["XnnpackExecutionProvider", "CPUExecutionProvider"]
+    wanted = ["NpuExecutionProvider", "XnnpackExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(wanted, available, strict=False) == available
+    assert choose_providers(
+        ["CPUExecutionProvider"], ort.get_available_providers(), strict=False
+    ) == ["CPUExecutionProvider"]
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    for name in ("router.onnx", "tokenizer.json", "SHA256SUMS"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    return tmp_path
+
+
+def test_a_corrupt_model_is_refused_at_start(model_copy: Path) -> None:
+    with (model_copy / "router.onnx").open("r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00" * 16)
+    with pytest.raises(ModelUnavailable, match=r"router\.onnx is corrupt or not the one recorded"):
+        Router(RouterSettings(model_dir=model_copy))
+
+
+def test_a_corrupt_model_fails_clearly_even_unverified(model_copy: Path) -> None:
+    (model_copy / "router.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(ModelUnavailable, match="cannot load the router model"):
+        Router(RouterSettings(model_dir=model_copy, verify=False))
+
+
+def test_a_missing_model_says_how_to_build_it(model_copy: Path) -> None:
+    (model_copy / "router.onnx").unlink()
+    with pytest.raises(ModelUnavailable, match=r"build it with \./build\.sh model"):
+        Router(RouterSettings(model_dir=model_copy))
+
+
+class Watcher(Agent):
+    name = "watcher"
+    description = "Watches network links and scans new ones on its own."
+    routable = False  # autonomous: reacts to events, takes no commands
+    State = NoState
+
+    async def on_weather(self, event: WeatherReport, ctx: Context[NoState]) -> None:
+        return None
+
+
+def test_a_type_that_is_not_routable_is_never_chosen() -> None:
+    router = Router()
+    router.add_type(BUILTIN_TYPES[1])
+    router.add_type(Watcher)
+    assert router.agent_types == ["data_collector"]

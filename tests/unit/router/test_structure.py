@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from appliance.router.structure import clauses_of, shape_of
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("command", "shape"),
+    [
+        ("scan 127.0.0.1 every night at 2am", "scheduled"),
+        ("schedule a daily scan of 10.0.0.0/24", "scheduled"),
+        ("at 23:30 audit the lab", "scheduled"),
+        ("if port 23 is open, record it", "conditional"),
+        ("scan 10.0.0.9 and if so analyze the risk", "conditional"),
+        ("unless the scan finds nothing, write a report", "conditional"),
+        ("check if anything is listening on port 3306", None),  # a question, not a condition
+        ("test if port 3389 is open on 10.1.1.1", None),
+        ("scan 127.0.0.1 for open ports", None),
+    ],
+)
+def test_schedules_and_conditions_are_recognised(command: str, shape: str | None) -> None:
+    assert shape_of(command) == shape
+
+
+@pytest.mark.parametrize(
+    ("command", "clauses"),
+    [
+        ("scan the network then write a report", ["scan the network", "write a report"]),
+        (
+            "scan all hosts, analyze the findings and report the critical ones",
+            ["scan all hosts", "analyze the findings", "report the critical ones"],
+        ),
+        ("analyze ports 22, 80 and 443 on 10.0.0.80", ["analyze ports 22"]),
+        ("scan 127.0.0.1", ["scan 127.0.0.1"]),
+    ],
+)
+def test_commands_split_into_clauses_that_start_with_a_word(
+    command: str, clauses: list[str]
+) -> None:
+    assert clauses_of(command) == clauses
