@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
@@ -54,7 +54,7 @@ class Context(Generic[S]):
     def state(self) -> S:
         """This instance's state for this event's job: jobs never see each other's state."""
         self.touched = True
-        return cast(S, self._inst.state_for(self.envelope.job.job_id))
+        return self._inst.state_for(self.envelope.job.job_id)  # type: ignore[return-value]
 
     @property
     def knowledge(self) -> KnowledgeStore:

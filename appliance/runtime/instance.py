@@ -46,6 +46,8 @@ class Instance:
         "handled",
         "handlers",
         "home",
+        "home_snap",
+        "home_state",
         "inflight",
         "kind",
         "name",
@@ -76,13 +78,22 @@ class Instance:
         self.pooled = False
         self.backlog: deque[Item] | None = None
         self.space: deque[asyncio.Future[None]] | None = None
+        # State per job. Most instances only ever serve the job they were spawned for, so
+        # that job's state and snapshot live in slots; other jobs' in dicts made on demand.
+        self.home_state: msgspec.Struct | None = None
+        self.home_snap: bytes | None = None  # the last committed state (JSON)
         self.states: dict[str, msgspec.Struct] | None = None
-        self.snapshots: dict[str, bytes] | None = None  # last committed state per job
+        self.snapshots: dict[str, bytes] | None = None
         self.running: dict[asyncio.Task[None], Item] | None = None  # suspended handlers
         self.outcome: TaskOutcome | None = None
         self.waiters: asyncio.Future[TaskOutcome] | None = None
 
     def state_for(self, job_id: str) -> msgspec.Struct:
+        if job_id == self.home.job_id:
+            state = self.home_state
+            if state is None:
+                state = self.home_state = self.kind.cls.State()
+            return state
         if self.states is None:
             self.states = {}
         state = self.states.get(job_id)
@@ -91,17 +102,25 @@ class Instance:
         return state
 
     def snapshot(self, job_id: str, data: bytes) -> None:
+        if job_id == self.home.job_id:
+            self.home_snap = data
+            return
         if self.snapshots is None:
             self.snapshots = {}
         self.snapshots[job_id] = data
 
+    def snapshot_of(self, job_id: str) -> bytes | None:
+        if job_id == self.home.job_id:
+            return self.home_snap
+        return self.snapshots.get(job_id) if self.snapshots else None
+
     def recover_states(self) -> None:
         """Replace in-memory state with the last committed snapshot of each job's state."""
-        if not self.snapshots:
-            self.states = None
-            return
         decode = msgspec.json.Decoder(self.kind.cls.State).decode
-        self.states = {job: decode(data) for job, data in self.snapshots.items()}
+        self.home_state = decode(self.home_snap) if self.home_snap is not None else None
+        self.states = (
+            {job: decode(data) for job, data in self.snapshots.items()} if self.snapshots else None
+        )
 
     @property
     def load(self) -> int:

@@ -23,7 +23,7 @@ import logging
 import types
 import typing
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -121,6 +121,9 @@ class Runtime:
         self._event_types: set[type[Event]] = {Started}
         self._decoder: msgspec.json.Decoder[Any] | None = None
         self._type_listeners: list[Callable[[type[Agent]], None]] = []
+        self._sent: asyncio.Future[None] | None = None
+        self._unsaved: dict[tuple[str, str], Instance] = {}
+        store.add_source(self._unsaved_snapshots)
         self.handled = 0
         self.crashed = 0
 
@@ -357,7 +360,7 @@ class Runtime:
             raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
         self._enqueue((inst, handler, env, None, False, 1))
 
-    async def send(
+    def send(
         self,
         target: Target,
         event: Event,
@@ -365,14 +368,33 @@ class Runtime:
         job: JobContext,
         caller: TaskRef | None = None,
         sender: str | None = None,
+    ) -> Awaitable[None]:
+        """Like ``publish_nowait`` but waits for inbox room instead of refusing (backpressure).
+
+        Awaitable, not a coroutine: when there is room, as there nearly always is, the event
+        is queued at once and a finished future comes back, so the common case costs no
+        coroutine. Other errors are raised at the call, like ``publish_nowait``'s."""
+        try:
+            self.publish_nowait(target, event, job=job, caller=caller, sender=sender)
+        except InboxFull:
+            return self._send_when_room(target, event, job, caller, sender)
+        return self._sent  # type: ignore[return-value]
+
+    async def _send_when_room(
+        self,
+        target: Target,
+        event: Event,
+        job: JobContext,
+        caller: TaskRef | None,
+        sender: str | None,
     ) -> None:
-        """Like ``publish_nowait`` but waits for inbox room instead of refusing (backpressure)."""
         while True:
+            await self._wait_space(target)
             try:
                 self.publish_nowait(target, event, job=job, caller=caller, sender=sender)
                 return
             except InboxFull:
-                await self._wait_space(target)
+                continue
 
     async def request(
         self,
@@ -404,11 +426,13 @@ class Runtime:
             await self._wait_space(inst.ref)
         reply: asyncio.Future[Any] = self._loop.create_future()
         self._enqueue((inst, handler, env, reply, False, 1))
+        # A timer, not asyncio.timeout: that needs a current task, which a handler's inline
+        # first step does not have, and it costs more.
+        timer = self._loop.call_later(timeout, _expire, reply, inst.name, timeout)
         try:
-            async with asyncio.timeout(timeout):
-                return await reply
-        except TimeoutError:
-            raise RequestTimeout(f"{inst.name} did not reply within {timeout}s") from None
+            return await reply
+        finally:
+            timer.cancel()
 
     def _resolve(self, target: Target, env: Envelope[Any]) -> Instance:
         if type(target) is TaskRef:
@@ -788,14 +812,21 @@ class Runtime:
         return {k.name: k.failed for k in self._types.values() if k.failed is not None}
 
     def _snapshot(self, inst: Instance, job_id: str) -> None:
-        """Commit the state a handler just left behind: the point a restart recovers to."""
-        assert inst.states is not None
-        data = _encode(inst.states[job_id])
-        inst.snapshot(job_id, data)
-        task_id = inst.ref.task_id
-        self.store.put(
-            "states", (task_id, job_id), (task_id, job_id, inst.kind.name, data, self.clock.now())
-        )
+        """Take the state a handler just left behind: the point a restart recovers to. The
+        store collects it at its next commit (``_unsaved_snapshots``), so a burst of events
+        costs one encode each and one row per (task, job) per commit."""
+        inst.snapshot(job_id, _encode(inst.state_for(job_id)))
+        if not self._unsaved:
+            self.store.wake()
+        self._unsaved[(inst.ref.task_id, job_id)] = inst
+
+    def _unsaved_snapshots(self) -> list[tuple[str, object, tuple[Any, ...]]]:
+        unsaved, self._unsaved = self._unsaved, {}
+        now = self.clock.now()
+        return [
+            ("states", key, (key[0], key[1], inst.kind.name, inst.snapshot_of(key[1]), now))
+            for key, inst in unsaved.items()
+        ]
 
     def _crashed(self, inst: Instance, env: Envelope[Any], err: BaseException) -> None:
         self.crashed += 1
@@ -1006,6 +1037,8 @@ class Runtime:
         if self._tg is not None:
             raise RuntimeError("runtime is already running")
         self._loop = asyncio.get_running_loop()
+        self._sent = self._loop.create_future()
+        self._sent.set_result(None)
         self._stopping.clear()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -1056,6 +1089,11 @@ def _continue(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, 
             step = coro.send(value)
         except StopIteration as done:
             return done.value
+
+
+def _expire(reply: asyncio.Future[Any], name: str, timeout: float) -> None:
+    if not reply.done():
+        reply.set_exception(RequestTimeout(f"{name} did not reply within {timeout}s"))
 
 
 def _load(inst: Instance) -> int:

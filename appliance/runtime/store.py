@@ -73,6 +73,7 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qey-store")
         self._pending: list[tuple[str, Row]] = []
         self._latest: dict[tuple[str, object], Row] = {}
+        self._sources: list[Callable[[], list[tuple[str, object, Row]]]] = []
         self._dirty = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self.failed_flushes = 0
@@ -164,6 +165,15 @@ class Store:
         self._latest[(table, key)] = row
         self._dirty.set()
 
+    def add_source(self, collect: Callable[[], list[tuple[str, object, Row]]]) -> None:
+        """Rows to upsert that are built only when a commit happens: ``collect()`` hands over
+        (table, key, row) for everything changed since it was last called."""
+        self._sources.append(collect)
+
+    def wake(self) -> None:
+        """Tell the writer a source has something for the next commit."""
+        self._dirty.set()
+
     @property
     def pending(self) -> int:
         return len(self._pending) + len(self._latest)
@@ -171,6 +181,9 @@ class Store:
     async def flush(self) -> None:
         """Commit everything queued so far; raises StoreUnavailable and keeps it on failure."""
         async with self._flush_lock:
+            for collect in self._sources:
+                for table, key, row in collect():
+                    self._latest[(table, key)] = row
             if not self._pending and not self._latest:
                 return
             batch, self._pending = self._pending, []
@@ -230,6 +243,9 @@ class Store:
 
     def close(self) -> None:
         """Commit what is pending (best effort, synchronously) and close the connection."""
+        for collect in self._sources:
+            for table, key, row in collect():
+                self._latest[(table, key)] = row
         batch, self._pending = self._pending, []
         latest, self._latest = self._latest, {}
         try:
