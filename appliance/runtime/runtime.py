@@ -584,9 +584,15 @@ class Runtime:
         assert self._tg is not None
         self._suspended += 1
         task = self._tg.create_task(self._resume(item, ctx, coro, step, inst.generation))
+        # A done callback, not a finally: it runs even for a Task cancelled before its first
+        # step (a restart can do that), which never enters _resume's body.
+        task.add_done_callback(self._adopted_done)
         if inst.running is None:
             inst.running = {}
         inst.running[task] = item
+
+    def _adopted_done(self, task: asyncio.Task[None]) -> None:
+        self._suspended -= 1
 
     async def _resume(
         self,
@@ -606,22 +612,28 @@ class Runtime:
             task = asyncio.current_task()
             if generation != inst.generation:
                 return  # its instance restarted; the event went to the new incarnation
+            self._settled(inst)
             if task is not None and task.cancelling():
                 self._finish(item, ctx, generation, None, None, cancelled=True)
                 raise
             self._finish(item, ctx, generation, None, err)
         except Exception as err:
+            self._settled(inst)
             if deadline.expired():
                 hung = HandlerHung(f"handler overran its {limit}s deadline")
                 self._finish(item, ctx, generation, None, hung.with_traceback(err.__traceback__))
             else:
                 self._finish(item, ctx, generation, None, err)
         else:
+            self._settled(inst)
             self._finish(item, ctx, generation, result, None)
-        finally:
-            self._suspended -= 1
-            if inst.running is not None:
-                inst.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _settled(inst: Instance) -> None:
+        """This handler is no longer in flight: drop it before _finish, whose failure path
+        may restart the instance and requeue whatever is still in flight."""
+        if inst.running is not None:
+            inst.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
 
     def _finish(
         self,
@@ -1061,11 +1073,21 @@ class Runtime:
     async def wait_running(self) -> None:
         await self._running.wait()
 
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is queued or in flight; False if ``timeout`` passed first.
+
+        Polls: becoming idle is not an event worth a hook on the hot path, and only tests and
+        shutdown wait for it."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while self.busy:
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop taking events, let handlers finish for up to ``grace_s``, then end ``run()``."""
-        deadline = asyncio.get_running_loop().time() + grace_s
-        while self.busy and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)  # handlers end on their own; there is nothing to wait on
+        await self.wait_idle(grace_s)
         self._stopping.set()
 
 

@@ -62,8 +62,7 @@ def test_each_accepted_event_is_handled_once_in_order_and_only_in_its_job(
         for ref in refs:  # a request queues behind everything sent before it
             for job in JOBS:
                 await runtime.request(ref, Get(), job=job)
-        while runtime.busy:  # noqa: ASYNC110 (suspended handlers finish within a few steps)
-            await asyncio.sleep(0)
+        await runtime.wait_idle()
         for ref in refs:
             for job in JOBS:
                 state = runtime.state_of(ref, job.job_id)
