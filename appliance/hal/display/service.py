@@ -277,6 +277,8 @@ class DisplayService:
             self.stats.nacks += 1
             self._session.reset()  # the next frame re-announces every name it uses
             self._texts = []
+            self.stats.frames_dropped += len(self._frames)  # they use the old names
+            self._frames.clear()
         elif type(message) is Capabilities:
             self.capabilities = message
             self.lines = max(1, message.lines)
