@@ -53,6 +53,7 @@ class NetworkWatcher(Agent):
         "changes, starts a rescan of the scope by itself; it takes no commands."
     )
     topics = (HOTPLUG_TOPIC,)
+    routable = False
     State = WatcherState
     concurrency = 1  # decisions in arrival order: the cooldown sees every earlier rescan
 

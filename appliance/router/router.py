@@ -112,7 +112,7 @@ class Router:
         """Make an agent type routable (the runtime's ``on_agent_type`` listener). Cheap: the
         phrases are embedded in a thread by the next ``prepare()`` or ``route()``, never on
         the event loop that registers the type."""
-        if not getattr(cls, "routable", True):  # autonomous types take events, not commands
+        if not cls.routable:  # internal and autonomous types take events, not commands
             log.info("router: %s is not routable; skipped", cls.name)
             return
         phrases = phrases_of(cls)

@@ -45,6 +45,7 @@ class Agent:
     capabilities: ClassVar[tuple[str, ...]] = ()
     examples: ClassVar[tuple[str, ...]] = ()
     display_name: ClassVar[str] = ""
+    routable: ClassVar[bool] = True  # False: the router never sends commands here (internal)
     topics: ClassVar[tuple[str, ...]] = ()
     State: ClassVar[type[msgspec.Struct]] = NoState
     concurrency: ClassVar[int] = 16

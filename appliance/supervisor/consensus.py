@@ -62,6 +62,7 @@ class ConsensusTracker(Agent):
     description = "Runs a vote among specific agent instances and decides it by quorum."
     capabilities = ("vote among instances", "reach a quorum decision")
     State = VoteState
+    routable = False  # opened by open_vote, never by a command
     eager = False  # opens a TaskGroup for its deadline timer at once
     handler_timeout_s = 3600.0
 

@@ -207,5 +207,9 @@ class Supervisor:
     def _agent(self, name: str) -> type[Agent]:
         return self._runtime.agent_class(name)
 
+    def ready(self, status: str) -> None:
+        """Tell systemd (when it started us) that the appliance is up."""
+        self._notifier.ready(status)
+
     def restart_counts(self) -> dict[str, int]:
         return {name: intensity.level for name, intensity in self._intensity.items()}

@@ -25,6 +25,31 @@ FORBIDDEN = {
     ),
     "agents": ("appliance.web", "appliance.app", "appliance.cli"),
     "web": ("appliance.agents", "appliance.app", "appliance.cli", "appliance.hal"),
+    "router": (
+        "appliance.web",
+        "appliance.app",
+        "appliance.cli",
+        "appliance.agents",
+        "appliance.hal",
+        "appliance.supervisor",
+    ),
+    "hal": (
+        "appliance.web",
+        "appliance.agents",
+        "appliance.app",
+        "appliance.cli",
+        "appliance.router",
+        "appliance.settings",
+        "appliance.supervisor",
+    ),
+    "supervisor": (
+        "appliance.web",
+        "appliance.agents",
+        "appliance.app",
+        "appliance.cli",
+        "appliance.router",
+        "appliance.hal",
+    ),
 }
 
 
