@@ -49,7 +49,7 @@ class Agent:
     topics: ClassVar[tuple[str, ...]] = ()
     State: ClassVar[type[msgspec.Struct]] = NoState
     concurrency: ClassVar[int] = 16
-    inbox_size: ClassVar[int] = 1024
+    inbox_size: ClassVar[int] = 256
     handler_timeout_s: ClassVar[float] = 30.0
     eager: ClassVar[bool] = True
     # Supervision (see appliance/supervisor/): what a crash of this type's handlers costs.

@@ -26,13 +26,18 @@ class Context(Generic[S]):
     """One per handled event. Everything sent through it is stamped with this task as caller,
     so the coordination graph records who caused what without the handler saying so."""
 
-    __slots__ = ("_inst", "_runtime", "envelope", "touched")
+    __slots__ = ("_inst", "_runtime", "_state", "envelope")
 
     def __init__(self, runtime: Runtime, inst: Instance, envelope: Envelope[Any]) -> None:
         self._runtime = runtime
         self._inst = inst
         self.envelope = envelope
-        self.touched = False  # the handler used its state: snapshot it when it succeeds
+        self._state: Any = None
+
+    @property
+    def touched(self) -> bool:
+        """The handler used its state: snapshot it when the handler succeeds."""
+        return self._state is not None
 
     @property
     def job(self) -> JobContext:
@@ -53,8 +58,10 @@ class Context(Generic[S]):
     @property
     def state(self) -> S:
         """This instance's state for this event's job: jobs never see each other's state."""
-        self.touched = True
-        return self._inst.state_for(self.envelope.job.job_id)  # type: ignore[return-value]
+        state = self._state
+        if state is None:
+            state = self._state = self._inst.state_for(self.envelope.job.job_id)
+        return state  # type: ignore[no-any-return]
 
     @property
     def knowledge(self) -> KnowledgeStore:

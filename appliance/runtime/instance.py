@@ -26,13 +26,30 @@ Item: TypeAlias = "tuple[Instance, Handler, Envelope[Any], Reply, bool, int]"
 class AgentKind:
     """A registered agent type: how to make instances, and the ones alive now."""
 
-    __slots__ = ("cls", "factory", "failed", "handlers", "instances", "name", "pool")
+    __slots__ = (
+        "cls",
+        "concurrency",
+        "eager",
+        "factory",
+        "failed",
+        "handlers",
+        "inbox_size",
+        "instances",
+        "name",
+        "pool",
+        "snapshot",
+    )
 
     def __init__(self, cls: type[Agent], factory: Callable[[], Agent]) -> None:
         self.cls = cls
         self.name = cls.name
         self.factory = factory
         self.handlers = cls.handlers
+        # The class settings the hot path reads per event, one attribute away.
+        self.concurrency = cls.concurrency
+        self.inbox_size = cls.inbox_size
+        self.eager = cls.eager
+        self.snapshot = cls.snapshot
         self.instances: dict[str, Instance] = {}
         self.pool: list[Instance] = []
         self.failed: str | None = None  # why the supervisor marked this type failed

@@ -354,7 +354,7 @@ class Runtime:
         handler = inst.handlers.get(type(event))
         if handler is None:
             raise EventNotAccepted(_not_accepted(inst.kind, event))
-        if inst.queued >= inst.kind.cls.inbox_size:
+        if inst.queued >= inst.kind.inbox_size:
             raise InboxFull(f"{inst.name} has {inst.queued} events waiting")
         if inst.kind.failed is not None:
             raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
@@ -422,7 +422,7 @@ class Runtime:
             raise EventNotAccepted(_not_accepted(inst.kind, event))
         if inst.kind.failed is not None:
             raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
-        while inst.queued >= inst.kind.cls.inbox_size:
+        while inst.queued >= inst.kind.inbox_size:
             await self._wait_space(inst.ref)
         reply: asyncio.Future[Any] = self._loop.create_future()
         self._enqueue((inst, handler, env, reply, False, 1))
@@ -494,7 +494,7 @@ class Runtime:
             if handler is None or kind.failed is not None:
                 continue
             for inst in kind.instances.values():
-                if inst.queued >= kind.cls.inbox_size:
+                if inst.queued >= kind.inbox_size:
                     raise InboxFull(f"{inst.name} (subscribed to {target}) is full")
                 items.append((inst, handler, env, None, False, 1))
         for item in items:
@@ -511,7 +511,7 @@ class Runtime:
             insts = [i for k in self._topics.get(target.topic, ()) for i in k.instances.values()]
         else:
             raise TypeError(f"cannot address {target!r}")
-        full = next((i for i in insts if i.queued >= i.kind.cls.inbox_size), None)
+        full = next((i for i in insts if i.queued >= i.kind.inbox_size), None)
         if full is None:
             return
         assert self._loop is not None
@@ -538,13 +538,13 @@ class Runtime:
         while self._resumable:
             inst = self._resumable.popleft()
             backlog = inst.backlog
-            while backlog and inst.inflight < inst.kind.cls.concurrency:
+            while backlog and inst.inflight < inst.kind.concurrency:
                 self._start(backlog.popleft())
         ready = self._ready
         for _ in range(min(len(ready), _DRAIN_BATCH)):
             item = ready.popleft()
             inst = item[0]
-            if inst.backlog or inst.inflight >= inst.kind.cls.concurrency:
+            if inst.backlog or inst.inflight >= inst.kind.concurrency:
                 if inst.backlog is None:
                     inst.backlog = deque()
                 inst.backlog.append(item)
@@ -563,7 +563,7 @@ class Runtime:
         inst.inflight += 1
         ctx: Context[Any] = Context(self, inst, env)
         coro = cast(Coroutine[Any, Any, Any], handler(inst.agent, env.event, ctx))
-        if not inst.kind.cls.eager:
+        if not inst.kind.eager:
             self._adopt(item, ctx, coro, _FRESH)
             return
         try:
@@ -657,7 +657,7 @@ class Runtime:
             if is_start:
                 self._task_ended(inst, "cancelled", None, "runtime stopped")
         elif err is None:
-            if ctx.touched and inst.kind.cls.snapshot:
+            if ctx.touched and inst.kind.snapshot:
                 self._snapshot(inst, env.job.job_id)
             if reply is not None and not reply.done():
                 reply.set_result(result)
