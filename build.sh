@@ -48,8 +48,18 @@ cmd_lint() {
   "$VENV/bin/mypy" --strict appliance
 }
 
+# The browser tests drive Debian's Chromium (never a browser download); installed once.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "==> installing chromium (apt)"
+    need_root apt-get update -q
+    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+  fi
+}
+
 cmd_test() {
   ensure_venv
+  ensure_chromium
   cmd_lint
   echo "==> pytest"
   "$VENV/bin/pytest" -q "$@"

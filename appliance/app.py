@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 from aiohttp import web
@@ -14,14 +16,19 @@ from aiohttp import web
 from appliance import __version__
 from appliance.agents import register_builtin
 from appliance.agents.netwatch import start_watching
+from appliance.agents.scope import Scope
 from appliance.errors import BadCommand, NoConfidentMatch
 from appliance.events import JobContext, TaskRef
 from appliance.hal.board import load_board
 from appliance.hal.hardware import Hardware
 from appliance.router import RouteDecision, Router
 from appliance.runtime import Runtime, Store, running
-from appliance.settings import Settings
+from appliance.settings import Settings, write_scope
+from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
+from appliance.web.capabilities import DeviceStatus
+from appliance.web.credentials import Credentials
+from appliance.web.panel import Panel, make_panel
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +50,10 @@ class Appliance:
         self.router = router or Router()  # a missing or corrupt model fails here, at start
         self.store = Store(settings.db_path)
         self.runtime = Runtime(self.store)
+        self.supervisor = Supervisor(self.runtime)
         self.runtime.on_agent_type(self.router.add_type)
-        register_builtin(self.runtime, settings)
+        self.runtime.register(ConsensusTracker)
+        self.scope = register_builtin(self.runtime, settings)
 
     async def submit(self, command: str, agent_type: str | None = None) -> Submitted:
         """Start a job for a command. Without an agent type the router picks one (off the
@@ -78,7 +87,12 @@ class Appliance:
         await runner.setup()
         try:
             async with running(self.runtime), asyncio.TaskGroup() as tg:
-                tg.create_task(self._hardware().run(), name="qey-hardware")
+                hardware = self._hardware()
+                panel, setup_token = self._panel(hardware)
+                tg.create_task(hardware.run(), name="qey-hardware")
+                tg.create_task(self.supervisor.run(), name="qey-supervisor")
+                if panel is not None:
+                    tg.create_task(panel.run(), name="qey-panel")
                 await self.router.prepare()
                 old = os.umask(0o177)
                 try:
@@ -90,6 +104,10 @@ class Appliance:
                     f"scope={','.join(self.settings.scope)} router={self.router.provider}",
                     flush=True,
                 )
+                if panel is not None:
+                    await _announce(panel, setup_token)
+                # READY only now: runtime, router, control socket and panel are all up
+                self.supervisor.ready(f"qey ready {__version__}")
                 if ready is not None:
                     ready.set()
                 await asyncio.Event().wait()
@@ -97,6 +115,27 @@ class Appliance:
             await runner.cleanup()
             sock.unlink(missing_ok=True)
             self.store.close()
+
+    def _panel(self, hardware: Hardware) -> tuple[Panel | None, str | None]:
+        """The admin panel, where the board (or ``web_listen``) lets it listen, and the
+        one-time setup token while no admin password is set (None once it is)."""
+        listen = self.settings.web_listen
+        if listen is None:
+            listen = self.board.web.listen
+        if not listen:
+            return None, None
+        credentials = Credentials(self.settings.data_dir)
+        app = make_panel(
+            self.runtime,
+            self.submit,
+            credentials,
+            provider=self.router.provider,
+            route=self.router.route,
+            device=_BoardView(hardware),
+            scope=_LiveScope(self.settings, self.scope),
+        )
+        panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir))
+        return panel, credentials.new_setup_token()
 
     def _hardware(self) -> Hardware:
         """The board's LEDs, display and hot-plug (the sim profile on a host); device events
@@ -109,6 +148,76 @@ class Appliance:
             hotplug_sink=start_watching(self.runtime),
             appliance_version=__version__,
         )
+
+
+async def _announce(panel: Panel, setup_token: str | None) -> None:
+    """Say where the panel is and, before the first sign-in, the setup token (console only:
+    only its hash is stored)."""
+    try:
+        async with asyncio.timeout(10):
+            await panel.listening.wait()
+    except TimeoutError:
+        log.error("panel: not listening after 10 s")
+        return
+    for url in panel.urls:
+        print(f"qey panel {url}", flush=True)
+    if setup_token is not None and panel.urls:
+        print(
+            f"qey setup token {setup_token} (open {panel.urls[0]}setup to set the admin password)",
+            flush=True,
+        )
+
+
+def _panel_tls(data_dir: Path) -> ssl.SSLContext | None:
+    """TLS for the panel when the data directory holds a certificate and key (the device
+    listens on :443); plain HTTP otherwise (the sim board listens on loopback only)."""
+    cert, key = data_dir / "web-tls.crt", data_dir / "web-tls.key"
+    if not (cert.exists() and key.exists()):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class _BoardView:
+    """The panel's view of the board: LED state and the display link (web/ may not import
+    the hardware layer, so the app reads it for the panel)."""
+
+    def __init__(self, hardware: Hardware) -> None:
+        self._hw = hardware
+
+    def status(self) -> DeviceStatus:
+        hw = self._hw
+        return DeviceStatus(
+            board=hw.board.name,
+            simulated=hw.board.simulated,
+            leds=hw.status.state,
+            load=hw.status.load,
+            display_connected=hw.display.connected.is_set(),
+            display_frames_sent=hw.display.stats.frames_sent,
+        )
+
+    def display_png(self) -> bytes | None:
+        return None  # the display service does not keep a picture yet
+
+
+class _LiveScope:
+    """The scan scope the agents check, changed in place and saved to config.toml."""
+
+    def __init__(self, settings: Settings, scope: Scope) -> None:
+        self._settings = settings
+        self._scope = scope
+
+    def get(self) -> list[str]:
+        return [str(n) for n in self._scope.networks]
+
+    def set(self, networks: list[str]) -> list[str]:
+        checked = Scope(networks)  # BadCommand naming a bad network; nothing changed
+        names = [str(n) for n in checked.networks]
+        write_scope(self._settings.data_dir, names)
+        self._scope.networks = checked.networks
+        self._settings.scope = names
+        return names
 
 
 @asynccontextmanager

@@ -6,6 +6,7 @@ Sources, later ones winning: built-in defaults, ``<data dir>/config.toml``, envi
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -48,6 +49,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     scan_concurrency: int = 128
     rules_file: Path | None = None  # port rules for the analyzer; None: the packaged ones
     board: str = "sim"  # hw/boards/<board>.toml, or a path to a profile ($QEY_BOARD)
+    # the admin panel's HOST:PORTs ($QEY_WEB_LISTEN; empty: no panel); None: the board's
+    web_listen: list[str] | None = None
 
     @property
     def db_path(self) -> Path:
@@ -73,6 +76,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             values["rules_file"] = data_dir / str(values["rules_file"])
         if env.get("QEY_BOARD"):
             values["board"] = env["QEY_BOARD"]
+        if "QEY_WEB_LISTEN" in env:  # empty: no panel
+            values["web_listen"] = [
+                a.strip() for a in env["QEY_WEB_LISTEN"].split(",") if a.strip()
+            ]
         if env.get("QEY_SCOPE"):
             values["scope"] = [s.strip() for s in env["QEY_SCOPE"].split(",") if s.strip()]
         try:
@@ -83,6 +90,22 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if bad:
             raise ValueError(f"{config}: ports out of range: {bad}")
         return settings
+
+
+def write_scope(data_dir: Path, scope: list[str]) -> None:
+    """Save the scan scope to ``config.toml`` (the panel changes it), keeping every other
+    line as the admin wrote it; the file is replaced whole, so a crash leaves the old one."""
+    config = data_dir / "config.toml"
+    lines = config.read_text(encoding="utf-8").splitlines() if config.exists() else []
+    table_start = next(
+        (i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines)
+    )
+    top = [line for line in lines[:table_start] if not line.lstrip().startswith("scope")]
+    text = "\n".join([f"scope = {json.dumps(scope)}", *top, *lines[table_start:]]) + "\n"
+    tomllib.loads(text)  # never write a file that would not load
+    tmp = config.with_name(".config.toml.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, config)
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:

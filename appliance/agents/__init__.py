@@ -24,8 +24,9 @@ __all__ = [
 BUILTIN_TYPES = (Coordinator, DataCollector, Analyzer, Executor)
 
 
-def register_builtin(runtime: Runtime, settings: Settings) -> None:
-    """Register the four built-in types, every one bound to the configured scope."""
+def register_builtin(runtime: Runtime, settings: Settings) -> Scope:
+    """Register the four built-in types, every one bound to the configured scope (returned:
+    the panel changes it in place)."""
     scope = Scope(settings.scope)
     rules = PortRules.load(settings.rules_file)
     runtime.register(Coordinator, lambda: Coordinator(scope, settings.ports))
@@ -34,3 +35,4 @@ def register_builtin(runtime: Runtime, settings: Settings) -> None:
     runtime.register(Executor, lambda: Executor(scope))
     # autonomous, not routed to: it reacts to hot-plug events (hal.hotplug), not commands
     runtime.register(NetworkWatcher, lambda: NetworkWatcher(scope, runtime.submit))
+    return scope

@@ -471,15 +471,8 @@ class Runtime:
         if idle is None:
             return None
         self._retire(idle)
-        self._record(
-            TaskStatusChanged(
-                job_id=idle.home.job_id,
-                task_id=idle.ref.task_id,
-                agent_type=kind.name,
-                status="done",
-                detail="retired: pool scaled down",
-                at=self.clock.now(),
-            )
+        self._record_status(
+            idle.home.job_id, idle.ref.task_id, kind.name, "done", "retired: pool scaled down"
         )
         return idle.ref
 
@@ -794,16 +787,7 @@ class Runtime:
                 at=now,
             )
         )
-        self._record(
-            TaskStatusChanged(
-                job_id=inst.home.job_id,
-                task_id=inst.ref.task_id,
-                agent_type=inst.kind.name,
-                status="restarted",
-                detail=reason,
-                at=now,
-            )
-        )
+        self._record_status(inst.home.job_id, inst.ref.task_id, inst.kind.name, "restarted", reason)
 
     def fail_type(self, agent_type: str, reason: str) -> None:
         """Refuse the type's events until ``reset_type``: it restarted past its intensity."""
@@ -866,22 +850,35 @@ class Runtime:
             )
         )
 
+    def _record_status(
+        self,
+        job_id: str,
+        task_id: str,
+        agent_type: str,
+        status: TaskStatus,
+        detail: str,
+        result: msgspec.Raw | None = None,
+    ) -> None:
+        self._record(
+            TaskStatusChanged(
+                job_id=job_id,
+                task_id=task_id,
+                agent_type=agent_type,
+                status=status,
+                detail=detail,
+                result=result,
+                at=self.clock.now(),
+            )
+        )
+
     def _task_ended(self, inst: Instance, status: TaskStatus, result: Any, detail: str) -> None:
         try:
             raw = msgspec.Raw(_encode(result)) if result is not None else None
         except (TypeError, msgspec.EncodeError) as err:
             raw, detail = None, f"{detail} (result not storable: {err})".strip()
         inst.outcome = TaskOutcome(ref=inst.ref, status=status, result=result, detail=detail)
-        self._record(
-            TaskStatusChanged(
-                job_id=inst.home.job_id,
-                task_id=inst.ref.task_id,
-                agent_type=inst.kind.name,
-                status=status,
-                detail=detail,
-                result=raw,
-                at=self.clock.now(),
-            )
+        self._record_status(
+            inst.home.job_id, inst.ref.task_id, inst.kind.name, status, detail, result=raw
         )
         if inst.waiters is not None and not inst.waiters.done():
             inst.waiters.set_result(inst.outcome)
@@ -905,15 +902,12 @@ class Runtime:
             kind = self._types.get(task.agent_type)
             start = self._stored_start(task, kind)
             if kind is None or start is None or not task.is_root or kind.failed is not None:
-                self._record(
-                    TaskStatusChanged(
-                        job_id=task.job_id,
-                        task_id=task.task_id,
-                        agent_type=task.agent_type,
-                        status="cancelled",
-                        detail="interrupted when the appliance stopped",
-                        at=self.clock.now(),
-                    )
+                self._record_status(
+                    task.job_id,
+                    task.task_id,
+                    task.agent_type,
+                    "cancelled",
+                    "interrupted when the appliance stopped",
                 )
                 continue
             handler = kind.handlers[type(start)]
@@ -923,15 +917,12 @@ class Runtime:
                 inst.snapshot(job_id, data)
             inst.recover_states()
             self._job_roots[job.job_id] = task.task_id
-            self._record(
-                TaskStatusChanged(
-                    job_id=task.job_id,
-                    task_id=task.task_id,
-                    agent_type=kind.name,
-                    status="restarted",
-                    detail="resumed after the appliance restarted",
-                    at=self.clock.now(),
-                )
+            self._record_status(
+                task.job_id,
+                task.task_id,
+                kind.name,
+                "restarted",
+                "resumed after the appliance restarted",
             )
             env = Envelope(event=start, job=job, target=inst.ref)
             self._enqueue((inst, handler, env, None, True, 1))

@@ -1,7 +1,9 @@
-"""The JSON API under /api/v1/: jobs, their trees and events, agents, raw typed events.
+"""The JSON API under /api/v1/: jobs, their trees and events, tasks' chains, agents, raw events.
 
-Served by ``app.py`` on the owner-only control socket (the CLI's way in). Bad input gets a
-JSON 4xx naming what is wrong, and nothing is written.
+Served by ``app.py`` on the owner-only control socket (the CLI's way in: the socket's file
+permission is its authentication), and by the panel behind a session (``panel.py`` adds the
+admin operations of ``ops.py``). Bad input gets a JSON 4xx naming what is wrong, and nothing
+is written.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -27,17 +29,23 @@ from appliance.errors import (
     UnknownJob,
     UnknownTask,
 )
-from appliance.events import Event, JobContext, TaskRef, TaskSpawned, TaskStatusChanged
-from appliance.runtime import Runtime, TaskNode, accepted_kinds, render_tree
+from appliance.events import Event, TaskRef, TaskSpawned, TaskStatusChanged
+from appliance.runtime import Runtime, TaskNode, accepted_kinds, render_chain, render_tree
+from appliance.web.errors import (
+    ActionRefused,
+    CsrfRejected,
+    NotSignedIn,
+    TooManyAttempts,
+    WrongPassword,
+)
+from appliance.web.keys import RUNTIME, SUBMIT
+from appliance.web.submit import Submit
+from appliance.web.treesvg import tree_svg
+
+__all__ = ["RUNTIME", "SUBMIT", "Submit", "add_api_routes", "errors_as_json", "make_api"]
 
 log = logging.getLogger(__name__)
-
-# The app's submit: the job, its root task and, when the router chose the agent type, its
-# decision (a Struct this layer only encodes: web/ knows nothing of the router).
-Submit = Callable[[str, str | None], Awaitable[tuple[JobContext, TaskRef, msgspec.Struct | None]]]
-
-RUNTIME = web.AppKey("runtime", Runtime)
-SUBMIT: web.AppKey[Submit] = web.AppKey("submit")
+T = TypeVar("T")
 
 _STATUS: list[tuple[type[ApplianceError], int]] = [
     (NoConfidentMatch, 422),
@@ -50,15 +58,24 @@ _STATUS: list[tuple[type[ApplianceError], int]] = [
     (EventNotAccepted, 422),
     (InboxFull, 429),
     (RuntimeStopped, 503),
+    (NotSignedIn, 401),
+    (CsrfRejected, 403),
+    (WrongPassword, 403),
+    (TooManyAttempts, 429),
+    (ActionRefused, 409),
 ]
 
 
+Command = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"\S")]
+"""A command in plain words: something other than blanks (checked as it is decoded)."""
+
+
 class JobRequest(msgspec.Struct, forbid_unknown_fields=True):
-    command: str
-    agent_type: str | None = None
+    command: Command
+    agent_type: Annotated[str, msgspec.Meta(max_length=100)] | None = None
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=msgspec.json.encode(data), status=status, content_type="application/json"
     )
@@ -73,15 +90,21 @@ async def errors_as_json(
         return await handler(request)
     except ApplianceError as err:
         status = next((code for cls, code in _STATUS if isinstance(err, cls)), 400)
-        return _json({"error": type(err).__name__, "message": str(err)}, status)
+        response = json_response({"error": type(err).__name__, "message": str(err)}, status)
+        if isinstance(err, TooManyAttempts):
+            response.headers["Retry-After"] = str(err.retry_after)
+        return response
     except web.HTTPException:
         raise
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return _json({"error": "InternalError", "message": "internal error; see the log"}, 500)
+        return json_response(
+            {"error": "InternalError", "message": "internal error; see the log"}, 500
+        )
 
 
-async def _body(request: web.Request, type_: type[Any]) -> Any:
+async def read_body(request: web.Request, type_: type[T]) -> T:
+    """The request body decoded to ``type_``, or BadEvent (400) saying what is wrong."""
     try:
         return msgspec.json.decode(await request.read(), type=type_)
     except msgspec.DecodeError as err:
@@ -89,11 +112,11 @@ async def _body(request: web.Request, type_: type[Any]) -> Any:
 
 
 async def post_job(request: web.Request) -> web.Response:
-    body: JobRequest = await _body(request, JobRequest)
+    body: JobRequest = await read_body(request, JobRequest)
     if not body.command.strip():
         raise BadCommand("command is empty")
     job, root, route = await request.app[SUBMIT](body.command, body.agent_type)
-    return _json(
+    return json_response(
         {
             "job_id": job.job_id,
             "command_id": job.command_id,
@@ -106,7 +129,7 @@ async def post_job(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    return _json(await request.app[RUNTIME].graph.jobs())
+    return json_response(await request.app[RUNTIME].graph.jobs())
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -128,7 +151,7 @@ async def get_job(request: web.Request) -> web.Response:
         tree = await runtime.graph.tree(job_id)
         roots = tree.roots
     root = roots[0] if roots else None
-    return _json(
+    return json_response(
         {
             "job_id": tree.job_id,
             "command": tree.command,
@@ -143,8 +166,30 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def get_tree(request: web.Request) -> web.Response:
     tree = await request.app[RUNTIME].graph.tree(request.match_info["job_id"])
-    return _json(
+    return json_response(
         {"text": render_tree(tree, with_status="status" in request.query), "tasks": tree.tasks}
+    )
+
+
+async def get_tree_svg(request: web.Request) -> web.Response:
+    """The job's tree as a picture: one box per task, coloured by status, linked to it."""
+    tree = await request.app[RUNTIME].graph.tree(request.match_info["job_id"])
+    return web.Response(
+        text=tree_svg(tree), content_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def get_chain(request: web.Request) -> web.Response:
+    """A task and every ancestor up to the command that caused it, the task first."""
+    tree, chain = await request.app[RUNTIME].graph.chain(request.match_info["task_id"])
+    return json_response(
+        {
+            "job_id": tree.job_id,
+            "command": tree.command,
+            "autonomous": tree.autonomous,
+            "chain": chain,
+            "text": render_chain(chain, tree.command),
+        }
     )
 
 
@@ -207,7 +252,7 @@ def _key(ev: Event) -> tuple[str, str]:
 
 async def list_agents(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    return _json(
+    return json_response(
         [
             {
                 "name": cls.name,
@@ -225,18 +270,26 @@ async def post_event(request: web.Request) -> web.Response:
     """Deliver one typed event envelope; decoded by the runtime's one decoder."""
     runtime = request.app[RUNTIME]
     runtime.deliver(runtime.decode_envelope(await request.read()))
-    return _json({"accepted": True}, 202)
+    return json_response({"accepted": True}, 202)
 
 
-def make_api(runtime: Runtime, submit: Submit) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=1024 * 1024)
-    app[RUNTIME] = runtime
-    app[SUBMIT] = submit
+def add_api_routes(app: web.Application) -> None:
+    """The API both surfaces serve: the control socket and the panel."""
     app.router.add_post("/api/v1/jobs", post_job)
     app.router.add_get("/api/v1/jobs", list_jobs)
     app.router.add_get("/api/v1/jobs/{job_id}", get_job)
     app.router.add_get("/api/v1/jobs/{job_id}/tree", get_tree)
+    app.router.add_get("/api/v1/jobs/{job_id}/tree.svg", get_tree_svg)
     app.router.add_get("/api/v1/jobs/{job_id}/events", job_events)
+    app.router.add_get("/api/v1/tasks/{task_id}/chain", get_chain)
     app.router.add_get("/api/v1/agents", list_agents)
     app.router.add_post("/api/v1/events", post_event)
+
+
+def make_api(runtime: Runtime, submit: Submit) -> web.Application:
+    """The control socket's app: the API with no session (the socket is owner-only)."""
+    app = web.Application(middlewares=[errors_as_json], client_max_size=1024 * 1024)
+    app[RUNTIME] = runtime
+    app[SUBMIT] = submit
+    add_api_routes(app)
     return app

@@ -39,7 +39,7 @@ async def test_a_job_is_submitted_and_its_outcome_read(client: TestClient[Any, A
         (b"{not json", 400, "BadEvent"),
         (b'{"command": 3}', 400, "BadEvent"),
         (b'{"command": "x", "extra": 1}', 400, "BadEvent"),
-        (b'{"command": "   "}', 400, "BadCommand"),
+        (b'{"command": "   "}', 400, "BadEvent"),  # refused as it is decoded
         (b'{"command": "x", "agent_type": "nope"}', 404, "UnknownAgentType"),
     ],
 )

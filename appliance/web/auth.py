@@ -1,0 +1,262 @@
+"""Who may use the panel: the session guard, CSRF, and the setup, sign-in and sign-out pages.
+
+The guard is one middleware in front of every route: only the sign-in and setup pages and
+static files are reachable without a session; an API call without one gets a JSON 401, a page
+a redirect to sign in. Every request that may change something (any method but GET, HEAD,
+OPTIONS) must carry the session's CSRF token, and one whose Origin names another site is
+refused outright. A WebSocket upgrade is a GET, so its Origin is checked too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+from aiohttp import web
+
+from appliance.web.errors import CsrfRejected, NotSignedIn
+from appliance.web.keys import CREDENTIALS, SESSIONS, THROTTLE
+from appliance.web.layout import e, notice, page
+from appliance.web.passwords import MIN_PASSWORD_LEN, WeakPassword, check_new_password
+from appliance.web.sessions import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    FORM_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    csrf_ok,
+)
+
+log = logging.getLogger(__name__)
+
+SESSION = web.RequestKey("session", Session)
+PUBLIC = frozenset({"/login", "/setup"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def require_session(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if path in PUBLIC or path.startswith("/static/"):
+        if request.method not in SAFE_METHODS:
+            _check_origin(request)
+        return await handler(request)
+    session = request.app[SESSIONS].get(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        if path.startswith("/api/"):
+            raise NotSignedIn("sign in first: this needs a session")
+        if not request.app[CREDENTIALS].configured:
+            raise web.HTTPSeeOther("/setup")
+        raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe=""))
+    if (
+        request.method not in SAFE_METHODS
+        or request.headers.get("Upgrade", "").lower() == "websocket"
+    ):
+        _check_origin(request)
+    if request.method not in SAFE_METHODS:
+        token = request.headers.get(CSRF_HEADER)
+        if token is None and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            form = await request.post()
+            value = form.get(CSRF_FIELD)
+            token = value if isinstance(value, str) else None
+        if not csrf_ok(session, token):
+            raise CsrfRejected(f"missing or wrong CSRF token (send it in {CSRF_HEADER})")
+    request[SESSION] = session
+    return await handler(request)
+
+
+def _check_origin(request: web.Request) -> None:
+    """A browser names the page that made a request; refuse any other site's. (A request
+    with no Origin is not from a cross-site browser page, and still needs the token.)"""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        raise CsrfRejected(f"request from another origin ({origin}) refused")
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        raise CsrfRejected("cross-site request refused")
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "?"
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
+    """HttpOnly (no script reads it), SameSite=Strict (no other site sends it), Secure
+    over TLS; no Max-Age, so it ends with the browser session at the latest."""
+    response.set_cookie(
+        SESSION_COOKIE, value, httponly=True, samesite="Strict", secure=request.secure, path="/"
+    )
+
+
+def _form_page(
+    request: web.Request, title: str, fields: str, *, error: str = "", status: int = 200
+) -> web.Response:
+    """A sign-in or setup form with a fresh form token (its nonce in a short-lived cookie)."""
+    sessions = request.app[SESSIONS]
+    # keep the nonce a browser already holds: a second form page (another tab, a favicon
+    # redirected here) must not invalidate the form already shown
+    held = request.cookies.get(FORM_COOKIE, "")
+    nonce = held if re.fullmatch(r"[A-Za-z0-9_-]{32}", held) else sessions.new_nonce()
+    nxt = request.query.get("next", "")
+    body = (
+        (notice(error) if error else "") + f'<form method="post" class="auth" '
+        f'action="{e(request.path)}?next={e(quote(nxt, safe=""))}">'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{e(sessions.form_token(nonce))}">'
+        f"{fields}</form>"
+    )
+    response = web.Response(text=page(title, body), content_type="text/html", status=status)
+    response.set_cookie(
+        FORM_COOKIE,
+        nonce,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+        max_age=3600,
+    )
+    return response
+
+
+LOGIN_FIELDS = (
+    '<label>Password <input type="password" name="password" id="password" '
+    'autocomplete="current-password" required autofocus></label>'
+    '<button type="submit" id="sign-in">Sign in</button>'
+)
+SETUP_FIELDS = (
+    "<p>Enter the one-time setup token that the appliance printed on its console (and shows "
+    "on its display), then choose the admin password.</p>"
+    '<label>Setup token <input name="token" id="token" autocomplete="off" required '
+    "autofocus></label>"
+    f'<label>New password (at least {MIN_PASSWORD_LEN} characters) <input type="password" '
+    'name="password" id="password" autocomplete="new-password" required></label>'
+    '<label>Repeat it <input type="password" name="confirm" id="confirm" '
+    'autocomplete="new-password" required></label>'
+    '<button type="submit" id="set-password">Set password</button>'
+)
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if not request.app[CREDENTIALS].configured:
+        raise web.HTTPSeeOther("/setup")
+    return _form_page(request, "Sign in", LOGIN_FIELDS)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    credentials, throttle = request.app[CREDENTIALS], request.app[THROTTLE]
+    if not credentials.configured:
+        raise web.HTTPSeeOther("/setup")
+    form = await _checked_form(request)
+    if form is None:
+        return _form_page(
+            request, "Sign in", LOGIN_FIELDS, error="The form expired; try again.", status=403
+        )
+    client = _client(request)
+    wait = throttle.retry_after(client)
+    if wait > 0:
+        return _throttled(request, "Sign in", LOGIN_FIELDS, wait)
+    password = form.get("password", "")
+    if not await asyncio.to_thread(credentials.verify, password):
+        delay = throttle.failed(client)
+        log.warning("panel: failed sign-in from %s; next try in %.0f s", client, delay)
+        return _form_page(request, "Sign in", LOGIN_FIELDS, error="Wrong password.", status=401)
+    throttle.succeeded(client)
+    return _signed_in(request, _next(request))
+
+
+async def setup_page(request: web.Request) -> web.StreamResponse:
+    if request.app[CREDENTIALS].configured:
+        raise web.HTTPSeeOther("/login")
+    return _form_page(request, "Set up the admin password", SETUP_FIELDS)
+
+
+async def setup(request: web.Request) -> web.StreamResponse:
+    credentials, throttle = request.app[CREDENTIALS], request.app[THROTTLE]
+    title = "Set up the admin password"
+    if credentials.configured:
+        raise web.HTTPSeeOther("/login")
+    form = await _checked_form(request)
+    if form is None:
+        return _form_page(
+            request, title, SETUP_FIELDS, error="The form expired; try again.", status=403
+        )
+    client = _client(request)
+    wait = throttle.retry_after(client)
+    if wait > 0:
+        return _throttled(request, title, SETUP_FIELDS, wait)
+    password, confirm = form.get("password", ""), form.get("confirm", "")
+    if password != confirm:
+        return _form_page(
+            request, title, SETUP_FIELDS, error="The two passwords differ.", status=400
+        )
+    try:
+        check_new_password(password)
+    except WeakPassword as err:
+        return _form_page(request, title, SETUP_FIELDS, error=str(err), status=400)
+    if not await asyncio.to_thread(credentials.check_setup_token, form.get("token", "")):
+        throttle.failed(client)
+        log.warning("panel: wrong setup token from %s", client)
+        return _form_page(
+            request, title, SETUP_FIELDS, error="Wrong or spent setup token.", status=401
+        )
+    throttle.succeeded(client)
+    await asyncio.to_thread(credentials.set_password, password)
+    log.warning("panel: the admin password was set from %s; the setup token is spent", client)
+    return _signed_in(request, "/")
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """POST only, behind the guard: a sign-out needs the CSRF token like any change."""
+    request.app[SESSIONS].end(request[SESSION].sid)
+    response = _see_other("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def _checked_form(request: web.Request) -> dict[str, str] | None:
+    """The posted form's text fields, or None when its form token does not match."""
+    form = await request.post()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    nonce = request.cookies.get(FORM_COOKIE)
+    if not request.app[SESSIONS].check_form_token(nonce, fields.get(CSRF_FIELD)):
+        return None
+    return fields
+
+
+def _throttled(request: web.Request, title: str, fields: str, wait: int) -> web.Response:
+    response = _form_page(
+        request,
+        title,
+        fields,
+        error=f"Too many failed attempts: wait {wait} s and try again.",
+        status=429,
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def _signed_in(request: web.Request, where: str) -> web.StreamResponse:
+    value, _session = request.app[SESSIONS].create()
+    response = _see_other(where)
+    set_session_cookie(request, response, value)
+    response.del_cookie(FORM_COOKIE, path="/")
+    return response
+
+
+def _see_other(where: str) -> web.Response:
+    """A redirect returned, not raised, so the cookies set on it surely go out."""
+    return web.Response(status=303, headers={"Location": where})
+
+
+def _next(request: web.Request) -> str:
+    """Where to go after signing in: only a path on this site (no ``//host`` escape)."""
+    nxt = request.query.get("next", "/")
+    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+        return "/"
+    return nxt

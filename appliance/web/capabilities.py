@@ -1,0 +1,46 @@
+"""What the panel asks of the rest of the appliance, as small protocols the app supplies.
+
+``web/`` may not import the hardware layer, the router or the agents (STYLE.md), so anything
+of theirs the panel shows or changes comes through one of these, built in ``app.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import msgspec
+
+RoutePreview = Callable[[str], Awaitable[msgspec.Struct]]
+"""The router's decision for a command, without running it (a Struct this layer encodes)."""
+
+
+class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The board as an operator sees it: LEDs, display link, and what the display shows."""
+
+    board: str
+    simulated: bool
+    leds: str  # off, booting, ready, busy, error, updating
+    load: int = 0
+    display_connected: bool = False
+    display_frames_sent: int = 0
+    display_text: list[str] = msgspec.field(default_factory=list)
+
+
+class DeviceView(Protocol):
+    def status(self) -> DeviceStatus: ...
+
+    def display_png(self) -> bytes | None:
+        """The display's latest picture, when the hardware layer can draw it."""
+        ...
+
+
+class ScopeControl(Protocol):
+    """The scan scope: read it, or replace it (checked, applied live, and saved)."""
+
+    def get(self) -> list[str]: ...
+
+    def set(self, networks: list[str]) -> list[str]:
+        """Apply and save ``networks``; returns them normalised. Raises BadCommand (nothing
+        changed) when one is not a network."""
+        ...

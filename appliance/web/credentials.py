@@ -1,0 +1,108 @@
+"""The panel's secrets on disk: the device's signing key, the admin password, the setup token.
+
+There is no default password. Until the admin sets one, each start makes a fresh one-time
+setup token (printed on the console); only its hash is kept, so a copy of the data directory
+does not reveal it. Whoever proves they saw the console (or the display) sets the password
+with it, and the token is gone. Every file is written owner-only (0600) and replaced whole
+(write, fsync, rename), so a crash never leaves half a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from appliance.web.passwords import check_new_password, hash_password, verify_password
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "web-secret.key"
+PASSWORD_FILE = "web-admin.hash"
+SETUP_FILE = "web-setup.hash"
+# The token has ~100 bits and is used once, so a cheaper scrypt than for passwords is enough.
+_TOKEN_COST = {"n": 2**12, "r": 8, "p": 1}
+
+
+class Credentials:
+    def __init__(self, data_dir: Path) -> None:
+        self._dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.signing_key = self._load_or_make_key()
+
+    @property
+    def configured(self) -> bool:
+        """True once the admin password is set: from then on there is no setup token."""
+        return (self._dir / PASSWORD_FILE).exists()
+
+    def new_setup_token(self) -> str | None:
+        """A fresh one-time token (its hash replaces any earlier one), or None when the
+        password is already set. Called at each start, so an unused token dies with the
+        process that printed it."""
+        if self.configured:
+            (self._dir / SETUP_FILE).unlink(missing_ok=True)
+            return None
+        raw = base64.b32encode(secrets.token_bytes(15)).decode("ascii")  # 24 chars, 120 bits
+        token = "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
+        _write_private(self._dir / SETUP_FILE, hash_password(_normal(token), **_TOKEN_COST))
+        return token
+
+    def check_setup_token(self, token: str) -> bool:
+        """Blocking (scrypt): call it in a thread."""
+        path = self._dir / SETUP_FILE
+        if self.configured or not path.exists():
+            return False
+        return verify_password(_normal(token), path.read_text(encoding="ascii").strip())
+
+    def set_password(self, password: str) -> None:
+        """Set (or change) the admin password; the setup token is spent. Blocking (scrypt)."""
+        check_new_password(password)
+        _write_private(self._dir / PASSWORD_FILE, hash_password(password))
+        (self._dir / SETUP_FILE).unlink(missing_ok=True)
+
+    def verify(self, password: str) -> bool:
+        """Blocking (scrypt): call it in a thread."""
+        path = self._dir / PASSWORD_FILE
+        if not path.exists():
+            return False
+        return verify_password(password, path.read_text(encoding="ascii").strip())
+
+    def _load_or_make_key(self) -> bytes:
+        path = self._dir / KEY_FILE
+        if path.exists():
+            _tighten(path)
+            key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+            if len(key) >= 32:
+                return key
+            log.warning("%s is too short; making a new key (everyone signs in again)", path)
+        key = secrets.token_bytes(32)
+        _write_private(path, key.hex())
+        return key
+
+
+def _normal(token: str) -> str:
+    """What a person types: any case, with or without the dashes and spaces."""
+    return "".join(ch for ch in token.upper() if ch.isalnum())
+
+
+def _tighten(path: Path) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("%s was readable by others (%o); making it owner-only", path, mode)
+        path.chmod(0o600)
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

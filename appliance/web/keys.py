@@ -1,0 +1,25 @@
+"""The typed keys under which the panel's handlers find what they use on the application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from appliance.runtime import Clock, Runtime
+from appliance.web.activity import Activity
+from appliance.web.capabilities import DeviceView, RoutePreview, ScopeControl
+from appliance.web.credentials import Credentials
+from appliance.web.sessions import Sessions
+from appliance.web.submit import Submit
+from appliance.web.throttle import LoginThrottle
+
+RUNTIME = web.AppKey("runtime", Runtime)
+SUBMIT: web.AppKey[Submit] = web.AppKey("submit")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+CREDENTIALS = web.AppKey("credentials", Credentials)
+SESSIONS = web.AppKey("sessions", Sessions)
+THROTTLE = web.AppKey("throttle", LoginThrottle)
+ACTIVITY = web.AppKey("activity", Activity)
+ROUTE: web.AppKey[RoutePreview | None] = web.AppKey("route")
+DEVICE: web.AppKey[DeviceView | None] = web.AppKey("device")
+SCOPE: web.AppKey[ScopeControl | None] = web.AppKey("scope")
+PROVIDER: web.AppKey[str] = web.AppKey("provider")

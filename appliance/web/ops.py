@@ -1,0 +1,175 @@
+"""The admin operations as JSON, panel only (they need a session): status, route preview,
+restart an instance, scale a pool, cancel a job, reset a failed type, scope, password.
+
+The control socket does not serve these: the CLI has no use for them yet, and keeping the
+session-less surface small keeps what a local process can do without a password small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from appliance.errors import BadCommand
+from appliance.web import actions
+from appliance.web.api import Command, json_response, read_body
+from appliance.web.auth import SESSION
+from appliance.web.errors import ActionRefused, TooManyAttempts, WrongPassword
+from appliance.web.keys import (
+    ACTIVITY,
+    CREDENTIALS,
+    DEVICE,
+    PROVIDER,
+    ROUTE,
+    RUNTIME,
+    SCOPE,
+    SESSIONS,
+    THROTTLE,
+)
+from appliance.web.overview import build_status, instance_view
+from appliance.web.passwords import MAX_PASSWORD_LEN
+
+log = logging.getLogger(__name__)
+
+Network = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class RouteRequest(msgspec.Struct, forbid_unknown_fields=True):
+    command: Command
+
+
+class PoolRequest(msgspec.Struct, forbid_unknown_fields=True):
+    # JSON Schema counts 3.0 as an integer, so the API takes it; 3.5 is refused in the handler
+    size: Annotated[int | float, msgspec.Meta(extra_json_schema={"type": "integer", "minimum": 0})]
+
+
+class ScopeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    scope: Annotated[list[Network], msgspec.Meta(min_length=1, max_length=64)]
+
+
+class PasswordRequest(msgspec.Struct, forbid_unknown_fields=True):
+    current: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD_LEN)]
+    new: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD_LEN)]
+
+
+class PoolView(msgspec.Struct, frozen=True):
+    agent_type: str
+    size: int
+
+
+class CancelView(msgspec.Struct, frozen=True):
+    job_id: str
+    stopped: list[str]
+
+
+class ScopeView(msgspec.Struct, frozen=True):
+    scope: list[str]
+
+
+async def get_status(request: web.Request) -> web.Response:
+    app = request.app
+    return json_response(build_status(app[RUNTIME], app[ACTIVITY], app[PROVIDER], app[DEVICE]))
+
+
+async def post_route(request: web.Request) -> web.Response:
+    """The router's decision for a command, without starting anything."""
+    body = await read_body(request, RouteRequest)
+    if not body.command.strip():
+        raise BadCommand("command is empty")
+    route = request.app[ROUTE]
+    if route is None:
+        raise ActionRefused("this appliance has no router")
+    return json_response(await route(body.command))
+
+
+async def post_restart(request: web.Request) -> web.Response:
+    task_id = request.match_info["task_id"]
+    info = actions.restart_instance(request.app[RUNTIME], task_id, "restarted by the admin")
+    log.warning("panel: restarted %s/%s", info.ref.agent_type, task_id)
+    return json_response(instance_view(info))
+
+
+async def put_pool(request: web.Request) -> web.Response:
+    agent_type = request.match_info["agent_type"]
+    body = await read_body(request, PoolRequest)
+    if body.size != int(body.size) or body.size < 0:
+        raise BadCommand(f"size must be a whole number of instances, not {body.size}")
+    size = actions.scale_pool(request.app[RUNTIME], agent_type, int(body.size))
+    return json_response(PoolView(agent_type, size))
+
+
+async def post_cancel(request: web.Request) -> web.Response:
+    job_id = request.match_info["job_id"]
+    stopped = await actions.cancel_job(request.app[RUNTIME], job_id)
+    log.warning("panel: cancelled job %s (%d tasks)", job_id, len(stopped))
+    return json_response(CancelView(job_id, stopped))
+
+
+async def post_reset_type(request: web.Request) -> web.Response:
+    agent_type = request.match_info["agent_type"]
+    actions.reset_type(request.app[RUNTIME], agent_type)
+    return json_response(PoolView(agent_type, len(request.app[RUNTIME].pool_loads(agent_type))))
+
+
+async def get_scope(request: web.Request) -> web.Response:
+    scope = request.app[SCOPE]
+    if scope is None:
+        raise ActionRefused("this appliance has no configurable scope")
+    return json_response(ScopeView(scope.get()))
+
+
+async def put_scope(request: web.Request) -> web.Response:
+    body = await read_body(request, ScopeRequest)
+    scope = request.app[SCOPE]
+    if scope is None:
+        raise ActionRefused("this appliance has no configurable scope")
+    applied = await asyncio.to_thread(scope.set, body.scope)  # it writes config.toml
+    log.warning("panel: scan scope set to %s", ", ".join(applied))
+    return json_response(ScopeView(applied))
+
+
+async def post_password(request: web.Request) -> web.Response:
+    """Change the admin password: the current one is checked (and throttled like a sign-in);
+    every other session ends."""
+    body = await read_body(request, PasswordRequest)
+    app = request.app
+    throttle, credentials = app[THROTTLE], app[CREDENTIALS]
+    client = request.remote or "?"
+    wait = throttle.retry_after(client)
+    if wait > 0:
+        raise TooManyAttempts(wait)
+    if not await asyncio.to_thread(credentials.verify, body.current):
+        throttle.failed(client)
+        raise WrongPassword("the current password is wrong")
+    throttle.succeeded(client)
+    await asyncio.to_thread(credentials.set_password, body.new)  # WeakPassword: 400
+    app[SESSIONS].end_others(request[SESSION].sid)
+    log.warning("panel: the admin password was changed from %s", client)
+    return web.Response(status=204)
+
+
+async def get_display_png(request: web.Request) -> web.Response:
+    device = request.app[DEVICE]
+    png = device.display_png() if device is not None else None
+    if png is None:
+        return json_response(
+            {"error": "NoPicture", "message": "the display has no picture to show"}, 404
+        )
+    return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def add_ops_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/status", get_status)
+    app.router.add_post("/api/v1/route", post_route)
+    app.router.add_post("/api/v1/instances/{task_id}/restart", post_restart)
+    app.router.add_put("/api/v1/pools/{agent_type}", put_pool)
+    app.router.add_post("/api/v1/jobs/{job_id}/cancel", post_cancel)
+    app.router.add_post("/api/v1/agent-types/{agent_type}/reset", post_reset_type)
+    app.router.add_get("/api/v1/scope", get_scope)
+    app.router.add_put("/api/v1/scope", put_scope)
+    app.router.add_post("/api/v1/password", post_password)
+    app.router.add_get("/api/v1/device/display.png", get_display_png)

@@ -1,0 +1,184 @@
+"""The admin panel: one aiohttp application (pages, JSON API, live events) and the service
+that serves it on the TCP addresses the board profile allows.
+
+``Panel.run`` is the service: it sets the app up with ``AppRunner`` (never ``run_app``),
+listens, and follows the runtime's supervision records, all inside the caller's TaskGroup,
+until cancelled. An address it cannot listen on is logged and skipped, so a busy port costs
+the panel, never the appliance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+from pathlib import Path
+
+from aiohttp import web
+
+from appliance.errors import ApplianceError
+from appliance.runtime import Clock, Runtime
+from appliance.web import auth
+from appliance.web.activity import Activity
+from appliance.web.api import add_api_routes, errors_as_json, json_response
+from appliance.web.capabilities import DeviceView, RoutePreview, ScopeControl
+from appliance.web.credentials import Credentials
+from appliance.web.keys import (
+    ACTIVITY,
+    CLOCK,
+    CREDENTIALS,
+    DEVICE,
+    PROVIDER,
+    ROUTE,
+    RUNTIME,
+    SCOPE,
+    SESSIONS,
+    SUBMIT,
+    THROTTLE,
+)
+from appliance.web.layout import notice, page
+from appliance.web.live import live
+from appliance.web.openapi import openapi_document
+from appliance.web.ops import add_ops_routes
+from appliance.web.pages import add_page_routes
+from appliance.web.sessions import Sessions
+from appliance.web.submit import Submit
+from appliance.web.throttle import LoginThrottle
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(str(files("appliance.web") / "static"))
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Headers every response carries: no framing, no sniffing, no referrer, the CSP."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+        _secure(response)
+        raise
+    if not response.prepared:  # a WebSocket or stream already sent its headers
+        _secure(response)
+    return response
+
+
+def _secure(response: web.StreamResponse) -> None:
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    # not no-referrer: under it browsers send "Origin: null" on forms, defeating the origin check
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+
+
+@web.middleware
+async def errors_as_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A page that names an unknown job or task says so as a page, not as JSON."""
+    if request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ApplianceError as err:
+        status = 404 if isinstance(err, LookupError) else 400
+        return web.Response(
+            text=page("Not found" if status == 404 else "Refused", notice(str(err))),
+            status=status,
+            content_type="text/html",
+        )
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+def make_panel(
+    runtime: Runtime,
+    submit: Submit,
+    credentials: Credentials,
+    *,
+    clock: Clock | None = None,
+    provider: str = "",
+    route: RoutePreview | None = None,
+    device: DeviceView | None = None,
+    scope: ScopeControl | None = None,
+    activity: Activity | None = None,
+    throttle: LoginThrottle | None = None,
+) -> web.Application:
+    clock = clock or runtime.clock
+    app = web.Application(
+        middlewares=[security_headers, errors_as_json, auth.require_session, errors_as_pages],
+        client_max_size=256 * 1024,
+    )
+    app[RUNTIME] = runtime
+    app[SUBMIT] = submit
+    app[CLOCK] = clock
+    app[CREDENTIALS] = credentials
+    app[SESSIONS] = Sessions(credentials.signing_key, clock)
+    app[THROTTLE] = throttle or LoginThrottle(clock)
+    app[ACTIVITY] = activity or Activity()
+    app[PROVIDER] = provider
+    app[ROUTE] = route
+    app[DEVICE] = device
+    app[SCOPE] = scope
+    app.router.add_get("/login", auth.login_page)
+    app.router.add_post("/login", auth.login)
+    app.router.add_get("/setup", auth.setup_page)
+    app.router.add_post("/setup", auth.setup)
+    app.router.add_post("/logout", auth.logout)
+    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    add_page_routes(app)
+    add_api_routes(app)
+    add_ops_routes(app)
+    app.router.add_get("/api/v1/live", live)
+    app.router.add_get("/api/v1/openapi.json", get_openapi)
+    return app
+
+
+class Panel:
+    """The panel as a service of the appliance (``run`` until cancelled)."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        listen: list[str],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.app = app
+        self.listen = listen
+        self.ssl_context = ssl_context
+        self.urls: list[str] = []
+        self.listening = asyncio.Event()
+
+    async def run(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            scheme = "https" if self.ssl_context else "http"
+            for address in self.listen:
+                host, _, port = address.rpartition(":")
+                site = web.TCPSite(
+                    runner, host.strip("[]"), int(port), ssl_context=self.ssl_context
+                )
+                try:
+                    await site.start()
+                except OSError as err:
+                    log.error("panel: cannot listen on %s: %s", address, err)
+            for sockname in runner.addresses:
+                host, port = sockname[0], sockname[1]
+                self.urls.append(f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}/")
+            self.listening.set()
+            await self.app[ACTIVITY].run(self.app[RUNTIME])
+            await asyncio.Event().wait()  # the runtime stopped; serve what is left until cancelled
+        finally:
+            await runner.cleanup()

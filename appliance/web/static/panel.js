@@ -1,0 +1,123 @@
+// qEY-0 panel: send the API forms as JSON with the CSRF token, follow live events.
+// Plain browser JavaScript, no build step. Everything shown is set as text, never as HTML,
+// except the task tree's SVG, which the server renders with every string escaped.
+"use strict";
+
+const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+function formBody(form) {
+  const body = {};
+  for (const el of form.elements) {
+    if (!el.name || el.disabled || el.type === "submit") continue;
+    if (el.type === "checkbox") { body[el.name] = el.checked; continue; }
+    let value = el.value;
+    if (el.type === "number") value = Number(value);
+    else if (el.dataset.list) value = value.split(/[\s,]+/).filter(Boolean);
+    else if (value === "" && el.tagName === "SELECT") value = null;
+    body[el.name] = value;
+  }
+  return body;
+}
+
+function describe(data) {
+  if (!data || typeof data !== "object") return String(data ?? "done");
+  if (data.message) return `${data.error}: ${data.message}`;
+  const route = data.route || (data.agent_type !== undefined && data.confidence !== undefined ? data : null);
+  const parts = [];
+  if (data.job_id && data.task_id) parts.push(`Started job ${data.job_id}: ${data.agent_type}/${data.task_id}.`);
+  if (route) {
+    parts.push(route.agent_type
+      ? `Router picked ${route.agent_type} (confidence ${Number(route.confidence).toFixed(2)}, ${route.reason || "nearest"}).`
+      : `Router: no confident match.`);
+    if (route.alternatives?.length) parts.push("Alternatives: " + route.alternatives.map(c => `${c.agent_type} ${Number(c.confidence).toFixed(2)}`).join(", ") + ".");
+  }
+  if (data.stopped) parts.push(`Stopped ${data.stopped.length} task(s).`);
+  if (data.size !== undefined && data.agent_type) parts.push(`${data.agent_type} pool: ${data.size}.`);
+  if (data.scope) parts.push(`Scope: ${data.scope.join(", ")}.`);
+  return parts.join(" ") || "Done.";
+}
+
+async function sendForm(event) {
+  const form = event.target.closest("form[data-api]");
+  if (!form) return;
+  event.preventDefault();
+  const submitter = event.submitter;
+  const api = submitter?.dataset.api || form.dataset.api;
+  const then = submitter && "then" in submitter.dataset ? submitter.dataset.then : form.dataset.then;
+  if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+  const out = form.querySelector("output.result");
+  let body = formBody(form);
+  if (api === "/api/v1/route") body = { command: body.command };
+  else if (Object.keys(body).length === 0) body = undefined;
+  if (out) { out.className = "result pending"; out.textContent = "…"; }
+  try {
+    const resp = await fetch(api, {
+      method: form.dataset.method || "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+    });
+    const data = resp.status === 204 ? null : await resp.json();
+    if (out) { out.className = "result " + (resp.ok ? "ok" : "error"); out.textContent = resp.ok ? describe(data) : describe(data); }
+    if (!resp.ok) return;
+    if (then === "job" && data?.job_id) {
+      const link = document.createElement("a");
+      link.href = `/jobs/${encodeURIComponent(data.job_id)}`;
+      link.id = "job-link";
+      link.textContent = " Follow the job →";
+      out?.appendChild(link);
+    } else if (form.dataset.reload) {
+      setTimeout(() => window.location.reload(), 600);
+    }
+  } catch (err) {
+    if (out) { out.className = "result error"; out.textContent = String(err); }
+  }
+}
+
+function eventLine(item) {
+  const ev = item.event || {};
+  const who = ev.agent_type ? `${ev.agent_type}/${ev.task_id || ""}` : item.target;
+  let what = ev.kind;
+  if (ev.kind === "task.spawned") what += `: ${ev.objective}`;
+  else if (ev.kind === "task.status") what += `: ${ev.status}${ev.detail ? " — " + ev.detail : ""}`;
+  else if (ev.kind === "handler.crashed") what += `: ${ev.error_type}: ${ev.message}`;
+  else if (ev.kind === "job.submitted") what += `: ${ev.command}`;
+  return `${new Date().toLocaleTimeString()}  ${what}  [${who}, ${item.job_id}]`;
+}
+
+function follow(list) {
+  const state = document.getElementById("live-state");
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${proto}//${location.host}/api/v1/live?${list.dataset.live}`);
+  let treeTimer = null;
+  const refreshTree = () => {
+    const box = document.getElementById("tree");
+    if (!box || treeTimer) return;
+    treeTimer = setTimeout(async () => {
+      treeTimer = null;
+      const resp = await fetch(box.dataset.treeSrc, { credentials: "same-origin" });
+      if (resp.ok) box.innerHTML = await resp.text();  // server-rendered, every string escaped
+    }, 250);
+  };
+  ws.onopen = () => { state.textContent = "live"; state.className = "live-state on"; };
+  ws.onclose = () => { state.textContent = "disconnected"; state.className = "live-state off"; };
+  ws.onmessage = (msg) => {
+    const data = JSON.parse(msg.data);
+    for (const item of data.events) {
+      const li = document.createElement("li");
+      li.className = "event";
+      li.dataset.kind = item.event?.kind || "";
+      li.textContent = eventLine(item);
+      list.prepend(li);
+      if (list.dataset.followTree && (li.dataset.kind === "task.spawned" || li.dataset.kind === "task.status")) refreshTree();
+    }
+    while (list.children.length > 500) list.lastChild.remove();
+    if (data.dropped) state.textContent = `live (${data.dropped} dropped while the browser was slow)`;
+  };
+}
+
+document.addEventListener("submit", sendForm);
+document.addEventListener("DOMContentLoaded", () => {
+  for (const list of document.querySelectorAll("[data-live]")) follow(list);
+  for (const img of document.querySelectorAll("img[data-hide-on-error]")) img.addEventListener("error", () => img.remove());
+});

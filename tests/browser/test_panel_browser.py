@@ -1,0 +1,143 @@
+"""The panel in headless Chromium (Debian's, never a downloaded one), as a person uses it:
+first-time setup with the printed token, sign out and in, submit a command and see the
+router's pick, the job's tree drawn and live events arriving, sign out. A screenshot of each
+page goes to artifacts/browser/."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+PASSWORD = "a long admin password"
+
+
+@pytest.fixture
+def open_port() -> Iterator[int]:
+    """One loopback port that this test listens on: the only thing the job scans."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.fixture
+def appliance(tmp_path: Path, open_port: int) -> Iterator[tuple[str, str]]:
+    """``qey run`` on loopback; yields the panel's URL and the setup token it printed."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "config.toml").write_text(f'scope = ["127.0.0.1/32"]\nports = [{open_port}]\n')
+    env = {**os.environ, "QEY_DATA_DIR": str(data), "QEY_WEB_LISTEN": "127.0.0.1:0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("qey ready"), lines
+        url = re.search(r"qey panel (\S+)", lines[1])
+        token = re.search(r"qey setup token (\S+)", lines[2])
+        assert url and token, lines
+        yield url.group(1).rstrip("/"), token.group(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_setup_sign_in_submit_follow_and_sign_out(
+    appliance: tuple[str, str], open_port: int
+) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = appliance
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(20_000)
+            page = context.new_page()
+
+            def shot(name: str) -> None:
+                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+            page.goto(base + "/")
+            expect(page).to_have_url(re.compile(r"/setup$"))
+            shot("setup")
+            page.fill("#token", token)
+            page.fill("#password", PASSWORD)
+            page.fill("#confirm", PASSWORD)
+            page.click("#set-password")
+            expect(page.locator("h1")).to_have_text("Overview")
+            expect(page.locator("#router-provider")).to_contain_text("ExecutionProvider")
+            shot("overview")
+
+            page.click("#logout")
+            expect(page).to_have_url(re.compile(r"/login"))
+            shot("login")
+            page.fill("#password", PASSWORD)
+            page.click("#sign-in")
+            expect(page.locator("h1")).to_have_text("Overview")
+
+            live = context.new_page()  # watching before the job starts: nothing is missed
+            live.goto(base + "/events")
+            expect(live.locator("#live-state")).to_have_text("live")
+
+            page.goto(base + "/submit")
+            command = f"analyze network security posture of 127.0.0.1 ports {open_port}"
+            page.fill("#command-input", command)
+            page.click("#preview")
+            expect(page.locator("#decision")).to_contain_text("Router picked")
+            page.click("#run")
+            expect(page.locator("#job-link")).to_be_visible()
+            shot("submit")
+            page.click("#job-link")
+            expect(page.locator("#command")).to_have_text(command)
+            # coordinator, data collector, analyzer (no executor: nothing rated high)
+            expect(page.locator("#tree svg a.node")).to_have_count(3)
+            expect(page.locator("#job-status")).to_contain_text("done")
+            shot("job")
+
+            expect(live.locator("#events li").first).to_be_visible()
+            expect(live.locator("#events")).to_contain_text("task.spawned")
+            expect(live.locator("#events")).to_contain_text("task.status: done")
+            live.screenshot(path=str(ARTIFACTS / "events.png"), full_page=True)
+
+            page.locator("#tree svg a.node").last.click()
+            expect(page.locator("#chain li").first).to_contain_text("analyzer")
+            expect(page.locator("#chain li").last).to_contain_text(command)
+            shot("task")
+
+            page.goto(base + "/settings")
+            expect(page.locator("#scope-input")).to_have_value("127.0.0.1/32")
+            shot("settings")
+
+            page.click("#logout")
+            expect(page).to_have_url(re.compile(r"/login"))
+            assert page.request.get(base + "/api/v1/status").status == 401
+        finally:
+            browser.close()
