@@ -36,6 +36,7 @@ class AgentKind:
         "inbox_size",
         "instances",
         "name",
+        "pinned",
         "pool",
         "snapshot",
     )
@@ -53,11 +54,13 @@ class AgentKind:
         self.instances: dict[str, Instance] = {}
         self.pool: list[Instance] = []
         self.failed: str | None = None  # why the supervisor marked this type failed
+        self.pinned: int | None = None  # a pool size an admin set: autoscaling leaves it
 
 
 class Instance:
     __slots__ = (
         "agent",
+        "alive",
         "backlog",
         "generation",
         "handled",
@@ -88,6 +91,7 @@ class Instance:
         self.name = str(ref)
         self.home = home
         self.objective = objective
+        self.alive = True
         self.inflight = 0
         self.queued = 0
         self.handled = 0  # events finished: the supervisor's progress (liveness) signal

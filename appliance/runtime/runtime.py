@@ -307,16 +307,41 @@ class Runtime:
             raise EventNotAccepted(_not_accepted(kind, start))
         return handler
 
-    def stop_instance(self, ref: TaskRef) -> None:
+    def stop_instance(self, ref: TaskRef, reason: str = "stopped") -> None:
         """Retire an instance: it takes no more events; handlers already running finish."""
         inst = self._instances.get(ref.task_id)
         if inst is None:
             raise UnknownTask(f"no live instance {ref}")
         self._retire(inst)
         if inst.outcome is None:
-            self._task_ended(inst, "cancelled", None, "stopped")
+            self._task_ended(inst, "cancelled", None, reason)
+
+    def cancel_job(self, job_id: str, reason: str) -> list[TaskRef]:
+        """Stop a job now: every task of it that has not ended is cancelled (its running
+        handlers too, and what it still had queued), recorded with ``reason``, and retired.
+        Pool instances serve every job and stay. Returns the tasks cancelled."""
+        cancelled = []
+        for inst in reversed(self._job_members.get(job_id, [])):  # the root last: its end
+            # ends the job, which retires whatever is left
+            if inst.pooled or not inst.alive:
+                continue
+            inst.generation += 1  # whatever its handlers do from now on is dropped
+            for task in inst.running or ():
+                task.cancel()
+            inst.running = None
+            inst.inflight = 0
+            for item in inst.backlog or ():
+                if item[3] is not None:
+                    item[3].cancel()
+            inst.backlog = None
+            self._retire(inst)
+            if inst.outcome is None:
+                cancelled.append(inst.ref)
+                self._task_ended(inst, "cancelled", None, reason)
+        return cancelled
 
     def _retire(self, inst: Instance) -> None:
+        inst.alive = False
         self._instances.pop(inst.ref.task_id, None)
         inst.kind.instances.pop(inst.ref.task_id, None)
         if inst.pooled:
@@ -476,6 +501,14 @@ class Runtime:
         )
         return idle.ref
 
+    def pin_pool(self, agent_type: str, size: int | None) -> None:
+        """Hold a type's pool at ``size`` (an admin's choice) so autoscaling leaves it be;
+        None hands it back to the supervisor."""
+        self._kind(agent_type).pinned = size
+
+    def pinned_pool(self, agent_type: str) -> int | None:
+        return self._kind(agent_type).pinned
+
     def pool_loads(self, agent_type: str) -> list[int]:
         """In-flight plus queued events of each pool instance: what utilisation samples."""
         return [i.load for i in self._kind(agent_type).pool]
@@ -547,8 +580,12 @@ class Runtime:
             self._schedule()
 
     def _start(self, item: Item) -> None:
-        inst, handler, env, _, _, _ = item
+        inst, handler, env, reply, _, _ = item
         inst.queued -= 1
+        if not inst.alive:  # retired (its job was cancelled) after this was queued
+            if reply is not None:
+                reply.cancel()
+            return
         if inst.space:
             waiter = inst.space.popleft()
             if not waiter.done():

@@ -154,7 +154,7 @@ class Supervisor:
         policy = self._scaling
         for cls in self._runtime.agent_types:
             loads = self._runtime.pool_loads(cls.name)
-            if not loads:
+            if not loads or self._runtime.pinned_pool(cls.name) is not None:
                 continue
             pool = self._pools[cls.name]
             pool.samples.append(sum(1 for load in loads if load > 0) / len(loads))

@@ -28,41 +28,19 @@ def restart_instance(runtime: Runtime, task_id: str, reason: str) -> InstanceInf
 
 
 async def cancel_job(runtime: Runtime, job_id: str) -> list[str]:
-    """Stop every live task of a job, deepest first, so the root's end is the job's last
-    word. Pool instances serve every job and stay. Returns the task ids stopped.
-
-    A handler already running finishes (``Runtime.stop_instance`` lets it): its instance
-    takes no more events, and the job is recorded as cancelled at once."""
-    tree = await runtime.graph.tree(job_id)  # UnknownJob for a job that never was
-    parents = {n.task_id: n.parent_task_id for n in tree.tasks}
-
-    def depth(task_id: str) -> int:
-        d, up = 0, parents.get(task_id)
-        while up is not None and d < len(parents):
-            d, up = d + 1, parents.get(up)
-        return d
-
-    live = [
-        i
-        for i in runtime.instances()
-        if i.job_id == job_id and not i.pooled and i.status == "running"
-    ]
-    if not live:
+    """Cancel every task of a job that has not ended, running handlers included; pool
+    instances serve every job and stay. Returns the task ids cancelled."""
+    await runtime.graph.tree(job_id)  # UnknownJob for a job that never was
+    stopped = runtime.cancel_job(job_id, "cancelled from the admin panel")
+    if not stopped:
         raise ActionRefused(f"job {job_id} has no running task to cancel")
-    stopped = []
-    for info in sorted(live, key=lambda i: depth(i.ref.task_id), reverse=True):
-        try:
-            runtime.stop_instance(info.ref)
-        except UnknownTask:
-            continue  # it ended while we were stopping its children
-        stopped.append(info.ref.task_id)
-    return stopped
+    return [ref.task_id for ref in stopped]
 
 
 def scale_pool(runtime: Runtime, agent_type: str, size: int) -> int:
     """Grow or shrink a type's pool to ``size`` within its ``pool_min``..``pool_max``.
     Shrinking takes only idle instances, so it may stop short: returns the size reached.
-    The supervisor may later scale it again by its own policy."""
+    The size is pinned: the supervisor's autoscaling leaves this pool alone from now on."""
     cls = runtime.agent_class(agent_type)  # UnknownAgentType
     if not cls.pool_min <= size <= cls.pool_max:
         raise BadCommand(
@@ -77,6 +55,7 @@ def scale_pool(runtime: Runtime, agent_type: str, size: int) -> int:
         for _ in range(before - size):
             if runtime.remove_from_pool(agent_type) is None:
                 break  # the rest are busy
+    runtime.pin_pool(agent_type, size)
     loads = runtime.pool_loads(agent_type)
     if len(loads) != before:
         runtime.record(

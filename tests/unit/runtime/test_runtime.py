@@ -270,3 +270,22 @@ async def test_a_finished_jobs_instances_retire_and_its_record_stays(runtime: Ru
     assert runtime.instances("echo") == []
     assert (await runtime.wait_task(root)).status == "done"  # now read from the graph
     assert len((await runtime.graph.tree(job.job_id)).tasks) == 3
+
+
+async def test_cancelling_a_job_stops_its_running_handlers_and_records_every_task(
+    runtime: Runtime,
+) -> None:
+    job, root = runtime.submit("hold", "counter")  # no start handler: lives until cancelled
+    child = runtime.spawn("counter", job, "busy", caller=root)
+    for _ in range(Counter.concurrency):
+        runtime.publish_nowait(child, Pause(), job=job)  # running handlers
+    queued = asyncio.ensure_future(runtime.request(child, Get(), job=job))  # waits its turn
+    await asyncio.sleep(0.01)
+    assert runtime.instances("counter")[1].inflight == Counter.concurrency
+    assert runtime.cancel_job(job.job_id, "operator said so") == [child, root]
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    assert runtime.instances("counter") == []
+    assert runtime.busy is False or await runtime.wait_idle(1)  # the handlers were cancelled
+    tree = await runtime.graph.tree(job.job_id)
+    assert [(n.status, n.detail) for n in tree.tasks] == [("cancelled", "operator said so")] * 2

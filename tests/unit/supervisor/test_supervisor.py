@@ -221,3 +221,19 @@ async def test_pools_grow_under_load_and_shrink_when_idle(
     assert len(runtime.pool_loads("worker")) == 1  # back to pool_min, not below
     scaled = [r["body"] for r in await _records(runtime, "pool.scaled")]
     assert ['"direction":"up"' in b for b in scaled] == [True, False]
+
+
+async def test_a_pool_size_an_admin_pinned_is_left_alone(
+    supervised: Supervised, job: JobContext
+) -> None:
+    runtime, supervisor = supervised
+    for _ in range(3):
+        runtime.add_to_pool("worker", job)
+    runtime.pin_pool("worker", 3)
+    for _ in range(20):  # idle: without the pin it would shrink to pool_min
+        supervisor.tick()
+    assert len(runtime.pool_loads("worker")) == 3
+    runtime.pin_pool("worker", None)
+    for _ in range(20):
+        supervisor.tick()
+    assert len(runtime.pool_loads("worker")) < 3
