@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from appliance.events import JobContext
 from appliance.runtime import FakeClock, Runtime, Store, running
 from tests.support import Counter, Echo, Parent
+
+# CI gates on a fixed set of generated examples, so a red run is the code's doing, not the
+# dice's; locally (no HYPOTHESIS_PROFILE) every run searches new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture

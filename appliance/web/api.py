@@ -66,7 +66,11 @@ _STATUS: list[tuple[type[ApplianceError], int]] = [
 ]
 
 
-Command = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"\S")]
+# "Has a character that is not a space", spelt so that Python's and ECMAScript's regexes
+# (the schema's readers, schemathesis among them) agree: their ideas of \s differ.
+Command = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"[^\s\x1c-\x1f\x85\ufeff]")
+]
 """A command in plain words: something other than blanks (checked as it is decoded)."""
 
 
