@@ -106,6 +106,8 @@ class Appliance:
                 )
                 if panel is not None:
                     await _announce(panel, setup_token)
+                if setup_token is not None:  # whoever stands at the device may set it up
+                    hardware.display.show_notice(f"setup token {setup_token}")
                 # READY only now: runtime, router, control socket and panel are all up
                 self.supervisor.ready(f"qey ready {__version__}")
                 if ready is not None:
@@ -195,10 +197,11 @@ class _BoardView:
             load=hw.status.load,
             display_connected=hw.display.connected.is_set(),
             display_frames_sent=hw.display.stats.frames_sent,
+            display_text=[t for _, t in sorted(hw.display.mirror.texts.items()) if t],
         )
 
     def display_png(self) -> bytes | None:
-        return None  # the display service does not keep a picture yet
+        return self._hw.display.latest_png()
 
 
 class _LiveScope:

@@ -111,3 +111,20 @@ async def test_the_display_unplugged_and_plugged_back_without_losing_the_runtime
             task.cancel()
     replugged.endpoint.close()
     assert hotplug.seen == 2
+
+
+async def test_the_service_knows_what_the_display_shows_and_can_post_a_notice(
+    runtime: Runtime, board: BoardProfile, emulator: DisplayEmulator
+) -> None:
+    service = DisplayService(runtime, board.display, clock=runtime.clock, board=board.name)
+    assert service.latest_png() is None  # nothing sent yet: no picture to show
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(service.run())
+        await until(lambda: service.capabilities is not None)
+        service.show_notice("setup token 1234-5678")
+        runtime.submit("alpha", "parent")
+        await until(lambda: "setup token 1234-5678" in emulator.screen.texts.values())
+        await until(lambda: service.mirror.texts == emulator.screen.texts)
+        png = service.latest_png()
+        task.cancel()
+    assert png is not None and png.startswith(b"\x89PNG\r\n\x1a\n")

@@ -20,6 +20,7 @@ notices. Blocking port calls run in threads (``asyncio.to_thread``).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -41,7 +42,9 @@ from appliance.hal.display.messages import (
     Text,
     encode_message,
 )
+from appliance.hal.display.render import render_image
 from appliance.hal.display.scene import Scene, Snapshot
+from appliance.hal.display.screen import Screen
 from appliance.hal.display.session import WireSession
 from appliance.hal.errors import DisplayUnavailable
 from appliance.runtime import Clock, Runtime, Watch
@@ -112,6 +115,11 @@ class DisplayService:
         self._poke = asyncio.Event()
         self._seq = 0
         self._texts: list[str] = []
+        self._notice = ""
+        # What the display shows, rebuilt here from the very bytes sent to it, so the panel
+        # can show the picture without asking the display (which has no way to answer).
+        self.mirror = Screen()
+        self._mirror_reader = MessageReader()
 
     def poke(self) -> None:
         """Retry the port now (the adapter is back) instead of at the end of the backoff."""
@@ -178,11 +186,25 @@ class DisplayService:
         texts = [
             f"qEY-0 {state} · {len(snapshot.jobs)} jobs · {snapshot.total} agents",
             (("* " if newest.autonomous else "> ") + newest.command[:60]) if newest else "",
+            self._notice,
         ]
         for row, text in enumerate(texts):
             if row >= len(self._texts) or self._texts[row] != text:
                 self._control.append(self._encode(Text(row=row, text=text)))
         self._texts = texts
+
+    def show_notice(self, text: str) -> None:
+        """A line for whoever stands at the device (the one-time setup token, say); ``""``
+        clears it. Goes out with the next frame (a second at most: the heartbeat)."""
+        self._notice = text[:80]
+
+    def latest_png(self) -> bytes | None:
+        """The display's picture as last sent, or None before anything was."""
+        if self.mirror.frame is None and not self.mirror.texts:
+            return None
+        buffer = io.BytesIO()
+        render_image(self.mirror).save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def _encode(self, message: Message) -> bytes:
         self._seq = (self._seq + 1) & 0xFF
@@ -254,6 +276,8 @@ class DisplayService:
                 except DisplayUnavailable as err:
                     raise _Lost(str(err)) from err
                 self.stats.bytes_sent += len(data)
+                for seq, message in self._mirror_reader.feed_numbered(data):
+                    self.mirror.apply(message, seq)
                 # pace to the baud rate where the link did not (pty, socket, loop://)
                 left = len(data) * self._byte_s - (self._clock.monotonic() - started)
                 if left > 0:
