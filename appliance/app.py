@@ -29,6 +29,7 @@ from appliance.web.api import make_api
 from appliance.web.capabilities import DeviceStatus
 from appliance.web.credentials import Credentials
 from appliance.web.panel import Panel, make_panel
+from appliance.web.tls import ensure_certificate, needs_tls
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class Appliance:
             device=_BoardView(hardware),
             scope=_LiveScope(self.settings, self.scope),
         )
-        panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir))
+        panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))
         return panel, credentials.new_setup_token()
 
     def _hardware(self) -> Hardware:
@@ -170,13 +171,15 @@ async def _announce(panel: Panel, setup_token: str | None) -> None:
         )
 
 
-def _panel_tls(data_dir: Path) -> ssl.SSLContext | None:
-    """TLS for the panel when the data directory holds a certificate and key (the device
-    listens on :443); plain HTTP otherwise (the sim board listens on loopback only)."""
-    cert, key = data_dir / "web-tls.crt", data_dir / "web-tls.key"
-    if not (cert.exists() and key.exists()):
+def _panel_tls(data_dir: Path, listen: list[str]) -> ssl.SSLContext | None:
+    """TLS whenever the panel listens beyond loopback (the device's :443): with the
+    certificate in the data directory, made for this device on first start if there is
+    none. Plain HTTP only on loopback (the sim board)."""
+    if not needs_tls(listen):
         return None
+    cert, key = ensure_certificate(data_dir, [a.rsplit(":", 1)[0] for a in listen])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     return context
 
