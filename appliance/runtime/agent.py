@@ -38,6 +38,11 @@ class Agent:
     on the runtime's per-handler deadline (``handler_timeout_s``), which is always enforced.
     A type whose handlers need a current task from their first line sets ``eager = False``:
     each of its events then starts in a Task of its own (fine for I/O-bound work).
+
+    Change ``ctx.state`` only after the handler's last ``await``, as a transaction commits
+    at its end: the state is snapshotted when a handler succeeds, and a restart recovers the
+    last snapshot and runs interrupted events again, so this is what makes each event take
+    effect exactly once.
     """
 
     name: ClassVar[str]
