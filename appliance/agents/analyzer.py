@@ -35,6 +35,12 @@ class Analyzer(Agent):
         "prioritise and triage findings",
         "explain what an open port means for security",
         "how severe is an exposed service",
+        "rate the risk of open ports",
+        "assign a severity to each open port",
+        "classify findings as low, medium or high",
+        "evaluate the exposure of a host",
+        "judge whether a service is a security concern",
+        "what the scan results mean",
     )
     examples = (
         "analyse the scan results for 10.0.0.5",
@@ -45,6 +51,22 @@ class Analyzer(Agent):
         "look at the scan output and tell me what is risky",
         "analyze open port 3306 on 127.0.0.1",
         "should I worry about port 8080 being open on 127.0.0.1",
+        "how risky are the open ports on 10.0.2.2",
+        "rate the risk of ssh on 10.0.0.3",
+        "what does port 21 being open on 10.0.0.4 mean for security",
+        "is mongodb on 27017 a security problem",
+        "prioritise the open ports on 192.168.2.2 by risk",
+        "evaluate the findings for 10.3.3.3",
+        "how exposed is 10.0.4.4",
+        "assign a severity to port 21 on 10.0.0.9",
+        "what is the risk level of the services on localhost",
+        "interpret the results of the last scan",
+        "are any of the open ports on 172.16.2.2 critical",
+        "which exposed services on 10.0.0.8 are the worst",
+        "explain why an open smb port is dangerous",
+        "sort the open ports on 10.9.0.1 into low, medium and high",
+        "is it a concern that mysql listens on 10.0.0.60",
+        "judge the risk of the services found on 192.168.4.4",
     )
     State = NoState
     handler_timeout_s = 300.0

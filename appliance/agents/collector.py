@@ -88,6 +88,13 @@ class DataCollector(Agent):
         "enumerate listening services",
         "map the network",
         "take an inventory of open ports",
+        "list the services running on a host",
+        "what is listening on a host",
+        "ping sweep a subnet",
+        "find which machines are online",
+        "gather open port data",
+        "is a port reachable",
+        "quick scan of a device",
     )
     examples = (
         "scan 10.0.0.5 ports 22,80,443",
@@ -98,6 +105,20 @@ class DataCollector(Agent):
         "probe the router at 192.168.1.254 for open services",
         "discover what is running on 10.9.9.9",
         "look for open database ports on 172.16.5.5",
+        "port scan 172.16.9.9 ports 1-1024",
+        "list the services running on 10.0.0.14",
+        "what is listening on 192.168.3.3",
+        "which machines are online in 10.8.0.0/24",
+        "is port 443 reachable on 10.6.6.6",
+        "get the open ports of the printer at 192.168.1.40",
+        "find every web server on 10.0.3.0/24",
+        "quick scan of the NAS at 192.168.1.20",
+        "sweep 10.0.8.0/24 for ssh",
+        "show me the open ports of my router 192.168.0.1",
+        "ping sweep 10.2.0.0/24",
+        "rescan 10.0.0.33",
+        "see if port 25 answers on 10.0.0.19",
+        "list live devices on 192.168.50.0/24",
     )
     State = NoState
     eager = False  # opens a TaskGroup at once; I/O-bound, so a Task per scan costs nothing

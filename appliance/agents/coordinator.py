@@ -65,6 +65,15 @@ class Coordinator(Agent):
         "repeat an audit every day or every week",
         "do a step only if a condition holds",
         "plan a security audit",
+        "security posture of a host or a network",
+        "analyze the security posture of several targets",
+        "assess many hosts or a range of addresses",
+        "audit every host in a subnet",
+        "end-to-end security assessment: find hosts, rate ports, report",
+        "run the whole pipeline of scan, analysis and report",
+        "split a large audit into scans per target",
+        "a recurring or nightly security check",
+        "act when something is found",
     )
     examples = (
         "analyze network security posture of 127.0.0.1",
@@ -76,6 +85,16 @@ class Coordinator(Agent):
         "plan a security audit of the lab network",
         "security posture assessment for the office network 10.0.0.0/22",
         "unless the scan of 10.0.0.1 finds nothing, write a report",
+        "give me the security posture of 10.3.0.0/24",
+        "what is the security posture of localhost",
+        "assess how secure the hosts 10.0.0.3 and 10.0.0.4 are",
+        "complete security review of the DMZ 172.20.0.0/24",
+        "audit every machine on the guest network",
+        "posture check of the subnet 192.168.7.0/24",
+        "every sunday night audit the servers",
+        "each morning check 127.0.0.1 for new open ports",
+        "if telnet is open anywhere on 10.0.0.0/24, record it",
+        "coordinate an audit of 10.0.0.1 to 10.0.0.40",
     )
     State = NoState
     handler_timeout_s = 3600.0

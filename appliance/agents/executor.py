@@ -36,6 +36,12 @@ class Executor(Agent):
         "take action on the flagged findings",
         "make a report entry for an exposed service",
         "write down the recommended fix",
+        "write up a finding with its fix",
+        "note a finding in the job report",
+        "keep a record of the findings",
+        "turn flagged findings into report entries",
+        "record the remediation steps",
+        "handle the flagged findings",
     )
     examples = (
         "act on the high severity findings",
@@ -46,6 +52,19 @@ class Executor(Agent):
         "act on what the analyzer flagged",
         "enter the telnet exposure into the report",
         "produce the findings report",
+        "note the open rdp port on 10.0.0.20 in the report",
+        "write up the ftp finding with its fix",
+        "put the telnet finding for 10.2.2.2 in the job report",
+        "log the redis exposure on 10.0.0.40",
+        "add the recommended fix for smb to the report",
+        "record the remediation steps for the exposed vnc service",
+        "enter every high finding into the report",
+        "take action on the critical findings",
+        "save the finding about port 21 on 10.0.0.5",
+        "mark the exposed mysql server 10.0.0.61 in the report",
+        "keep a record of the findings for 192.168.5.5",
+        "write the advice for port 3389 into the job report",
+        "handle the flagged findings for 10.0.0.70",
     )
     State = NoState
 

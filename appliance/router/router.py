@@ -1,10 +1,14 @@
 """The router: which agent type should take a free-text command, decided on the device.
 
 Each agent type describes itself (``description``, ``capabilities``, ``examples``); the router
-embeds those phrases with the sentence encoder and routes a command to the type whose phrase
-is nearest. Nothing is trained, so a type registered at run time is routable as soon as its
-phrases are embedded. Below ``threshold`` the answer is "no confident match" with the closest
-types as candidates: a silent guess would start the wrong agent on a security appliance.
+embeds those phrases with the sentence encoder and scores a command against each type by a
+blend of two things: the cosine similarity to the type's nearest phrase, and the share of the
+command's informative words that the type's phrases use (``lexical.py``). The embedding alone
+is swayed by shared surface words ("port N on host"); the words alone miss paraphrase; the
+blend is better than either on the tune split. Nothing is trained, so a type registered at
+run time is routable as soon as its phrases are embedded. Below ``threshold`` the answer is
+"no confident match" with the closest types as candidates: a silent guess would start the
+wrong agent on a security appliance.
 
 Plans go to the planner type (the coordinator): a command with a schedule or a condition, or
 whose clauses confidently want different agent types ("scan the network then write a report").
@@ -26,6 +30,7 @@ import numpy as np
 
 from appliance.errors import BadCommand
 from appliance.router.encoder import CPU, DIMENSIONS, Encoder, Vectors
+from appliance.router.lexical import LexicalIndex
 from appliance.router.structure import clauses_of, shape_of
 from appliance.runtime import Agent
 
@@ -35,9 +40,12 @@ Reason: TypeAlias = Literal[
     "nearest", "multi-step", "scheduled", "conditional", "no confident match"
 ]
 
-# Tuned on the 'tune' half of models/router_commands.tsv (./build.sh eval-router): the cosine
-# similarity under which a command is refused as out of domain.
-DEFAULT_THRESHOLD = 0.45
+# Chosen on the 'tune' split of models/router_commands.tsv with its copied phrases held out
+# (models/README.md says how): the weight of the word overlap in the blended score, and the
+# blended score under which a command is refused as out of domain. The middle of the plateau
+# where held-out tune accuracy peaked (94.7% for thresholds 0.33-0.42 at weight 0.25).
+DEFAULT_LEXICAL_WEIGHT = 0.25
+DEFAULT_THRESHOLD = 0.40
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -49,8 +57,9 @@ class RouteDecision(msgspec.Struct, frozen=True):
     """What the router decided, as the CLI prints it and the API returns it.
 
     ``agent_type`` is None for "no confident match"; ``alternatives`` are then the closest
-    types, else the runners-up. ``confidence`` is the cosine similarity (0-1 in practice) of
-    the command to the chosen type's nearest phrase. ``provider`` is the execution provider
+    types, else the runners-up. ``confidence`` is the blended score (0-1 in practice): mostly
+    the cosine similarity of the command to the chosen type's nearest phrase, partly the share
+    of its words that the type's phrases use. ``provider`` is the execution provider
     that really ran the model."""
 
     command: str
@@ -69,6 +78,7 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     strict: bool = False  # refuse to start without providers[0] (no silent CPU fallback)
     threads: int = 1
     threshold: float = DEFAULT_THRESHOLD
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT  # 0: embedding only, 1: words only
     alternatives: int = 3
     planner: str = "coordinator"  # the type that takes plans: several steps, schedules, ifs
     verify: bool = True  # check the model files' sha256 at start
@@ -82,6 +92,7 @@ class _Table:
     phrases: list[str] = field(default_factory=list)
     vectors: Vectors = field(default_factory=lambda: np.zeros((0, DIMENSIONS), dtype=np.float32))
     types: list[str] = field(default_factory=list)  # distinct, in registration order
+    lexical: LexicalIndex = field(default_factory=lambda: LexicalIndex({}))
 
 
 class Router:
@@ -142,11 +153,11 @@ class Router:
         for command in commands:
             clauses = clauses_of(command)
             start = len(texts)
-            texts.append(normalise(command))
+            texts.append(command)
             if len(clauses) > 1:
-                texts.extend(normalise(c) for c in clauses)
+                texts.extend(clauses)
             spans.append((start, len(texts)))
-        scores = self._scores(table, self._encoder.embed(texts))
+        scores = self._scores(table, texts, self._encoder.embed([normalise(t) for t in texts]))
         return [
             self._decide(command, table, scores[a:b])
             for command, (a, b) in zip(commands, spans, strict=True)
@@ -201,15 +212,16 @@ class Router:
             provider=self.provider,
         )
 
-    @staticmethod
-    def _scores(table: _Table, vectors: Vectors) -> np.ndarray:
-        """Per text, per type: the cosine similarity to the type's nearest phrase."""
+    def _scores(self, table: _Table, texts: Sequence[str], vectors: Vectors) -> np.ndarray:
+        """Per text, per type: the blend of the cosine similarity to the type's nearest
+        phrase and the type's share of the text's words."""
         sims = vectors @ table.vectors.T  # both unit length: dot product is cosine
-        out = np.full((len(vectors), len(table.types)), -1.0, dtype=np.float32)
+        nearest = np.full((len(vectors), len(table.types)), -1.0, dtype=np.float32)
         owner = np.array([table.types.index(n) for n in table.names])
         for t in range(len(table.types)):
-            out[:, t] = sims[:, owner == t].max(axis=1)
-        return out
+            nearest[:, t] = sims[:, owner == t].max(axis=1)
+        w = self.settings.lexical_weight
+        return (1.0 - w) * nearest + w * table.lexical.scores(texts)
 
     def _embed_pending(self) -> None:
         with self._lock:
@@ -223,12 +235,17 @@ class Router:
             old = self._table
             replaced = {name for name, _ in pending}
             keep = [i for i, n in enumerate(old.names) if n not in replaced]
-            self._table = _Table(
+            table = _Table(
                 names=[old.names[i] for i in keep] + names,
                 phrases=[old.phrases[i] for i in keep] + phrases,
                 vectors=np.concatenate([old.vectors[keep], vectors]),
                 types=[t for t in old.types if t not in replaced] + [n for n, _ in pending],
             )
+            by_type: dict[str, list[str]] = {t: [] for t in table.types}
+            for name, phrase in zip(table.names, table.phrases, strict=True):
+                by_type[name].append(phrase)
+            table.lexical = LexicalIndex(by_type)
+            self._table = table
         log.info(
             "router: embedded %d phrases of %s", len(phrases), ", ".join(n for n, _ in pending)
         )
