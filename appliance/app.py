@@ -17,7 +17,7 @@ from appliance import __version__
 from appliance.agents import register_builtin
 from appliance.agents.netwatch import start_watching
 from appliance.agents.scope import Scope
-from appliance.errors import BadCommand, NoConfidentMatch
+from appliance.errors import AgentTypeFailed, BadCommand, NoConfidentMatch
 from appliance.events import JobContext, TaskRef
 from appliance.hal.board import load_board
 from appliance.hal.hardware import Hardware
@@ -59,7 +59,8 @@ class Appliance:
     async def submit(self, command: str, agent_type: str | None = None) -> Submitted:
         """Start a job for a command. Without an agent type the router picks one (off the
         event loop); no confident match raises NoConfidentMatch naming the candidates. If the
-        routed type can't parse the command, the next candidate above the threshold tries."""
+        routed type can't parse the command, or has been marked failed by the supervisor, the
+        next candidate above the threshold takes it."""
         if agent_type is not None:
             return Submitted(*self.runtime.submit(command, agent_type), None)
         route = await self.router.route(command)
@@ -69,11 +70,11 @@ class Appliance:
             )
         threshold = self.router.settings.threshold
         fallbacks = [c.agent_type for c in route.alternatives if c.confidence >= threshold]
-        first_error: BadCommand | None = None
+        first_error: BadCommand | AgentTypeFailed | None = None
         for candidate in [route.agent_type, *fallbacks]:
             try:
                 return Submitted(*self.runtime.submit(command, candidate), route)
-            except BadCommand as err:
+            except (BadCommand, AgentTypeFailed) as err:
                 log.info("router: %s can't take %r: %s", candidate, command, err)
                 first_error = first_error or err
         assert first_error is not None

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from appliance.agents.collector import DataCollector
 from appliance.agents.messages import ScanReport
+from appliance.agents.scope import Scope
 from appliance.app import in_process
 from appliance.errors import NoConfidentMatch
 from appliance.settings import Settings
@@ -30,6 +32,22 @@ async def test_a_routed_scan_command_runs_on_the_data_collector(
     assert outcome.status == "done", outcome.detail
     report = outcome.result_as(ScanReport)
     assert [(h.host, h.open_ports) for h in report.open] == [("127.0.0.1", [open_ports[1]])]
+
+
+async def test_a_command_for_a_failed_type_goes_to_the_next_confident_candidate(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    class BackupCollector(DataCollector):
+        name = "backup_collector"
+
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        scope = Scope(settings.scope)
+        appliance.runtime.register(BackupCollector, lambda: BackupCollector(scope, settings))
+        appliance.runtime.fail_type("data_collector", "restarted too often (test)")
+        _, root, route = await appliance.submit(f"scan 127.0.0.1 ports {open_ports[0]}")
+        outcome = await appliance.runtime.wait_task(root)
+    assert route is not None and {route.agent_type} <= {"data_collector", "backup_collector"}
+    assert root.agent_type == "backup_collector" and outcome.status == "done"
 
 
 async def test_no_confident_match_starts_nothing_and_names_candidates(settings: Settings) -> None:
