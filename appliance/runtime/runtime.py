@@ -478,7 +478,7 @@ class Runtime:
             ref = self.spawn(kind.name, env.job, f"{kind.name} pool", caller=caller)
             self._instances[ref.task_id].pooled = True
             kind.pool.append(self._instances[ref.task_id])
-        return min(kind.pool, key=_load)
+        return min(kind.pool, key=lambda inst: inst.load)
 
     def add_to_pool(self, agent_type: str, job: JobContext) -> TaskRef:
         """Grow a type's pool by one instance (the supervisor scales pools with this)."""
@@ -1144,10 +1144,6 @@ def _continue(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, 
 def _expire(reply: asyncio.Future[Any], name: str, timeout: float) -> None:
     if not reply.done():
         reply.set_exception(RequestTimeout(f"{name} did not reply within {timeout}s"))
-
-
-def _load(inst: Instance) -> int:
-    return inst.inflight + inst.queued
 
 
 def _union(types_: Iterable[type[Event]]) -> Any:

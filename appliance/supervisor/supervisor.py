@@ -210,6 +210,3 @@ class Supervisor:
     def ready(self, status: str) -> None:
         """Tell systemd (when it started us) that the appliance is up."""
         self._notifier.ready(status)
-
-    def restart_counts(self) -> dict[str, int]:
-        return {name: intensity.level for name, intensity in self._intensity.items()}
