@@ -35,9 +35,9 @@ class Context(Generic[S]):
         self._state: Any = None
 
     @property
-    def touched(self) -> bool:
-        """The handler used its state: snapshot it when the handler succeeds."""
-        return self._state is not None
+    def touched_state(self) -> msgspec.Struct | None:
+        """The state the handler used, if it did: what to snapshot when it succeeds."""
+        return self._state  # type: ignore[no-any-return]
 
     @property
     def job(self) -> JobContext:
