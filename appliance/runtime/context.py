@@ -26,18 +26,13 @@ class Context(Generic[S]):
     """One per handled event. Everything sent through it is stamped with this task as caller,
     so the coordination graph records who caused what without the handler saying so."""
 
-    __slots__ = ("_inst", "_runtime", "_state", "envelope")
+    __slots__ = ("_inst", "_runtime", "envelope", "state_used")
 
     def __init__(self, runtime: Runtime, inst: Instance, envelope: Envelope[Any]) -> None:
         self._runtime = runtime
         self._inst = inst
         self.envelope = envelope
-        self._state: Any = None
-
-    @property
-    def touched_state(self) -> msgspec.Struct | None:
-        """The state the handler used, if it did: what to snapshot when it succeeds."""
-        return self._state  # type: ignore[no-any-return]
+        self.state_used: Any = None  # the state, once the handler asked for it
 
     @property
     def job(self) -> JobContext:
@@ -58,9 +53,9 @@ class Context(Generic[S]):
     @property
     def state(self) -> S:
         """This instance's state for this event's job: jobs never see each other's state."""
-        state = self._state
+        state = self.state_used
         if state is None:
-            state = self._state = self._inst.state_for(self.envelope.job.job_id)
+            state = self.state_used = self._inst.state_for(self.envelope.job.job_id)
         return state  # type: ignore[no-any-return]
 
     @property

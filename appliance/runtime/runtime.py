@@ -700,9 +700,20 @@ class Runtime:
             if is_start:
                 self._task_ended(inst, "cancelled", None, "runtime stopped")
         elif err is None:
-            state = ctx.touched_state
+            state = ctx.state_used
             if state is not None and inst.kind.snapshot:
-                self._snapshot(inst, env.job.job_id, state)
+                # The state the handler left behind is the point a restart recovers to. The
+                # store collects it at its next commit (_unsaved_snapshots): a burst of
+                # events costs one encode each and one row per (task, job) per commit.
+                data = _encode(state)
+                job_id = env.job.job_id
+                if job_id == inst.home.job_id:
+                    inst.home_snap = data
+                else:
+                    inst.snapshot(job_id, data)
+                if not self._unsaved:
+                    self.store.wake()
+                self._unsaved[(inst.ref.task_id, job_id)] = inst
             if reply is not None and not reply.done():
                 reply.set_result(result)
             if is_start:
@@ -857,15 +868,6 @@ class Runtime:
 
     def failed_types(self) -> dict[str, str]:
         return {k.name: k.failed for k in self._types.values() if k.failed is not None}
-
-    def _snapshot(self, inst: Instance, job_id: str, state: msgspec.Struct) -> None:
-        """Take the state a handler just left behind: the point a restart recovers to. The
-        store collects it at its next commit (``_unsaved_snapshots``), so a burst of events
-        costs one encode each and one row per (task, job) per commit."""
-        inst.snapshot(job_id, _encode(state))
-        if not self._unsaved:
-            self.store.wake()
-        self._unsaved[(inst.ref.task_id, job_id)] = inst
 
     def _unsaved_snapshots(self) -> list[tuple[str, object, tuple[Any, ...]]]:
         unsaved, self._unsaved = self._unsaved, {}
