@@ -85,37 +85,34 @@ class Started(Event, frozen=True, tag="task.start"):
     objective: str
 
 
-class TaskSpawned(Event, frozen=True, tag="task.spawned"):
+class TaskRecord(Event, frozen=True, kw_only=True):
+    """A record about one task, as the journal keeps it: whose, when."""
+
     job_id: str
     task_id: str
     agent_type: str
+    at: float = 0.0
+
+
+class TaskSpawned(TaskRecord, frozen=True, kw_only=True, tag="task.spawned"):
     objective: str
     parent_task_id: str | None = None
     parent_agent: str | None = None
     autonomous: bool = False
-    at: float = 0.0
 
 
-class TaskStatusChanged(Event, frozen=True, tag="task.status"):
-    job_id: str
-    task_id: str
-    agent_type: str
+class TaskStatusChanged(TaskRecord, frozen=True, kw_only=True, tag="task.status"):
     status: TaskStatus
     detail: str = ""
     result: msgspec.Raw | None = None
-    at: float = 0.0
 
 
-class HandlerCrashed(Event, frozen=True, tag="handler.crashed"):
+class HandlerCrashed(TaskRecord, frozen=True, kw_only=True, tag="handler.crashed"):
     """A handler raised or overran its deadline; its instance lives on."""
 
-    job_id: str
-    task_id: str
-    agent_type: str
     event_kind: str
     error_type: str
     message: str
-    at: float = 0.0
 
 
 class JobSubmitted(Event, frozen=True, tag="job.submitted"):
@@ -126,38 +123,26 @@ class JobSubmitted(Event, frozen=True, tag="job.submitted"):
     at: float = 0.0
 
 
-class InstanceRestarted(Event, frozen=True, tag="instance.restarted"):
+class InstanceRestarted(TaskRecord, frozen=True, kw_only=True, tag="instance.restarted"):
     """An instance came back as a new incarnation with its last snapshot of each job's state."""
 
-    job_id: str
-    task_id: str
-    agent_type: str
     reason: str
     generation: int
     requeued: int = 0
-    at: float = 0.0
 
 
-class EventRetried(Event, frozen=True, tag="event.retried"):
-    job_id: str
-    task_id: str
-    agent_type: str
+class EventRetried(TaskRecord, frozen=True, kw_only=True, tag="event.retried"):
     event_kind: str
     attempt: int
     delay_s: float
     reason: str
-    at: float = 0.0
 
 
-class EventShed(Event, frozen=True, tag="event.shed"):
+class EventShed(TaskRecord, frozen=True, kw_only=True, tag="event.shed"):
     """An event dropped on purpose because its instance ran out of a resource."""
 
-    job_id: str
-    task_id: str
-    agent_type: str
     event_kind: str
     reason: str
-    at: float = 0.0
 
 
 class AgentTypeFailed(Event, frozen=True, tag="agent_type.failed"):
