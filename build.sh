@@ -62,7 +62,8 @@ cmd_test() {
   ensure_chromium
   cmd_lint
   echo "==> pytest"
-  "$VENV/bin/pytest" -q "$@"
+  # the QEMU boot tests build and boot an OS image: ./build.sh qemu-test runs them
+  "$VENV/bin/pytest" -q -m "not qemu" "$@"
 }
 
 # The router model (models/export_router.py) is built in its own venv: torch is needed to
@@ -98,6 +99,62 @@ cmd_bench() {
   return $failed
 }
 
+# The OS image (image/build.py) and booting it under QEMU (image/qemu.py). The host tools come
+# from Debian, installed once; the arm64 image's maintainer scripts run under qemu-user.
+image_target() {
+  local t=qemu-amd64 a
+  for a in "$@"; do case "$a" in --target=*) t=${a#--target=} ;; esac; done
+  while [ $# -gt 0 ]; do [ "$1" = --target ] && [ $# -gt 1 ] && t=$2; shift; done
+  echo "$t"
+}
+
+ensure_image_tools() {
+  local target=$1 missing=() tool pkg
+  for tool in mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs mkfs.fat:dosfstools mcopy:mtools \
+    sfdisk:fdisk zstd:zstd qemu-img:qemu-utils; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+  done
+  case "$target" in
+    qemu-amd64)
+      command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+      [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf) ;;
+    *)
+      command -v qemu-system-aarch64 >/dev/null 2>&1 || missing+=(qemu-system-arm)
+      [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
+      [ -e /usr/lib/binfmt.d/qemu-aarch64.conf ] || missing+=(qemu-user-static binfmt-support) ;;
+  esac
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]} (apt)"
+    need_root apt-get update -q
+    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${missing[@]}"
+  fi
+  if [ "$target" != qemu-amd64 ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    need_root mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+    need_root sh -c 'cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register' \
+      2>/dev/null || true
+  fi
+}
+
+cmd_image() {
+  ensure_venv
+  ensure_image_tools "$(image_target "$@")"
+  need_root "$PY" image/build.py "$@"
+}
+
+cmd_qemu() {
+  local target
+  target=$(image_target "$@")
+  cmd_image --target "$target"
+  exec "$PY" image/qemu.py "$@"
+}
+
+cmd_qemu_test() {
+  ensure_venv
+  ensure_image_tools qemu-amd64
+  "$VENV/bin/pytest" -q -m qemu -s tests/qemu "$@"
+}
+
 usage() {
   cat <<'USAGE'
 usage: ./build.sh COMMAND
@@ -108,11 +165,16 @@ usage: ./build.sh COMMAND
   venv    only set up .venv
   model   rebuild the router model in .venv-models and check its sha256 (--record: write it)
   eval-router  the router's accuracy, confusion, rejection and latency on models/ test split
+  image   build the OS image: --target qemu-amd64|qemu-arm64|qey0 (build/image/TARGET/)
+  qemu    build (cached) and boot the image under QEMU: --target qemu-amd64|qemu-arm64
+  qemu-test  the QEMU boot tests (pytest -m qemu; not part of test)
 USAGE
 }
 
 case "${1:-}" in
   run|test|bench|lint|venv|model) cmd=$1; shift; "cmd_$cmd" "$@" ;;
   eval-router) shift; cmd_eval_router "$@" ;;
+  image|qemu) cmd=$1; shift; "cmd_$cmd" "$@" ;;
+  qemu-test) shift; cmd_qemu_test "$@" ;;
   *) usage; exit 2 ;;
 esac

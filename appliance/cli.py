@@ -124,6 +124,19 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--frames", type=int, default=0, help="exit after N frames")
     emulator.add_argument("--no-terminal", action="store_true", help="do not draw in the terminal")
     emulator.set_defaults(func=cmd_display_emulator)
+
+    flash = sub.add_parser(
+        "flash",
+        help="write an OS image to a disk and verify it",
+        description="Write IMAGE (the raw .img from ./build.sh image) to TARGET, a block "
+        "device or a file, showing progress, then read it back and compare sha256s. Refuses a "
+        "mounted device, the disk this computer's root is on, and a device smaller than the "
+        "image; asks before writing unless --yes.",
+    )
+    flash.add_argument("image", type=Path, metavar="IMAGE")
+    flash.add_argument("target", type=Path, metavar="TARGET")
+    flash.add_argument("-y", "--yes", action="store_true", help="do not ask before writing")
+    flash.set_defaults(func=cmd_flash)
     return parser
 
 
@@ -323,6 +336,36 @@ def cmd_route(args: argparse.Namespace) -> int:
             decision = router.route_blocking(line.strip())
             sys.stdout.write(msgspec.json.encode(decision).decode() + "\n")
             sys.stdout.flush()  # one answer per line as it comes, for a pipe
+    return 0
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from appliance.flash import TargetInfo, flash
+
+    def confirm(info: TargetInfo, size: int) -> bool:
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            print("qey: not a terminal, so no one can confirm; add --yes", file=sys.stderr)
+            return False
+        answer = input(
+            f"Write {args.image} ({size / 1e6:.0f} MB) to {args.target} ({info.description})? "
+            "Everything on it will be lost. Type yes to go on: "
+        )
+        return answer.strip().lower() == "yes"
+
+    def progress(phase: str, done: int, total: int) -> None:
+        pct = 100 * done // total if total else 100
+        end = "\n" if done >= total else ""
+        print(
+            f"\r  {phase:6} {pct:3d}% {done // 2**20}/{total // 2**20} MiB",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    sha = flash(args.image, args.target, confirm=confirm, progress=progress)
+    print(f"{args.target}: written and verified, sha256 {sha}")
     return 0
 
 

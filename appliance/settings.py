@@ -14,6 +14,8 @@ from pathlib import Path
 
 import msgspec
 
+from appliance.durable import write_atomic
+
 COMMON_PORTS = [
     21,
     22,
@@ -103,9 +105,7 @@ def write_scope(data_dir: Path, scope: list[str]) -> None:
     top = [line for line in lines[:table_start] if not line.lstrip().startswith("scope")]
     text = "\n".join([f"scope = {json.dumps(scope)}", *top, *lines[table_start:]]) + "\n"
     tomllib.loads(text)  # never write a file that would not load
-    tmp = config.with_name(".config.toml.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, config)
+    write_atomic(config, text.encode("utf-8"), mode=0o644)
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import secrets
 from pathlib import Path
 
+from appliance.durable import write_atomic
 from appliance.web.passwords import check_new_password, hash_password, verify_password
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,4 @@ def _tighten(path: Path) -> None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, (text + "\n").encode("ascii"))

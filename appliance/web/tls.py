@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import socket
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from appliance.durable import write_atomic
 
 CERT_NAME = "web-tls.crt"
 KEY_NAME = "web-tls.key"
@@ -54,7 +55,7 @@ def ensure_certificate(data_dir: Path, addresses: list[str]) -> tuple[Path, Path
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(private, hashes.SHA256())
     )
-    _write_private(
+    write_atomic(
         key,
         private.private_bytes(
             serialization.Encoding.PEM,
@@ -62,17 +63,8 @@ def ensure_certificate(data_dir: Path, addresses: list[str]) -> tuple[Path, Path
             serialization.NoEncryption(),
         ),
     )
-    _write_private(cert, certificate.public_bytes(serialization.Encoding.PEM))
+    write_atomic(cert, certificate.public_bytes(serialization.Encoding.PEM))
     return cert, key
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Owner-only from the first byte, and whole or not at all."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)
 
 
 def needs_tls(listen: list[str]) -> bool:

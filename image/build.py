@@ -1,0 +1,640 @@
+"""Build the qEY-0 OS image: ``./build.sh image --target qemu-amd64|qemu-arm64|qey0``.
+
+No Docker and no loop mounts: mmdebstrap writes the Debian base to a tarball; the root tree is
+that tarball unpacked, with the appliance's venv (wheels for the target's architecture, never
+pip under emulation), the router model (inside the appliance package) and rootfs-overlay/ laid
+in; ext4 filesystems are made from directories (``mkfs.ext4 -d``), the ESP with mkfs.fat and
+mtools, and the GPT is written into a plain file with sfdisk. Each stage is cached by the hash
+of its inputs under build/image/cache/, so an unchanged base is never rebuilt.
+
+Outputs in build/image/<target>/: qey-<target>.img (raw), .img.zst, their .sha256 files, and
+manifest.json (Debian package versions, wheel hashes, model hash, git commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "build" / "image"
+CACHE = OUT / "cache"
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+PYTHON = "3.11"  # bookworm's python3; the venv's wheels are built for it
+MiB = 1024 * 1024
+ESP_MIB = 128  # room for two kernels and initrds (slots A and B)
+DATA_MIB = 128  # grows to the end of the disk on first boot
+ROOT_MIN_MIB = 1024
+NAMESPACE = uuid.UUID("7f0c6f4e-2b1d-4c55-9a54-5e2f1d0a9e01")  # fixed ids: same image, same GPT
+
+GPT_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+GPT_ROOT = {
+    "amd64": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+    "arm64": "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",
+}
+GPT_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+
+@dataclass(frozen=True)
+class Target:
+    arch: str
+    kernel: str
+    console: str
+    efi_binary: str  # systemd-boot's, named as the removable-media path wants it
+    machine: str  # wheels' platform tag: manylinux for this machine, glibc <= bookworm's 2.36
+
+    @property
+    def pip_platforms(self) -> list[str]:
+        tags = [f"manylinux_2_{v}_{self.machine}" for v in range(36, 16, -1)]
+        return [*tags, f"manylinux2014_{self.machine}"]
+
+    def pip_target_args(self) -> list[str]:
+        abi = f"cp{PYTHON.replace('.', '')}"
+        return [
+            "--only-binary=:all:",
+            *(a for p in self.pip_platforms for a in ("--platform", p)),
+            "--python-version",
+            PYTHON,
+            "--implementation",
+            "cp",
+            "--abi",
+            abi,
+            "--abi",
+            "abi3",
+        ]
+
+
+ARM64 = Target(
+    arch="arm64",
+    kernel="linux-image-arm64",
+    console="ttyAMA0",
+    efi_binary="BOOTAA64.EFI",
+    machine="aarch64",
+)
+TARGETS = {
+    "qemu-amd64": Target(
+        arch="amd64",
+        kernel="linux-image-cloud-amd64",
+        console="ttyS0",
+        efi_binary="BOOTX64.EFI",
+        machine="x86_64",
+    ),
+    "qemu-arm64": ARM64,  # qey0 and qemu-arm64 are one image; select-board tells them apart
+    "qey0": ARM64,
+}
+
+PACKAGES = [
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "initramfs-tools",
+    "zstd",
+    "python3",
+    "systemd-boot-efi",
+    "fdisk",
+    "e2fsprogs",
+]
+EXCLUDES = [
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/locale/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/lintian/*",
+]
+# Run by mmdebstrap; part of the base's cache key.
+ESSENTIAL_HOOK = (
+    'mkdir -p "$1/etc/initramfs-tools/conf.d" && '
+    'echo COMPRESS=zstd > "$1/etc/initramfs-tools/conf.d/qey.conf"'
+)
+CUSTOMIZE_HOOK = (
+    'chroot "$1" groupadd --system gpio && '
+    'chroot "$1" useradd --system --user-group --home-dir /data/qey --no-create-home '
+    "--shell /usr/sbin/nologin --groups dialout,gpio qey && "
+    'echo qey0 > "$1/etc/hostname" && : > "$1/etc/machine-id" && '
+    'rm -f "$1/etc/resolv.conf" && ln -s /run/systemd/resolve/resolv.conf "$1/etc/resolv.conf"'
+)
+ENABLE = {  # unit -> target.wants it goes into
+    "qey.service": "multi-user.target",
+    "qey-data.service": "local-fs.target",
+    "systemd-networkd.service": "multi-user.target",
+}
+
+
+class Step:
+    """Progress: each step's name, number and time, on stderr."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.t0 = total, 0, time.monotonic()
+
+    def __call__(self, what: str) -> None:
+        self.n += 1
+        print(
+            f"==> [{self.n}/{self.total}] {what}  (+{time.monotonic() - self.t0:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def run(*cmd: str | Path, env: dict[str, str] | None = None, **kw: object) -> None:
+    subprocess.run([str(c) for c in cmd], check=True, env={**os.environ, **(env or {})}, **kw)  # type: ignore[call-overload]
+
+
+def out(*cmd: str | Path) -> str:
+    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
+
+
+def digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(MiB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git(*args: str) -> str:
+    return out("git", "-C", ROOT, *args).strip()
+
+
+def source_files() -> list[Path]:
+    """The tracked and new (not ignored) files that go into the image."""
+    names = git(
+        "ls-files",
+        "-co",
+        "--exclude-standard",
+        "--",
+        "appliance",
+        "pyproject.toml",
+        "README.md",
+        "hw",
+        "rootfs-overlay",
+    ).splitlines()
+    return sorted(ROOT / n for n in names if (ROOT / n).is_file())
+
+
+# --- stages -----------------------------------------------------------------------------------
+
+
+def base_tarball(target: Target, epoch: int) -> Path:
+    """Debian minbase + systemd + kernel + python3 from mmdebstrap; cached by its inputs."""
+    key = digest(
+        SUITE,
+        MIRROR,
+        target.arch,
+        target.kernel,
+        PACKAGES,
+        EXCLUDES,
+        ESSENTIAL_HOOK,
+        CUSTOMIZE_HOOK,
+    )
+    tar = CACHE / f"base-{target.arch}-{key}.tar"
+    if tar.exists():
+        print(f"    cached: {tar.relative_to(ROOT)}", file=sys.stderr)
+        return tar
+    tmp = tar.with_suffix(".tmp.tar")
+    run(
+        "mmdebstrap",
+        "--variant=minbase",
+        f"--architectures={target.arch}",
+        f"--include={','.join([*PACKAGES, target.kernel])}",
+        *(f"--dpkgopt={e}" for e in EXCLUDES),
+        f"--essential-hook={ESSENTIAL_HOOK}",
+        f"--customize-hook={CUSTOMIZE_HOOK}",
+        SUITE,
+        tmp,
+        MIRROR,
+        env={"SOURCE_DATE_EPOCH": str(epoch)},
+    )
+    tmp.rename(tar)
+    return tar
+
+
+def requirements() -> list[str]:
+    return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def wheels(target: Target) -> Path:
+    """The appliance's dependencies as wheels for the target (never built, never emulated)."""
+    reqs = requirements()
+    key = digest(reqs, target.pip_platforms, PYTHON)
+    dest = CACHE / f"wheels-{target.arch}-{key}"
+    if dest.exists():
+        print(f"    cached: {dest.relative_to(ROOT)}", file=sys.stderr)
+        return dest
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--dest",
+        tmp,
+        *target.pip_target_args(),
+        *reqs,
+    )
+    tmp.rename(dest)
+    return dest
+
+
+def app_wheel(work: Path) -> Path:
+    """The appliance itself (pure Python, the router model inside), built from a copy of the
+    source so nothing untracked or built here gets in."""
+    src = work / "src"
+    for f in source_files():
+        dst = src / f.relative_to(ROOT)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dst)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-w",
+        work / "app",
+        src,
+    )
+    (wheel,) = (work / "app").glob("qey_appliance-*.whl")
+    return wheel
+
+
+def install_venv(tree: Path, wheel_dir: Path, app: Path, target: Target) -> None:
+    """/opt/qey/venv: the image's own python3 plus site-packages unpacked from the wheels on
+    this host, byte-compiled here (unchecked-hash .pycs: the root is read-only)."""
+    venv = tree / "opt" / "qey" / "venv"
+    site = venv / "lib" / f"python{PYTHON}" / "site-packages"
+    (venv / "bin").mkdir(parents=True)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "--no-index",
+        "--find-links",
+        wheel_dir,
+        "--no-compile",
+        *target.pip_target_args(),
+        "--target",
+        site,
+        app,
+    )
+    shutil.rmtree(site / "bin", ignore_errors=True)  # scripts for this host's python
+    (venv / "pyvenv.cfg").write_text(
+        f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {PYTHON}\n"
+    )
+    (venv / "bin" / "python3").symlink_to(f"/usr/bin/python{PYTHON}")
+    (venv / "bin" / "python").symlink_to("python3")
+    qey = venv / "bin" / "qey"
+    qey.write_text(
+        "#!/opt/qey/venv/bin/python3\nimport sys\n\nfrom appliance.cli import main\n\n"
+        "sys.exit(main())\n"
+    )
+    qey.chmod(0o755)
+    run(
+        sys.executable,
+        "-m",
+        "compileall",
+        "-q",
+        "-j0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        "-s",
+        tree,
+        "-p",
+        "/",
+        site,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def lay_overlay(tree: Path, board_dir: Path) -> None:
+    overlay = ROOT / "rootfs-overlay"
+    for f in source_files():
+        if overlay not in f.parents or f.name == "README.md":
+            continue
+        dst = tree / f.relative_to(overlay)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dst)
+        os.chown(dst, 0, 0)
+    boards = tree / "etc" / "qey" / "boards"
+    boards.mkdir(parents=True)
+    for b in sorted(board_dir.glob("*.toml")):
+        shutil.copy2(b, boards / b.name)
+    rules = tree / "etc" / "udev" / "rules.d"
+    rules.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "hw" / "udev" / "99-qey.rules", rules / "99-qey.rules")
+    for unit, wanted_by in ENABLE.items():
+        wants = tree / "etc" / "systemd" / "system" / f"{wanted_by}.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / unit
+        link.unlink(missing_ok=True)
+        where = (
+            "etc/systemd/system"
+            if (tree / "etc/systemd/system" / unit).exists()
+            else "usr/lib/systemd/system"
+        )
+        link.symlink_to(f"/{where}/{unit}")
+    (tree / "data").mkdir(exist_ok=True)
+
+
+def owner(tree: Path, user: str) -> tuple[int, int]:
+    for line in (tree / "etc" / "passwd").read_text().splitlines():
+        f = line.split(":")
+        if f[0] == user:
+            return int(f[2]), int(f[3])
+    raise SystemExit(f"no user {user} in the image")
+
+
+def dpkg_versions(tree: Path) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for para in (tree / "var/lib/dpkg/status").read_text().split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", para, re.M))
+        if fields.get("Status", "").endswith(" installed"):
+            arch = fields.get("Architecture", "")
+            versions[fields["Package"] + (f":{arch}" if arch not in ("all", "") else "")] = fields[
+                "Version"
+            ]
+    return dict(sorted(versions.items()))
+
+
+def du_bytes(path: Path) -> int:
+    return int(out("du", "-sb", "--apparent-size", path).split()[0])
+
+
+def mkfs_ext4(
+    image: Path, source: Path, label: str, size_mib: int, fs_uuid: str, epoch: int
+) -> None:
+    run(
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-L",
+        label,
+        "-U",
+        fs_uuid,
+        "-E",
+        f"hash_seed={fs_uuid},root_owner=0:0",
+        "-d",
+        source,
+        image,
+        f"{size_mib}M",
+        env={"E2FSPROGS_FAKE_TIME": str(epoch)},
+    )
+
+
+def make_esp(image: Path, tree: Path, target: Target, cmdline: str, volume_id: str) -> None:
+    kernel = max((tree / "boot").glob("vmlinuz-*"))
+    initrd = tree / "boot" / kernel.name.replace("vmlinuz", "initrd.img")
+    efi = (
+        tree
+        / "usr/lib/systemd/boot/efi"
+        / {"amd64": "systemd-bootx64.efi", "arm64": "systemd-bootaa64.efi"}[target.arch]
+    )
+    run(
+        "mkfs.fat",
+        "-C",
+        "-F",
+        "32",
+        "-n",
+        "ESP",
+        "-i",
+        volume_id,
+        image,
+        str(ESP_MIB * 1024),
+        stdout=subprocess.DEVNULL,
+    )
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    run(
+        "mmd",
+        "-i",
+        image,
+        "::/EFI",
+        "::/EFI/BOOT",
+        "::/loader",
+        "::/loader/entries",
+        "::/qey",
+        "::/qey/a",
+        env=env,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        (t / "loader.conf").write_text("default qey-a.conf\ntimeout 0\nconsole-mode keep\n")
+        (t / "qey-a.conf").write_text(
+            "title qEY-0 (slot A)\nlinux /qey/a/vmlinuz\ninitrd /qey/a/initrd.img\n"
+            f"options {cmdline}\n"
+        )
+        for src, dst in [
+            (efi, "::/EFI/BOOT/" + target.efi_binary),
+            (kernel, "::/qey/a/vmlinuz"),
+            (initrd, "::/qey/a/initrd.img"),
+            (t / "loader.conf", "::/loader/loader.conf"),
+            (t / "qey-a.conf", "::/loader/entries/qey-a.conf"),
+        ]:
+            run("mcopy", "-i", image, "-m", src, dst, env=env)
+
+
+def write_sparse(disk: Path, offset: int, part: Path) -> None:
+    """Copy a filesystem image into the disk file at offset, leaving zeros as holes."""
+    zeros = bytes(MiB)
+    with part.open("rb") as src, disk.open("r+b") as dst:
+        dst.seek(offset)
+        while chunk := src.read(MiB):
+            if chunk == zeros[: len(chunk)]:
+                dst.seek(len(chunk), os.SEEK_CUR)
+            else:
+                dst.write(chunk)
+
+
+def build(name: str, force: bool) -> Path:
+    target = TARGETS[name]
+    epoch = int(git("log", "-1", "--format=%ct"))
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(
+        git(
+            "status",
+            "--porcelain",
+            "--",
+            "appliance",
+            "pyproject.toml",
+            "hw",
+            "rootfs-overlay",
+            "image",
+        )
+    )
+    dest = OUT / name
+    dest.mkdir(parents=True, exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    step = Step(8)
+
+    step(f"Debian {SUITE} {target.arch} base (mmdebstrap)")
+    base = base_tarball(target, epoch)
+    step(f"wheels for {target.machine}, Python {PYTHON}")
+    wheel_dir = wheels(target)
+    inputs = digest(
+        base.name,
+        wheel_dir.name,
+        name,
+        [(str(f.relative_to(ROOT)), sha256(f)) for f in source_files()],
+        sha256(Path(__file__)),
+        epoch,
+    )
+    raw = dest / f"qey-{name}.img"
+    stamp = dest / "inputs"
+    if not force and stamp.exists() and stamp.read_text() == inputs and raw.exists():
+        print(f"==> up to date (inputs {inputs}): {raw.relative_to(ROOT)}", file=sys.stderr)
+        return raw
+    work = Path(tempfile.mkdtemp(prefix="image-", dir=OUT))
+    try:
+        step("root tree: base, appliance venv, overlay")
+        tree = work / "root"
+        tree.mkdir()
+        run("tar", "-xpf", base, "--numeric-owner", "-C", tree)
+        app = app_wheel(work)
+        install_venv(tree, wheel_dir, app, target)
+        lay_overlay(tree, ROOT / "hw" / "boards")
+        uid, gid = owner(tree, "qey")
+        data_tree = work / "data"
+        (data_tree / "qey").mkdir(parents=True)
+        os.chown(data_tree / "qey", uid, gid)
+        (data_tree / "qey").chmod(0o700)
+
+        ids = {
+            p: str(uuid.uuid5(NAMESPACE, f"{name}/{p}"))
+            for p in ("disk", "esp", "root-a", "root-b", "data", "fs-root-a", "fs-data")
+        }
+        cmdline = (
+            f"root=PARTUUID={ids['root-a']} ro rootfstype=ext4 rootwait "
+            f"console={target.console},115200 quiet systemd.show_status=1 qey.slot=a"
+        )
+        used = du_bytes(tree)
+        root_mib = max(ROOT_MIN_MIB, -(-int(used * 1.3) // (64 * MiB)) * 64)
+
+        step(f"filesystems: root-a ext4 ({root_mib} MiB, {used / 1e6:.0f} MB used), data, ESP")
+        mkfs_ext4(work / "root.ext4", tree, "root-a", root_mib, ids["fs-root-a"], epoch)
+        mkfs_ext4(work / "data.ext4", data_tree, "data", DATA_MIB, ids["fs-data"], epoch)
+        make_esp(work / "esp.vfat", tree, target, cmdline, ids["esp"][:8])
+
+        step("GPT disk image: ESP, root-A, root-B (empty), data")
+        layout = [
+            ("esp", ESP_MIB, GPT_ESP),
+            ("root-a", root_mib, GPT_ROOT[target.arch]),
+            ("root-b", root_mib, GPT_ROOT[target.arch]),
+            ("data", DATA_MIB, GPT_LINUX),
+        ]
+        total_mib = 1 + sum(m for _, m, _ in layout) + 1
+        tmp_raw = work / "disk.img"
+        with tmp_raw.open("wb") as f:
+            f.truncate(total_mib * MiB)
+        lines = ["label: gpt", f"label-id: {ids['disk']}", "unit: sectors", "first-lba: 2048"]
+        start = 1
+        offsets = {}
+        for part, mib, type_ in layout:
+            offsets[part] = start * MiB
+            lines.append(
+                f"start={start * 2048}, size={mib * 2048}, type={type_}, "
+                f'uuid={ids[part]}, name="{part}"'
+            )
+            start += mib
+        run(
+            "sfdisk",
+            "-q",
+            "--no-reread",
+            "--no-tell-kernel",
+            tmp_raw,
+            input="\n".join(lines) + "\n",
+            text=True,
+        )
+        for part, fs in [("esp", "esp.vfat"), ("root-a", "root.ext4"), ("data", "data.ext4")]:
+            write_sparse(tmp_raw, offsets[part], work / fs)
+        os.replace(tmp_raw, raw)
+
+        step("compress (zstd)")
+        zst = raw.with_name(raw.name + ".zst")
+        run("zstd", "-q", "-f", "-T0", "-10", "--sparse", raw, "-o", zst)
+        for f in (raw, zst):
+            f.with_name(f.name + ".sha256").write_text(f"{sha256(f)}  {f.name}\n")
+
+        step("manifest")
+        model_dir = ROOT / "appliance" / "router" / "model"
+        manifest = {
+            "target": name,
+            "target_config": asdict(target),
+            "suite": SUITE,
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "source_date_epoch": epoch,
+            "kernel_cmdline": cmdline,
+            "partitions": [{"name": p, "mib": m, "type": t, "uuid": ids[p]} for p, m, t in layout],
+            "debian_packages": dpkg_versions(tree),
+            "wheels": {w.name: sha256(w) for w in sorted([*wheel_dir.glob("*.whl")])},
+            "appliance_wheel_files": _wheel_record_hash(app),
+            "model": {
+                f.name: sha256(f) for f in sorted(model_dir.glob("*")) if f.name != "SHA256SUMS"
+            },
+        }
+        (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        step("done")
+        sizes = {
+            "raw_bytes": raw.stat().st_size,
+            "raw_allocated_bytes": raw.stat().st_blocks * 512,
+            "root_used_bytes": used,
+            "zst_bytes": zst.stat().st_size,
+        }
+        (dest / "sizes.json").write_text(json.dumps(sizes, indent=2) + "\n")
+        stamp.write_text(inputs)
+        print(
+            f"    {raw.relative_to(ROOT)}: {sizes['raw_bytes'] / 1e6:.0f} MB "
+            f"({sizes['raw_allocated_bytes'] / 1e6:.0f} MB allocated), compressed "
+            f"{sizes['zst_bytes'] / 1e6:.0f} MB",
+            file=sys.stderr,
+        )
+        return raw
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _wheel_record_hash(wheel: Path) -> str:
+    """The appliance wheel's content hash, from its RECORD (the zip's own timestamps vary)."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        record = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
+        return hashlib.sha256(z.read(record)).hexdigest()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=sorted(TARGETS), default="qemu-amd64")
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    args = parser.parse_args()
+    t0 = time.monotonic()
+    raw = build(args.target, args.force)
+    print(f"==> {raw.relative_to(ROOT)} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

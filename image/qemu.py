@@ -1,0 +1,107 @@
+"""Boot a built image under QEMU (TCG): ``./build.sh qemu --target qemu-amd64``.
+
+The image itself is never written: the guest's disk is a qcow2 overlay on it (larger than the
+image, so the data partition grows on first boot, as on a real disk). The panel is forwarded to
+127.0.0.1:8080, the display's serial port (the guest's second UART) is a TCP server on
+127.0.0.1:4555 that ``qey display-emulator socket://127.0.0.1:4555`` can read, and the console
+is this terminal (or a file, for the boot tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
+
+
+def image_path(target: str) -> Path:
+    return ROOT / "build" / "image" / target / f"qey-{target}.img"
+
+
+def prepare(target: str, state: Path, disk_size: str = "4G", fresh: bool = False) -> Path:
+    """The guest's disk (an overlay on the image) and firmware variables, in ``state``."""
+    state.mkdir(parents=True, exist_ok=True)
+    disk = state / "disk.qcow2"
+    if fresh or not disk.exists():
+        disk.unlink(missing_ok=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+             str(image_path(target)), str(disk), disk_size],
+            check=True,
+        )  # fmt: skip
+        vars_src = OVMF_VARS if target == "qemu-amd64" else AAVMF_VARS
+        shutil.copy(vars_src, state / "efivars.fd")
+        (state / "efivars.fd").chmod(0o644)
+    return disk
+
+
+def command(
+    target: str,
+    state: Path,
+    *,
+    console: str = "mon:stdio",
+    panel_port: int = 8080,
+    display_port: int = 4555,
+    memory_mib: int = 1536,
+    monitor: Path | None = None,
+) -> list[str]:
+    """The QEMU command line; ``console`` is a -serial backend (``file:PATH``, ``mon:stdio``)."""
+    disk, efivars = state / "disk.qcow2", state / "efivars.fd"
+    forward = f"user,id=net0,hostfwd=tcp:127.0.0.1:{panel_port}-:8080"
+    display = f"tcp:127.0.0.1:{display_port},server=on,wait=off"
+    if target == "qemu-amd64":
+        machine = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max"]
+        code = OVMF_CODE
+    else:
+        machine = ["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a72"]
+        code = AAVMF_CODE
+    return [
+        *machine,
+        "-accel", "tcg",
+        "-smp", str(min(2, os.cpu_count() or 1)),
+        "-m", str(memory_mib),
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={efivars}",
+        "-drive", f"file={disk},if=virtio,format=qcow2",
+        "-netdev", forward,
+        "-device", "virtio-net-pci,netdev=net0",
+        "-serial", console,
+        "-serial", display,
+        "-display", "none",
+        "-no-reboot",
+        *(["-monitor", f"unix:{monitor},server=on,wait=off"] if monitor else []),
+    ]  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="qemu-amd64", choices=["qemu-amd64", "qemu-arm64"])
+    parser.add_argument("--state", type=Path, help="where the disk overlay lives")
+    parser.add_argument("--fresh", action="store_true", help="start from the image again")
+    parser.add_argument("--panel-port", type=int, default=8080)
+    parser.add_argument("--display-port", type=int, default=4555)
+    args = parser.parse_args()
+    state = args.state or ROOT / "build" / "qemu" / args.target
+    if not image_path(args.target).exists():
+        raise SystemExit(f"no image: run ./build.sh image --target {args.target} first")
+    prepare(args.target, state, fresh=args.fresh)
+    cmd = command(args.target, state, panel_port=args.panel_port, display_port=args.display_port)
+    print(
+        f"==> panel http://127.0.0.1:{args.panel_port}/ · display: qey display-emulator "
+        f"socket://127.0.0.1:{args.display_port} · quit: Ctrl-A X\n    {' '.join(cmd)}",
+        file=sys.stderr,
+    )
+    os.execvp(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

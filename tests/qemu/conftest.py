@@ -1,0 +1,118 @@
+"""Boot the qemu-amd64 image under QEMU (TCG) for the boot tests: build it (cached by input
+hash), boot it from a qcow2 overlay with the panel on a free loopback port, and read its
+serial console from a file. Every wait has a deadline; a failure attaches the console log."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "image"))
+import qemu  # noqa: E402  (image/qemu.py: the same command line ./build.sh qemu runs)
+
+TARGET = "qemu-amd64"
+BUILD_DEADLINE_S = 1200  # a cold build: mmdebstrap and the wheels
+READY_DEADLINE_S = 240  # TCG; measured boot-to-ready is ~40-50 s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Guest:
+    """One QEMU process on a disk overlay that outlives it (so a reboot keeps the data)."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.console = state / "console.log"
+        self.monitor = state / "monitor.sock"
+        self.panel_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.panel_port}"
+
+    def start(self) -> None:
+        self.console.write_bytes(b"")
+        cmd = qemu.command(
+            TARGET,
+            self.state,
+            console=f"file:{self.console}",
+            panel_port=self.panel_port,
+            display_port=free_port(),
+            monitor=self.monitor,
+        )
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> None:
+        """Power off at once (no shutdown): what a pulled plug does."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.console.read_bytes().decode(errors="replace")
+
+    def wait_for(self, pattern: str, deadline_s: float) -> re.Match[str]:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            found = re.search(pattern, self.log())
+            if found:
+                return found
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        pytest.fail(
+            f"no {pattern!r} on the console within {deadline_s:.0f} s "
+            f"(qemu exit: {self.proc.poll() if self.proc else None}); console log:\n"
+            + self.log()[-20000:]
+        )
+
+
+@pytest.fixture(scope="module")
+def image() -> Path:
+    if os.geteuid() != 0:
+        pytest.fail("the image build needs root (mmdebstrap, ownership in the root tree)")
+    subprocess.run(
+        [sys.executable, str(ROOT / "image" / "build.py"), "--target", TARGET],
+        check=True,
+        timeout=BUILD_DEADLINE_S,
+    )
+    return qemu.image_path(TARGET)
+
+
+@pytest.fixture(scope="module")
+def guest(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    """The image booted once for the module, from a 4 GB overlay (larger than the image)."""
+    state = tmp_path_factory.mktemp("qemu")
+    qemu.prepare(TARGET, state, disk_size="4G", fresh=True)
+    g = Guest(state)
+    g.start()
+    try:
+        yield g
+    finally:
+        g.stop()
+        (ROOT / "artifacts").mkdir(exist_ok=True)
+        (ROOT / "artifacts" / f"qemu-{TARGET}-console.log").write_text(g.log())

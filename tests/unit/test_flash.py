@@ -1,0 +1,230 @@
+"""qey flash: an image written to a file arrives whole and verified, with progress; every
+refusal (mounted, the host's root disk, too small, not confirmed, a bad image) writes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.flash import (
+    CHUNK,
+    FlashRefused,
+    LinuxBlockDevices,
+    TargetInfo,
+    VerifyFailed,
+    flash,
+)
+
+pytestmark = pytest.mark.unit
+
+OLD = b"precious data\n" * 1000
+
+
+class FakeDevices:
+    """The target file, seen as the host would see a block device in this state."""
+
+    def __init__(self, **info: object) -> None:
+        self.info = info
+
+    def describe(self, target: Path) -> TargetInfo:
+        fields: dict[str, object] = {"capacity": 1 << 40, **self.info}
+        return TargetInfo(path=target, block_device=True, **fields)  # type: ignore[arg-type]
+
+
+def yes(info: TargetInfo, size: int) -> bool:
+    return True
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    """An image with data, a long run of zeros (a hole in a file target), and an odd tail."""
+    path = tmp_path / "qey.img"
+    data = os.urandom(CHUNK + 12345) + bytes(3 * CHUNK) + os.urandom(777)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "disk.bin"
+    path.write_bytes(OLD)
+    return path
+
+
+def test_an_image_is_written_to_a_file_and_verified_with_progress(
+    image: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "new-disk.bin"
+    seen: list[tuple[str, int, int]] = []
+    sha = flash(image, target, confirm=yes, progress=lambda *p: seen.append(p))
+    assert target.read_bytes() == image.read_bytes()
+    assert sha == hashlib.sha256(image.read_bytes()).hexdigest()
+    size = image.stat().st_size
+    for phase in ("write", "verify"):
+        done = [d for p, d, t in seen if p == phase and t == size]
+        assert done[0] == 0 and done[-1] == size and done == sorted(done), phase
+    assert target.stat().st_blocks * 512 < size  # the zeros stayed a hole
+
+
+def test_an_existing_larger_file_is_replaced_exactly(image: Path, tmp_path: Path) -> None:
+    target = tmp_path / "big.bin"
+    target.write_bytes(b"x" * (image.stat().st_size + 5000))
+    flash(image, target, confirm=yes)
+    assert target.read_bytes() == image.read_bytes()
+
+
+def test_confirmation_is_asked_after_the_checks_and_no_means_nothing_written(
+    image: Path, target: Path
+) -> None:
+    asked: list[tuple[TargetInfo, int]] = []
+
+    def no(info: TargetInfo, size: int) -> bool:
+        asked.append((info, size))
+        return False
+
+    with pytest.raises(FlashRefused, match="not confirmed"):
+        flash(image, target, confirm=no)
+    assert asked[0][0].path == target and asked[0][1] == image.stat().st_size
+    assert target.read_bytes() == OLD
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"mounted": ("/dev/sdb1 on /media/usb",)}, "in use .*/media/usb.*unmount"),
+        ({"mounted": ("/dev/sdb2 as swap",)}, "in use"),
+        ({"holds_root": True}, "root filesystem"),
+        ({"capacity": 1000}, "too small: 1000 bytes"),
+    ],
+)
+def test_a_target_in_that_state_is_refused_before_anything_is_written(
+    image: Path, target: Path, state: dict[str, object], message: str
+) -> None:
+    asked: list[TargetInfo] = []
+    with pytest.raises(FlashRefused, match=message):
+        flash(image, target, FakeDevices(**state), confirm=lambda i, s: bool(asked.append(i)))
+    assert asked == [] and target.read_bytes() == OLD
+
+
+def test_a_bad_image_is_refused(image: Path, target: Path, tmp_path: Path) -> None:
+    with pytest.raises(FlashRefused, match="no such image"):
+        flash(tmp_path / "missing.img", target, confirm=yes)
+    with pytest.raises(FlashRefused, match="the image itself"):
+        flash(image, image, confirm=yes)
+    sums = image.with_name(image.name + ".sha256")
+    sums.write_text(f"{'0' * 64}  {image.name}\n")
+    with pytest.raises(FlashRefused, match="does not match"):
+        flash(image, target, confirm=yes)
+    assert target.read_bytes() == OLD
+    sums.write_text(f"{hashlib.sha256(image.read_bytes()).hexdigest()}  {image.name}\n")
+    flash(image, target, confirm=yes)
+    assert target.read_bytes() == image.read_bytes()
+
+
+def test_a_target_that_loses_writes_fails_verification(image: Path) -> None:
+    with pytest.raises(VerifyFailed, match="read back sha256"):
+        flash(image, Path("/dev/null"), FakeDevices(), confirm=yes)
+
+
+def test_neither_a_file_nor_a_block_device_is_refused(image: Path) -> None:
+    with pytest.raises(FlashRefused, match="neither a block device"):
+        flash(image, Path("/dev/null"), confirm=yes)
+
+
+def fake_host(tmp_path: Path) -> LinuxBlockDevices:
+    """sda holds / (sda1); sdb has sdb1 under a dm device mounted on /media/my disk and sdb2
+    as swap; sdc is idle. Laid out as the kernel lays out /sys and /proc."""
+    sys_, proc = tmp_path / "sys", tmp_path / "proc"
+    devices = sys_ / "devices"
+
+    def disk(name: str, sectors: int, model: str) -> Path:
+        d = devices / "pci0" / "block" / name
+        (d / "device").mkdir(parents=True)
+        (d / "holders").mkdir()
+        (d / "size").write_text(f"{sectors}\n")
+        (d / "device" / "model").write_text(f"{model}  \n")
+        return d
+
+    def part(d: Path, name: str) -> Path:
+        p = d / name
+        (p / "holders").mkdir(parents=True)
+        (p / "partition").write_text("1\n")
+        (p / "size").write_text("1000\n")
+        return p
+
+    sda, sdb, sdc = disk("sda", 2000, "HOSTDISK"), disk("sdb", 4000, "USB"), disk("sdc", 8, "X")
+    sda1, sdb1, sdb2 = part(sda, "sda1"), part(sdb, "sdb1"), part(sdb, "sdb2")
+    dm = devices / "virtual" / "block" / "dm-0"
+    (dm / "slaves").mkdir(parents=True)
+    (dm / "size").write_text("900\n")
+    (sdb1 / "holders" / "dm-0").symlink_to(dm)
+    (dm / "slaves" / "sdb1").symlink_to(sdb1)
+    (sys_ / "dev" / "block").mkdir(parents=True)
+    for numbers, node in {
+        "8:0": sda,
+        "8:1": sda1,
+        "8:16": sdb,
+        "8:17": sdb1,
+        "8:18": sdb2,
+        "8:32": sdc,
+        "253:0": dm,
+    }.items():
+        (sys_ / "dev" / "block" / numbers).symlink_to(node)
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(
+        "21 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "22 21 0:5 / /proc rw - proc proc rw\n"
+        "40 21 253:0 / /media/my\\040disk rw shared:9 - ext4 /dev/mapper/usb rw\n"
+    )
+    (proc / "swaps").write_text(
+        "Filename\tType\tSize\tUsed\tPriority\n/dev/sdb2  partition\t500\t0\t-2\n"
+    )
+    return LinuxBlockDevices(proc=proc, sys=sys_)
+
+
+def test_the_host_view_finds_root_mounts_swap_and_sizes(tmp_path: Path) -> None:
+    host = fake_host(tmp_path)
+    root = host.describe_device(Path("/dev/sda"), 8, 0)
+    assert root.holds_root and root.mounted == ("/dev/sda1 on /",)
+    assert host.describe_device(Path("/dev/sda1"), 8, 1).holds_root
+    used = host.describe_device(Path("/dev/sdb"), 8, 16)
+    assert not used.holds_root and used.capacity == 4000 * 512
+    assert set(used.mounted) == {"/dev/mapper/usb on /media/my disk", "/dev/sdb2 as swap"}
+    idle = host.describe_device(Path("/dev/sdc"), 8, 32)
+    assert (idle.mounted, idle.holds_root, idle.capacity) == ((), False, 8 * 512)
+    assert idle.description.startswith("X,")
+
+
+def test_the_host_view_of_a_plain_file(target: Path, tmp_path: Path) -> None:
+    host = LinuxBlockDevices()
+    info = host.describe(target)
+    assert (info.block_device, info.capacity, info.mounted) == (False, None, ())
+    assert not host.describe(tmp_path / "not-yet").block_device
+
+
+def qey(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "flash", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_the_command_needs_yes_without_a_terminal_and_then_flashes(
+    image: Path, target: Path
+) -> None:
+    refused = qey(str(image), str(target))
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert target.read_bytes() == OLD
+    done = qey(str(image), str(target), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "verified" in done.stdout and "verify 100%" in done.stderr
+    assert target.read_bytes() == image.read_bytes()
