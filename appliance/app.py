@@ -102,7 +102,7 @@ class Appliance:
                 finally:
                     os.umask(old)
                 print(
-                    f"qey ready {__version__} data={self.settings.data_dir} "
+                    f"qey ready {__version__} {boot_slot()} data={self.settings.data_dir} "
                     f"scope={','.join(self.settings.scope)} router={self.router.provider}",
                     flush=True,
                 )
@@ -111,7 +111,7 @@ class Appliance:
                 if setup_token is not None:  # whoever stands at the device may set it up
                     hardware.display.show_notice(f"setup token {setup_token}")
                 # READY only now: runtime, router, control socket and panel are all up
-                self.supervisor.ready(f"qey ready {__version__}")
+                self.supervisor.ready(f"qey ready {__version__} {boot_slot()}")
                 if ready is not None:
                     ready.set()
                 await asyncio.Event().wait()
@@ -170,6 +170,16 @@ async def _announce(panel: Panel, setup_token: str | None) -> None:
             f"qey setup token {setup_token} (open {panel.urls[0]}setup to set the admin password)",
             flush=True,
         )
+
+
+def boot_slot(cmdline: Path = Path("/proc/cmdline")) -> str:
+    """The root slot this system booted from (``qey.slot=a`` on the kernel command line of
+    the image), or ``host`` when the appliance runs on an ordinary machine."""
+    try:
+        words = cmdline.read_text().split()
+    except OSError:
+        return "host"
+    return next((w.split("=", 1)[1] for w in words if w.startswith("qey.slot=")), "host")
 
 
 def _panel_tls(data_dir: Path, listen: list[str]) -> ssl.SSLContext | None:
