@@ -1117,6 +1117,10 @@ class Runtime:
     async def wait_running(self) -> None:
         await self._running.wait()
 
+    async def commit(self) -> None:
+        """Wait until everything recorded so far is on disk (before telling a user "done")."""
+        await self.store.flush()
+
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until nothing is queued or in flight; False if ``timeout`` passed first.
 

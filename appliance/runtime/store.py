@@ -90,7 +90,9 @@ class Store:
     def _migrate(self) -> None:
         db = self._db
         db.enable_wal()
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: each commit reaches the disk before it counts. An appliance loses power; in WAL
+        # mode NORMAL would survive a killed process but not a pulled plug.
+        self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version >= SCHEMA_VERSION:

@@ -120,6 +120,7 @@ async def post_job(request: web.Request) -> web.Response:
     if not body.command.strip():
         raise BadCommand("command is empty")
     job, root, route = await request.app[SUBMIT](body.command, body.agent_type)
+    await request.app[RUNTIME].commit()  # accepted means on disk: a power cut keeps the job
     return json_response(
         {
             "job_id": job.job_id,
