@@ -145,29 +145,27 @@ class EventShed(TaskRecord, frozen=True, kw_only=True, tag="event.shed"):
     reason: str
 
 
-class AgentTypeFailed(Event, frozen=True, tag="agent_type.failed"):
+class TypeRecord(Event, frozen=True, kw_only=True):
+    """A record about an agent type as a whole; the journal's task columns stay empty."""
+
     agent_type: str
+    job_id: str = ""
+    task_id: str = ""
+    at: float = 0.0
+
+
+class AgentTypeFailed(TypeRecord, frozen=True, kw_only=True, tag="agent_type.failed"):
     reason: str
-    job_id: str = ""
-    task_id: str = ""
-    at: float = 0.0
 
 
-class AgentTypeReset(Event, frozen=True, tag="agent_type.reset"):
-    agent_type: str
-    job_id: str = ""
-    task_id: str = ""
-    at: float = 0.0
+class AgentTypeReset(TypeRecord, frozen=True, kw_only=True, tag="agent_type.reset"):
+    """The supervisor (or an admin) gave the type another chance."""
 
 
-class PoolScaled(Event, frozen=True, tag="pool.scaled"):
-    agent_type: str
+class PoolScaled(TypeRecord, frozen=True, kw_only=True, tag="pool.scaled"):
     size: int
     utilisation: float
     direction: Literal["up", "down"]
-    job_id: str = ""
-    task_id: str = ""
-    at: float = 0.0
 
 
 # Consensus among specific instances (the seed's section 8.1): the tracker asks, agents vote

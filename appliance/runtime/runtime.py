@@ -213,23 +213,15 @@ class Runtime:
         if start is None:
             start = kind.cls.start_for(command)
         self._check_spawnable(kind, start)
-        job = JobContext(new_job_id(), new_command_id())
-        self._record(
-            JobSubmitted(
-                job_id=job.job_id,
-                command_id=job.command_id,
-                command=command,
-                autonomous=autonomous,
-                at=self.clock.now(),
-            )
-        )
+        job = self.open_job(command, autonomous=autonomous)
         root = self.spawn(agent_type, job, command, start=start, autonomous=autonomous)
         self._job_roots[job.job_id] = root.task_id
         return job, root
 
     def open_job(self, command: str, *, autonomous: bool = True) -> JobContext:
-        """Record a job with no root task, for work the appliance does on its own account
-        (a supervisor growing pools): its instances appear as roots of that job."""
+        """Record a job. ``submit`` gives it a root task; on its own it is for work the
+        appliance does on its own account (a supervisor growing pools), whose instances
+        appear as roots of that job."""
         job = JobContext(new_job_id(), new_command_id())
         self._record(
             JobSubmitted(
