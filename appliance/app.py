@@ -135,7 +135,7 @@ class Appliance:
             credentials,
             provider=self.router.provider,
             route=self.router.route,
-            device=_BoardView(hardware),
+            device=_BoardView(hardware, self.settings.data_dir),
             scope=_LiveScope(self.settings, self.scope),
         )
         panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))
@@ -199,8 +199,9 @@ class _BoardView:
     """The panel's view of the board: LED state and the display link (web/ may not import
     the hardware layer, so the app reads it for the panel)."""
 
-    def __init__(self, hardware: Hardware) -> None:
+    def __init__(self, hardware: Hardware, data_dir: Path) -> None:
         self._hw = hardware
+        self._data_dir = data_dir
 
     def status(self) -> DeviceStatus:
         hw = self._hw
@@ -212,10 +213,17 @@ class _BoardView:
             display_connected=hw.display.connected.is_set(),
             display_frames_sent=hw.display.stats.frames_sent,
             display_text=[t for _, t in sorted(hw.display.mirror.texts.items()) if t],
+            root_read_only=bool(os.statvfs("/").f_flag & os.ST_RDONLY),
+            data_free_bytes=_free_bytes(self._data_dir),
         )
 
     def display_png(self) -> bytes | None:
         return self._hw.display.latest_png()
+
+
+def _free_bytes(path: Path) -> int:
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
 
 
 class _LiveScope:

@@ -25,6 +25,8 @@ class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
     display_connected: bool = False
     display_frames_sent: int = 0
     display_text: list[str] = msgspec.field(default_factory=list)
+    root_read_only: bool = False  # the image mounts its root read-only; a host does not
+    data_free_bytes: int = 0  # where the store lives: a full disk is an operator's problem
 
 
 class DeviceView(Protocol):

@@ -174,7 +174,9 @@ def _device(s: StatusView) -> str:
         f'<dt>Status LEDs</dt><dd><span class="led {e(d.leds)}"></span> {e(d.leds)} '
         f"(load {d.load})</dd>"
         f"<dt>Display</dt><dd>{'connected' if d.display_connected else 'not connected'} · "
-        f"{d.display_frames_sent} frames sent</dd></dl>"
+        f"{d.display_frames_sent} frames sent</dd>"
+        f"<dt>Storage</dt><dd>root {'read-only' if d.root_read_only else 'writable'} · "
+        f"{d.data_free_bytes / 2**30:.1f} GiB free for data</dd></dl>"
         f'<div class="display" id="display-text">{text}</div>'
         '<img class="display-png" src="/api/v1/device/display.png" alt="" data-hide-on-error="1">'
     )

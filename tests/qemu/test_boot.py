@@ -76,6 +76,9 @@ def test_setup_then_a_routed_command_through_the_forwarded_panel(guest: Guest) -
     assert done["status"] == "done", done
     tree = s.get(f"{base}/api/v1/jobs/{job['job_id']}/tree", timeout=30).json()
     assert {t["agent_type"] for t in tree["tasks"]} >= {"coordinator", "data_collector"}
+    device = s.get(f"{base}/api/v1/status", timeout=30).json()["device"]
+    assert device["root_read_only"], device  # the job above was stored: data is writable
+    assert device["data_free_bytes"] > 256 * 2**20, device  # grown to fill the disk
     # the spent token does not work twice
     again = s.get(f"{base}/setup", timeout=30, allow_redirects=False)
     assert again.status_code == 303
