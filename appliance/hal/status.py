@@ -1,10 +1,11 @@
 """Which state the status LEDs show, decided from what the runtime does.
 
 booting until the runtime runs; then ready when idle, busy while handlers run (the blink rate
-follows the number of live tasks); error for ``error_hold_s`` after a handler crashed or a
-task failed, so a crash that lasts a millisecond is still seen; updating while an update is
-being applied (``updating(True)``). The state is re-decided on a fixed tick rather than per
-event, so a storm of events costs the LEDs nothing.
+follows the number of live tasks); error while the supervisor holds an agent type failed, and
+for ``error_hold_s`` after a handler crashed or a task failed, so a crash that lasts a
+millisecond is still seen; updating while an update is being applied (``updating(True)``).
+The state is re-decided on a fixed tick rather than per event, so a storm of events costs the
+LEDs nothing.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class StatusLedService:
         if type(event) is TaskSpawned:
             self._live.add(event.task_id)
         elif type(event) is TaskStatusChanged:
-            if event.status != "running":
+            if event.status in ("done", "failed", "cancelled"):  # restarted: still running
                 self._live.discard(event.task_id)
             if event.status == "failed":
                 self._error_until = self._clock.monotonic() + self._error_hold_s
@@ -86,8 +87,8 @@ class StatusLedService:
     def decide(self) -> LedState:
         if self._updating:
             return "updating"
-        if self._clock.monotonic() < self._error_until:
-            return "error"
+        if self._runtime.failed_types() or self._clock.monotonic() < self._error_until:
+            return "error"  # a type the supervisor gave up on stays an error until reset
         return "busy" if self._runtime.busy else "ready"
 
     def _show(self) -> None:

@@ -72,3 +72,31 @@ async def test_updating_wins_over_everything(runtime: Runtime, leds: GpioStatusL
     assert service.state == "updating"
     service.updating(False)
     assert service.state == "ready"
+
+
+async def test_a_type_the_supervisor_gave_up_on_keeps_the_leds_on_error(
+    runtime: Runtime, leds: GpioStatusLeds
+) -> None:
+    clock = FakeClock()
+    service = StatusLedService(runtime, leds, clock=clock, error_hold_s=1.0)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(service.run())
+        await wait_for(lambda: service.state == "ready", clock)
+        runtime.fail_type("counter", "restarted too often")
+        await wait_for(lambda: service.state == "error", clock)
+        await clock.advance(30)  # long past any crash's hold: still an error
+        assert service.state == "error"
+        runtime.reset_type("counter")
+        await wait_for(lambda: service.state == "ready", clock)
+        task.cancel()
+
+
+def test_a_restarted_task_still_counts_as_live(runtime: Runtime, leds: GpioStatusLeds) -> None:
+    from appliance.events import TaskSpawned, TaskStatusChanged
+
+    service = StatusLedService(runtime, leds, clock=FakeClock())
+    service.note(TaskSpawned(job_id="j", task_id="t", agent_type="a", objective="o"))
+    service.note(TaskStatusChanged(job_id="j", task_id="t", agent_type="a", status="restarted"))
+    assert service.load == 1
+    service.note(TaskStatusChanged(job_id="j", task_id="t", agent_type="a", status="done"))
+    assert service.load == 0
