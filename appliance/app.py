@@ -21,6 +21,7 @@ from appliance.errors import AgentTypeFailed, BadCommand, NoConfidentMatch
 from appliance.events import JobContext, TaskRef
 from appliance.hal.board import load_board
 from appliance.hal.hardware import Hardware
+from appliance.hal.interfaces import reachable_urls
 from appliance.router import RouteDecision, Router
 from appliance.runtime import Runtime, Store, running
 from appliance.settings import Settings, write_scope
@@ -163,11 +164,12 @@ async def _announce(panel: Panel, setup_token: str | None) -> None:
     except TimeoutError:
         log.error("panel: not listening after 10 s")
         return
-    for url in panel.urls:
+    urls = [u for url in panel.urls for u in reachable_urls(url)]
+    for url in urls:
         print(f"qey panel {url}", flush=True)
-    if setup_token is not None and panel.urls:
+    if setup_token is not None and urls:
         print(
-            f"qey setup token {setup_token} (open {panel.urls[0]}setup to set the admin password)",
+            f"qey setup token {setup_token} (open {urls[0]}setup to set the admin password)",
             flush=True,
         )
 
