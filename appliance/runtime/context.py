@@ -22,17 +22,17 @@ S = TypeVar("S", bound=msgspec.Struct)
 log = logging.getLogger("appliance.agents")
 
 
-class Context(Generic[S]):
+class Context(msgspec.Struct, Generic[S]):
     """One per handled event. Everything sent through it is stamped with this task as caller,
-    so the coordination graph records who caused what without the handler saying so."""
+    so the coordination graph records who caused what without the handler saying so.
 
-    __slots__ = ("_inst", "_runtime", "envelope", "state_used")
+    A Struct only because one is made per event and a Struct is made in half the time of a
+    slotted class; it is never encoded or compared."""
 
-    def __init__(self, runtime: Runtime, inst: Instance, envelope: Envelope[Any]) -> None:
-        self._runtime = runtime
-        self._inst = inst
-        self.envelope = envelope
-        self.state_used: Any = None  # the state, once the handler asked for it
+    _runtime: Runtime
+    _inst: Instance
+    envelope: Envelope[Any]
+    state_used: Any = None  # the state, once the handler asked for it
 
     @property
     def job(self) -> JobContext:
