@@ -318,8 +318,10 @@ class Runtime:
             if inst.pooled or not inst.alive:
                 continue
             inst.generation += 1  # whatever its handlers do from now on is dropped
-            for task in inst.running or ():
+            for task, item in (inst.running or {}).items():
                 task.cancel()
+                if item[3] is not None:
+                    item[3].cancel()  # a requester waiting on it hears now, not at its timeout
             inst.running = None
             inst.inflight = 0
             for item in inst.backlog or ():

@@ -281,10 +281,13 @@ async def test_cancelling_a_job_stops_its_running_handlers_and_records_every_tas
         runtime.publish_nowait(child, Pause(), job=job)  # running handlers
     queued = asyncio.ensure_future(runtime.request(child, Get(), job=job))  # waits its turn
     await asyncio.sleep(0.01)
+    running = asyncio.ensure_future(runtime.request(root, Pause(), job=job))  # in a handler
+    await asyncio.sleep(0.01)
     assert runtime.instances("counter")[1].inflight == Counter.concurrency
     assert runtime.cancel_job(job.job_id, "operator said so") == [child, root]
-    with pytest.raises(asyncio.CancelledError):
-        await queued
+    for waiting in (queued, running):
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
     assert runtime.instances("counter") == []
     assert await runtime.wait_idle(1)  # the cancelled handlers are gone
     tree = await runtime.graph.tree(job.job_id)
