@@ -8,14 +8,20 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from appliance import __version__
 from appliance.errors import ApplianceError
 from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.runtime import TaskGraph
+
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,24 +254,25 @@ def _describe(outcome: dict[str, Any]) -> str:
     return head
 
 
-def _open_graph() -> Any:
+def _query_graph(query: Callable[[TaskGraph], Coroutine[Any, Any, T]]) -> T:
+    """Run one query against the coordination graph in the data directory (the store is
+    opened read-side only for it; a running appliance may be writing at the same time)."""
     from appliance.runtime import Store, TaskGraph
 
     settings = Settings.load()
     if not settings.db_path.exists():
         raise ValueError(f"no appliance data in {settings.data_dir} yet")
     store = Store(settings.db_path)
-    return store, TaskGraph(store)
+    try:
+        return asyncio.run(query(TaskGraph(store)))
+    finally:
+        store.close()
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
     from appliance.runtime import render_tree
 
-    store, graph = _open_graph()
-    try:
-        tree = asyncio.run(graph.tree(args.job_id))
-    finally:
-        store.close()
+    tree = _query_graph(lambda graph: graph.tree(args.job_id))
     print(render_tree(tree, with_status=args.status))
     return 0
 
@@ -273,22 +280,13 @@ def cmd_tree(args: argparse.Namespace) -> int:
 def cmd_chain(args: argparse.Namespace) -> int:
     from appliance.runtime import render_chain
 
-    store, graph = _open_graph()
-    try:
-        tree, chain = asyncio.run(graph.chain(args.task_id))
-    finally:
-        store.close()
+    tree, chain = _query_graph(lambda graph: graph.chain(args.task_id))
     print(render_chain(chain, tree.command))
     return 0
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    store, graph = _open_graph()
-    try:
-        jobs = asyncio.run(graph.jobs(args.limit))
-    finally:
-        store.close()
-    for job in jobs:
+    for job in _query_graph(lambda graph: graph.jobs(args.limit)):
         mark = " (autonomous)" if job["autonomous"] else ""
         print(f"{job['job_id']}  {job['command']}{mark}")
     return 0
