@@ -111,8 +111,14 @@ def _parser() -> argparse.ArgumentParser:
         "model once.",
     )
     route.add_argument("command", help='the command, or "-" to read one per line from stdin')
-    route.add_argument("--provider", action="append", help="execution provider, in order")
-    route.add_argument("--strict", action="store_true", help="refuse to fall back to CPU")
+    route.add_argument(
+        "--provider",
+        action="append",
+        help="execution provider, in order (default: the board profile's)",
+    )
+    route.add_argument(
+        "--strict", action="store_true", help="refuse to fall back from the first provider"
+    )
     route.set_defaults(func=cmd_route)
 
     emulator = sub.add_parser(
@@ -320,9 +326,14 @@ def cmd_display_emulator(args: argparse.Namespace) -> int:
 
 def cmd_route(args: argparse.Namespace) -> int:
     from appliance.agents import BUILTIN_TYPES
-    from appliance.router import Router, RouterSettings
+    from appliance.app import router_settings
+    from appliance.hal.board import load_board
+    from appliance.router import Router
 
-    settings = RouterSettings(providers=args.provider or ["CPUExecutionProvider"])
+    app_settings = Settings.load()
+    settings = router_settings(load_board(app_settings.board), app_settings)
+    if args.provider:
+        settings = msgspec.structs.replace(settings, providers=args.provider)
     if args.strict:
         settings = msgspec.structs.replace(settings, strict=True)
     router = Router(settings)

@@ -69,6 +69,7 @@ class DisplayConfig(_Strict, frozen=True):
 
 class RouterConfig(_Strict, frozen=True):
     execution_providers: list[str]
+    strict: bool = False  # refuse to start unless the first provider runs the model
 
 
 class WebConfig(_Strict, frozen=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import platform
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -79,8 +80,7 @@ class Encoder:
     ) -> None:
         model_dir = model_dir or packaged_model_dir()
         model, tokenizer = model_dir / MODEL_FILE, model_dir / TOKENIZER_FILE
-        if verify:
-            verify_sums(model_dir, (MODEL_FILE, TOKENIZER_FILE))
+        sums = verify_sums(model_dir, (MODEL_FILE, TOKENIZER_FILE)) if verify else {}
         try:
             self._tokenizer = Tokenizer.from_file(str(tokenizer))
         except Exception as err:  # tokenizers raises plain Exception for a bad or missing file
@@ -107,6 +107,13 @@ class Encoder:
         self.provider: str = self._session.get_providers()[0]
         """The provider that really runs the model (onnxruntime may have fallen back)."""
         self.model_path = model
+        self.fingerprint: str | None = (
+            f"{sums[MODEL_FILE]}/{sums[TOKENIZER_FILE]}/{self.provider}/onnxruntime "
+            f"{ort.__version__}/{platform.machine()}"
+            if sums
+            else None
+        )
+        """What a vector depends on besides its text; None when the files were not checked."""
         if self.provider != providers[0]:
             log.warning("router: runs on %s, not %s as asked", self.provider, providers[0])
         else:
@@ -128,7 +135,7 @@ class Encoder:
         return vectors
 
 
-def verify_sums(model_dir: Path, names: Sequence[str]) -> None:
+def verify_sums(model_dir: Path, names: Sequence[str]) -> dict[str, str]:
     """Refuse model files whose sha256 differs from the SHA256SUMS beside them: a corrupt or
     half-written model would otherwise route every command somewhere, confidently wrong."""
     sums_file = model_dir / SUMS_FILE
@@ -137,6 +144,7 @@ def verify_sums(model_dir: Path, names: Sequence[str]) -> None:
     except OSError as err:
         raise ModelUnavailable(f"cannot read {sums_file}: {err.strerror}") from err
     want = {parts[1]: parts[0] for parts in (line.split() for line in lines) if len(parts) >= 2}
+    digests: dict[str, str] = {}
     for name in names:
         path = model_dir / name
         try:
@@ -150,6 +158,8 @@ def verify_sums(model_dir: Path, names: Sequence[str]) -> None:
                 f"router model file {path} is corrupt or not the one recorded: sha256 {digest}, "
                 f"{SUMS_FILE} says {want.get(name, 'nothing')}"
             )
+        digests[name] = digest
+    return digests
 
 
 def file_sha256(path: Path) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 from appliance.errors import BadCommand
 from appliance.router.encoder import CPU, DIMENSIONS, Encoder, Vectors
 from appliance.router.lexical import LexicalIndex
+from appliance.router.phrase_cache import CACHE_FILE, PhraseCache
 from appliance.router.structure import clauses_of, shape_of
 from appliance.runtime import Agent
 
@@ -82,6 +83,7 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     alternatives: int = 3
     planner: str = "coordinator"  # the type that takes plans: several steps, schedules, ifs
     verify: bool = True  # check the model files' sha256 at start
+    cache_dir: Path | None = None  # keep the phrases' vectors here between starts
 
 
 @dataclass
@@ -104,6 +106,12 @@ class Router:
         s = self.settings
         self._encoder = Encoder(
             s.model_dir, providers=s.providers, strict=s.strict, threads=s.threads, verify=s.verify
+        )
+        fingerprint = self._encoder.fingerprint
+        self._cache = (
+            PhraseCache(s.cache_dir / CACHE_FILE, fingerprint)
+            if s.cache_dir is not None and fingerprint is not None
+            else None
         )
         self._table = _Table()
         self._pending: list[tuple[str, list[str]]] = []
@@ -230,7 +238,11 @@ class Router:
             return
         names = [name for name, phrases in pending for _ in phrases]
         phrases = [p for _, ps in pending for p in ps]
-        vectors = self._encoder.embed([normalise(p) for p in phrases])
+        texts = [normalise(p) for p in phrases]
+        if self._cache is not None:
+            vectors = self._cache.embed(texts, self._encoder.embed)
+        else:
+            vectors = self._encoder.embed(texts)
         with self._lock:
             old = self._table
             replaced = {name for name, _ in pending}

@@ -6,19 +6,23 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from appliance.agents.collector import DataCollector
 from appliance.agents.messages import ScanReport
 from appliance.agents.scope import Scope
-from appliance.app import in_process
-from appliance.errors import NoConfidentMatch
+from appliance.app import Appliance, in_process
+from appliance.errors import NoConfidentMatch, ProviderUnavailable
+from appliance.router.phrase_cache import CACHE_FILE
 from appliance.settings import Settings
 from appliance.web.api import make_api
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_a_routed_scan_command_runs_on_the_data_collector(
@@ -120,3 +124,39 @@ def test_qey_route_strict_without_the_provider_fails_clearly(settings: Settings)
     )
     assert done.returncode == 1
     assert "strict mode: NoSuchExecutionProvider is not available here" in done.stderr
+
+
+def board_with_router(tmp_path: Path, router: str) -> Path:
+    """The sim board profile with its [router] table replaced."""
+    sim = (ROOT / "hw" / "boards" / "sim.toml").read_text()
+    head, _, tail = sim.partition("[router]")
+    board = tmp_path / "board.toml"
+    board.write_text(head + router + tail[tail.index("\n[") :])
+    return board
+
+
+def test_a_strict_board_without_its_npu_refuses_to_start(
+    settings: Settings, tmp_path: Path
+) -> None:
+    board = board_with_router(
+        tmp_path,
+        '[router]\nexecution_providers = ["NoSuchNpuExecutionProvider", "CPUExecutionProvider"]'
+        "\nstrict = true\n",
+    )
+    with pytest.raises(ProviderUnavailable, match="strict mode: NoSuchNpuExecutionProvider"):
+        Appliance(msgspec.structs.replace(settings, board=str(board)))
+
+
+async def test_the_boards_providers_reach_the_router_and_its_phrases_are_kept(
+    settings: Settings, tmp_path: Path
+) -> None:
+    board = board_with_router(
+        tmp_path,
+        '[router]\nexecution_providers = ["NoSuchNpuExecutionProvider", "CPUExecutionProvider"]\n',
+    )
+    async with (
+        asyncio.timeout(30),
+        in_process(msgspec.structs.replace(settings, board=str(board))) as appliance,
+    ):
+        assert appliance.router.provider == "CPUExecutionProvider"  # fell back, and says so
+    assert (settings.data_dir / "router" / CACHE_FILE).stat().st_size > 10_000

@@ -1,0 +1,85 @@
+"""The agent types' phrase embeddings, kept on disk between starts.
+
+Embedding every registered type's phrases is most of the router's start: a fraction of a
+second on a desktop, but twenty seconds on a slow core (the image under QEMU's TCG). The
+phrases rarely change, so their vectors are kept in the data directory and only new phrases
+are embedded. A vector is reused only where it would come out the same: the cache file names
+the model's sha256, the execution provider, the onnxruntime version and the machine that made
+it, and a file made by anything else is ignored (and replaced). It is only a cache: a missing
+or corrupt file costs time, never a routing decision. (The image build fills it with ``qey
+route`` for an image whose machine is the build host's.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from appliance.durable import write_atomic
+from appliance.router.encoder import DIMENSIONS, Vectors
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "phrases.msgpack"
+MAX_ENTRIES = 5000  # far above the built-in types' few hundred; oldest go first beyond it
+
+
+class _CacheFile(msgspec.Struct, frozen=True):
+    fingerprint: str
+    vectors: dict[str, bytes]  # normalised phrase -> float32 little-endian, DIMENSIONS long
+
+
+class PhraseCache:
+    """Phrase -> vector for one encoder ``fingerprint``, loaded on first use (in the
+    router's thread) and written back whole, atomically, when phrases were added."""
+
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+        self._vectors: dict[str, bytes] | None = None
+
+    def _load(self) -> dict[str, bytes]:
+        if self._vectors is not None:
+            return self._vectors
+        self._vectors = {}
+        try:
+            cached = msgspec.msgpack.decode(self.path.read_bytes(), type=_CacheFile)
+        except FileNotFoundError:
+            return self._vectors
+        except (OSError, msgspec.DecodeError) as err:
+            log.warning("router: ignoring the phrase cache %s: %s", self.path, err)
+            return self._vectors
+        if cached.fingerprint != self.fingerprint:
+            log.info("router: phrase cache %s was made by another encoder; redone", self.path)
+            return self._vectors
+        size = DIMENSIONS * 4
+        self._vectors = {k: v for k, v in cached.vectors.items() if len(v) == size}
+        return self._vectors
+
+    def embed(self, texts: Sequence[str], embed: Callable[[list[str]], Vectors]) -> Vectors:
+        """The vectors of ``texts``, calling ``embed`` only for those not cached."""
+        known = self._load()
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            fresh = embed(missing)
+            for text, vector in zip(missing, fresh, strict=True):
+                known[text] = vector.astype("<f4").tobytes()
+            self._save(known)
+        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = np.frombuffer(known[text], dtype="<f4")
+        return out
+
+    def _save(self, known: dict[str, bytes]) -> None:
+        while len(known) > MAX_ENTRIES:
+            del known[next(iter(known))]
+        data = msgspec.msgpack.encode(_CacheFile(self.fingerprint, known))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(self.path, data)
+        except OSError as err:  # a full or read-only disk: the next start embeds again
+            log.warning("router: cannot write the phrase cache %s: %s", self.path, err)
