@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +20,10 @@ from appliance.agents.netwatch import start_watching
 from appliance.agents.scope import Scope
 from appliance.errors import AgentTypeFailed, BadCommand, NoConfidentMatch
 from appliance.events import JobContext, TaskRef
-from appliance.hal.board import load_board
+from appliance.hal.board import BoardProfile, load_board
 from appliance.hal.hardware import Hardware
 from appliance.hal.interfaces import reachable_urls
-from appliance.router import RouteDecision, Router
+from appliance.router import RouteDecision, Router, RouterSettings
 from appliance.runtime import Runtime, Store, running
 from appliance.settings import Settings, write_scope
 from appliance.supervisor import ConsensusTracker, Supervisor
@@ -44,18 +45,52 @@ class Submitted(NamedTuple):
     route: RouteDecision | None
 
 
+class StartupClock:
+    """Where the start went, phase by phase, for the ready line: on a slow board (or under
+    QEMU's TCG) that is what tells a user which part to wait for."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def mark(self, phase: str) -> None:
+        now = time.monotonic()
+        self.phases[phase] = now - self._last
+        self._last = now
+
+    def summary(self) -> str:
+        total = process_age()
+        parts = ", ".join(f"{name} {secs:.1f}" for name, secs in self.phases.items())
+        return f"started in {total:.1f} s: {parts}" if total is not None else parts
+
+
+def process_age(stat: Path = Path("/proc/self/stat")) -> float | None:
+    """Seconds since this process began (imports included), or None off Linux."""
+    try:
+        start_ticks = int(stat.read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
 class Appliance:
     def __init__(self, settings: Settings, router: Router | None = None) -> None:
+        self.startup = StartupClock()
+        self.startup.phases["imports"] = process_age() or 0.0
         self.settings = settings
         self.board = load_board(settings.board)  # a bad profile fails here, naming the field
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.router = router or Router()  # a missing or corrupt model fails here, at start
+        # a missing or corrupt model, or a strict board without its NPU, fails here, at start
+        self.router = router or Router(router_settings(self.board, settings))
+        self.startup.mark("model")
         self.store = Store(settings.db_path)
         self.runtime = Runtime(self.store)
         self.supervisor = Supervisor(self.runtime)
         self.runtime.on_agent_type(self.router.add_type)
         self.runtime.register(ConsensusTracker)
         self.scope = register_builtin(self.runtime, settings)
+        self.startup.mark("store and agents")
 
     async def submit(self, command: str, agent_type: str | None = None) -> Submitted:
         """Start a job for a command. Without an agent type the router picks one (off the
@@ -96,7 +131,9 @@ class Appliance:
                 tg.create_task(self.supervisor.run(), name="qey-supervisor")
                 if panel is not None:
                     tg.create_task(panel.run(), name="qey-panel")
+                self.startup.mark("runtime")
                 await self.router.prepare()
+                self.startup.mark("descriptions")
                 old = os.umask(0o177)
                 try:
                     await web.UnixSite(runner, str(sock)).start()
@@ -109,6 +146,8 @@ class Appliance:
                 )
                 if panel is not None:
                     await _announce(panel, setup_token)
+                    self.startup.mark("panel")
+                print(f"qey {self.startup.summary()}", flush=True)
                 if setup_token is not None:  # whoever stands at the device may set it up
                     hardware.display.show_notice(f"setup token {setup_token}")
                 # READY only now: runtime, router, control socket and panel are all up
@@ -172,6 +211,16 @@ async def _announce(panel: Panel, setup_token: str | None) -> None:
             f"qey setup token {setup_token} (open {urls[0]}setup to set the admin password)",
             flush=True,
         )
+
+
+def router_settings(board: BoardProfile, settings: Settings) -> RouterSettings:
+    """The router as the board wants it: its execution providers in order, strict or not,
+    with the phrases' vectors kept in the data directory between starts."""
+    return RouterSettings(
+        providers=board.router.execution_providers,
+        strict=board.router.strict,
+        cache_dir=settings.data_dir / "router",
+    )
 
 
 def boot_slot(cmdline: Path = Path("/proc/cmdline")) -> str:
