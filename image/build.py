@@ -5,7 +5,8 @@ that tarball unpacked, with the appliance's venv (wheels for the target's archit
 pip under emulation), the router model (inside the appliance package) and rootfs-overlay/ laid
 in; ext4 filesystems are made from directories (``mkfs.ext4 -d``), the ESP with mkfs.fat and
 mtools, and the GPT is written into a plain file with sfdisk. Each stage is cached by the hash
-of its inputs under build/image/cache/, so an unchanged base is never rebuilt.
+of its inputs under ~/.cache/qey-image/ (or $QEY_IMAGE_CACHE), so an unchanged base is never
+rebuilt, not even in a fresh clone.
 
 Outputs in build/image/<target>/: qey-<target>.img (raw), .img.zst, their .sha256 files, and
 manifest.json (Debian package versions, wheel hashes, model hash, git commit).
@@ -17,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -30,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "image"
-CACHE = OUT / "cache"
+# Outside the checkout, so a fresh clone (CI) reuses a base whose inputs have not changed.
+CACHE = Path(os.environ.get("QEY_IMAGE_CACHE") or Path.home() / ".cache" / "qey-image")
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PYTHON = "3.11"  # bookworm's python3; the venv's wheels are built for it
@@ -132,6 +135,8 @@ ENABLE = {  # unit -> target.wants it goes into
     "qey-data.service": "local-fs.target",
     "systemd-networkd.service": "multi-user.target",
 }
+# hvc0 is the display's port under QEMU (hw/boards/qemu.toml), not a login console
+MASK = ["serial-getty@hvc0.service"]
 
 
 class Step:
@@ -206,7 +211,7 @@ def base_tarball(target: Target, epoch: int) -> Path:
     )
     tar = CACHE / f"base-{target.arch}-{key}.tar"
     if tar.exists():
-        print(f"    cached: {tar.relative_to(ROOT)}", file=sys.stderr)
+        print(f"    cached: {tar}", file=sys.stderr)
         return tar
     tmp = tar.with_suffix(".tmp.tar")
     run(
@@ -236,7 +241,7 @@ def wheels(target: Target) -> Path:
     key = digest(reqs, target.pip_platforms, PYTHON)
     dest = CACHE / f"wheels-{target.arch}-{key}"
     if dest.exists():
-        print(f"    cached: {dest.relative_to(ROOT)}", file=sys.stderr)
+        print(f"    cached: {dest}", file=sys.stderr)
         return dest
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -357,7 +362,27 @@ def lay_overlay(tree: Path, board_dir: Path) -> None:
             else "usr/lib/systemd/system"
         )
         link.symlink_to(f"/{where}/{unit}")
+    for unit in MASK:
+        (tree / "etc" / "systemd" / "system" / unit).symlink_to("/dev/null")
     (tree / "data").mkdir(exist_ok=True)
+
+
+def seed_router_cache(data_dir: Path, target: Target) -> None:
+    """The router's phrase vectors, made here when this host is the image's machine: the
+    cache names the model, provider, onnxruntime and machine, so the guest uses them exactly
+    where it would have computed the same (20 s of its first start under TCG)."""
+    if platform.machine() != target.machine:
+        print(f"    router phrase cache: made at first boot ({target.machine})", file=sys.stderr)
+        return
+    run(
+        sys.executable,
+        "-m",
+        "appliance.cli",
+        "route",
+        "warm up",
+        env={"QEY_DATA_DIR": str(data_dir), "QEY_BOARD": str(ROOT / "hw/boards/qemu.toml")},
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def owner(tree: Path, user: str) -> tuple[int, int]:
@@ -518,7 +543,9 @@ def build(name: str, force: bool) -> Path:
         uid, gid = owner(tree, "qey")
         data_tree = work / "data"
         (data_tree / "qey").mkdir(parents=True)
-        os.chown(data_tree / "qey", uid, gid)
+        seed_router_cache(data_tree / "qey", target)
+        for path in [data_tree / "qey", *(data_tree / "qey").rglob("*")]:
+            os.chown(path, uid, gid)
         (data_tree / "qey").chmod(0o700)
 
         ids = {

@@ -2,7 +2,8 @@
 
 The image itself is never written: the guest's disk is a qcow2 overlay on it (larger than the
 image, so the data partition grows on first boot, as on a real disk). The panel is forwarded to
-127.0.0.1:8080, the display's serial port (the guest's second UART) is a TCP server on
+127.0.0.1:8080, the display's serial port (a virtio console, the guest's /dev/hvc0) is a TCP
+server on
 127.0.0.1:4555 that ``qey display-emulator socket://127.0.0.1:4555`` can read, and the console
 is this terminal (or a file, for the boot tests).
 """
@@ -57,7 +58,7 @@ def command(
     """The QEMU command line; ``console`` is a -serial backend (``file:PATH``, ``mon:stdio``)."""
     disk, efivars = state / "disk.qcow2", state / "efivars.fd"
     forward = f"user,id=net0,hostfwd=tcp:127.0.0.1:{panel_port}-:8080"
-    display = f"tcp:127.0.0.1:{display_port},server=on,wait=off"
+    display = f"socket,id=display,host=127.0.0.1,port={display_port},server=on,wait=off"
     if target == "qemu-amd64":
         machine = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max"]
         code = OVMF_CODE
@@ -75,7 +76,11 @@ def command(
         "-netdev", forward,
         "-device", "virtio-net-pci,netdev=net0",
         "-serial", console,
-        "-serial", display,
+        # the display's port: a virtio console (the guest's /dev/hvc0) on a host TCP socket,
+        # the same on both machines (the arm64 virt machine has only one UART)
+        "-device", "virtio-serial-pci",
+        "-chardev", display,
+        "-device", "virtconsole,chardev=display,name=qey.display",
         "-display", "none",
         "-no-reboot",
         *(["-monitor", f"unix:{monitor},server=on,wait=off"] if monitor else []),

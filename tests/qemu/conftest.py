@@ -39,6 +39,7 @@ class Guest:
         self.console = state / "console.log"
         self.monitor = state / "monitor.sock"
         self.panel_port = free_port()
+        self.display_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
@@ -53,7 +54,7 @@ class Guest:
             self.state,
             console=f"file:{self.console}",
             panel_port=self.panel_port,
-            display_port=free_port(),
+            display_port=self.display_port,
             monitor=self.monitor,
         )
         self.started = time.monotonic()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -45,14 +47,21 @@ def test_first_boot_comes_up_ready_and_prints_the_panel_and_setup_token(guest: G
     ready = guest.wait_for(r"qey ready (\S+)", READY_DEADLINE_S)
     boot_to_ready = time.monotonic() - guest.started
     guest.wait_for(r"qey setup token [A-Z0-9-]+", 30)
+    started = guest.wait_for(r"qey started in ([0-9.]+) s: (.*)", 30)
     log = guest.log()
-    assert "qey panel https://0.0.0.0:8080/" in log
+    assert re.search(r"qey panel https://10\.0\.2\.15:8080/", log)  # QEMU's user network
     assert re.search(r"qey data partition \S+ grown to \d+ MiB", log)
     (ROOT / "artifacts").mkdir(exist_ok=True)
     (ROOT / "artifacts" / "qemu-amd64-figures.json").write_text(
-        json.dumps({"boot_to_ready_s": round(boot_to_ready, 1), "version": ready.group(1)})
+        json.dumps(
+            {
+                "boot_to_ready_s": round(boot_to_ready, 1),
+                "version": ready.group(1),
+                "appliance_start": started.group(0).strip(),
+            }
+        )
     )
-    print(f"boot to ready: {boot_to_ready:.1f} s")
+    print(f"boot to ready: {boot_to_ready:.1f} s; {started.group(0).strip()}")
 
 
 def test_setup_then_a_routed_command_through_the_forwarded_panel(guest: Guest) -> None:
@@ -84,19 +93,7 @@ def test_setup_then_a_routed_command_through_the_forwarded_panel(guest: Guest) -
     assert again.status_code == 303
 
 
-def test_the_data_survives_a_power_cut(guest: Guest) -> None:
-    s, base = session(), guest.base_url
-    page = s.get(f"{base}/login", timeout=30)
-    s.post(
-        f"{base}/login",
-        data={"csrf_token": form_token(page.text), "password": PASSWORD},
-        timeout=60,
-    )
-    jobs_before = s.get(f"{base}/api/v1/jobs", timeout=30).json()
-    guest.stop()
-    guest.start()
-    guest.wait_for(r"qey panel https://\S+", READY_DEADLINE_S)
-    assert "qey setup token" not in guest.log()  # the password set before still holds
+def login(base: str) -> requests.Session:
     s = session()
     page = s.get(f"{base}/login", timeout=30)
     resp = s.post(
@@ -105,7 +102,33 @@ def test_the_data_survives_a_power_cut(guest: Guest) -> None:
         allow_redirects=False,
         timeout=60,
     )
-    assert resp.status_code == 303
+    assert resp.status_code == 303, resp.text
+    return s
+
+
+def test_the_display_emulator_draws_the_guests_display_port(guest: Guest) -> None:
+    """The guest's display port (a virtio console) is a host socket the emulator reads."""
+    png = ROOT / "artifacts" / "qemu-amd64-display.png"
+    png.unlink(missing_ok=True)
+    emulator = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "display-emulator", "--no-terminal",
+         "--frames", "3", "--png", str(png), f"socket://127.0.0.1:{guest.display_port}"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert emulator.returncode == 0, emulator.stderr
+    assert png.read_bytes().startswith(b"\x89PNG"), emulator.stderr
+    device = login(guest.base_url).get(f"{guest.base_url}/api/v1/status", timeout=30).json()
+    assert device["device"]["display_frames_sent"] >= 3, device
+
+
+def test_the_data_survives_a_power_cut(guest: Guest) -> None:
+    s, base = login(guest.base_url), guest.base_url
+    jobs_before = s.get(f"{base}/api/v1/jobs", timeout=30).json()
+    guest.stop()
+    guest.start()
+    guest.wait_for(r"qey panel https://\S+", READY_DEADLINE_S)
+    assert "qey setup token" not in guest.log()  # the password set before still holds
+    s = login(base)
     jobs_after = {j["job_id"]: j for j in s.get(f"{base}/api/v1/jobs", timeout=30).json()}
     assert jobs_before  # there was something to lose
     # every job from before is still there, unchanged (this boot adds its own watcher job)
