@@ -135,6 +135,37 @@ ENABLE = {  # unit -> target.wants it goes into
     "qey-data.service": "local-fs.target",
     "systemd-networkd.service": "multi-user.target",
 }
+# Kernel modules for hardware a wired network appliance does not have (Wi-Fi, sound, video
+# capture, InfiniBand, discrete PCIe GPUs, Fibre Channel) and the kernel's self-tests: a third
+# of the arm64 kernel's modules, left out of the root (modules.dep is then remade).
+MODULES_LEFT_OUT = [
+    "drivers/net/wireless",
+    "net/wireless",
+    "net/mac80211",
+    "drivers/media",
+    "sound",
+    "drivers/infiniband",
+    "drivers/gpu/drm/amd",
+    "drivers/gpu/drm/nouveau",
+    "drivers/gpu/drm/radeon",
+    "drivers/scsi/lpfc",
+    "drivers/scsi/qla2xxx",
+    "drivers/isdn",
+    "lib/test_*.ko",
+]
+# Wheels the appliance never imports: tokenizers' model downloader (huggingface-hub and its
+# HTTP stack; the model ships in the package) and sqlite-utils' plugin installer (pip).
+WHEELS_LEFT_OUT = [
+    "huggingface_hub",
+    "hf_xet",
+    "httpx2",
+    "httpcore2",
+    "anyio",
+    "fsspec",
+    "filelock",
+    "pip",
+    "setuptools",
+]
 # hvc0 is the display's port under QEMU (hw/boards/qemu.toml), not a login console
 MASK = ["serial-getty@hvc0.service"]
 
@@ -284,6 +315,33 @@ def app_wheel(work: Path) -> Path:
     return wheel
 
 
+def runtime_wheels(wheel_dir: Path) -> list[Path]:
+    """The downloaded wheels (the requirements' whole closure) less those never imported."""
+    return [
+        w for w in sorted(wheel_dir.glob("*.whl")) if w.name.split("-")[0] not in WHEELS_LEFT_OUT
+    ]
+
+
+def trim_kernel_modules(tree: Path) -> None:
+    """Leave out MODULES_LEFT_OUT and remake modules.dep with the host's depmod."""
+    for kernel_dir in sorted((tree / "usr/lib/modules").iterdir()):
+        for pattern in MODULES_LEFT_OUT:
+            for path in (kernel_dir / "kernel").glob(pattern):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        run("depmod", "-b", tree, kernel_dir.name)
+
+
+def drop_boot_files(tree: Path) -> None:
+    for pattern in ("vmlinuz*", "initrd.img*"):
+        for path in (tree / "boot").glob(pattern):
+            path.unlink()
+    for link in ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"):
+        (tree / link).unlink(missing_ok=True)
+
+
 def install_venv(tree: Path, wheel_dir: Path, app: Path, target: Target) -> None:
     """/opt/qey/venv: the image's own python3 plus site-packages unpacked from the wheels on
     this host, byte-compiled here (unchecked-hash .pycs: the root is read-only)."""
@@ -301,9 +359,11 @@ def install_venv(tree: Path, wheel_dir: Path, app: Path, target: Target) -> None
         "--find-links",
         wheel_dir,
         "--no-compile",
+        "--no-deps",
         *target.pip_target_args(),
         "--target",
         site,
+        *runtime_wheels(wheel_dir),
         app,
     )
     shutil.rmtree(site / "bin", ignore_errors=True)  # scripts for this host's python
@@ -539,6 +599,7 @@ def build(name: str, force: bool) -> Path:
         run("tar", "-xpf", base, "--numeric-owner", "-C", tree)
         app = app_wheel(work)
         install_venv(tree, wheel_dir, app, target)
+        trim_kernel_modules(tree)
         lay_overlay(tree, ROOT / "hw" / "boards")
         uid, gid = owner(tree, "qey")
         data_tree = work / "data"
@@ -556,13 +617,14 @@ def build(name: str, force: bool) -> Path:
             f"root=PARTUUID={ids['root-a']} ro rootfstype=ext4 rootwait "
             f"console={target.console},115200 quiet systemd.show_status=1 qey.slot=a"
         )
+        make_esp(work / "esp.vfat", tree, target, cmdline, ids["esp"][:8])
+        drop_boot_files(tree)  # the ESP has the kernel and initrd; the root needs no copy
         used = du_bytes(tree)
         root_mib = max(ROOT_MIN_MIB, -(-int(used * 1.3) // (64 * MiB)) * 64)
 
-        step(f"filesystems: root-a ext4 ({root_mib} MiB, {used / 1e6:.0f} MB used), data, ESP")
+        step(f"filesystems: ESP, root-a ext4 ({root_mib} MiB, {used / 1e6:.0f} MB used), data")
         mkfs_ext4(work / "root.ext4", tree, "root-a", root_mib, ids["fs-root-a"], epoch)
         mkfs_ext4(work / "data.ext4", data_tree, "data", DATA_MIB, ids["fs-data"], epoch)
-        make_esp(work / "esp.vfat", tree, target, cmdline, ids["esp"][:8])
 
         step("GPT disk image: ESP, root-A, root-B (empty), data")
         layout = [
@@ -616,7 +678,7 @@ def build(name: str, force: bool) -> Path:
             "kernel_cmdline": cmdline,
             "partitions": [{"name": p, "mib": m, "type": t, "uuid": ids[p]} for p, m, t in layout],
             "debian_packages": dpkg_versions(tree),
-            "wheels": {w.name: sha256(w) for w in sorted([*wheel_dir.glob("*.whl")])},
+            "wheels": {w.name: sha256(w) for w in runtime_wheels(wheel_dir)},
             "appliance_wheel_files": _wheel_record_hash(app),
             "model": {
                 f.name: sha256(f) for f in sorted(model_dir.glob("*")) if f.name != "SHA256SUMS"

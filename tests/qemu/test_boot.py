@@ -8,19 +8,27 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-import urllib3
 
-from tests.qemu.conftest import READY_DEADLINE_S, ROOT, Guest
+from tests.qemu.conftest import READY_DEADLINE_S, ROOT, Guest, booted
 
-pytestmark = pytest.mark.qemu
+pytestmark = [
+    pytest.mark.qemu,
+    # the device's certificate is self-signed on first boot: verify=False is the point
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
 
 PASSWORD = "correct horse battery staple"
 COMMAND = "analyze network security posture of 127.0.0.1"
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the device's own cert
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    yield from booted("qemu-amd64", tmp_path_factory)
 
 
 def session() -> requests.Session:

@@ -1,0 +1,47 @@
+"""The arm64 image (the board's, qey0 and qemu-arm64 are one image) boots under TCG on QEMU's
+virt machine through UEFI to the appliance's ready line, and its panel answers through the
+forwarded port."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.qemu.conftest import READY_DEADLINE_S, ROOT, Guest, booted
+
+pytestmark = [
+    pytest.mark.qemu_arm64,
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    yield from booted("qemu-arm64", tmp_path_factory)
+
+
+def test_the_arm64_image_boots_to_ready_and_serves_its_panel(guest: Guest) -> None:
+    ready = guest.wait_for(r"qey ready (\S+) a .*router=(\S+)", READY_DEADLINE_S)
+    boot_to_ready = time.monotonic() - guest.started
+    started = guest.wait_for(r"qey started in ([0-9.]+) s: (.*)", 30)
+    guest.wait_for(r"qey setup token [A-Z0-9-]+", 30)
+    assert ready.group(2) == "CPUExecutionProvider"  # the qemu board profile asks for CPU only
+    session = requests.Session()
+    session.trust_env = False
+    login = session.get(f"{guest.base_url}/login", verify=False, timeout=60)
+    assert login.status_code == 200 and 'name="password"' in login.text
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    (ROOT / "artifacts" / "qemu-arm64-figures.json").write_text(
+        json.dumps(
+            {
+                "boot_to_ready_s": round(boot_to_ready, 1),
+                "version": ready.group(1),
+                "appliance_start": started.group(0).strip(),
+            }
+        )
+    )
+    print(f"arm64 boot to ready: {boot_to_ready:.1f} s; {started.group(0).strip()}")
