@@ -2,8 +2,8 @@
 
 Prints accuracy on in-domain commands, the per-type confusion, the share of out-of-domain
 commands rejected ("no confident match") and route latency p50/p99, for one split. Only the
-'tune' split may shape descriptions, examples, the lexical weight and the threshold
-(``--sweep`` helps with that, and refuses any other split); 'test' is what the figures are
+'tune' split may shape descriptions, examples and the router's weights and threshold
+(``--cross-validate`` helps with that, and refuses any other split); 'test' is what the figures are
 quoted on. It fails (exit 1) if an agent type's own phrases contain a test command word for
 word, or if the goals (95% / 90%) are missed.
 
@@ -15,7 +15,10 @@ evaluated, so tune is measured as test is: on commands no phrase repeats.
 from __future__ import annotations
 
 import argparse
+import itertools
+import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -49,15 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, help="override the router's threshold")
     parser.add_argument("--lexical-weight", type=float, help="override the word-overlap weight")
     parser.add_argument(
-        "--sweep", action="store_true", help="accuracy/rejection per weight and threshold (tune)"
+        "--cross-validate",
+        action="store_true",
+        help="accuracy/rejection per setting by 5-fold cross-validation (tune only)",
     )
     parser.add_argument("--errors", action="store_true", help="list every wrong decision")
     parser.add_argument(
         "--hold-out", action="store_true", help="drop phrases that copy a command of the split"
     )
     args = parser.parse_args(argv)
-    if args.sweep and args.split != "tune":
-        parser.error("--sweep chooses settings, so it runs on the tune split only")
+    if args.cross_validate:
+        if args.split != "tune":
+            parser.error("--cross-validate chooses settings, so it runs on the tune split only")
+        cross_validate(load("tune"))
+        return 0
 
     leaked = leaks() if args.split != "tune" else []
     if leaked:
@@ -76,9 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         router.add_type(without_phrases(cls, held_out))
     router.route_blocking("warm up")  # embeds the types; not part of the figures
 
-    if args.sweep:
-        sweep(router, rows)
-        return 0
     decisions, latencies = [], []
     for _, command in rows:
         t0 = time.perf_counter()
@@ -131,23 +136,48 @@ def report(
     return accuracy, rejection
 
 
-def sweep(router: Router, rows: list[tuple[str, str]]) -> None:
-    """Accuracy and rejection per lexical weight and threshold (re-decided; tune only)."""
-    base = router.settings
-    n_in = sum(1 for lab, _ in rows if lab != NONE)
-    n_ood = len(rows) - n_in
-    for weight in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4):
-        line = []
-        for step in range(30, 61, 3):
-            t = step / 100
-            router.settings = msgspec.structs.replace(base, threshold=t, lexical_weight=weight)
-            decided = router.route_many([c for _, c in rows])
-            got = [(lab, d.agent_type or NONE) for (lab, _), d in zip(rows, decided, strict=True)]
-            ok = sum(1 for lab, to in got if lab == to and lab != NONE)
-            rej = sum(1 for lab, to in got if lab == to == NONE)
-            line.append(f"{t:.2f}:{ok / n_in:5.1%}/{rej / max(n_ood, 1):4.0%}")
-        print(f"weight {weight:.2f}  " + " ".join(line))
-    router.settings = base
+def cross_validate(rows: list[tuple[str, str]], folds: int = 5) -> None:
+    """Accuracy and rejection per setting, by k-fold cross-validation on tune: each fold is
+    routed by types whose examples are their own (tune copies dropped) plus the tune commands
+    of the other folds, so every command is routed by a router that never saw it. The
+    sentence encoder is loaded once; phrases are embedded once and cached on disk."""
+    order = list(range(len(rows)))
+    random.Random(7).shuffle(order)  # fixed: the same folds every run
+    parts = [set(order[k::folds]) for k in range(folds)]
+    tune = {command.lower() for _, command in rows}
+    with tempfile.TemporaryDirectory() as cache:
+        routers = []
+        for part in parts:
+            router = Router(RouterSettings(cache_dir=Path(cache)))
+            for cls in BUILTIN_TYPES:
+                others = [c for i, (lab, c) in enumerate(rows) if i not in part and lab == cls.name]
+                router.add_type(with_examples(without_phrases(cls, tune), others))
+            router.route_blocking("warm up")
+            routers.append(router)
+        n_in = sum(1 for lab, _ in rows if lab != NONE)
+        n_ood = len(rows) - n_in
+        print("lexical weight, threshold, head weight: accuracy / rejection (5-fold CV, tune)")
+        for weight, threshold, head in itertools.product(
+            (0.15, 0.25, 0.35), (0.35, 0.40, 0.45), (0.0, 0.2, 0.3, 0.4)
+        ):
+            ok = rejected = 0
+            for part, router in zip(parts, routers, strict=True):
+                router.settings = msgspec.structs.replace(
+                    router.settings, lexical_weight=weight, threshold=threshold, head_weight=head
+                )
+                fold = sorted(part)
+                for i, d in zip(fold, router.route_many([rows[i][1] for i in fold]), strict=True):
+                    label = rows[i][0]
+                    ok += label != NONE and d.agent_type == label
+                    rejected += label == NONE and d.agent_type is None
+            print(
+                f"  {weight:.2f} {threshold:.2f} {head:.1f}: "
+                f"{ok / n_in:6.1%} / {rejected / max(n_ood, 1):6.1%}"
+            )
+
+
+def with_examples(cls: type[Agent], examples: list[str]) -> type[Agent]:
+    return type(cls.__name__, (cls,), {"examples": (*cls.examples, *examples)})
 
 
 def without_phrases(cls: type[Agent], phrases: set[str]) -> type[Agent]:

@@ -67,6 +67,21 @@ class Analyzer(Agent):
         "sort the open ports on 10.9.0.1 into low, medium and high",
         "is it a concern that mysql listens on 10.0.0.60",
         "judge the risk of the services found on 192.168.4.4",
+        "how risky is the open smb share on 10.0.0.30",
+        "rate the exposure of ftp on port 21",
+        "what is the severity of telnet being reachable",
+        "interpret the open ports found on 172.16.9.9",
+        "is an exposed mysql port on 10.2.3.4 a problem",
+        "prioritise the findings from the last scan",
+        "which of these open ports matter most",
+        "evaluate whether port 8443 on 127.0.0.1 is a risk",
+        "tell me which exposed services are critical",
+        "grade the risk of the open ports on the nas",
+        "explain what the open ports on 192.168.1.40 mean",
+        "how bad is rdp open to the network",
+        "judge the severity of the services found on 10.4.4.4",
+        "assess the danger of vnc listening on 10.0.0.15",
+        "rank the scan findings by risk",
     )
     State = NoState
     handler_timeout_s = 300.0

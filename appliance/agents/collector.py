@@ -119,6 +119,21 @@ class DataCollector(Agent):
         "rescan 10.0.0.33",
         "see if port 25 answers on 10.0.0.19",
         "list live devices on 192.168.50.0/24",
+        "list the open tcp ports of 10.4.4.4",
+        "sweep 192.168.7.0/24 for live hosts",
+        "find every machine that answers on 10.10.0.0/24",
+        "is anything listening on 127.0.0.1 port 5000",
+        "gather open port data for 172.16.9.9",
+        "collect the listening services of the nas at 192.168.1.50",
+        "port scan 10.0.0.99",
+        "what services does 10.2.3.4 expose",
+        "map the hosts on my network",
+        "probe ports 1 to 1024 on 127.0.0.1",
+        "see which ports answer on the printer 192.168.1.40",
+        "find hosts with port 22 open in 10.0.5.0/24",
+        "scan the camera at 192.168.1.77",
+        "run a quick scan of localhost",
+        "check which of 10.0.0.1-10.0.0.10 are online",
     )
     State = NoState
     eager = False  # opens a TaskGroup at once; I/O-bound, so a Task per scan costs nothing

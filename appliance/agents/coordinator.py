@@ -95,6 +95,21 @@ class Coordinator(Agent):
         "each morning check 127.0.0.1 for new open ports",
         "if telnet is open anywhere on 10.0.0.0/24, record it",
         "coordinate an audit of 10.0.0.1 to 10.0.0.40",
+        "audit the office network and tell me what to fix",
+        "full security assessment of 10.5.0.0/24",
+        "scan 127.0.0.1, rate the open ports and record the bad ones",
+        "find the hosts on 192.168.2.0/24 then check their risk",
+        "every night check the posture of 10.0.0.0/24",
+        "if port 23 is open on 10.0.0.2, record a finding",
+        "review the security of all hosts in 172.16.0.0/24 from scan to report",
+        "perform a complete posture review of localhost",
+        "tomorrow at 9:00 audit the lab",
+        "scan the servers and write up anything risky",
+        "assess how secure the network 10.8.0.0/24 is",
+        "run an end to end audit of 127.0.0.1",
+        "first discover hosts on 10.0.3.0/24, then scan their ports",
+        "evaluate the overall security posture of my home network",
+        "audit 10.0.0.5 and record what you find",
     )
     State = NoState
     handler_timeout_s = 3600.0

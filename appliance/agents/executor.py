@@ -65,6 +65,21 @@ class Executor(Agent):
         "keep a record of the findings for 192.168.5.5",
         "write the advice for port 3389 into the job report",
         "handle the flagged findings for 10.0.0.70",
+        "note the exposed vnc on 10.0.0.15 in the report",
+        "file the telnet finding",
+        "record the high severity rdp exposure",
+        "write up the finding for port 21 on 10.0.0.8",
+        "log the recommended fix for redis",
+        "store the critical findings in the job report",
+        "take action on the critical findings",
+        "put the smb exposure in the report with its advice",
+        "add a report line for the open mysql port",
+        "act on the findings the analysis produced",
+        "record the remediation advice for each exposed service",
+        "save the advice for the nas at 192.168.1.50",
+        "carry out the recommended actions for the flagged ports",
+        "enter each high finding in the report",
+        "make a record of the exposed elasticsearch",
     )
     State = NoState
 
