@@ -15,6 +15,7 @@ Deterministic: full-batch gradient descent from zero, a fixed number of steps.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,15 +32,42 @@ LEARNING_RATE = 2.0
 class TypeHead:
     """P(type | text) for the types of one phrase table."""
 
-    def __init__(self, vectors: Vectors, owners: Sequence[int], types: int, l2: float) -> None:
+    def __init__(self, weights: Vectors, bias: Vectors) -> None:
+        self._w = weights
+        self._b = bias
+
+    @classmethod
+    def fit(cls, vectors: Vectors, owners: Sequence[int], types: int, l2: float) -> TypeHead:
         y = np.eye(types, dtype=np.float32)[np.asarray(owners, dtype=np.int64)]
         n = max(1, len(vectors))
-        self._w = np.zeros((vectors.shape[1], types), dtype=np.float32)
-        self._b = np.zeros(types, dtype=np.float32)
+        head = cls(
+            np.zeros((vectors.shape[1], types), dtype=np.float32),
+            np.zeros(types, dtype=np.float32),
+        )
         for _ in range(STEPS):
-            gradient = (self.probabilities(vectors) - y) / n
-            self._w -= LEARNING_RATE * (vectors.T @ gradient + l2 * self._w)
-            self._b -= LEARNING_RATE * gradient.sum(axis=0)
+            gradient = (head.probabilities(vectors) - y) / n
+            head._w -= LEARNING_RATE * (vectors.T @ gradient + l2 * head._w)
+            head._b -= LEARNING_RATE * gradient.sum(axis=0)
+        return head
+
+    @staticmethod
+    def digest(vectors: Vectors, owners: Sequence[int], types: int, l2: float) -> str:
+        """What a fit depends on, hashed: the same digest, the same head."""
+        h = hashlib.sha256(f"{STEPS} {LEARNING_RATE} {l2!r} {types} {len(vectors)}".encode())
+        h.update(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+        h.update(np.asarray(owners, dtype="<i4").tobytes())
+        return h.hexdigest()
+
+    def to_bytes(self) -> bytes:
+        return np.concatenate([self._b, self._w.ravel()]).astype("<f4").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, dimensions: int, types: int) -> TypeHead | None:
+        """The head kept by ``to_bytes``; None if ``data`` is not one of this shape."""
+        if len(data) != 4 * types * (dimensions + 1):
+            return None
+        flat = np.frombuffer(data, dtype="<f4").astype(np.float32)
+        return cls(flat[types:].reshape(dimensions, types).copy(), flat[:types].copy())
 
     def probabilities(self, vectors: Vectors) -> Vectors:
         logits = vectors @ self._w + self._b

@@ -1,13 +1,15 @@
-"""The agent types' phrase embeddings, kept on disk between starts.
+"""The agent types' phrase embeddings (and the type head fitted on them), kept on disk
+between starts.
 
 Embedding every registered type's phrases is most of the router's start: a fraction of a
 second on a desktop, but twenty seconds on a slow core (the image under QEMU's TCG). The
 phrases rarely change, so their vectors are kept in the data directory and only new phrases
-are embedded. A vector is reused only where it would come out the same: the cache file names
-the model's sha256, the execution provider, the onnxruntime version and the machine that made
-it, and a file made by anything else is ignored (and replaced). It is only a cache: a missing
-or corrupt file costs time, never a routing decision. (The image build fills it with ``qey
-route`` for an image whose machine is the build host's.)
+are embedded; the type head fitted on a set of vectors is kept too, under the hash of all it
+was fitted from. A vector is reused only where it would come out the same: the cache file
+names the model's sha256, the execution provider, the onnxruntime version and the machine
+that made it, and a file made by anything else is ignored (and replaced). It is only a cache:
+a missing or corrupt file costs time, never a routing decision. (The image build fills it with
+``qey route`` for an image whose machine is the build host's.)
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "phrases.msgpack"
 MAX_ENTRIES = 5000  # far above the built-in types' few hundred; oldest go first beyond it
+MAX_HEADS = 4  # the heads of the last few sets of types (a type registered later: a new set)
 
 
 class _CacheFile(msgspec.Struct, frozen=True):
     fingerprint: str
     vectors: dict[str, bytes]  # normalised phrase -> float32 little-endian, DIMENSIONS long
+    heads: dict[str, bytes] = {}  # digest of what a head was fitted from -> its parameters
 
 
 class PhraseCache:
@@ -41,6 +45,7 @@ class PhraseCache:
         self.path = path
         self.fingerprint = fingerprint
         self._vectors: dict[str, bytes] | None = None
+        self._heads: dict[str, bytes] = {}
 
     def _load(self) -> dict[str, bytes]:
         if self._vectors is not None:
@@ -58,7 +63,19 @@ class PhraseCache:
             return self._vectors
         size = DIMENSIONS * 4
         self._vectors = {k: v for k, v in cached.vectors.items() if len(v) == size}
+        self._heads = dict(cached.heads)
         return self._vectors
+
+    def head(self, digest: str, fit: Callable[[], bytes]) -> bytes:
+        """The parameters of the head fitted from what ``digest`` names; ``fit`` only if
+        they are not kept (the caller checks what it reads back)."""
+        self._load()
+        if digest not in self._heads:
+            self._heads[digest] = fit()
+            while len(self._heads) > MAX_HEADS:
+                del self._heads[next(iter(self._heads))]
+            self._save(self._load())
+        return self._heads[digest]
 
     def embed(self, texts: Sequence[str], embed: Callable[[list[str]], Vectors]) -> Vectors:
         """The vectors of ``texts``, calling ``embed`` only for those not cached."""
@@ -77,7 +94,7 @@ class PhraseCache:
     def _save(self, known: dict[str, bytes]) -> None:
         while len(known) > MAX_ENTRIES:
             del known[next(iter(known))]
-        data = msgspec.msgpack.encode(_CacheFile(self.fingerprint, known))
+        data = msgspec.msgpack.encode(_CacheFile(self.fingerprint, known, self._heads))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_atomic(self.path, data)

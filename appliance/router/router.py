@@ -270,15 +270,22 @@ class Router:
             for name, phrase in zip(table.names, table.phrases, strict=True):
                 by_type[name].append(phrase)
             table.lexical = LexicalIndex(by_type)
-            if self.settings.head_weight > 0 and len(table.types) > 1:
-                owners = [table.types.index(n) for n in table.names]
-                table.head = TypeHead(
-                    table.vectors, owners, len(table.types), self.settings.head_l2
-                )
+            table.head = self._fit_head(table)
             self._table = table
         log.info(
             "router: embedded %d phrases of %s", len(phrases), ", ".join(n for n, _ in pending)
         )
+
+    def _fit_head(self, table: _Table) -> TypeHead | None:
+        """The type head for ``table``: kept in the phrase cache, fitted if it is not."""
+        if self.settings.head_weight <= 0 or len(table.types) < 2:
+            return None
+        owners = [table.types.index(n) for n in table.names]
+        args = (table.vectors, owners, len(table.types), self.settings.head_l2)
+        if self._cache is None:
+            return TypeHead.fit(*args)
+        data = self._cache.head(TypeHead.digest(*args), lambda: TypeHead.fit(*args).to_bytes())
+        return TypeHead.from_bytes(data, DIMENSIONS, len(table.types)) or TypeHead.fit(*args)
 
 
 def phrases_of(cls: type[Agent]) -> list[str]:

@@ -24,7 +24,7 @@ def clusters(seed: int) -> tuple[np.ndarray, list[int]]:
 
 def test_it_learns_which_direction_belongs_to_which_type() -> None:
     vectors, owners = clusters(1)
-    head = TypeHead(vectors, owners, 3, DEFAULT_L2)
+    head = TypeHead.fit(vectors, owners, 3, DEFAULT_L2)
     unseen, unseen_owners = clusters(2)
     predicted = head.probabilities(unseen).argmax(axis=1)
     assert (predicted == np.array(unseen_owners)).mean() > 0.9
@@ -33,8 +33,8 @@ def test_it_learns_which_direction_belongs_to_which_type() -> None:
 
 def test_the_same_phrases_give_the_same_head() -> None:
     vectors, owners = clusters(3)
-    a = TypeHead(vectors, owners, 3, DEFAULT_L2).probabilities(vectors)
-    b = TypeHead(vectors, owners, 3, DEFAULT_L2).probabilities(vectors)
+    a = TypeHead.fit(vectors, owners, 3, DEFAULT_L2).probabilities(vectors)
+    b = TypeHead.fit(vectors, owners, 3, DEFAULT_L2).probabilities(vectors)
     assert np.array_equal(a, b)
 
 

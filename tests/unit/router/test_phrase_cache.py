@@ -14,6 +14,7 @@ import pytest
 from appliance.agents import BUILTIN_TYPES
 from appliance.router import Router, RouterSettings
 from appliance.router.encoder import Vectors
+from appliance.router.head import TypeHead
 from appliance.router.phrase_cache import CACHE_FILE
 
 pytestmark = pytest.mark.unit
@@ -90,3 +91,25 @@ def test_an_unwritable_cache_directory_only_costs_time(
         router, _ = started(blocker / "router")
     assert "cannot write the phrase cache" in caplog.text
     assert router.route_blocking(COMMANDS[0]).agent_type == "data_collector"
+
+
+def test_the_type_head_is_kept_too_and_gives_the_same_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fits: list[int] = []
+    real_fit = TypeHead.fit.__func__  # type: ignore[attr-defined]
+
+    def counting_fit(cls: type[TypeHead], *args: object) -> TypeHead:
+        fits.append(1)
+        return real_fit(cls, *args)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(TypeHead, "fit", classmethod(counting_fit))
+    first, _ = started(tmp_path)
+    assert fits == [1]
+    second, _ = started(tmp_path)
+    assert fits == [1]  # read back, not fitted again
+    assert first._table.head is not None and second._table.head is not None
+    vectors = first._table.vectors[:20]
+    assert np.array_equal(
+        first._table.head.probabilities(vectors), second._table.head.probabilities(vectors)
+    )
