@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -427,22 +426,34 @@ def lay_overlay(tree: Path, board_dir: Path) -> None:
     (tree / "data").mkdir(exist_ok=True)
 
 
-def seed_router_cache(data_dir: Path, target: Target) -> None:
-    """The router's phrase vectors, made here when this host is the image's machine: the
-    cache names the model, provider, onnxruntime and machine, so the guest uses them exactly
-    where it would have computed the same (20 s of its first start under TCG)."""
-    if platform.machine() != target.machine:
-        print(f"    router phrase cache: made at first boot ({target.machine})", file=sys.stderr)
-        return
-    run(
-        sys.executable,
-        "-m",
-        "appliance.cli",
-        "route",
-        "warm up",
-        env={"QEY_DATA_DIR": str(data_dir), "QEY_BOARD": str(ROOT / "hw/boards/qemu.toml")},
-        stdout=subprocess.DEVNULL,
-    )
+def seed_router_cache(tree: Path, data_dir: Path) -> None:
+    """The router's phrase cache (vectors and type head), made by the image's own python,
+    venv and model in a chroot of the root tree (for arm64 under qemu-user: a few seconds
+    here, half a minute of the first boot under TCG). The cache names the model, provider,
+    onnxruntime and machine, so the guest uses it only where it would compute the same
+    vectors, up to the float rounding of whichever CPU kernels ran (the chroot has no /proc
+    or /sys, so onnxruntime says it cannot detect the CPU's features and takes generic ones).
+    """
+    seed = tree / "tmp" / "qey-seed"
+    seed.mkdir(parents=True)
+    try:
+        run(
+            "chroot",
+            tree,
+            "/opt/qey/venv/bin/qey",
+            "route",
+            "warm up",
+            env={
+                "QEY_DATA_DIR": "/tmp/qey-seed",
+                "QEY_BOARD": "/etc/qey/boards/qemu.toml",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "HOME": "/tmp",
+            },
+            stdout=subprocess.DEVNULL,
+        )
+        shutil.move(seed / "router", data_dir / "router")
+    finally:
+        shutil.rmtree(seed, ignore_errors=True)
 
 
 def owner(tree: Path, user: str) -> tuple[int, int]:
@@ -604,7 +615,7 @@ def build(name: str, force: bool) -> Path:
         uid, gid = owner(tree, "qey")
         data_tree = work / "data"
         (data_tree / "qey").mkdir(parents=True)
-        seed_router_cache(data_tree / "qey", target)
+        seed_router_cache(tree, data_tree / "qey")
         for path in [data_tree / "qey", *(data_tree / "qey").rglob("*")]:
             os.chown(path, uid, gid)
         (data_tree / "qey").chmod(0o700)
