@@ -35,7 +35,7 @@ from appliance.router.encoder import CPU, DIMENSIONS, Encoder, Vectors
 from appliance.router.head import DEFAULT_L2, TypeHead
 from appliance.router.lexical import LexicalIndex
 from appliance.router.phrase_cache import CACHE_FILE, PhraseCache
-from appliance.router.structure import clauses_of, shape_of
+from appliance.router.structure import clauses_of, is_sequenced, shape_of
 from appliance.runtime import Agent
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class Router:
             reason: Reason | None = None
             if shape is not None and (best.confidence >= s.threshold or steps):
                 reason = shape  # in domain, and timed or conditional: a plan whatever its steps
-            elif len(set(steps)) >= 2:
+            elif len(set(steps)) >= 2 or (len(steps) >= 2 and is_sequenced(command)):
                 reason = "multi-step"
             if reason is not None:
                 confidence = max(best.confidence, float(scores[1:].max(initial=0.0)))

@@ -39,6 +39,13 @@ _CLAUSE_BREAK = re.compile(
     re.IGNORECASE,
 )
 _MIN_CLAUSE_WORDS = 2
+# Words that say the clauses are steps in order, not a list: "first discover the hosts, then
+# scan their ports" is a plan even though both steps are the data collector's, where "discover
+# hosts and open ports" is one step.
+_SEQUENCE = re.compile(
+    r"\bthen\b|\bafter\s+that\b|\bafterwards\b|\bfollowed\s+by\b|^\s*first\b|\bfinally\b",
+    re.IGNORECASE,
+)
 
 
 def shape_of(command: str) -> Shape | None:
@@ -48,6 +55,11 @@ def shape_of(command: str) -> Shape | None:
     if _CONDITION.search(command):
         return "conditional"
     return None
+
+
+def is_sequenced(command: str) -> bool:
+    """Whether the command orders its clauses ("first ..., then ...")."""
+    return _SEQUENCE.search(command) is not None
 
 
 def clauses_of(command: str) -> list[str]:

@@ -54,6 +54,8 @@ def test_a_clear_command_goes_to_its_agent_type(
     ("command", "reason"),
     [
         ("scan the network then write a report", "multi-step"),
+        # ordered steps make a plan even when one type would take each of them
+        ("first find the live machines in 127.0.0.0/29, then probe each for ports", "multi-step"),
         ("scan 127.0.0.1 every night at 2am", "scheduled"),
         ("if port 23 is open on 127.0.0.1, record it in the report", "conditional"),
     ],
@@ -61,6 +63,12 @@ def test_a_clear_command_goes_to_its_agent_type(
 def test_plans_go_to_the_coordinator(router: Router, command: str, reason: str) -> None:
     decision = router.route_blocking(command)
     assert (decision.agent_type, decision.reason) == ("coordinator", reason)
+
+
+def test_a_list_in_one_step_is_not_a_plan(router: Router) -> None:
+    """Without an order ("then", "first"), clauses for one type are one step of it."""
+    decision = router.route_blocking("discover hosts and open ports on 127.0.0.0/29")
+    assert (decision.agent_type, decision.reason) == ("data_collector", "nearest")
 
 
 @pytest.mark.parametrize(

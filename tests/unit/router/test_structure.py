@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.router.structure import clauses_of, shape_of
+from appliance.router.structure import clauses_of, is_sequenced, shape_of
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +41,18 @@ def test_commands_split_into_clauses_that_start_with_a_word(
     command: str, clauses: list[str]
 ) -> None:
     assert clauses_of(command) == clauses
+
+
+@pytest.mark.parametrize(
+    ("command", "sequenced"),
+    [
+        ("first discover the hosts, then scan them", True),
+        ("scan 127.0.0.1 and then analyze the results", True),
+        ("scan the hosts; after that, rate the findings", True),
+        ("discover hosts and open ports on 127.0.0.0/29", False),
+        ("scan ports 22, 80 and 443 on 127.0.0.1", False),
+        ("which hosts are up on the lab network", False),
+    ],
+)
+def test_ordered_steps_are_told_from_lists(command: str, sequenced: bool) -> None:
+    assert is_sequenced(command) is sequenced
