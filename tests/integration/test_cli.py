@@ -132,6 +132,7 @@ def test_submit_talks_to_the_running_appliance(settings: Settings, open_ports: l
     finally:
         appliance.send_signal(signal.SIGTERM)
         assert appliance.wait(timeout=20) == 0
+    assert "qey stopped: store closed" in appliance.stdout.read()  # the graceful path, to its end
     assert not Path(sock).exists()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

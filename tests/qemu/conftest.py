@@ -72,6 +72,26 @@ class Guest:
                 self.proc.wait(10)
         self.proc = None
 
+    def reboot_cleanly(self, deadline_s: float) -> float:
+        """Ctrl-Alt-Del on the guest's keyboard (QEMU's monitor): systemd reboots cleanly,
+        stopping every service, and QEMU exits at the reboot (-no-reboot). The image has no
+        logind to act on an ACPI power button, and needs none. Returns the seconds it took."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        with socket.socket(socket.AF_UNIX) as mon:
+            mon.connect(str(self.monitor))
+            mon.sendall(b"sendkey ctrl-alt-delete\n")
+            time.sleep(0.5)
+        try:
+            self.proc.wait(deadline_s)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"no reboot within {deadline_s:.0f} s of Ctrl-Alt-Del; console log:\n"
+                + self.log()[-20000:]
+            )
+        self.proc = None
+        return time.monotonic() - t0
+
     def log(self) -> str:
         return self.console.read_bytes().decode(errors="replace")
 

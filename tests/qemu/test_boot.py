@@ -141,3 +141,23 @@ def test_the_data_survives_a_power_cut(guest: Guest) -> None:
     assert jobs_before  # there was something to lose
     # every job from before is still there, unchanged (this boot adds its own watcher job)
     assert all(jobs_after.get(j["job_id"]) == j for j in jobs_before)
+
+
+def test_a_clean_reboot_stops_the_appliance_and_the_next_boot_has_the_data(
+    guest: Guest,
+) -> None:
+    """A clean reboot: systemd stops the appliance (SIGTERM, store closed) well inside its
+    stop timeout, and the next boot finds every job."""
+    s, base = login(guest.base_url), guest.base_url
+    jobs_before = s.get(f"{base}/api/v1/jobs", timeout=30).json()
+    took = guest.reboot_cleanly(deadline_s=120)
+    log = guest.log()
+    (ROOT / "artifacts" / "qemu-amd64-reboot-console.log").write_text(log)
+    assert "qey stopped: store closed" in log, log[-5000:]
+    assert re.search(r"Stopped .*qey\.service", log), log[-5000:]
+    assert "qey.service: State 'stop-sigterm' timed out" not in log
+    print(f"clean reboot (until QEMU exits): {took:.1f} s")
+    guest.start()
+    guest.wait_for(r"qey panel https://\S+", READY_DEADLINE_S)
+    jobs_after = {j["job_id"]: j for j in login(base).get(f"{base}/api/v1/jobs", timeout=30).json()}
+    assert jobs_before and all(jobs_after.get(j["job_id"]) == j for j in jobs_before)
