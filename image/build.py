@@ -434,6 +434,7 @@ def seed_router_cache(tree: Path, data_dir: Path) -> None:
     vectors, up to the float rounding of whichever CPU kernels ran (the chroot has no /proc
     or /sys, so onnxruntime says it cannot detect the CPU's features and takes generic ones).
     """
+    print("    router phrase cache: the image's qey route in a chroot", file=sys.stderr, flush=True)
     seed = tree / "tmp" / "qey-seed"
     seed.mkdir(parents=True)
     try:
