@@ -34,7 +34,10 @@ OUT = ROOT / "build" / "image"
 # Outside the checkout, so a fresh clone (CI) reuses a base whose inputs have not changed.
 CACHE = Path(os.environ.get("QEY_IMAGE_CACHE") or Path.home() / ".cache" / "qey-image")
 SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
+# $QEY_DEBIAN_MIRROR pins the packages where a dated mirror is reachable, e.g.
+# http://snapshot.debian.org/archive/debian/20261101T000000Z: a cold base built on another day
+# then has the same packages (it is part of the base's cache key either way).
+MIRROR = os.environ.get("QEY_DEBIAN_MIRROR") or "http://deb.debian.org/debian"
 PYTHON = "3.11"  # bookworm's python3; the venv's wheels are built for it
 MiB = 1024 * 1024
 ESP_MIB = 128  # room for two kernels and initrds (slots A and B)
