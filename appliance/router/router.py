@@ -13,7 +13,8 @@ the answer is "no confident match" with the closest types as candidates: a silen
 start the wrong agent on a security appliance.
 
 Plans go to the planner type (the coordinator): a command with a schedule or a condition, or
-whose clauses confidently want different agent types ("scan the network then write a report").
+whose clauses confidently want different agent types ("scan the network then write a report"),
+or that orders two confident steps even of one type ("first find the hosts, then scan them").
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ class Router:
         )
         self._table = _Table()
         self._pending: list[tuple[str, list[str]]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # _pending and the _table swap
+        self._build = threading.Lock()  # one _embed_pending at a time
 
     @property
     def provider(self) -> str:
@@ -245,19 +247,22 @@ class Router:
         return blend
 
     def _embed_pending(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        if not pending:
-            return
-        names = [name for name, phrases in pending for _ in phrases]
-        phrases = [p for _, ps in pending for p in ps]
-        texts = [normalise(p) for p in phrases]
-        if self._cache is not None:
-            vectors = self._cache.embed(texts, self._encoder.embed)
-        else:
-            vectors = self._encoder.embed(texts)
-        with self._lock:
-            old = self._table
+        """Embed the types added since the last call and swap in a new table. One build at a
+        time (``_build``); ``_lock`` is held only to take the pending types and to swap, so
+        ``add_type`` on the event loop never waits for an embedding or a head fit."""
+        with self._build:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            names = [name for name, phrases in pending for _ in phrases]
+            phrases = [p for _, ps in pending for p in ps]
+            texts = [normalise(p) for p in phrases]
+            if self._cache is not None:
+                vectors = self._cache.embed(texts, self._encoder.embed)
+            else:
+                vectors = self._encoder.embed(texts)
+            old = self._table  # only a build replaces it, and this is the only build
             replaced = {name for name, _ in pending}
             keep = [i for i, n in enumerate(old.names) if n not in replaced]
             table = _Table(
@@ -271,7 +276,8 @@ class Router:
                 by_type[name].append(phrase)
             table.lexical = LexicalIndex(by_type)
             table.head = self._fit_head(table)
-            self._table = table
+            with self._lock:
+                self._table = table
         log.info(
             "router: embedded %d phrases of %s", len(phrases), ", ".join(n for n, _ in pending)
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import msgspec
@@ -14,6 +16,7 @@ from appliance.errors import ModelUnavailable, ProviderUnavailable
 from appliance.events import Event
 from appliance.router import RouteDecision, Router, RouterSettings
 from appliance.router.encoder import choose_providers, file_sha256, packaged_model_dir
+from appliance.router.head import TypeHead
 from appliance.runtime import Agent, Context, NoState, Runtime
 
 pytestmark = pytest.mark.unit
@@ -212,3 +215,35 @@ def test_a_type_that_is_not_routable_is_never_chosen() -> None:
     router.add_type(BUILTIN_TYPES[1])
     router.add_type(Watcher)
     assert router.agent_types == ["data_collector"]
+
+
+def test_registering_a_type_never_waits_for_a_build_in_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """add_type runs on the event loop: a slow build in the router's thread (embedding and
+    fitting the type head take seconds on a slow core) must not hold it up."""
+    started, release = threading.Event(), threading.Event()
+    real_fit = TypeHead.fit.__func__  # type: ignore[attr-defined]
+
+    def slow_fit(cls: type[TypeHead], *args: object) -> TypeHead:
+        started.set()
+        release.wait(10)
+        return real_fit(cls, *args)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(TypeHead, "fit", classmethod(slow_fit))
+    router = Router()
+    router.add_type(BUILTIN_TYPES[0])
+    router.add_type(BUILTIN_TYPES[1])
+    builder = threading.Thread(target=router._embed_pending)
+    builder.start()
+    try:
+        assert started.wait(10)
+        t0 = time.monotonic()
+        router.add_type(BUILTIN_TYPES[2])
+        assert router.agent_types == [BUILTIN_TYPES[2].name]  # the others are being built
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        release.set()
+        builder.join(10)
+    router._embed_pending()
+    assert router.agent_types == [t.name for t in BUILTIN_TYPES[:3]]
