@@ -86,6 +86,12 @@ class Scene:
                 )
                 self.changed = True
 
+    def know_jobs(self, jobs: Iterable[JobView]) -> None:
+        """Jobs read from the store: what a seeded line's job is (a JobSubmitted seen later, or
+        already, is not overwritten)."""
+        for job in jobs:
+            self._jobs.setdefault(job.job_id, job)
+
     def reconcile(self, instances: Iterable[InstanceInfo], now: float) -> None:
         """Make the lines agree with the runtime's live instances: a line whose end the
         display never heard of (its record dropped by a full watch) ends now, as done."""

@@ -43,7 +43,7 @@ from appliance.hal.display.messages import (
     encode_message,
 )
 from appliance.hal.display.render import render_image
-from appliance.hal.display.scene import Scene, Snapshot
+from appliance.hal.display.scene import JobView, Scene, Snapshot
 from appliance.hal.display.screen import Screen
 from appliance.hal.display.session import WireSession
 from appliance.hal.errors import DisplayUnavailable
@@ -135,6 +135,11 @@ class DisplayService:
             runtime.watch(traffic=True, limit=2_000) as traffic,
         ):
             self.scene.seed(runtime.instances(), self._clock.monotonic())
+            # the jobs of instances older than the watch (their JobSubmitted went by unseen)
+            self.scene.know_jobs(
+                JobView(row["job_id"], row["command"], bool(row["autonomous"]))
+                for row in await runtime.graph.jobs()
+            )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._follow(records, traffic=False))
                 tg.create_task(self._follow(traffic, traffic=True))
@@ -184,7 +189,8 @@ class DisplayService:
         state = "busy" if self._runtime.busy else "ready"
         newest = list(snapshot.jobs.values())[-1] if snapshot.jobs else None
         texts = [
-            f"qEY-0 {state} · {len(snapshot.jobs)} jobs · {snapshot.total} agents",
+            f"qEY-0 {state} · {_count(len(snapshot.jobs), 'job')} · "
+            f"{_count(snapshot.total, 'agent')}",
             (("* " if newest.autonomous else "> ") + newest.command[:60]) if newest else "",
             self._notice,
         ]
@@ -311,3 +317,7 @@ class DisplayService:
             self.stats.buttons += 1
             if self._on_button is not None:
                 self._on_button(message)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -157,3 +157,27 @@ async def test_the_port_is_reopened_after_it_vanishes(
     runtime.publish_nowait(ref, Add(), job=job)
     await until(lambda: any(s.agent == "counter" for s in emulator.screen.lines()), clock)
     assert emulator.connections == 2
+
+
+async def test_an_instance_older_than_the_display_shows_its_jobs_command(
+    runtime: Runtime, board: BoardProfile
+) -> None:
+    """The display can start after the runtime (a replugged adapter, the appliance's own
+    start order): the jobs of instances it did not see begin are read from the store."""
+    job = runtime.open_job("watch the lab network")
+    runtime.spawn("counter", job, "count things")
+    await runtime.commit()
+    clock = FakeClock()
+    endpoint = SocketPairEndpoint()
+    config = msgspec.structs.replace(board.display, fps=10.0)
+    service = DisplayService(
+        runtime, config, clock=clock, board="sim", open_link=endpoint.open_for_service
+    )
+    emulator = DisplayEmulator(endpoint)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(service.run()), tg.create_task(emulator.run())]
+        await until(lambda: len(emulator.screen.texts) > 1 and emulator.screen.texts[1], clock)
+        assert emulator.screen.texts[0].endswith("· 1 job · 1 agent")
+        assert emulator.screen.texts[1] == "* watch the lab network"
+        for task in tasks:
+            task.cancel()
