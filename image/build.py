@@ -15,6 +15,7 @@ manifest.json (Debian package versions, wheel hashes, model hash, git commit).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -23,9 +24,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -247,6 +250,35 @@ def base_tarball(target: Target, epoch: int) -> Path:
         print(f"    cached: {tar}", file=sys.stderr)
         return tar
     tmp = tar.with_suffix(".tmp.tar")
+    slow = "; its initramfs under qemu-user is most of it" if target.arch == "arm64" else ""
+    with ticking(f"building the {target.arch} base{slow}"):
+        _mmdebstrap(target, tmp, epoch)
+    tmp.rename(tar)
+    return tar
+
+
+@contextlib.contextmanager
+def ticking(what: str, every_s: float = 60.0) -> Iterator[None]:
+    """A line every minute while a long step runs silently (mmdebstrap says nothing for the
+    quarter of an hour an arm64 base takes)."""
+    done = threading.Event()
+    t0 = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(every_s):
+            minutes = (time.monotonic() - t0) / 60
+            print(f"    ... {what} ({minutes:.0f} min so far)", file=sys.stderr, flush=True)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+
+
+def _mmdebstrap(target: Target, tmp: Path, epoch: int) -> None:
     run(
         "mmdebstrap",
         "--variant=minbase",
@@ -260,8 +292,6 @@ def base_tarball(target: Target, epoch: int) -> Path:
         MIRROR,
         env={"SOURCE_DATE_EPOCH": str(epoch)},
     )
-    tmp.rename(tar)
-    return tar
 
 
 def requirements() -> list[str]:
