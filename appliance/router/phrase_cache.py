@@ -9,7 +9,7 @@ was fitted from. A vector is reused only where it would come out the same: the c
 names the model's sha256, the execution provider, the onnxruntime version and the machine
 that made it, and a file made by anything else is ignored (and replaced). It is only a cache:
 a missing or corrupt file costs time, never a routing decision. (The image build fills it with
-``qey route`` for an image whose machine is the build host's.)
+the image's own ``qey route``, in a chroot of its root tree.)
 """
 
 from __future__ import annotations
@@ -38,33 +38,51 @@ class _CacheFile(msgspec.Struct, frozen=True):
 
 
 class PhraseCache:
-    """Phrase -> vector for one encoder ``fingerprint``, loaded on first use (in the
-    router's thread) and written back whole, atomically, when phrases were added."""
+    """Phrase -> vector (and digest -> head) for one encoder ``fingerprint``: loaded on first
+    use, in the router's thread; ``save`` writes it back whole, atomically, once per build
+    and only when something was added."""
 
     def __init__(self, path: Path, fingerprint: str) -> None:
         self.path = path
         self.fingerprint = fingerprint
-        self._vectors: dict[str, bytes] | None = None
+        self._vectors: dict[str, bytes] = {}
         self._heads: dict[str, bytes] = {}
+        self._loaded = False
+        self._dirty = False
 
-    def _load(self) -> dict[str, bytes]:
-        if self._vectors is not None:
-            return self._vectors
-        self._vectors = {}
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
         try:
             cached = msgspec.msgpack.decode(self.path.read_bytes(), type=_CacheFile)
         except FileNotFoundError:
-            return self._vectors
+            return
         except (OSError, msgspec.DecodeError) as err:
             log.warning("router: ignoring the phrase cache %s: %s", self.path, err)
-            return self._vectors
+            return
         if cached.fingerprint != self.fingerprint:
             log.info("router: phrase cache %s was made by another encoder; redone", self.path)
-            return self._vectors
+            return
         size = DIMENSIONS * 4
         self._vectors = {k: v for k, v in cached.vectors.items() if len(v) == size}
         self._heads = dict(cached.heads)
-        return self._vectors
+
+    def embed(self, texts: Sequence[str], embed: Callable[[list[str]], Vectors]) -> Vectors:
+        """The vectors of ``texts``, calling ``embed`` only for those not cached."""
+        self._load()
+        known = self._vectors
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            for text, vector in zip(missing, embed(missing), strict=True):
+                known[text] = vector.astype("<f4").tobytes()
+            while len(known) > MAX_ENTRIES:
+                del known[next(iter(known))]
+            self._dirty = True
+        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = np.frombuffer(known[text], dtype="<f4")
+        return out
 
     def head(self, digest: str, fit: Callable[[], bytes]) -> bytes:
         """The parameters of the head fitted from what ``digest`` names; ``fit`` only if
@@ -74,27 +92,15 @@ class PhraseCache:
             self._heads[digest] = fit()
             while len(self._heads) > MAX_HEADS:
                 del self._heads[next(iter(self._heads))]
-            self._save(self._load())
+            self._dirty = True
         return self._heads[digest]
 
-    def embed(self, texts: Sequence[str], embed: Callable[[list[str]], Vectors]) -> Vectors:
-        """The vectors of ``texts``, calling ``embed`` only for those not cached."""
-        known = self._load()
-        missing = [t for t in dict.fromkeys(texts) if t not in known]
-        if missing:
-            fresh = embed(missing)
-            for text, vector in zip(missing, fresh, strict=True):
-                known[text] = vector.astype("<f4").tobytes()
-            self._save(known)
-        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
-        for i, text in enumerate(texts):
-            out[i] = np.frombuffer(known[text], dtype="<f4")
-        return out
-
-    def _save(self, known: dict[str, bytes]) -> None:
-        while len(known) > MAX_ENTRIES:
-            del known[next(iter(known))]
-        data = msgspec.msgpack.encode(_CacheFile(self.fingerprint, known, self._heads))
+    def save(self) -> None:
+        """Write what was added since the last save (nothing if nothing was)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        data = msgspec.msgpack.encode(_CacheFile(self.fingerprint, self._vectors, self._heads))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             write_atomic(self.path, data)

@@ -278,6 +278,8 @@ class Router:
             table.head = self._fit_head(table)
             with self._lock:
                 self._table = table
+            if self._cache is not None:
+                self._cache.save()  # once per build: the new vectors and head together
         log.info(
             "router: embedded %d phrases of %s", len(phrases), ", ".join(n for n, _ in pending)
         )
