@@ -3,7 +3,6 @@ panel port a first-time setup and a routed command work; the data survives a pow
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -59,17 +58,7 @@ def test_first_boot_comes_up_ready_and_prints_the_panel_and_setup_token(guest: G
     log = guest.log()
     assert re.search(r"qey panel https://10\.0\.2\.15:8080/", log)  # QEMU's user network
     assert re.search(r"qey data partition \S+ grown to \d+ MiB", log)
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    (ROOT / "artifacts" / "qemu-amd64-figures.json").write_text(
-        json.dumps(
-            {
-                "boot_to_ready_s": round(boot_to_ready, 1),
-                "version": ready.group(1),
-                "appliance_start": started.group(0).strip(),
-            }
-        )
-    )
-    print(f"boot to ready: {boot_to_ready:.1f} s; {started.group(0).strip()}")
+    guest.record_boot(ready.group(1), boot_to_ready, started.group(0))
 
 
 def test_setup_then_a_routed_command_through_the_forwarded_panel(guest: Guest) -> None:

@@ -4,14 +4,13 @@ forwarded port."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.qemu.conftest import READY_DEADLINE_S, ROOT, Guest, booted
+from tests.qemu.conftest import READY_DEADLINE_S, Guest, booted
 
 pytestmark = [
     pytest.mark.qemu_arm64,
@@ -34,14 +33,4 @@ def test_the_arm64_image_boots_to_ready_and_serves_its_panel(guest: Guest) -> No
     session.trust_env = False
     login = session.get(f"{guest.base_url}/login", verify=False, timeout=60)
     assert login.status_code == 200 and 'name="password"' in login.text
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    (ROOT / "artifacts" / "qemu-arm64-figures.json").write_text(
-        json.dumps(
-            {
-                "boot_to_ready_s": round(boot_to_ready, 1),
-                "version": ready.group(1),
-                "appliance_start": started.group(0).strip(),
-            }
-        )
-    )
-    print(f"arm64 boot to ready: {boot_to_ready:.1f} s; {started.group(0).strip()}")
+    guest.record_boot(ready.group(1), boot_to_ready, started.group(0))

@@ -1,5 +1,7 @@
-"""Two builds of one commit give the same manifest: the same Debian packages, wheels, model
-and partition layout (SOURCE_DATE_EPOCH from git, fixed ids), not merely the same inputs."""
+"""Two builds of one commit give the same manifest: every step after the (cached) Debian base
+is deterministic: the wheels installed, the appliance wheel's files, the model, the partition
+layout and ids (SOURCE_DATE_EPOCH from git). The base itself is the same by its cache key; a
+cold base built another day is pinned only by $QEY_DEBIAN_MIRROR."""
 
 from __future__ import annotations
 
