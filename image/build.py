@@ -461,9 +461,9 @@ def lay_overlay(tree: Path, board_dir: Path) -> None:
 
 def seed_router_cache(tree: Path, data_dir: Path) -> None:
     """The router's phrase cache (vectors and type head), made by the image's own python,
-    venv and model in a chroot of the root tree (for arm64 under qemu-user: a few seconds
-    here, half a minute of the first boot under TCG). The cache names the model, provider,
-    onnxruntime and machine, so the guest uses it only where it would compute the same
+    venv and model in a chroot of the root tree (for arm64 under qemu-user: ~40 s of the
+    build instead of half a minute of the first boot under TCG). The cache names the model,
+    provider, onnxruntime and machine, so the guest uses it only where it would compute the same
     vectors, up to the float rounding of whichever CPU kernels ran (the chroot has no /proc
     or /sys, so onnxruntime says it cannot detect the CPU's features and takes generic ones).
     """
