@@ -4,6 +4,7 @@ oldest frames dropped (and counted) when the link is slow, the port reopened whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -63,10 +64,12 @@ async def until(condition: Callable[[], bool], clock: FakeClock, timeout: float 
             await asyncio.sleep(0.001)
 
 
-@pytest.fixture
-async def rig(
-    runtime: Runtime, board: BoardProfile
-) -> AsyncIterator[tuple[DisplayService, DisplayEmulator, SocketPairEndpoint, FakeClock]]:
+Rig = tuple[DisplayService, DisplayEmulator, SocketPairEndpoint, FakeClock]
+
+
+@contextlib.asynccontextmanager
+async def running_display(runtime: Runtime, board: BoardProfile) -> AsyncIterator[Rig]:
+    """The display service at 10 fps and the emulator, joined by a socket pair."""
     clock = FakeClock()
     endpoint = SocketPairEndpoint()
     config = msgspec.structs.replace(board.display, fps=10.0)
@@ -81,7 +84,10 @@ async def rig(
             task.cancel()
 
 
-Rig = tuple[DisplayService, DisplayEmulator, SocketPairEndpoint, FakeClock]
+@pytest.fixture
+async def rig(runtime: Runtime, board: BoardProfile) -> AsyncIterator[Rig]:
+    async with running_display(runtime, board) as started:
+        yield started
 
 
 async def test_the_display_greets_and_shows_live_agents(
@@ -167,17 +173,7 @@ async def test_an_instance_older_than_the_display_shows_its_jobs_command(
     job = runtime.open_job("watch the lab network")
     runtime.spawn("counter", job, "count things")
     await runtime.commit()
-    clock = FakeClock()
-    endpoint = SocketPairEndpoint()
-    config = msgspec.structs.replace(board.display, fps=10.0)
-    service = DisplayService(
-        runtime, config, clock=clock, board="sim", open_link=endpoint.open_for_service
-    )
-    emulator = DisplayEmulator(endpoint)
-    async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(service.run()), tg.create_task(emulator.run())]
+    async with running_display(runtime, board) as (_, emulator, _, clock):
         await until(lambda: len(emulator.screen.texts) > 1 and emulator.screen.texts[1], clock)
         assert emulator.screen.texts[0].endswith("· 1 job · 1 agent")
         assert emulator.screen.texts[1] == "* watch the lab network"
-        for task in tasks:
-            task.cancel()
