@@ -133,7 +133,9 @@ ensure_image_tools() {
     *)
       command -v qemu-system-aarch64 >/dev/null 2>&1 || missing+=(qemu-system-arm)
       [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
-      [ -e /usr/lib/binfmt.d/qemu-aarch64.conf ] || missing+=(qemu-user-static binfmt-support) ;;
+      [ -e /usr/lib/binfmt.d/qemu-aarch64.conf ] || missing+=(qemu-user-static binfmt-support)
+      # mmdebstrap only Recommends it, and needs it for any foreign architecture
+      command -v arch-test >/dev/null 2>&1 || missing+=(arch-test) ;;
   esac
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (apt)"
