@@ -289,12 +289,14 @@ class _LiveScope:
     def get(self) -> list[str]:
         return [str(n) for n in self._scope.networks]
 
-    def set(self, networks: list[str]) -> list[str]:
-        checked = Scope(networks)  # BadCommand naming a bad network; nothing changed
+    def set(self, networks: list[str], *, confirm_large: bool = False) -> list[str]:
+        # BadCommand naming a bad entry; nothing changed
+        checked = Scope(networks, confirm_large=confirm_large)
         names = [str(n) for n in checked.networks]
-        write_scope(self._settings.data_dir, names)
+        write_scope(self._settings.data_dir, names, confirm_large=checked.has_large)
         self._scope.networks = checked.networks
         self._settings.scope = names
+        self._settings.scope_confirm_large = checked.has_large
         return names
 
 

@@ -1,13 +1,15 @@
 """Where the appliance keeps its data and what it may scan: read once at start.
 
 Sources, later ones winning: built-in defaults, ``<data dir>/config.toml``, environment
-(``QEY_DATA_DIR``, ``QEY_SCOPE``). A bad value fails at start with the file and field named.
+(``QEY_DATA_DIR``, ``QEY_SCOPE``, ``QEY_SCOPE_CONFIRM_LARGE``). A bad value fails at start
+with the file and field named; the scope is held to the same rules as the panel's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +48,7 @@ COMMON_PORTS = [
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: Path
     scope: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1/32"])
+    scope_confirm_large: bool = False  # the admin means a range past the size limit
     ports: list[int] = msgspec.field(default_factory=lambda: list(COMMON_PORTS))
     probe_timeout_s: float = 1.0
     scan_concurrency: int = 128
@@ -84,6 +87,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             ]
         if env.get("QEY_SCOPE"):
             values["scope"] = [s.strip() for s in env["QEY_SCOPE"].split(",") if s.strip()]
+        if env.get("QEY_SCOPE_CONFIRM_LARGE"):
+            values["scope_confirm_large"] = env["QEY_SCOPE_CONFIRM_LARGE"]
         try:
             settings = msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as err:
@@ -91,19 +96,35 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         bad = [p for p in settings.ports if not 0 < p < 65536]
         if bad:
             raise ValueError(f"{config}: ports out of range: {bad}")
+        # here, not at the top: the agents package imports this module
+        from appliance.agents.scope import scope_networks
+
+        try:
+            networks = scope_networks(settings.scope, confirm_large=settings.scope_confirm_large)
+        except ValueError as err:
+            source = "$QEY_SCOPE" if env.get("QEY_SCOPE") else f"{config}: scope"
+            raise ValueError(f"{source}: {err}") from None
+        settings.scope = [str(n) for n in networks]
         return settings
 
 
-def write_scope(data_dir: Path, scope: list[str]) -> None:
+_SCOPE_KEY = re.compile(r"\s*(scope|scope_confirm_large)\s*=")
+
+
+def write_scope(data_dir: Path, scope: list[str], *, confirm_large: bool = False) -> None:
     """Save the scan scope to ``config.toml`` (the panel changes it), keeping every other
-    line as the admin wrote it; the file is replaced whole, so a crash leaves the old one."""
+    line as the admin wrote it; the file is replaced whole, so a crash leaves the old one.
+    ``confirm_large`` is saved with it, so a confirmed large range loads at the next start."""
     config = data_dir / "config.toml"
     lines = config.read_text(encoding="utf-8").splitlines() if config.exists() else []
     table_start = next(
         (i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines)
     )
-    top = [line for line in lines[:table_start] if not line.lstrip().startswith("scope")]
-    text = "\n".join([f"scope = {json.dumps(scope)}", *top, *lines[table_start:]]) + "\n"
+    top = [line for line in lines[:table_start] if not _SCOPE_KEY.match(line)]
+    ours = [f"scope = {json.dumps(scope)}"]
+    if confirm_large:
+        ours.append("scope_confirm_large = true")
+    text = "\n".join([*ours, *top, *lines[table_start:]]) + "\n"
     tomllib.loads(text)  # never write a file that would not load
     write_atomic(config, text.encode("utf-8"), mode=0o644)
 

@@ -27,7 +27,7 @@ BUILTIN_TYPES = (Coordinator, DataCollector, Analyzer, Executor)
 def register_builtin(runtime: Runtime, settings: Settings) -> Scope:
     """Register the four built-in types, every one bound to the configured scope (returned:
     the panel changes it in place)."""
-    scope = Scope(settings.scope)
+    scope = Scope(settings.scope, confirm_large=settings.scope_confirm_large)
     rules = PortRules.load(settings.rules_file)
     runtime.register(Coordinator, lambda: Coordinator(scope, settings.ports))
     runtime.register(DataCollector, lambda: DataCollector(scope, settings))

@@ -42,7 +42,8 @@ class ScopeControl(Protocol):
 
     def get(self) -> list[str]: ...
 
-    def set(self, networks: list[str]) -> list[str]:
-        """Apply and save ``networks``; returns them normalised. Raises BadCommand (nothing
-        changed) when one is not a network."""
+    def set(self, networks: list[str], *, confirm_large: bool = False) -> list[str]:
+        """Apply and save ``networks``; returns them normalised (duplicates and networks
+        inside another dropped). Raises BadCommand (nothing changed) naming an entry that is
+        not a network of hosts, or a range past the size limit unless ``confirm_large``."""
         ...

@@ -49,6 +49,7 @@ class PoolRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class ScopeRequest(msgspec.Struct, forbid_unknown_fields=True):
     scope: Annotated[list[Network], msgspec.Meta(min_length=1, max_length=64)]
+    confirm_large: bool = False  # the admin means a range past the size limit
 
 
 class PasswordRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -127,7 +128,8 @@ async def put_scope(request: web.Request) -> web.Response:
     scope = request.app[SCOPE]
     if scope is None:
         raise ActionRefused("this appliance has no configurable scope")
-    applied = await asyncio.to_thread(scope.set, body.scope)  # it writes config.toml
+    # it writes config.toml
+    applied = await asyncio.to_thread(scope.set, body.scope, confirm_large=body.confirm_large)
     log.warning("panel: scan scope set to %s", ", ".join(applied))
     return json_response(ScopeView(applied))
 

@@ -347,7 +347,9 @@ async def settings(request: web.Request) -> web.Response:
         _api_form(
             "/api/v1/scope",
             f'<label>Networks (comma-separated) <input name="scope" data-list="1" id="scope-input" '
-            f'value="{e(", ".join(scope.get()))}" required></label>',
+            f'value="{e(", ".join(scope.get()))}" required></label>'
+            '<label><input type="checkbox" name="confirm_large" id="scope-confirm-large"> '
+            "allow large ranges (more than a /16 of IPv4 or a /64 of IPv6)</label>",
             "Save scope",
             method="PUT",
             cls="wide",

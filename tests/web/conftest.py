@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from appliance.errors import BadCommand
+from appliance.agents.scope import Scope
 from appliance.runtime import FakeClock, Runtime
 from appliance.web.capabilities import DeviceStatus
 from appliance.web.credentials import Credentials
@@ -40,19 +40,16 @@ class FakeBoard:
 
 
 class FakeScope:
+    """The app's live scope without its config.toml: the same rules (``Scope``), in memory."""
+
     def __init__(self) -> None:
         self.networks = ["127.0.0.1/32"]
 
     def get(self) -> list[str]:
         return list(self.networks)
 
-    def set(self, networks: list[str]) -> list[str]:
-        import ipaddress
-
-        try:
-            checked = [str(ipaddress.ip_network(n, strict=False)) for n in networks]
-        except ValueError as err:
-            raise BadCommand(str(err)) from None
+    def set(self, networks: list[str], *, confirm_large: bool = False) -> list[str]:
+        checked = [str(n) for n in Scope(networks, confirm_large=confirm_large).networks]
         self.networks = checked
         return checked
 

@@ -119,6 +119,42 @@ async def test_change_the_scope(client: TestClient[Any, Any], scope: FakeScope) 
     assert scope.networks == ["127.0.0.0/29"]  # the bad ones changed nothing
 
 
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("0.0.0.0/0", "this host"),
+        ("::/0", "unspecified"),
+        ("0.0.0.0/32", "this host"),
+        ("255.255.255.255", "broadcast"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+    ],
+)
+async def test_a_scope_of_addresses_that_are_not_hosts_is_refused(
+    client: TestClient[Any, Any], scope: FakeScope, entry: str, why: str
+) -> None:
+    body = {"scope": ["127.0.0.1", entry], "confirm_large": True}
+    resp = await client.put("/api/v1/scope", json=body, headers=h(client))
+    assert resp.status == 400
+    refusal = await resp.json()
+    assert refusal["error"] == "BadCommand"
+    assert repr(entry) in refusal["message"] and why in refusal["message"]
+    assert scope.networks == ["127.0.0.1/32"]
+
+
+async def test_a_large_scope_needs_confirming_and_duplicates_collapse(
+    client: TestClient[Any, Any], scope: FakeScope
+) -> None:
+    wide = {"scope": ["127.0.0.1", "10.0.0.0/8", "127.0.0.1/32"]}
+    refused = await client.put("/api/v1/scope", json=wide, headers=h(client))
+    assert refused.status == 400 and "confirm_large" in (await refused.json())["message"]
+    assert scope.networks == ["127.0.0.1/32"]
+    resp = await client.put("/api/v1/scope", json=wide | {"confirm_large": True}, headers=h(client))
+    assert resp.status == 200 and (await resp.json())["scope"] == ["127.0.0.1/32", "10.0.0.0/8"]
+    page = await (await client.get("/settings")).text()
+    assert 'type="checkbox" name="confirm_large"' in page
+
+
 async def test_live_events_follow_one_job(client: TestClient[Any, Any]) -> None:
     async with client.ws_connect("/api/v1/live?agent_type=echo") as ws:
         first = await (
