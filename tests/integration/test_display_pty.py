@@ -15,6 +15,7 @@ from appliance.hal.board import BoardProfile, load_board
 from appliance.hal.display.emulator import DisplayEmulator, PtyEndpoint
 from appliance.hal.display.messages import Status
 from appliance.hal.display.render import render_png, render_text
+from appliance.hal.display.screen import DEFAULT_CAPABILITIES, Screen
 from appliance.hal.display.service import DisplayService
 from appliance.hal.hotplug import FakeMonitor, HotplugService
 from appliance.runtime import Runtime
@@ -128,3 +129,42 @@ async def test_the_service_knows_what_the_display_shows_and_can_post_a_notice(
         png = service.latest_png()
         task.cancel()
     assert png is not None and png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+async def test_the_overload_that_once_darkened_the_display_leaves_it_up_with_the_token(
+    runtime: Runtime, board: BoardProfile
+) -> None:
+    """A display claiming 65,535 lines, 112 busy agents, then 16 jobs whose commands are 60
+    emoji each (3 kB of names): every job shows, the token stays, the link never drops."""
+    caps = msgspec.structs.replace(DEFAULT_CAPABILITIES, lines=65535, max_body=65535)
+    endpoint = PtyEndpoint(Path(board.display.port))
+    emulator = DisplayEmulator(endpoint, screen=Screen(caps))
+    service = DisplayService(runtime, board.display, clock=runtime.clock, board=board.name)
+    token = "setup token 1234-5678"
+    commands = [f"{i:02d} " + "🔥" * 60 for i in range(16)]
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(emulator.run()), tg.create_task(service.run())]
+        await until(lambda: service.capabilities is not None)
+        service.show_notice(token)
+        crowd = runtime.open_job("a crowd")
+        for i in range(112):
+            runtime.spawn("counter", crowd, f"count {i}")
+        for command in commands:
+            runtime.spawn("counter", runtime.open_job(command), "count")
+
+        def every_job_shown() -> bool:
+            shown = {line.job for line in emulator.screen.lines()}
+            return all(any(c.startswith(s) and len(s) > 4 for s in shown) for c in commands)
+
+        screen = emulator.screen
+        await until(lambda: screen.frame is not None and screen.frame.total == 128)
+        await until(every_job_shown)
+        await until(lambda: screen.texts.get(2) == token)
+        for task in tasks:
+            task.cancel()
+    endpoint.close()
+    assert len(screen.lines()) == service.lines < 128
+    assert service.stats.connects == 1 and emulator.connections == 1
+    assert emulator.rx_errors == 0 and service.stats.rx_errors == 0
+    assert service.stats.nacks == 0 and service.stats.frames_unsendable == 0
+    assert token in render_text(screen, color=False)

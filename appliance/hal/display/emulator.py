@@ -190,7 +190,7 @@ class DisplayEmulator:
                     await asyncio.to_thread(link.close)
 
     async def serve(self, link: Link) -> None:
-        reader = MessageReader()
+        reader = MessageReader(self.screen.capabilities.max_body)  # drops what it can't take
         while True:
             data = await asyncio.to_thread(link.read)
             replies = self.take(reader, data)

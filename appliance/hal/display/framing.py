@@ -35,6 +35,10 @@ class CobsError(ValueError):
     pass
 
 
+class FrameTooLarge(ValueError):
+    """A message that does not fit in one frame of the size the receiver takes."""
+
+
 def cobs_encode(data: bytes) -> bytes:
     """Consistent Overhead Byte Stuffing: ``data`` with no zero byte, one byte per 254 more."""
     out = bytearray()
@@ -72,20 +76,25 @@ def crc16(data: bytes) -> int:
     return binascii.crc_hqx(data, 0xFFFF)
 
 
-def encode_frame(type_: int, seq: int, payload: bytes) -> bytes:
-    """One frame ready for the wire, delimiter included."""
+def encode_frame(type_: int, seq: int, payload: bytes, *, max_body: int = MAX_BODY) -> bytes:
+    """One frame ready for the wire, delimiter included; FrameTooLarge past ``max_body``
+    (the receiver's limit, never more than MAX_BODY)."""
+    limit = min(max_body, MAX_BODY)
     body = bytes((VERSION, type_ & 0xFF, seq & 0xFF)) + payload
     body += crc16(body).to_bytes(2, "big")
-    if len(body) > MAX_BODY:
-        raise ValueError(f"frame of {len(body)} bytes exceeds the {MAX_BODY}-byte limit")
+    if len(body) > limit:
+        raise FrameTooLarge(f"frame of {len(body)} bytes exceeds the {limit}-byte limit")
     return cobs_encode(body) + b"\x00"
 
 
 class FrameReader:
     """Turns a byte stream into frames. ``feed`` never raises: what is not a frame is dropped,
-    counted by reason in ``errors``, and the reader resumes at the next delimiter."""
+    counted by reason in ``errors``, and the reader resumes at the next delimiter.
+    ``max_body`` is the largest frame this end takes (a display may take less than the
+    protocol's MAX_BODY, and says so in its Capabilities)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int = MAX_BODY) -> None:
+        self._max_body = min(max_body, MAX_BODY)
         self._buffer = bytearray()
         self._skipping = False  # inside an oversized run: drop bytes until the next zero
         self.errors: Counter[FrameError] = Counter()
@@ -128,6 +137,9 @@ class FrameReader:
             body = cobs_decode(encoded)
         except CobsError:
             self.errors["cobs"] += 1
+            return None
+        if len(body) > self._max_body:
+            self.errors["oversized"] += 1
             return None
         if len(body) < _HEADER + _CRC:
             self.errors["short"] += 1

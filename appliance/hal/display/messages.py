@@ -16,7 +16,7 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
-from appliance.hal.display.framing import FrameReader, encode_frame
+from appliance.hal.display.framing import MAX_BODY, FrameReader, encode_frame
 
 
 class Status(enum.IntEnum):
@@ -135,17 +135,22 @@ NACK_CRC = 1
 NACK_UNDECODABLE = 2
 
 
-def encode_message(message: Message, seq: int) -> bytes:
-    """A message as one frame on the wire."""
-    return encode_frame(TYPE_OF[type(message)], seq, _encoder.encode(message))
+def encode_message(message: Message, seq: int, *, max_body: int = MAX_BODY) -> bytes:
+    """A message as one frame on the wire; FrameTooLarge if it needs more than ``max_body``."""
+    return encode_frame(TYPE_OF[type(message)], seq, _encoder.encode(message), max_body=max_body)
+
+
+def payload_size(message: Message) -> int:
+    """Bytes of a message's payload: what it costs of a frame's ``max_body``."""
+    return len(_encoder.encode(message))
 
 
 class MessageReader:
     """Bytes in, messages out. ``feed`` never raises: frames that fail (bad framing, CRC,
     version, unknown type, bad payload) are dropped and counted in ``errors`` by reason."""
 
-    def __init__(self) -> None:
-        self._frames = FrameReader()
+    def __init__(self, max_body: int = MAX_BODY) -> None:
+        self._frames = FrameReader(max_body)
         self._errors: Counter[str] = Counter()
         self.last_seq = -1
 

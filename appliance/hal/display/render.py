@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from appliance.hal.display.budget import shown
 from appliance.hal.display.messages import Status
 from appliance.hal.display.screen import Screen, ShownLine
 
@@ -41,11 +42,19 @@ _MARK = {
 }
 BACKGROUND = (12, 14, 20)
 ROW_H = 16
-HEADER_ROWS = 2
+HEADER_ROWS = 3
+"""Status rows above the lines: state and counts, the newest job, and a notice for whoever
+stands at the device (the one-time setup token)."""
 
 
 def label(line: ShownLine) -> str:
-    return f"{'  ' * line.depth}{line.agent}#{line.slot}"
+    return f"{'  ' * line.depth}{shown(line.agent)}#{line.slot}"
+
+
+def text_row(screen: Screen, row: int) -> str:
+    """A status row as drawn: a display shows characters, it obeys none (no control codes
+    from whoever typed a command may move the cursor or clear the notice below it)."""
+    return shown(screen.texts.get(row, ""))
 
 
 def render_image(screen: Screen) -> Image.Image:
@@ -54,7 +63,7 @@ def render_image(screen: Screen) -> Image.Image:
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     for row in range(HEADER_ROWS):
-        draw.text((6, 2 + row * ROW_H), screen.texts.get(row, ""), fill=(230, 230, 230), font=font)
+        draw.text((6, 2 + row * ROW_H), text_row(screen, row), fill=(230, 230, 230), font=font)
     top = 4 + HEADER_ROWS * ROW_H
     draw.line((0, top - 2, caps.width, top - 2), fill=(50, 55, 65))
     name_w, event_w = caps.width * 0.42, caps.width * 0.28
@@ -65,7 +74,7 @@ def render_image(screen: Screen) -> Image.Image:
         color = COLORS[line.status]
         draw.ellipse((6, y + 4, 14, y + 12), fill=color)
         draw.text((20, y + 1), label(line), fill=color, font=font)
-        draw.text((20 + name_w, y + 1), line.event[:22], fill=(170, 175, 185), font=font)
+        draw.text((20 + name_w, y + 1), shown(line.event[:22]), fill=(170, 175, 185), font=font)
         start = 24 + name_w + event_w
         room = caps.width - start - 6
         length = room * min(1.0, 0.08 + line.hits / 16)
@@ -85,11 +94,11 @@ def render_png(screen: Screen, path: Path) -> None:
 
 
 def render_text(screen: Screen, *, color: bool = True, width: int = 78) -> str:
-    rows = [screen.texts.get(r, "") for r in range(HEADER_ROWS)]
+    rows = [text_row(screen, r) for r in range(HEADER_ROWS)]
     rows.append("─" * width)
     for line in screen.lines():
         bar = "━" * min(24, line.hits)
-        text = f"{_MARK[line.status]} {label(line):<32.32} {line.event:<22.22} {bar}"
+        text = f"{_MARK[line.status]} {label(line):<32.32} {shown(line.event):<22.22} {bar}"
         rows.append(f"{_ANSI[line.status]}{text}\x1b[0m" if color else text)
     if screen.frame is not None and screen.frame.total > len(screen.lines()):
         rows.append(f"  +{screen.frame.total - len(screen.lines())} more")

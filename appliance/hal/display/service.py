@@ -29,7 +29,8 @@ import msgspec
 
 from appliance.events import HandlerCrashed, JobSubmitted, TaskSpawned, TaskStatusChanged
 from appliance.hal.board import DisplayConfig
-from appliance.hal.display.framing import VERSION
+from appliance.hal.display.budget import TEXT_BYTES, TEXT_CHARS, cut, limits_of, split_names
+from appliance.hal.display.framing import MAX_BODY, VERSION, FrameTooLarge
 from appliance.hal.display.link import Link, SerialLink, resolve_port
 from appliance.hal.display.messages import (
     Ack,
@@ -67,6 +68,7 @@ class DisplayStats(msgspec.Struct):
     frames_built: int = 0
     frames_sent: int = 0
     frames_dropped: int = 0
+    frames_unsendable: int = 0  # messages no frame the display takes could hold: dropped
     bytes_sent: int = 0
     connects: int = 0
     acks: int = 0
@@ -106,6 +108,7 @@ class DisplayService:
         self.scene = Scene()
         self.stats = DisplayStats()
         self.lines = DEFAULT_LINES
+        self.max_body = MAX_BODY  # until the display says (and within bounds: budget.py)
         self.capabilities: Capabilities | None = None
         self.connected = asyncio.Event()
         self._session = WireSession()
@@ -116,6 +119,7 @@ class DisplayService:
         self._seq = 0
         self._texts: list[str] = []
         self._notice = ""
+        self._warned_unsendable = False
         # What the display shows, rebuilt here from the very bytes sent to it, so the panel
         # can show the picture without asking the display (which has no way to answer).
         self.mirror = Screen()
@@ -171,19 +175,30 @@ class DisplayService:
                 self.scene.reconcile(self._runtime.instances(), now)
                 last = now
             if self.connected.is_set() and (self.scene.changed or heartbeat):
-                self._queue_frame(self.scene.snapshot(now, self.lines), now)
+                try:
+                    self._queue_frame(self.scene.snapshot(now, self.lines), now)
+                except Exception as err:  # a frame lost costs a moment; the service runs on
+                    self._unsendable("a frame", err)
             await self._clock.sleep(self._frame_s)
 
     def _queue_frame(self, snapshot: Snapshot, now: float) -> None:
         names, frame = self._session.encode(snapshot, int(now * 1000))
         if names is not None:
-            self._control.append(self._encode(names))
+            for part in split_names(names, self.max_body):
+                self._queue_control(part)
         self._queue_texts(snapshot)
-        if len(self._frames) == self._frames.maxlen:
-            self.stats.frames_dropped += 1
-        self._frames.append(self._encode(frame))
-        self.stats.frames_built += 1
+        encoded = self._encode(frame)
+        if encoded is not None:
+            if len(self._frames) == self._frames.maxlen:
+                self.stats.frames_dropped += 1
+            self._frames.append(encoded)
+            self.stats.frames_built += 1
         self._work.set()
+
+    def _queue_control(self, message: Message) -> None:
+        encoded = self._encode(message)
+        if encoded is not None:
+            self._control.append(encoded)
 
     def _queue_texts(self, snapshot: Snapshot) -> None:
         state = "busy" if self._runtime.busy else "ready"
@@ -194,15 +209,16 @@ class DisplayService:
             (("* " if newest.autonomous else "> ") + newest.command[:60]) if newest else "",
             self._notice,
         ]
+        texts = [cut(text, TEXT_BYTES, TEXT_CHARS) for text in texts]
         for row, text in enumerate(texts):
             if row >= len(self._texts) or self._texts[row] != text:
-                self._control.append(self._encode(Text(row=row, text=text)))
+                self._queue_control(Text(row=row, text=text))
         self._texts = texts
 
     def show_notice(self, text: str) -> None:
         """A line for whoever stands at the device (the one-time setup token, say); ``""``
         clears it. Goes out with the next frame (a second at most: the heartbeat)."""
-        self._notice = text[:80]
+        self._notice = cut(text, TEXT_BYTES, TEXT_CHARS)
 
     def latest_png(self) -> bytes | None:
         """The display's picture as last sent, or None before anything was."""
@@ -212,9 +228,28 @@ class DisplayService:
         render_image(self.mirror).save(buffer, format="PNG")
         return buffer.getvalue()
 
-    def _encode(self, message: Message) -> bytes:
+    def _encode(self, message: Message) -> bytes | None:
+        """The message as a frame, or None (counted, logged once) if the display's
+        ``max_body`` cannot hold it: a message dropped, never the service."""
+        try:
+            encoded = encode_message(message, (self._seq + 1) & 0xFF, max_body=self.max_body)
+        except FrameTooLarge as err:
+            self._unsendable(type(message).__name__, err)
+            return None
         self._seq = (self._seq + 1) & 0xFF
-        return encode_message(message, self._seq)
+        return encoded
+
+    def _unsendable(self, what: str, err: Exception) -> None:
+        self.stats.frames_unsendable += 1
+        if not self._warned_unsendable:  # once: a display that keeps refusing floods no log
+            self._warned_unsendable = True
+            log.warning(
+                "display: dropped %s that cannot be sent (counted from now on): %s: %s",
+                what,
+                type(err).__name__,
+                err,
+                exc_info=not isinstance(err, FrameTooLarge),
+            )
 
     # -- the port -------------------------------------------------------------------------
 
@@ -234,6 +269,9 @@ class DisplayService:
                 await self._serve(link)
             except* _Lost as lost:
                 log.warning("display link lost, reconnecting: %s", lost.exceptions[0])
+            except* Exception as failed:  # whatever broke the link, the display comes back
+                first = failed.exceptions[0]
+                log.error("display link failed, reconnecting: %s", first, exc_info=first)
             finally:
                 self.connected.clear()
                 await asyncio.to_thread(link.close)
@@ -252,13 +290,15 @@ class DisplayService:
     async def _serve(self, link: Link) -> None:
         """One connection's life: greet the display, then write and read until it fails."""
         self.stats.connects += 1
+        self.lines, self.max_body = DEFAULT_LINES, MAX_BODY  # until this display says
         self._session.reset()
         self._texts = []
         self._frames.clear()
         hello = Hello(
             protocol=VERSION, appliance=self._version, board=self._board, fps=self._display.fps
         )
-        self._control = [b"\x00" + self._encode(hello)]  # a lone 0x00 ends any half frame
+        greeting = self._encode(hello) or b""  # a Hello fits: the version and board are short
+        self._control = [b"\x00" + greeting]  # a lone 0x00 ends any half frame
         self._work.set()
         self.connected.set()
         async with asyncio.TaskGroup() as tg:
@@ -311,8 +351,16 @@ class DisplayService:
             self._frames.clear()
         elif type(message) is Capabilities:
             self.capabilities = message
-            self.lines = max(1, message.lines)
-            log.info("display %s %s: %d lines", message.name, message.firmware, message.lines)
+            self.max_body, self.lines = limits_of(message)
+            log.info(
+                "display %s %s: %d lines, frames up to %d bytes (it says %d, %d)",
+                message.name,
+                message.firmware,
+                self.lines,
+                self.max_body,
+                message.lines,
+                message.max_body,
+            )
         elif type(message) is Button:
             self.stats.buttons += 1
             if self._on_button is not None:

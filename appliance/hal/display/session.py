@@ -8,12 +8,12 @@ so the two ends can never disagree for longer than one frame.
 
 from __future__ import annotations
 
+from appliance.hal.display.budget import COMMAND_BYTES, COMMAND_CHARS, NAME_BYTES, cut
 from appliance.hal.display.messages import AgentLine, Frame, Names
 from appliance.hal.display.scene import Snapshot
 
 UNKNOWN = 0
 """The id of a name that did not fit in its table (more than 255 agent types or event kinds)."""
-MAX_COMMAND = 48
 
 
 class _Table:
@@ -80,8 +80,10 @@ class WireSession:
             )
         for number, job_id in new_jobs:
             info = snapshot.jobs[job_id]
-            jobs.append((number, info.autonomous, info.command[:MAX_COMMAND]))
-        frame = Frame(t_ms=t_ms & 0xFFFFFFFF, total=snapshot.total, lines=lines)
+            jobs.append((number, info.autonomous, cut(info.command, COMMAND_BYTES, COMMAND_CHARS)))
+        agents = [(number, cut(name, NAME_BYTES)) for number, name in agents]
+        events = [(number, cut(name, NAME_BYTES)) for number, name in events]
+        frame = Frame(t_ms=t_ms & 0xFFFFFFFF, total=min(snapshot.total, 0xFFFF), lines=lines)
         if not (agents or events or jobs or self._reset):
             return None, frame
         names = Names(reset=self._reset, agents=agents, events=events, jobs=jobs)

@@ -15,6 +15,9 @@ from appliance.events import JobContext
 from appliance.hal.board import BoardProfile
 from appliance.hal.display.emulator import DisplayEmulator
 from appliance.hal.display.link import FdLink, Link
+from appliance.hal.display.messages import Capabilities
+from appliance.hal.display.render import render_text
+from appliance.hal.display.screen import DEFAULT_CAPABILITIES, Screen
 from appliance.hal.display.service import DisplayService
 from appliance.hal.errors import DisplayUnavailable
 from appliance.runtime import FakeClock, Runtime
@@ -68,15 +71,18 @@ Rig = tuple[DisplayService, DisplayEmulator, SocketPairEndpoint, FakeClock]
 
 
 @contextlib.asynccontextmanager
-async def running_display(runtime: Runtime, board: BoardProfile) -> AsyncIterator[Rig]:
-    """The display service at 10 fps and the emulator, joined by a socket pair."""
+async def running_display(
+    runtime: Runtime, board: BoardProfile, capabilities: Capabilities = DEFAULT_CAPABILITIES
+) -> AsyncIterator[Rig]:
+    """The display service at 10 fps and the emulator (advertising ``capabilities``), joined
+    by a socket pair."""
     clock = FakeClock()
     endpoint = SocketPairEndpoint()
     config = msgspec.structs.replace(board.display, fps=10.0)
     service = DisplayService(
         runtime, config, clock=clock, board="sim", open_link=endpoint.open_for_service
     )
-    emulator = DisplayEmulator(endpoint)
+    emulator = DisplayEmulator(endpoint, screen=Screen(capabilities))
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(service.run()), tg.create_task(emulator.run())]
         yield service, emulator, endpoint, clock
@@ -177,3 +183,110 @@ async def test_an_instance_older_than_the_display_shows_its_jobs_command(
         await until(lambda: len(emulator.screen.texts) > 1 and emulator.screen.texts[1], clock)
         assert emulator.screen.texts[0].endswith("· 1 job · 1 agent")
         assert emulator.screen.texts[1] == "* watch the lab network"
+
+
+EMOJI_COMMANDS = [f"{i:02d} " + "🔥" * 60 for i in range(16)]
+TOKEN = "setup token 1234-5678"
+
+
+def shows_every_job(screen: Screen, commands: list[str]) -> bool:
+    """Each command's job is on a line, cut (if at all) at a character, not a byte."""
+    shown = {line.job for line in screen.lines()}
+    return all(any(c.startswith(s) and len(s) >= 4 for s in shown) for c in commands)
+
+
+async def test_sixteen_emoji_commands_at_once_leave_the_display_up_and_the_token_shown(
+    runtime: Runtime, board: BoardProfile
+) -> None:
+    """Their names, 16 x 48 emoji, are 3 kB: more than one frame may carry."""
+    async with running_display(runtime, board) as (service, emulator, _, clock):
+        await until(lambda: service.capabilities is not None, clock)
+        service.show_notice(TOKEN)
+        for command in EMOJI_COMMANDS:
+            runtime.spawn("counter", runtime.open_job(command), "count")
+        await until(lambda: shows_every_job(emulator.screen, EMOJI_COMMANDS), clock)
+        await until(lambda: emulator.screen.texts.get(2) == TOKEN, clock)
+        assert service.connected.is_set() and service.stats.connects == 1
+        assert emulator.rx_errors == 0 and service.stats.nacks == 0
+        assert service.stats.frames_unsendable == 0  # split and cut: nothing had to go
+        assert all(len(line.job.encode()) <= 96 for line in emulator.screen.lines())
+
+
+@pytest.mark.parametrize("max_body", [65535, 300])
+async def test_a_display_advertising_absurd_sizes_gets_frames_that_fit(
+    runtime: Runtime, board: BoardProfile, max_body: int
+) -> None:
+    """``lines=65535`` once made a 120-instance frame too big to send; what it says it takes
+    (``max_body``) is honoured within sane bounds, and the emulator drops anything larger."""
+    caps = msgspec.structs.replace(DEFAULT_CAPABILITIES, lines=65535, max_body=max_body)
+    async with running_display(runtime, board, caps) as (service, emulator, _, clock):
+        await until(lambda: service.capabilities is not None, clock)
+        service.show_notice(TOKEN)
+        for command in EMOJI_COMMANDS:
+            job = runtime.open_job(command)
+            for i in range(8):
+                runtime.spawn("counter", job, f"count {i}")
+        screen = emulator.screen
+        await until(lambda: screen.frame is not None and screen.frame.total == 128, clock)
+        await until(lambda: screen.texts.get(2) == TOKEN, clock)
+        assert 1 <= len(screen.lines()) == service.lines < 128
+        assert service.connected.is_set() and service.stats.connects == 1
+        assert emulator.rx_errors == 0 and service.stats.nacks == 0
+        assert service.stats.frames_unsendable == 0
+
+
+async def test_commands_cannot_write_over_the_setup_token(
+    runtime: Runtime, board: BoardProfile
+) -> None:
+    """A command is shown on the display: its control characters (a terminal's clear
+    screen, a carriage return, a right-to-left override) are not passed on."""
+    command = "\x1b[2J\x1b[H\r\u202e" + "x" * 200
+    async with running_display(runtime, board) as (service, emulator, _, clock):
+        await until(lambda: service.capabilities is not None, clock)
+        service.show_notice(TOKEN)
+        runtime.spawn("counter", runtime.open_job(command), "count")
+        await until(lambda: emulator.screen.texts.get(1, "").endswith("xxx"), clock)
+        picture = render_text(emulator.screen, color=False)
+        assert TOKEN in picture
+        assert not any(c in picture for c in "\x1b\r\u202e")
+        assert len(emulator.screen.texts[1].encode()) <= 160
+
+
+class FlakyLink:
+    """A port whose first write fails in a way no one foresaw (not DisplayUnavailable)."""
+
+    def __init__(self, inner: Link, fail: bool) -> None:
+        self._inner, self._fail = inner, fail
+
+    def write(self, data: bytes) -> None:
+        if self._fail:
+            raise RuntimeError("driver bug")
+        self._inner.write(data)
+
+    def read(self) -> bytes:
+        return self._inner.read()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+async def test_any_failure_of_the_link_ends_in_a_reconnect_not_a_dark_display(
+    runtime: Runtime, board: BoardProfile, job: JobContext
+) -> None:
+    clock = FakeClock()
+    endpoint = SocketPairEndpoint()
+    opened: list[Link] = []
+
+    def open_link() -> Link:
+        opened.append(FlakyLink(endpoint.open_for_service(), fail=not opened))
+        return opened[-1]
+
+    service = DisplayService(runtime, board.display, clock=clock, open_link=open_link)
+    emulator = DisplayEmulator(endpoint)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(service.run()), tg.create_task(emulator.run())]
+        runtime.spawn("counter", job, "after the failure")
+        await until(lambda: any(s.agent == "counter" for s in emulator.screen.lines()), clock)
+        assert service.stats.connects == 2
+        for task in tasks:
+            task.cancel()

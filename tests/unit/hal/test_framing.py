@@ -195,3 +195,14 @@ def test_empty_frames_between_delimiters_are_not_errors() -> None:
     reader = MessageReader()
     assert reader.feed(b"\x00\x00" + encode_message(Ack(seq=1), 0) + b"\x00") == [Ack(seq=1)]
     assert reader.error_count == 0
+
+
+def test_a_reader_drops_frames_larger_than_its_end_takes() -> None:
+    """A display that says ``max_body`` 64 drops a bigger frame whole, then reads on."""
+    reader = MessageReader(max_body=64)
+    got = reader.feed(
+        encode_message(Text(row=1, text="x" * 100), 1) + encode_message(Ack(seq=2), 2)
+    )
+    assert got == [Ack(seq=2)] and reader.errors == {"oversized": 1}
+    with pytest.raises(ValueError, match="64-byte limit"):
+        encode_message(Text(row=1, text="x" * 100), 1, max_body=64)
