@@ -65,6 +65,15 @@ class BadCommand(ApplianceError, ValueError):
     """A command could not be understood."""
 
 
+class InternalAgentType(BadCommand):
+    """The agent type is one the appliance runs for itself (the network watcher, a vote
+    tracker): no command, pool size or event from outside starts one."""
+
+
+class EventNotAllowed(ApplianceError, PermissionError):
+    """A client sent an event only the appliance itself sends (a hardware event, a vote)."""
+
+
 class StoreUnavailable(TransientError):
     """The SQLite store could not be written (disk full, I/O error); nothing was dropped."""
 

@@ -54,6 +54,7 @@ class NetworkWatcher(Agent):
     )
     topics = (HOTPLUG_TOPIC,)
     routable = False
+    internal = True  # one standing job, started by the appliance; device events only from hal
     State = WatcherState
     concurrency = 1  # decisions in arrival order: the cooldown sees every earlier rescan
 
@@ -117,7 +118,7 @@ def start_watching(runtime: Runtime) -> Callable[[DeviceChanged], None]:
     The sink publishes each event on the ``hotplug`` topic under that job, so every device
     event the appliance reacted to is on the record of the job that reacted to it.
     """
-    job, _root = runtime.submit(WATCH_COMMAND, NetworkWatcher.name, autonomous=True)
+    job, _root = runtime.start_internal(WATCH_COMMAND, NetworkWatcher.name)
 
     def sink(event: DeviceChanged) -> None:
         runtime.publish_nowait(TopicRef(HOTPLUG_TOPIC), event, job=job)

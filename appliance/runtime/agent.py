@@ -51,6 +51,10 @@ class Agent:
     examples: ClassVar[tuple[str, ...]] = ()
     display_name: ClassVar[str] = ""
     routable: ClassVar[bool] = True  # False: the router never sends commands here (internal)
+    # True: the appliance runs it for itself (a standing watcher, a vote tracker); it is
+    # started only by ``Runtime.start_internal`` or by the code that owns it, and a client can
+    # neither start it, size its pool, nor send it events (its kinds are not a client's)
+    internal: ClassVar[bool] = False
     topics: ClassVar[tuple[str, ...]] = ()
     State: ClassVar[type[msgspec.Struct]] = NoState
     concurrency: ClassVar[int] = 16

@@ -33,8 +33,10 @@ from appliance.errors import (
     AgentTypeFailed,
     BadEvent,
     EventNotAccepted,
+    EventNotAllowed,
     HandlerFailed,
     InboxFull,
+    InternalAgentType,
     RequestTimeout,
     RuntimeStopped,
     UnknownAgentType,
@@ -164,6 +166,20 @@ class Runtime:
             )
         return kind
 
+    def startable(self, agent_type: str) -> type[Agent]:
+        """The agent type, if a command or an admin may start it (or size its pool); an
+        internal one raises InternalAgentType naming those that may."""
+        kind = self._kind(agent_type)
+        if kind.cls.internal:
+            raise InternalAgentType(
+                f"agent type {kind.name!r} is internal: the appliance runs it for itself, "
+                f"never for a command; commands go to: {', '.join(self.startable_types())}"
+            )
+        return kind.cls
+
+    def startable_types(self) -> list[str]:
+        return sorted(name for name, kind in self._types.items() if not kind.cls.internal)
+
     # -- the one typed decoder for every edge ---------------------------------------------
 
     def _envelope_decoder(self) -> msgspec.json.Decoder[Any]:
@@ -187,12 +203,59 @@ class Runtime:
             raise BadEvent(f"not a valid event: {err}") from err
         return event
 
+    def client_kinds(self) -> list[str]:
+        """The event kinds a client may send: those some non-internal type accepts. What only
+        internal types take (a hardware event for the network watcher, a vote for its
+        tracker) comes from inside the appliance alone."""
+        return sorted(
+            {
+                str(event_type.__struct_config__.tag)
+                for kind in self._types.values()
+                if not kind.cls.internal
+                for event_type in kind.handlers
+            }
+        )
+
     def deliver(self, env: Envelope[Event]) -> None:
-        """Hand a decoded envelope from an edge to its target (``publish_nowait`` semantics)."""
+        """Hand a decoded envelope from an edge (a client) to its target, with
+        ``publish_nowait`` semantics, if a client may send it: EventNotAllowed, nothing
+        delivered or recorded, for a kind only the appliance sends or an internal target."""
+        self._check_from_client(env)
         caller = None
         if env.caller_task_id is not None:
             caller = TaskRef(env.caller_agent or "?", env.caller_task_id)
         self.publish_nowait(env.target, env.event, job=env.job, caller=caller, sender=env.sender)
+
+    def _check_from_client(self, env: Envelope[Event]) -> None:
+        event_type = type(env.event)
+        tag = str(event_type.__struct_config__.tag)
+        allowed = self.client_kinds()
+        if tag not in allowed:
+            raise EventNotAllowed(
+                f"a client may not send {tag!r} events: only the appliance itself does; "
+                f"a client may send: {', '.join(allowed)}"
+            )
+        internal = [
+            kind.name
+            for kind in self._kinds_at(env.target)
+            if kind.cls.internal and event_type in kind.handlers
+        ]
+        if internal:
+            raise EventNotAllowed(
+                f"{env.target} reaches {', '.join(internal)}, which only the appliance itself "
+                "sends events to"
+            )
+
+    def _kinds_at(self, target: Target) -> list[AgentKind]:
+        if type(target) is TaskRef:
+            inst = self._instances.get(target.task_id)
+            return [inst.kind] if inst is not None else []
+        if type(target) is TypeRef:
+            kind = self._types.get(target.agent_type)
+            return [kind] if kind is not None else []
+        if type(target) is TopicRef:
+            return list(self._topics.get(target.topic, ()))
+        return []
 
     # -- jobs and spawning ----------------------------------------------------------------
 
@@ -207,8 +270,23 @@ class Runtime:
         """Start a job for a command (or an autonomous trigger): its root task and its record.
 
         Without ``start``, the agent type turns the command into its start event
-        (``Agent.start_for``); a command it cannot parse fails here, before anything is recorded.
+        (``Agent.start_for``); a command it cannot parse fails here, before anything is recorded,
+        and so does one for an internal type (InternalAgentType: see ``start_internal``).
         """
+        self.startable(agent_type)
+        return self._submit(command, agent_type, start=start, autonomous=autonomous)
+
+    def start_internal(
+        self, command: str, agent_type: str, *, start: Event | None = None
+    ) -> tuple[JobContext, TaskRef]:
+        """Start a standing autonomous job of one of the appliance's own internal types (the
+        network watcher): the one way such a type runs as a job. Only the code that wires the
+        appliance calls this; the edges call ``submit``, which refuses internal types."""
+        return self._submit(command, agent_type, start=start, autonomous=True)
+
+    def _submit(
+        self, command: str, agent_type: str, *, start: Event | None, autonomous: bool
+    ) -> tuple[JobContext, TaskRef]:
         kind = self._kind(agent_type)
         if start is None:
             start = kind.cls.start_for(command)

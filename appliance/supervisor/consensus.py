@@ -63,6 +63,7 @@ class ConsensusTracker(Agent):
     capabilities = ("vote among instances", "reach a quorum decision")
     State = VoteState
     routable = False  # opened by open_vote, never by a command
+    internal = True  # nor by a client: votes come from the instances it asks
     eager = False  # opens a TaskGroup for its deadline timer at once
     handler_timeout_s = 3600.0
 

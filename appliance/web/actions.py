@@ -41,7 +41,7 @@ def scale_pool(runtime: Runtime, agent_type: str, size: int) -> int:
     """Grow or shrink a type's pool to ``size`` within its ``pool_min``..``pool_max``.
     Shrinking takes only idle instances, so it may stop short: returns the size reached.
     The size is pinned: the supervisor's autoscaling leaves this pool alone from now on."""
-    cls = runtime.agent_class(agent_type)  # UnknownAgentType
+    cls = runtime.startable(agent_type)  # UnknownAgentType, InternalAgentType
     if not cls.pool_min <= size <= cls.pool_max:
         raise BadCommand(
             f"{agent_type}'s pool may hold {cls.pool_min} to {cls.pool_max} instances, not {size}"

@@ -21,6 +21,7 @@ from appliance.errors import (
     BadCommand,
     BadEvent,
     EventNotAccepted,
+    EventNotAllowed,
     InboxFull,
     NoConfidentMatch,
     OutOfScope,
@@ -55,6 +56,7 @@ _STATUS: list[tuple[type[ApplianceError], int]] = [
     (UnknownTask, 404),
     (UnknownAgentType, 404),
     (OutOfScope, 403),
+    (EventNotAllowed, 403),
     (EventNotAccepted, 422),
     (InboxFull, 429),
     (RuntimeStopped, 503),
@@ -272,7 +274,8 @@ async def list_agents(request: web.Request) -> web.Response:
 
 
 async def post_event(request: web.Request) -> web.Response:
-    """Deliver one typed event envelope; decoded by the runtime's one decoder."""
+    """Deliver one typed event envelope; decoded by the runtime's one decoder, and only of
+    a kind a client may send (``Runtime.client_kinds``)."""
     runtime = request.app[RUNTIME]
     runtime.deliver(runtime.decode_envelope(await request.read()))
     return json_response({"accepted": True}, 202)

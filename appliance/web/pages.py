@@ -295,8 +295,8 @@ def _task_body(tree: JobTree, chain: list[TaskNode]) -> str:
 
 async def submit(request: web.Request) -> web.Response:
     types = "".join(
-        f'<option value="{e(c.name)}">{e(c.name)}</option>'
-        for c in request.app[RUNTIME].agent_types
+        f'<option value="{e(name)}">{e(name)}</option>'
+        for name in request.app[RUNTIME].startable_types()
     )
     body = (
         '<form id="submit-form" class="wide" data-api="/api/v1/jobs" data-method="POST" '

@@ -92,6 +92,16 @@ def test_bad_input_gets_a_clear_error_and_exit_status(settings: Settings) -> Non
     assert missing.returncode == 1 and "no job 'job-nope'" in missing.stderr
 
 
+def test_an_internal_type_cannot_be_submitted_to(settings: Settings) -> None:
+    _write_config(settings)
+    for agent_type in ("network_watcher", "consensus"):
+        refused = qey(settings, "submit", "--agent", agent_type, "watch the network")
+        assert refused.returncode == 1
+        assert f"agent type '{agent_type}' is internal" in refused.stderr
+        assert "commands go to: analyzer, coordinator, data_collector, executor" in refused.stderr
+    assert "watch the network" not in qey(settings, "jobs").stdout
+
+
 def test_submit_talks_to_the_running_appliance(settings: Settings, open_ports: list[int]) -> None:
     _write_config(settings)
     env = {**os.environ, "QEY_DATA_DIR": str(settings.data_dir)}
