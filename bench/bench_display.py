@@ -13,20 +13,28 @@ During a flood the runtime rarely yields, so the shallow traffic watch drops del
 
 Goals: the runtime keeps >= 0.7x its events/s with the display attached; at 10 fps / 16
 lines the link stays under 50% of its capacity and drops nothing.
+
+Last, the overload that once stopped the service for good (``overload`` runs it alone): over
+a pty at 115200 baud, a display that claims 65,535 lines (and a huge or a small ``max_body``),
+112 busy instances, then 16 jobs at once whose commands are 60 emoji each (3 kB of names).
+Goals: the link never drops, no frame is unsendable, the setup token stays shown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import msgspec
 from _common import JOB, Counter, Ping, bench_runtime, figure, goal, header, median, ratio
 
 from appliance.events import Envelope, TaskRef, TaskSpawned, TopicRef
 from appliance.hal.board import load_board
-from appliance.hal.display.emulator import DisplayEmulator
+from appliance.hal.display.emulator import DisplayEmulator, PtyEndpoint
 from appliance.hal.display.link import FdLink, Link
 from appliance.hal.display.scene import Scene
 from appliance.hal.display.screen import DEFAULT_CAPABILITIES, Screen
@@ -126,7 +134,72 @@ async def bare() -> float:
         return await load(runtime, N)
 
 
+async def overload(max_body: int) -> None:
+    """The overload that used to stop the display: see the module's docstring."""
+    header(f"overload over a pty: lines=65535, max_body={max_body}, 16 emoji jobs at once")
+    token = "setup token 1234-5678"
+    commands = [f"{i:02d} " + "🔥" * 60 for i in range(16)]
+    board = load_board("sim")
+    caps = msgspec.structs.replace(DEFAULT_CAPABILITIES, lines=65535, max_body=max_body)
+    with tempfile.TemporaryDirectory(prefix="qey-bench-") as tmp:
+        port = Path(tmp) / "display"
+        config = msgspec.structs.replace(board.display, port=str(port), baud=BAUD)
+        endpoint = PtyEndpoint(port)
+        emulator = DisplayEmulator(endpoint, screen=Screen(caps))
+        async with bench_runtime(Counter) as runtime, asyncio.TaskGroup() as tg:
+            service = DisplayService(runtime, config, clock=runtime.clock, board=board.name)
+            stopped: list[BaseException] = []
+
+            async def serve() -> None:
+                try:
+                    await service.run()
+                except Exception as err:  # as the appliance's Hardware does: it runs on without
+                    stopped.append(err)
+
+            tasks = [tg.create_task(emulator.run()), tg.create_task(serve())]
+            async with asyncio.timeout(10):
+                while service.capabilities is None:  # noqa: ASYNC110 - set by the reader task
+                    await asyncio.sleep(0.01)
+            service.show_notice(token)
+            crowd = [runtime.spawn("counter", JOB, f"c{i}") for i in range(112)]
+            start = time.perf_counter()
+            jobs = [runtime.open_job(command) for command in commands]
+            emoji = [runtime.spawn("counter", job, "count") for job in jobs]
+            while time.perf_counter() - start < LINK_S:
+                for i in range(2_000):
+                    await runtime.send(crowd[i % len(crowd)], Ping(n=i), job=JOB)
+                for ref, job in zip(emoji, jobs, strict=True):  # the newest activity: shown
+                    await runtime.send(ref, Ping(), job=job)
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - start
+            screen = emulator.screen
+            shown = {line.job for line in screen.lines()}
+            jobs_shown = sum(any(c.startswith(j) and len(j) > 4 for j in shown) for c in commands)
+            s = service.stats
+            figure("lines per frame (of 65535 claimed)", service.lines, "lines")
+            figure("frames built", s.frames_built / elapsed, "frames/s")
+            figure("frames sent", s.frames_sent / elapsed, "frames/s")
+            figure("frames dropped (oldest first, link busy)", s.frames_dropped, "frames")
+            figure("frames unsendable (dropped, counted)", s.frames_unsendable, "frames")
+            figure("bytes on the line", s.bytes_sent / elapsed, "B/s")
+            figure("frames the emulator decoded", screen.frames, "frames")
+            figure("display's decode errors", emulator.rx_errors, "")
+            figure("emoji jobs on the display", jobs_shown, f"of {len(commands)}")
+            figure("connects", s.connects, "")
+            goal("service still running", float(not stopped), 1, "", at_least=True)
+            goal("link still up", float(service.connected.is_set()), 1, "", at_least=True)
+            goal("token shown", float(screen.texts.get(2) == token), 1, "", at_least=True)
+            goal("frames unsendable", s.frames_unsendable, 0, "frames")
+            for task in tasks:
+                task.cancel()
+        endpoint.close()
+
+
 async def main() -> None:
+    if sys.argv[1:] == ["overload"]:
+        for max_body in (65535, 300):
+            await overload(max_body)
+        return
     header("display service: events absorbed (64 instances, one-way events)")
     base = median([await bare() for _ in range(REPS)])
     runs = [await with_display(10.0, 16) for _ in range(REPS)]
@@ -159,6 +232,8 @@ async def main() -> None:
         if fps == 10.0:
             goal("link used at 10 fps", 100 * s.bytes_sent / elapsed / capacity, 50, "%")
             goal("frames dropped at 10 fps", s.frames_dropped, 0, "frames")
+    for max_body in (65535, 300):
+        await overload(max_body)
 
 
 if __name__ == "__main__":
