@@ -32,8 +32,10 @@ from appliance.errors import (
 )
 from appliance.events import Event, TaskRef, TaskSpawned, TaskStatusChanged
 from appliance.runtime import Runtime, TaskNode, accepted_kinds, render_chain, render_tree
+from appliance.web.bodies import decoding
 from appliance.web.errors import (
     ActionRefused,
+    BadRequestBody,
     CsrfRejected,
     NotSignedIn,
     TooManyAttempts,
@@ -62,6 +64,7 @@ _STATUS: list[tuple[type[ApplianceError], int]] = [
     (RuntimeStopped, 503),
     (NotSignedIn, 401),
     (CsrfRejected, 403),
+    (BadRequestBody, 400),
     (WrongPassword, 403),
     (TooManyAttempts, 429),
     (ActionRefused, 409),
@@ -100,6 +103,14 @@ async def errors_as_json(
         if isinstance(err, TooManyAttempts):
             response.headers["Retry-After"] = str(err.retry_after)
         return response
+    except web.HTTPClientError as err:  # aiohttp's own refusals (413, 404, 405) as JSON too
+        response = json_response(
+            {"error": type(err).__name__.removeprefix("HTTP"), "message": err.reason}, err.status
+        )
+        for name in ("Allow", "Retry-After"):
+            if name in err.headers:
+                response.headers[name] = err.headers[name]
+        return response
     except web.HTTPException:
         raise
     except Exception:
@@ -111,8 +122,10 @@ async def errors_as_json(
 
 async def read_body(request: web.Request, type_: type[T]) -> T:
     """The request body decoded to ``type_``, or BadEvent (400) saying what is wrong."""
+    body = await request.read()
     try:
-        return msgspec.json.decode(await request.read(), type=type_)
+        with decoding("request body"):
+            return msgspec.json.decode(body, type=type_)
     except msgspec.DecodeError as err:
         raise BadEvent(f"bad request body: {err}") from None
 
@@ -277,7 +290,10 @@ async def post_event(request: web.Request) -> web.Response:
     """Deliver one typed event envelope; decoded by the runtime's one decoder, and only of
     a kind a client may send (``Runtime.client_kinds``)."""
     runtime = request.app[RUNTIME]
-    runtime.deliver(runtime.decode_envelope(await request.read()))
+    body = await request.read()
+    with decoding("event envelope"):
+        envelope = runtime.decode_envelope(body)
+    runtime.deliver(envelope)
     return json_response({"accepted": True}, 202)
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
+from appliance.web.bodies import read_form
 from appliance.web.errors import CsrfRejected, NotSignedIn
 from appliance.web.keys import CREDENTIALS, SESSIONS, THROTTLE
 from appliance.web.layout import e, notice, page
@@ -25,6 +26,7 @@ from appliance.web.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
     FORM_COOKIE,
+    NONCE,
     SESSION_COOKIE,
     Session,
     csrf_ok,
@@ -64,9 +66,7 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
             "application/x-www-form-urlencoded",
             "multipart/form-data",
         ):
-            form = await request.post()
-            value = form.get(CSRF_FIELD)
-            token = value if isinstance(value, str) else None
+            token = (await read_form(request)).get(CSRF_FIELD)
         if not csrf_ok(session, token):
             raise CsrfRejected(f"missing or wrong CSRF token (send it in {CSRF_HEADER})")
     request[SESSION] = session
@@ -103,7 +103,7 @@ def _form_page(
     # keep the nonce a browser already holds: a second form page (another tab, a favicon
     # redirected here) must not invalidate the form already shown
     held = request.cookies.get(FORM_COOKIE, "")
-    nonce = held if re.fullmatch(r"[A-Za-z0-9_-]{32}", held) else sessions.new_nonce()
+    nonce = held if NONCE.fullmatch(held) else sessions.new_nonce()
     nxt = request.query.get("next", "")
     body = (
         (notice(error) if error else "") + f'<form method="post" class="auth" '
@@ -221,8 +221,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 async def _checked_form(request: web.Request) -> dict[str, str] | None:
     """The posted form's text fields, or None when its form token does not match."""
-    form = await request.post()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = await read_form(request)
     nonce = request.cookies.get(FORM_COOKIE)
     if not request.app[SESSIONS].check_form_token(nonce, fields.get(CSRF_FIELD)):
         return None
@@ -255,8 +254,17 @@ def _see_other(where: str) -> web.Response:
 
 
 def _next(request: web.Request) -> str:
-    """Where to go after signing in: only a path on this site (no ``//host`` escape)."""
+    """Where to go after signing in: only a path on this site, else ``/``.
+
+    Browsers drop tabs and newlines from a URL and read ``\\`` as ``/``, so ``/\t/host`` and
+    ``/\\host`` are ``//host``: another site. Hence no control character, no white space (of
+    any script), no backslash and no ``//`` anywhere, and nothing before the first ``/``."""
     nxt = request.query.get("next", "/")
-    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+    if (
+        not nxt.startswith("/")
+        or "//" in nxt
+        or "\\" in nxt
+        or any(ch.isspace() or unicodedata.category(ch)[0] in "CZ" for ch in nxt)
+    ):
         return "/"
     return nxt

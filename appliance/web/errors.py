@@ -10,6 +10,12 @@ class NotSignedIn(ApplianceError, PermissionError):
     """No valid session: sign in first (401)."""
 
 
+class BadRequestBody(ApplianceError, ValueError):
+    """A body no client of ours would send: a broken form, bytes that are not in its
+    charset, JSON nested past any sane depth (400). Answered as JSON even on a page's
+    address: no person filled that form in."""
+
+
 class CsrfRejected(ApplianceError, PermissionError):
     """A state-changing request without this session's CSRF token, or from another origin."""
 

@@ -15,8 +15,10 @@ import ssl
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from appliance.errors import ApplianceError
 from appliance.runtime import Clock, Runtime
@@ -25,6 +27,7 @@ from appliance.web.activity import Activity
 from appliance.web.api import add_api_routes, errors_as_json, json_response
 from appliance.web.capabilities import DeviceView, RoutePreview, ScopeControl
 from appliance.web.credentials import Credentials
+from appliance.web.errors import BadRequestBody
 from appliance.web.keys import (
     ACTIVITY,
     CLOCK,
@@ -88,6 +91,8 @@ async def errors_as_pages(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     try:
         return await handler(request)
+    except BadRequestBody:
+        raise  # no page of ours sent it: the JSON answer says what is malformed
     except ApplianceError as err:
         status = 404 if isinstance(err, LookupError) else 400
         return web.Response(
@@ -144,6 +149,24 @@ def make_panel(
     return app
 
 
+class _ProtocolLog(logging.Logger):
+    """aiohttp's server log, but a request its HTTP parser refuses (a NUL in a header, a
+    broken request line) is the client's fault: one warning line, not an ERROR with a
+    traceback. aiohttp has already answered it with a 400."""
+
+    def __init__(self) -> None:
+        super().__init__("aiohttp.server")
+        self.parent = logging.getLogger("aiohttp.server")  # its handlers, then the root's
+
+    def exception(self, msg: object, *args: object, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            first = (exc.message or type(exc).__name__).strip().splitlines()[:1]
+            self.warning("panel: malformed request refused (%s)", "".join(first))
+            return
+        super().exception(msg, *args, **kw)
+
+
 class Panel:
     """The panel as a service of the appliance (``run`` until cancelled)."""
 
@@ -161,7 +184,9 @@ class Panel:
         self.listening = asyncio.Event()
 
     async def run(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=1.0, logger=_ProtocolLog()
+        )
         await runner.setup()
         try:
             scheme = "https" if self.ssl_context else "http"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections import OrderedDict
 
@@ -26,6 +27,9 @@ SESSION_COOKIE = "qey_session"
 FORM_COOKIE = "qey_form"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
+# a session cookie as issued: url-safe base64 id, a dot, url-safe base64 signature
+_COOKIE = re.compile(r"[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}")
+NONCE = re.compile(r"[A-Za-z0-9_-]{32}")  # a form nonce as new_nonce() makes it
 
 
 class Session(msgspec.Struct):
@@ -63,10 +67,10 @@ class Sessions:
 
     def get(self, cookie: str | None) -> Session | None:
         """The live session a cookie names, or None (unsigned, unknown, expired)."""
-        if not cookie or cookie.count(".") != 1:
+        if not cookie or not _COOKIE.fullmatch(cookie):  # what we issue, nothing else
             return None
         sid, sig = cookie.split(".")
-        if not hmac.compare_digest(sig, self._sign("session", sid)):
+        if not hmac.compare_digest(sig.encode(), self._sign("session", sid).encode()):
             return None
         session = self._live.get(sid)
         if session is None:
@@ -100,9 +104,9 @@ class Sessions:
         return self._sign("form", nonce)
 
     def check_form_token(self, nonce: str | None, token: str | None) -> bool:
-        if not nonce or not token:
+        if not nonce or not token or not NONCE.fullmatch(nonce) or not token.isascii():
             return False
-        return hmac.compare_digest(token, self.form_token(nonce))
+        return hmac.compare_digest(token.encode(), self.form_token(nonce).encode())
 
     def _sign(self, purpose: str, value: str) -> str:
         mac = hmac.new(self._key, f"{purpose}:{value}".encode(), hashlib.sha256).digest()
