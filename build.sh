@@ -49,12 +49,19 @@ cmd_lint() {
   "$VENV/bin/mypy" --strict appliance
 }
 
-# The browser tests drive Debian's Chromium (never a browser download); installed once.
-ensure_chromium() {
-  if [ ! -x /usr/bin/chromium ]; then
-    echo "==> installing chromium (apt)"
+# What the tests need from Debian, installed once and named in full (no Recommends: what a
+# fresh machine gets is exactly this list): Chromium for the browser tests (never a browser
+# download), strace for the no-egress test, nftables for the egress policy's rules.
+ensure_test_tools() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v strace >/dev/null 2>&1 || missing+=(strace)
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]} (apt)"
     need_root apt-get update -q
-    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${missing[@]}"
   fi
 }
 
@@ -63,7 +70,7 @@ ensure_chromium() {
 # loop without them: ./build.sh test -m "not qemu and not qemu_arm64"
 cmd_test() {
   ensure_venv
-  ensure_chromium
+  ensure_test_tools
   local select=()
   if can_be_root; then
     ensure_image_tools qemu-amd64

@@ -82,6 +82,10 @@ class ModelUnavailable(ApplianceError):
     """The router's model files are missing, corrupt or not the ones recorded."""
 
 
+class TelemetryNotOff(ApplianceError):
+    """onnxruntime was imported before the appliance switched its telemetry off."""
+
+
 class ProviderUnavailable(ApplianceError):
     """Strict mode: the board's first execution provider (its NPU) cannot run the router."""
 

@@ -29,6 +29,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+# before onnxruntime or any hub client is imported: they read these once, at import
+# (the same switches as appliance/offline.py; this venv has no appliance package)
+os.environ.update(
+    ORT_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1"
+)
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "appliance" / "router" / "model"
 SUMS = OUT / "SHA256SUMS"

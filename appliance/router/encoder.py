@@ -19,7 +19,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from appliance.errors import ModelUnavailable, ProviderUnavailable
+from appliance import offline
+from appliance.errors import ModelUnavailable, ProviderUnavailable, TelemetryNotOff
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class Encoder:
         threads: int = 1,
         verify: bool = True,
     ) -> None:
+        if offline.IMPORTED_TOO_EARLY:
+            raise TelemetryNotOff(
+                "onnxruntime was imported before the appliance, so its telemetry is on: "
+                "import appliance first (or set ORT_DISABLE_TELEMETRY=1)"
+            )
         model_dir = model_dir or packaged_model_dir()
         model, tokenizer = model_dir / MODEL_FILE, model_dir / TOKENIZER_FILE
         sums = verify_sums(model_dir, (MODEL_FILE, TOKENIZER_FILE)) if verify else {}
