@@ -102,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     agents.set_defaults(func=cmd_agents)
 
+    egress = sub.add_parser(
+        "egress-policy",
+        help="print the nftables egress policy for the appliance's user",
+        description="Print the nftables ruleset that lets the appliance's user reach only the "
+        "scan scope and egress_allow (config.toml); the image loads it with 'nft -f -' at boot "
+        "and whenever config.toml changes.",
+    )
+    egress.add_argument("--user", default="qey", help="the user it polices (default: qey)")
+    egress.set_defaults(func=cmd_egress_policy)
+
     route = sub.add_parser(
         "route",
         help="show which agent type a command would go to",
@@ -295,6 +305,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for job in _query_graph(lambda graph: graph.jobs(args.limit)):
         mark = " (autonomous)" if job["autonomous"] else ""
         print(f"{job['job_id']}  {job['command']}{mark}")
+    return 0
+
+
+def cmd_egress_policy(args: argparse.Namespace) -> int:
+    from appliance.egress import ruleset
+
+    settings = Settings.load()
+    print(ruleset(settings.scope, settings.egress_allow, args.user), end="")
     return 0
 
 

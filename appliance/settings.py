@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 
 from appliance.durable import write_atomic
+from appliance.egress import networks as egress_networks
 
 COMMON_PORTS = [
     21,
@@ -56,6 +57,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     board: str = "sim"  # hw/boards/<board>.toml, or a path to a profile ($QEY_BOARD)
     # the admin panel's HOST:PORTs ($QEY_WEB_LISTEN; empty: no panel); None: the board's
     web_listen: list[str] | None = None
+    # addresses beyond the scope the appliance may reach (a webhook, a mail relay, a
+    # resolver): the image's egress policy refuses everything else (appliance/egress.py)
+    egress_allow: list[str] = msgspec.field(default_factory=list)
 
     @property
     def db_path(self) -> Path:
@@ -96,6 +100,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         bad = [p for p in settings.ports if not 0 < p < 65536]
         if bad:
             raise ValueError(f"{config}: ports out of range: {bad}")
+        try:
+            egress_networks(settings.egress_allow)
+        except ValueError as err:
+            raise ValueError(f"{config}: egress_allow: {err}") from None
         # here, not at the top: the agents package imports this module
         from appliance.agents.scope import scope_networks
 

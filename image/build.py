@@ -114,6 +114,7 @@ PACKAGES = [
     "systemd-boot-efi",
     "fdisk",
     "e2fsprogs",
+    "nftables",  # the appliance user's egress policy (qey-egress.service)
 ]
 EXCLUDES = [
     "path-exclude=/usr/share/man/*",
@@ -139,6 +140,7 @@ ENABLE = {  # unit -> target.wants it goes into
     "qey.service": "multi-user.target",
     "qey-data.service": "local-fs.target",
     "systemd-networkd.service": "multi-user.target",
+    "qey-egress.path": "multi-user.target",
 }
 # Kernel modules for hardware a wired network appliance does not have (Wi-Fi, sound, video
 # capture, InfiniBand, discrete PCIe GPUs, Fibre Channel) and the kernel's self-tests: a third

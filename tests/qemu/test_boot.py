@@ -90,6 +90,25 @@ def test_setup_then_a_routed_command_through_the_forwarded_panel(guest: Guest) -
     assert again.status_code == 303
 
 
+def test_the_egress_policy_is_loaded_before_the_appliance_and_follows_the_scope(
+    guest: Guest,
+) -> None:
+    """nftables holds the appliance user to its scope from before it starts; a scope saved in
+    the panel reloads the policy (qey-egress.path watches config.toml). What the rules refuse
+    is tested on the host (tests/integration/test_egress_policy.py)."""
+    guest.wait_for(r"qey ready", READY_DEADLINE_S)
+    log = guest.log()
+    loaded = "qey egress policy: scope 127.0.0.1/32; allowed nothing else (loaded)"
+    assert loaded in log, log[-5000:]
+    assert log.index(loaded) < log.index("qey ready"), "the appliance started before its policy"
+    s, base = login(guest.base_url), guest.base_url
+    headers = {"X-CSRF-Token": csrf_of(s, base)}
+    for scope in ("127.0.0.0/30", "127.0.0.1/32"):  # and back as it was, for the later tests
+        put = s.put(f"{base}/api/v1/scope", json={"scope": [scope]}, headers=headers, timeout=30)
+        assert put.status_code == 200, put.text
+        guest.wait_for(re.escape(f"qey egress policy: scope {scope}; allowed nothing else"), 60)
+
+
 def login(base: str) -> requests.Session:
     s = session()
     page = s.get(f"{base}/login", timeout=30)
