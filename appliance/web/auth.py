@@ -199,14 +199,14 @@ async def setup(request: web.Request) -> web.StreamResponse:
         check_new_password(password)
     except WeakPassword as err:
         return _form_page(request, title, SETUP_FIELDS, error=str(err), status=400)
-    if not await asyncio.to_thread(credentials.check_setup_token, form.get("token", "")):
+    token = form.get("token", "")
+    if not await asyncio.to_thread(credentials.use_setup_token, token, password):
         throttle.failed(client)
-        log.warning("panel: wrong setup token from %s", client)
+        log.warning("panel: wrong or spent setup token from %s", client)
         return _form_page(
             request, title, SETUP_FIELDS, error="Wrong or spent setup token.", status=401
         )
     throttle.succeeded(client)
-    await asyncio.to_thread(credentials.set_password, password)
     log.warning("panel: the admin password was set from %s; the setup token is spent", client)
     return _signed_in(request, "/")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+import threading
 from pathlib import Path
 
 from appliance.durable import write_atomic
@@ -30,6 +31,7 @@ class Credentials:
     def __init__(self, data_dir: Path) -> None:
         self._dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._setting = threading.Lock()  # one password change at a time, setup's included
         self.signing_key = self._load_or_make_key()
 
     @property
@@ -56,9 +58,24 @@ class Credentials:
             return False
         return verify_password(_normal(token), path.read_text(encoding="ascii").strip())
 
+    def use_setup_token(self, token: str, password: str) -> bool:
+        """Set the first admin password with the setup token, or return False (wrong or
+        spent token). Check and set are one step: of many concurrent callers with the
+        right token exactly one succeeds. Blocking (scrypt): call it in a thread."""
+        check_new_password(password)
+        with self._setting:
+            if not self.check_setup_token(token):
+                return False
+            self._set(password)
+            return True
+
     def set_password(self, password: str) -> None:
         """Set (or change) the admin password; the setup token is spent. Blocking (scrypt)."""
         check_new_password(password)
+        with self._setting:
+            self._set(password)
+
+    def _set(self, password: str) -> None:
         _write_private(self._dir / PASSWORD_FILE, hash_password(password))
         (self._dir / SETUP_FILE).unlink(missing_ok=True)
 

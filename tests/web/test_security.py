@@ -3,7 +3,9 @@ no default password, secrets on disk owner-only."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +274,42 @@ async def test_an_open_redirect_after_sign_in_is_refused(anon: TestClient[Any, A
 async def test_pages_show_the_csrf_token_only_to_a_session(client: TestClient[Any, Any]) -> None:
     assert csrf_of(await (await client.get("/")).text()) == client.csrf  # type: ignore[attr-defined]
     assert 'name="csrf-token"' not in await (await client.get("/login")).text()
+
+
+async def test_the_setup_token_sets_the_password_once_under_concurrent_use(
+    runtime: Runtime, data_dir: Path, aiohttp_client: Any
+) -> None:
+    """Five browsers post the valid token at once: exactly one sets the password and is
+    signed in; the others are refused and the password is the winner's."""
+    creds = Credentials(data_dir)
+    token = creds.new_setup_token()
+    assert token is not None
+    app = make_test_panel(runtime, creds)
+    clients: list[TestClient[Any, Any]] = [await aiohttp_client(app) for _ in range(5)]
+    forms = [form_token(await (await c.get("/setup")).text()) for c in clients]
+
+    async def setup(i: int) -> int:
+        password = f"password number {i}"
+        fields = {"csrf_token": forms[i], "token": token, "password": password, "confirm": password}
+        resp = await clients[i].post("/setup", data=fields, allow_redirects=False)
+        return resp.status
+
+    statuses = await asyncio.gather(*(setup(i) for i in range(5)))
+    assert statuses.count(303) == 1, statuses
+    winner = statuses.index(303)
+    assert creds.verify(f"password number {winner}")
+    for i, client in enumerate(clients):
+        signed_in = (await client.get("/api/v1/status")).status == 200
+        assert signed_in == (i == winner)
+
+
+def test_a_setup_token_is_spent_by_exactly_one_of_many_threads(data_dir: Path) -> None:
+    creds = Credentials(data_dir)
+    token = creds.new_setup_token()
+    assert token is not None
+    passwords = [f"password number {i}" for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda p: creds.use_setup_token(token, p), passwords))
+    assert won.count(True) == 1
+    assert creds.verify(passwords[won.index(True)])
+    assert not creds.use_setup_token(token, "yet another password")
