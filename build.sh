@@ -127,10 +127,13 @@ image_target() {
   echo "$t"
 }
 
+# Every package named, no Recommends: a fresh machine gets exactly this list. mmdebstrap's
+# Recommends were checked one by one (root mode, a tarball): it uses gpg to find the mirror's
+# signed-by key and arch-test for arm64; fakechroot, uidmap and distro-info serve other modes.
 ensure_image_tools() {
   local target=$1 missing=() tool pkg
   for tool in mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs mkfs.fat:dosfstools mcopy:mtools \
-    sfdisk:fdisk zstd:zstd qemu-img:qemu-utils depmod:kmod; do
+    sfdisk:fdisk zstd:zstd qemu-img:qemu-utils depmod:kmod gpg:gpg; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
   done
   case "$target" in
@@ -141,8 +144,10 @@ ensure_image_tools() {
       command -v qemu-system-aarch64 >/dev/null 2>&1 || missing+=(qemu-system-arm)
       [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
       [ -e /usr/lib/binfmt.d/qemu-aarch64.conf ] || missing+=(qemu-user-static binfmt-support)
-      # mmdebstrap only Recommends it, and needs it for any foreign architecture
-      command -v arch-test >/dev/null 2>&1 || missing+=(arch-test) ;;
+      # Recommends the build relies on, named: mmdebstrap needs arch-test for a foreign
+      # architecture; the virt machine's virtio-net-pci needs iPXE's efi-virtio.rom
+      command -v arch-test >/dev/null 2>&1 || missing+=(arch-test)
+      [ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || missing+=(ipxe-qemu) ;;
   esac
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (apt)"
