@@ -18,6 +18,7 @@ from appliance import __version__
 from appliance.agents import register_builtin
 from appliance.agents.netwatch import start_watching
 from appliance.agents.scope import Scope
+from appliance.datadir import DataDirLock, private_dir, private_files, unlink_if_same
 from appliance.errors import AgentTypeFailed, BadCommand, NoConfidentMatch
 from appliance.events import JobContext, TaskRef
 from appliance.hal.board import BoardProfile, load_board
@@ -80,11 +81,17 @@ class Appliance:
         self.startup.phases["imports"] = process_age() or 0.0
         self.settings = settings
         self.board = load_board(settings.board)  # a bad profile fails here, naming the field
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # a missing or corrupt model, or a strict board without its NPU, fails here, at start
-        self.router = router or Router(router_settings(self.board, settings))
-        self.startup.mark("model")
-        self.store = Store(settings.db_path)
+        private_dir(settings.data_dir)
+        # one appliance per data directory: before the store is opened or the socket touched
+        self._lock = DataDirLock.acquire(settings.data_dir)
+        try:
+            # a missing or corrupt model, or a strict board without its NPU, fails here
+            self.router = router or Router(router_settings(self.board, settings))
+            self.startup.mark("model")
+            self.store = Store(settings.db_path)
+        except BaseException:
+            self._lock.release()
+            raise
         self.runtime = Runtime(self.store)
         self.supervisor = Supervisor(self.runtime)
         self.runtime.on_agent_type(self.router.add_type)
@@ -120,7 +127,8 @@ class Appliance:
         """Run the appliance until cancelled: the runtime plus the control API on a socket
         only this user can open (the CLI's way in; nothing listens on the network)."""
         sock = self.settings.control_socket
-        sock.unlink(missing_ok=True)
+        sock.unlink(missing_ok=True)  # a dead appliance's: we hold the lock, so none runs
+        bound: os.stat_result | None = None
         runner = web.AppRunner(make_api(self.runtime, self.submit), access_log=None)
         await runner.setup()
         try:
@@ -134,11 +142,9 @@ class Appliance:
                 self.startup.mark("runtime")
                 await self.router.prepare()
                 self.startup.mark("descriptions")
-                old = os.umask(0o177)
-                try:
+                with private_files(0o177):
                     await web.UnixSite(runner, str(sock)).start()
-                finally:
-                    os.umask(old)
+                bound = sock.stat()
                 print(
                     f"qey ready {__version__} {boot_slot()} data={self.settings.data_dir} "
                     f"scope={','.join(self.settings.scope)} router={self.router.provider}",
@@ -157,10 +163,16 @@ class Appliance:
                 await asyncio.Event().wait()
         finally:
             await runner.cleanup()
-            sock.unlink(missing_ok=True)
-            self.store.close()
+            if bound is not None:
+                unlink_if_same(sock, bound)  # only the socket this process bound
+            self.close()
             # after the last commit: a console that shows this lost nothing on the way down
             print("qey stopped: store closed", flush=True)
+
+    def close(self) -> None:
+        """Close the store, then let the data directory go: the next appliance may start."""
+        self.store.close()
+        self._lock.release()
 
     def _panel(self, hardware: Hardware) -> tuple[Panel | None, str | None]:
         """The admin panel, where the board (or ``web_listen``) lets it listen, and the
@@ -309,4 +321,4 @@ async def in_process(settings: Settings) -> AsyncIterator[Appliance]:
             await appliance.router.prepare()
             yield appliance
     finally:
-        appliance.store.close()
+        appliance.close()

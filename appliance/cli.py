@@ -202,8 +202,8 @@ async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any
                 async for event in client.events(job["job_id"]):
                     _progress(event)
             return await client.job(job["job_id"], wait=args.timeout)
-    except NotRunning:
-        pass
+    except NotRunning as err:
+        _ensure_no_appliance(settings, err)
     from appliance.app import in_process
     from appliance.runtime.fanout import TaskOutcome
 
@@ -226,6 +226,18 @@ async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any
             "result": msgspec.to_builtins(outcome.result),
             "detail": outcome.detail,
         }
+
+
+def _ensure_no_appliance(settings: Settings, unreachable: ApplianceError) -> None:
+    """Running a job in this process is for when no appliance runs here: one that holds the
+    data directory but does not answer is an error to report, not a cue to run beside it."""
+    from appliance.datadir import DataDirInUse, holder_of
+
+    holder = holder_of(settings.data_dir)
+    if holder is not None:
+        raise DataDirInUse(
+            f"the appliance on {settings.data_dir} ({holder}) does not answer: {unreachable}"
+        )
 
 
 def _progress(event: dict[str, Any]) -> None:

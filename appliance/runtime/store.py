@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from appliance.datadir import private_files, tighten
 from appliance.errors import StoreUnavailable
 from appliance.runtime.clock import Clock, SystemClock
 
@@ -78,9 +79,13 @@ class Store:
         self._flush_lock = asyncio.Lock()
         self.failed_flushes = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db = _import_sqlite_utils().Database(self._conn)
-        self._migrate()
+        # jobs and findings are the owner's alone: SQLite makes its -wal and -shm with the
+        # database's mode, so a database made 0600 (or tightened to it) keeps all three so
+        tighten(path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")))
+        with private_files():
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db = _import_sqlite_utils().Database(self._conn)
+            self._migrate()
 
     @property
     def db(self) -> Any:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from appliance.errors import StoreUnavailable
 from appliance.runtime import Store
 
 pytestmark = pytest.mark.unit
+
+WAL_FILES = ("-wal", "-shm")
 
 
 async def test_the_store_is_in_wal_mode(store: Store) -> None:
@@ -58,3 +61,25 @@ async def test_records_survive_a_reopen(tmp_path: Path) -> None:
         assert await again.read(lambda db: db["jobs"].count) == 1
     finally:
         again.close()
+
+
+def test_the_database_files_are_the_owners_alone(tmp_path: Path) -> None:
+    """Whatever the umask, the database and its -wal and -shm are 0600; one made readable
+    to others (by an older version, or by hand) is tightened when the store opens it."""
+    old = tmp_path / "old.db"
+    sqlite3.connect(old).close()
+    old.chmod(0o644)
+    mask = os.umask(0o022)
+    try:
+        stores = [Store(tmp_path / "new.db"), Store(old)]
+    finally:
+        os.umask(mask)
+    try:
+        for store in stores:
+            files = [store.path, *(store.path.with_name(store.path.name + s) for s in WAL_FILES)]
+            assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+                f.name: "0o600" for f in files
+            }
+    finally:
+        for store in stores:
+            store.close()
