@@ -260,6 +260,11 @@ def _progress(event: dict[str, Any]) -> None:
             f"{event['message']}",
             file=sys.stderr,
         )
+    elif kind == "event.refused":
+        print(
+            f"  refused by {event['agent_type']} {event['task_id']}: {event['message']}",
+            file=sys.stderr,
+        )
 
 
 def _describe(outcome: dict[str, Any]) -> str:

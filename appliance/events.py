@@ -115,6 +115,15 @@ class HandlerCrashed(TaskRecord, frozen=True, kw_only=True, tag="handler.crashed
     message: str
 
 
+class EventRefused(TaskRecord, frozen=True, kw_only=True, tag="event.refused"):
+    """A handler refused its event as bad input (a command it cannot parse, a target out of
+    scope): the input was wrong, not the instance, so this is no crash."""
+
+    event_kind: str
+    error_type: str
+    message: str
+
+
 class JobSubmitted(Event, frozen=True, tag="job.submitted"):
     job_id: str
     command_id: str
@@ -202,6 +211,7 @@ class ConsensusFailed(Event, frozen=True, tag="consensus.failed"):
 JournalRecord: TypeAlias = (
     TaskStatusChanged
     | HandlerCrashed
+    | EventRefused
     | InstanceRestarted
     | EventRetried
     | EventShed
@@ -215,6 +225,7 @@ RecordEvent: TypeAlias = (
     TaskSpawned
     | TaskStatusChanged
     | HandlerCrashed
+    | EventRefused
     | JobSubmitted
     | InstanceRestarted
     | EventRetried

@@ -118,6 +118,13 @@ class Coordinator(Agent):
         self._scope = scope
         self._ports = default_ports
 
+    @classmethod
+    def start_for(cls, command: str) -> Started:
+        """A command it cannot parse is refused here, before a job is recorded (and the
+        router's next candidate may take it), not as a failed job."""
+        parse_command(command, [])
+        return Started(objective=command)
+
     async def on_start(self, event: Started, ctx: Context[NoState]) -> PostureReport:
         targets, ports = parse_command(event.objective, self._ports)
         for target in targets:  # refuse the whole job before anything is probed

@@ -62,6 +62,7 @@ class Instance:
         "agent",
         "alive",
         "backlog",
+        "fault",
         "generation",
         "handled",
         "handlers",
@@ -97,6 +98,7 @@ class Instance:
         self.handled = 0  # events finished: the supervisor's progress (liveness) signal
         self.generation = 1
         self.pooled = False
+        self.fault: str | None = None  # its last crash, until it restarts or handles an event
         self.backlog: deque[Item] | None = None
         self.space: deque[asyncio.Future[None]] | None = None
         # State per job. Most instances only ever serve the job they were spawned for, so
@@ -160,3 +162,4 @@ class InstanceInfo(msgspec.Struct, frozen=True):
     generation: int
     pooled: bool
     status: TaskStatus
+    fault: str | None = None  # why it is failing now: health is "degraded" while any is

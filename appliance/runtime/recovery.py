@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class Action(enum.Enum):
     FAIL = "fail"  # record it; the event is done, the instance carries on
+    REFUSE = "refuse"  # bad input: record a refusal, not a crash; the instance is fine
     RETRY = "retry"  # deliver the same event again after ``delay``
     RESTART = "restart"  # restart the instance from its last snapshot
     RESTART_GROUP = "restart_group"  # restart every instance of the type in the job

@@ -47,6 +47,7 @@ from appliance.events import (
     AgentTypeReset,
     Envelope,
     Event,
+    EventRefused,
     EventRetried,
     EventShed,
     HandlerCrashed,
@@ -321,16 +322,21 @@ class Runtime:
         caller: TaskRef | None = None,
         start: Event | None = None,
         autonomous: bool = False,
+        idle: bool = False,
     ) -> TaskRef:
         """Create an instance, record it in the graph, and give it its start event.
 
         The start event (``start``, or ``Started(objective)`` when the type accepts that) is
-        the task: what its handler returns or raises becomes the task's outcome.
+        the task: what its handler returns or raises becomes the task's outcome. ``idle``:
+        no start event at all, the instance just serves the events sent to it (a pool
+        member: its objective is no command, so a type that parses ``Started`` would fail).
         """
         kind = self._kind(agent_type)
         if kind.failed is not None:
             raise AgentTypeFailed(f"agent type {kind.name!r} is marked failed: {kind.failed}")
-        start_handler = self._check_spawnable(kind, start)
+        if idle and start is not None:
+            raise ValueError("an idle instance has no start event")
+        start_handler = None if idle else self._check_spawnable(kind, start)
         if self._tg is None:
             raise RuntimeStopped("the runtime is not running")
         ref = TaskRef(kind.name, new_task_id())
@@ -560,15 +566,15 @@ class Runtime:
             caller = None
             if env.caller_task_id is not None:
                 caller = TaskRef(env.caller_agent or "?", env.caller_task_id)
-            ref = self.spawn(kind.name, env.job, f"{kind.name} pool", caller=caller)
+            ref = self.spawn(kind.name, env.job, f"{kind.name} pool", caller=caller, idle=True)
             self._instances[ref.task_id].pooled = True
             kind.pool.append(self._instances[ref.task_id])
         return min(kind.pool, key=lambda inst: inst.load)
 
     def add_to_pool(self, agent_type: str, job: JobContext) -> TaskRef:
-        """Grow a type's pool by one instance (the supervisor scales pools with this)."""
+        """Grow a type's pool by one idle instance (the supervisor scales pools with this)."""
         kind = self._kind(agent_type)
-        ref = self.spawn(kind.name, job, f"{kind.name} pool")
+        ref = self.spawn(kind.name, job, f"{kind.name} pool", idle=True)
         inst = self._instances[ref.task_id]
         inst.pooled = True
         kind.pool.append(inst)
@@ -772,6 +778,8 @@ class Runtime:
             if is_start:
                 self._task_ended(inst, "cancelled", None, "runtime stopped")
         elif err is None:
+            if inst.fault is not None:
+                inst.fault = None  # it handles events again: whatever crashed was the event's
             state = ctx.state_used
             if state is not None and inst.kind.snapshot:
                 # The state the handler left behind is the point a restart recovers to. The
@@ -836,6 +844,13 @@ class Runtime:
             assert self._tg is not None
             self._tg.create_task(self._redeliver(item, decision.delay))
             return
+        if action is Action.REFUSE:
+            self._refused(inst, env, err)
+            if reply is not None and not reply.done():
+                reply.set_exception(HandlerFailed(f"{inst.name}: {type(err).__name__}: {err}"))
+            if is_start:
+                self._task_ended(inst, "failed", None, f"refused: {type(err).__name__}: {err}")
+            return
         self._crashed(inst, env, err)
         if action is Action.SHED:
             self._record(
@@ -895,6 +910,7 @@ class Runtime:
         its state, so each of those events takes effect once, in the new incarnation."""
         inst.generation += 1
         inst.agent = inst.kind.factory()
+        inst.fault = None  # a new incarnation: whatever failed went with the old one
         inst.recover_states()
         stale = inst.running or {}
         inst.running = None
@@ -949,8 +965,30 @@ class Runtime:
             for key, inst in unsaved.items()
         ]
 
+    def _refused(self, inst: Instance, env: Envelope[Any], err: BaseException) -> None:
+        log.info(
+            "%s: refused %s: %s: %s",
+            inst.name,
+            env.event.__struct_config__.tag,
+            type(err).__name__,
+            err,
+            extra={"job_id": env.job.job_id, "task_id": inst.ref.task_id},
+        )
+        self._record(
+            EventRefused(
+                job_id=env.job.job_id,
+                task_id=inst.ref.task_id,
+                agent_type=inst.kind.name,
+                event_kind=str(env.event.__struct_config__.tag),
+                error_type=type(err).__name__,
+                message=str(err),
+                at=self.clock.now(),
+            )
+        )
+
     def _crashed(self, inst: Instance, env: Envelope[Any], err: BaseException) -> None:
         self.crashed += 1
+        inst.fault = f"{type(err).__name__}: {err}"  # until it restarts or handles an event
         kind = env.event.__struct_config__.tag
         log.warning(
             "%s: handler for %s failed: %s: %s",
@@ -1121,6 +1159,7 @@ class Runtime:
                 generation=i.generation,
                 pooled=i.pooled,
                 status=i.outcome.status if i.outcome else "running",
+                fault=i.fault,
             )
             for k in kinds
             for i in k.instances.values()

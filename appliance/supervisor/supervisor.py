@@ -79,7 +79,7 @@ class Supervisor:
                 f"{type(failure.error).__name__}: {failure.error}",
             )
         if error_class == "rejected":
-            return Decision(Action.FAIL)
+            return Decision(Action.REFUSE)
         if error_class == "resource":
             self._grow(failure.agent.name, "out of resources")
             return Decision(Action.SHED, reason=f"shed: {failure.error}")

@@ -25,6 +25,7 @@ class InstanceView(msgspec.Struct, frozen=True):
     handled: int
     generation: int
     pooled: bool
+    fault: str | None = None  # its last crash, while it has not recovered from it
 
 
 class TypeView(msgspec.Struct, frozen=True):
@@ -36,10 +37,11 @@ class TypeView(msgspec.Struct, frozen=True):
     pool_size: int
     pool_min: int
     pool_max: int
-    restarts: int
+    restarts: int  # since start: the history; health says how things are now
     crashes: int
     failed: str | None
-    health: str  # ok, busy, degraded (crashed or restarted), failed
+    health: str  # ok, busy, degraded (an instance is failing now), failed (marked so)
+    failing: int = 0  # live instances whose last handler crashed, not restarted since
 
 
 class StatusView(msgspec.Struct, frozen=True):
@@ -66,6 +68,7 @@ def instance_view(info: InstanceInfo) -> InstanceView:
         handled=info.handled,
         generation=info.generation,
         pooled=info.pooled,
+        fault=info.fault,
     )
 
 
@@ -78,10 +81,13 @@ def build_status(
     for cls in runtime.agent_types:
         mine = [i for i in instances if i.agent_type == cls.name]
         busy = sum(1 for i in mine if i.inflight + i.queued > 0)
+        failing = sum(1 for i in mine if i.fault is not None)
         restarts, crashes = activity.restarts[cls.name], activity.crashes[cls.name]
+        # the condition now, not the counts since start: once what failed is restarted,
+        # scaled away or handles events again, the type is healthy again
         if cls.name in failed:
             health = "failed"
-        elif crashes or restarts:
+        elif failing:
             health = "degraded"
         else:
             health = "busy" if busy else "ok"
@@ -99,6 +105,7 @@ def build_status(
                 crashes=crashes,
                 failed=failed.get(cls.name),
                 health=health,
+                failing=failing,
             )
         )
     overall = (

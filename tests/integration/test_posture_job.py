@@ -9,6 +9,7 @@ import pytest
 from appliance.agents.executor import ReportEntry
 from appliance.agents.messages import PostureReport
 from appliance.app import in_process
+from appliance.errors import BadCommand
 from appliance.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -61,9 +62,11 @@ async def test_a_target_outside_the_scope_fails_the_job_before_any_scan(
     assert [n.agent_type for n in tree.tasks] == ["coordinator"]
 
 
-async def test_a_command_the_coordinator_cannot_parse_fails_clearly(settings: Settings) -> None:
+async def test_a_command_the_coordinator_cannot_parse_is_refused_clearly(
+    settings: Settings,
+) -> None:
     async with asyncio.timeout(10), in_process(settings) as appliance:
-        _, root, _ = await appliance.submit("make me a sandwich", "coordinator")
-        outcome = await appliance.runtime.wait_task(root)
-    assert outcome.status == "failed"
-    assert "BadCommand" in outcome.detail and "posture of" in outcome.detail
+        with pytest.raises(BadCommand, match="posture of"):  # a refusal, before any job
+            await appliance.submit("make me a sandwich", "coordinator")
+        await appliance.runtime.commit()
+        assert await appliance.runtime.graph.jobs() == []

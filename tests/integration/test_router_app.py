@@ -75,6 +75,10 @@ async def test_the_api_returns_the_route_and_refuses_nonsense_with_a_4xx(
         refused = await client.post("/api/v1/jobs", json={"command": "tell me a joke"})
         error = await refused.json()
         named = await client.post(
+            "/api/v1/jobs",
+            json={"command": "assess the posture of 127.0.0.2", "agent_type": "coordinator"},
+        )
+        mistyped = await client.post(
             "/api/v1/jobs", json={"command": "tell me a joke", "agent_type": "coordinator"}
         )
     assert ok.status == 202
@@ -84,6 +88,7 @@ async def test_the_api_returns_the_route_and_refuses_nonsense_with_a_4xx(
     assert refused.status == 422
     assert error["error"] == "NoConfidentMatch" and "closest: " in error["message"]
     assert named.status == 202 and (await named.json())["route"] is None
+    assert mistyped.status == 400 and (await mistyped.json())["error"] == "BadCommand"
 
 
 def test_qey_route_prints_one_json_object_per_line(settings: Settings) -> None:

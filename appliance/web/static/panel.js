@@ -81,6 +81,7 @@ function eventLine(item) {
   if (ev.kind === "task.spawned") what += `: ${ev.objective}`;
   else if (ev.kind === "task.status") what += `: ${ev.status}${ev.detail ? " — " + ev.detail : ""}`;
   else if (ev.kind === "handler.crashed") what += `: ${ev.error_type}: ${ev.message}`;
+  else if (ev.kind === "event.refused") what += `: ${ev.event_kind}: ${ev.message}`;
   else if (ev.kind === "job.submitted") what += `: ${ev.command}`;
   return `${new Date().toLocaleTimeString()}  ${what}  [${who}, ${item.job_id}]`;
 }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.agents import Analyzer, DataCollector, Executor
+from appliance.agents import Analyzer, Coordinator, DataCollector, Executor
 from appliance.agents.messages import AnalysisRequested, ScanRequested
 from appliance.errors import BadCommand
+from appliance.events import Started
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +56,10 @@ def test_analysis_commands_name_one_host_and_maybe_ports() -> None:
 def test_the_executor_explains_it_needs_an_analysis() -> None:
     with pytest.raises(BadCommand, match="findings that an analysis produced"):
         Executor.start_for("write a report of the findings")
+
+
+def test_a_posture_command_the_coordinator_cannot_parse_is_refused_before_any_job() -> None:
+    command = "analyze network security posture of 127.0.0.1"
+    assert Coordinator.start_for(command) == Started(objective=command)
+    with pytest.raises(BadCommand, match="posture of"):
+        Coordinator.start_for("analyse netwrk posture 127.0.0.1")

@@ -120,6 +120,21 @@ async def test_a_rejected_event_fails_alone_and_restarts_nothing(
     assert runtime.instances("worker")[0].generation == 1
 
 
+async def test_a_rejected_event_is_recorded_as_refused_not_as_a_crash(
+    supervised: Supervised, job: JobContext
+) -> None:
+    runtime, _ = supervised
+    ref = runtime.spawn("worker", job, "w")
+    with pytest.raises(HandlerFailed, match="bad input"):
+        await runtime.request(ref, Reject(), job=job)
+    await runtime.commit()
+    [refused] = await _records(runtime, "event.refused")
+    assert '"error_type":"ValueError"' in refused["body"] and "bad input" in refused["body"]
+    assert await _records(runtime, "handler.crashed") == [] and runtime.crashed == 0
+    [info] = runtime.instances("worker")
+    assert info.fault is None  # the instance is fine
+
+
 async def test_a_hung_handler_is_cut_off_and_its_instance_restarted(
     supervised: Supervised, job: JobContext
 ) -> None:
