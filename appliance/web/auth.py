@@ -18,8 +18,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from appliance.web.bodies import read_form
-from appliance.web.errors import CsrfRejected, NotSignedIn
-from appliance.web.keys import CREDENTIALS, SESSIONS, THROTTLE
+from appliance.web.devices import DEVICE_COOKIE
+from appliance.web.errors import CsrfRejected, NotSignedIn, TooManyAttempts
+from appliance.web.keys import CREDENTIALS, DEVICES, SESSIONS, THROTTLE
 from appliance.web.layout import e, notice, page
 from appliance.web.passwords import MIN_PASSWORD_LEN, WeakPassword, check_new_password
 from appliance.web.sessions import (
@@ -31,6 +32,7 @@ from appliance.web.sessions import (
     Session,
     csrf_ok,
 )
+from appliance.web.throttle import Lane
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    credentials, throttle = request.app[CREDENTIALS], request.app[THROTTLE]
+    credentials = request.app[CREDENTIALS]
     if not credentials.configured:
         raise web.HTTPSeeOther("/setup")
     form = await _checked_form(request)
@@ -158,16 +160,23 @@ async def login(request: web.Request) -> web.StreamResponse:
             request, "Sign in", LOGIN_FIELDS, error="The form expired; try again.", status=403
         )
     client = _client(request)
-    wait = throttle.retry_after(client)
-    if wait > 0:
-        return _throttled(request, "Sign in", LOGIN_FIELDS, wait)
-    password = form.get("password", "")
-    if not await asyncio.to_thread(credentials.verify, password):
-        delay = throttle.failed(client)
-        log.warning("panel: failed sign-in from %s; next try in %.0f s", client, delay)
+    device = request.app[DEVICES].device_of(request.cookies.get(DEVICE_COOKIE))
+    lane: Lane = "anonymous" if device is None else "device"
+    try:
+        with request.app[THROTTLE].attempt(lane, device or client) as attempt:
+            if await asyncio.to_thread(credentials.verify, form.get("password", "")):
+                attempt.succeeded()
+    except TooManyAttempts as err:
+        return _throttled(request, "Sign in", LOGIN_FIELDS, err.retry_after)
+    if not attempt.ok:
+        log.warning(
+            "panel: failed sign-in from %s%s; next try in %.0f s",
+            client,
+            " (a known browser)" if device else "",
+            attempt.delay_s,
+        )
         return _form_page(request, "Sign in", LOGIN_FIELDS, error="Wrong password.", status=401)
-    throttle.succeeded(client)
-    return _signed_in(request, _next(request))
+    return await _signed_in(request, _next(request))
 
 
 async def setup_page(request: web.Request) -> web.StreamResponse:
@@ -177,7 +186,7 @@ async def setup_page(request: web.Request) -> web.StreamResponse:
 
 
 async def setup(request: web.Request) -> web.StreamResponse:
-    credentials, throttle = request.app[CREDENTIALS], request.app[THROTTLE]
+    credentials = request.app[CREDENTIALS]
     title = "Set up the admin password"
     if credentials.configured:
         raise web.HTTPSeeOther("/login")
@@ -186,10 +195,6 @@ async def setup(request: web.Request) -> web.StreamResponse:
         return _form_page(
             request, title, SETUP_FIELDS, error="The form expired; try again.", status=403
         )
-    client = _client(request)
-    wait = throttle.retry_after(client)
-    if wait > 0:
-        return _throttled(request, title, SETUP_FIELDS, wait)
     password, confirm = form.get("password", ""), form.get("confirm", "")
     if password != confirm:
         return _form_page(
@@ -199,16 +204,20 @@ async def setup(request: web.Request) -> web.StreamResponse:
         check_new_password(password)
     except WeakPassword as err:
         return _form_page(request, title, SETUP_FIELDS, error=str(err), status=400)
-    token = form.get("token", "")
-    if not await asyncio.to_thread(credentials.use_setup_token, token, password):
-        throttle.failed(client)
+    client, token = _client(request), form.get("token", "")
+    try:
+        with request.app[THROTTLE].attempt("anonymous", client) as attempt:
+            if await asyncio.to_thread(credentials.use_setup_token, token, password):
+                attempt.succeeded()
+    except TooManyAttempts as err:
+        return _throttled(request, title, SETUP_FIELDS, err.retry_after)
+    if not attempt.ok:
         log.warning("panel: wrong or spent setup token from %s", client)
         return _form_page(
             request, title, SETUP_FIELDS, error="Wrong or spent setup token.", status=401
         )
-    throttle.succeeded(client)
     log.warning("panel: the admin password was set from %s; the setup token is spent", client)
-    return _signed_in(request, "/")
+    return await _signed_in(request, "/")
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -240,10 +249,12 @@ def _throttled(request: web.Request, title: str, fields: str, wait: int) -> web.
     return response
 
 
-def _signed_in(request: web.Request, where: str) -> web.StreamResponse:
+async def _signed_in(request: web.Request, where: str) -> web.StreamResponse:
+    """A new session, and this browser known from now on (its device cookie)."""
     value, _session = request.app[SESSIONS].create()
     response = _see_other(where)
     set_session_cookie(request, response, value)
+    request.app[DEVICES].set_cookie(request, response)
     response.del_cookie(FORM_COOKIE, path="/")
     return response
 

@@ -8,6 +8,7 @@ from appliance.runtime import Clock, Runtime
 from appliance.web.activity import Activity
 from appliance.web.capabilities import DeviceView, RoutePreview, ScopeControl
 from appliance.web.credentials import Credentials
+from appliance.web.devices import DeviceCookies
 from appliance.web.sessions import Sessions
 from appliance.web.submit import Submit
 from appliance.web.throttle import LoginThrottle
@@ -18,6 +19,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 CREDENTIALS = web.AppKey("credentials", Credentials)
 SESSIONS = web.AppKey("sessions", Sessions)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
+DEVICES = web.AppKey("devices", DeviceCookies)
 ACTIVITY = web.AppKey("activity", Activity)
 ROUTE: web.AppKey[RoutePreview | None] = web.AppKey("route")
 DEVICE: web.AppKey[DeviceView | None] = web.AppKey("device")

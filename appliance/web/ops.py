@@ -18,7 +18,7 @@ from appliance.errors import BadCommand
 from appliance.web import actions
 from appliance.web.api import Command, json_response, read_body
 from appliance.web.auth import SESSION
-from appliance.web.errors import ActionRefused, TooManyAttempts, WrongPassword
+from appliance.web.errors import ActionRefused, WrongPassword
 from appliance.web.keys import (
     ACTIVITY,
     CREDENTIALS,
@@ -135,22 +135,19 @@ async def put_scope(request: web.Request) -> web.Response:
 
 
 async def post_password(request: web.Request) -> web.Response:
-    """Change the admin password: the current one is checked (and throttled like a sign-in);
-    every other session ends."""
+    """Change the admin password: the current one is checked, slowed per session (never
+    blocked by other clients' failures); every other session ends."""
     body = await read_body(request, PasswordRequest)
     app = request.app
-    throttle, credentials = app[THROTTLE], app[CREDENTIALS]
-    client = request.remote or "?"
-    wait = throttle.retry_after(client)
-    if wait > 0:
-        raise TooManyAttempts(wait)
-    if not await asyncio.to_thread(credentials.verify, body.current):
-        throttle.failed(client)
+    credentials, session = app[CREDENTIALS], request[SESSION]
+    with app[THROTTLE].attempt("session", session.sid) as attempt:  # TooManyAttempts: 429
+        if await asyncio.to_thread(credentials.verify, body.current):
+            attempt.succeeded()
+    if not attempt.ok:
         raise WrongPassword("the current password is wrong")
-    throttle.succeeded(client)
     await asyncio.to_thread(credentials.set_password, body.new)  # WeakPassword: 400
-    app[SESSIONS].end_others(request[SESSION].sid)
-    log.warning("panel: the admin password was changed from %s", client)
+    app[SESSIONS].end_others(session.sid)
+    log.warning("panel: the admin password was changed from %s", request.remote or "?")
     return web.Response(status=204)
 
 

@@ -27,12 +27,14 @@ from appliance.web.activity import Activity
 from appliance.web.api import add_api_routes, errors_as_json, json_response
 from appliance.web.capabilities import DeviceView, RoutePreview, ScopeControl
 from appliance.web.credentials import Credentials
+from appliance.web.devices import DeviceCookies
 from appliance.web.errors import BadRequestBody
 from appliance.web.keys import (
     ACTIVITY,
     CLOCK,
     CREDENTIALS,
     DEVICE,
+    DEVICES,
     PROVIDER,
     ROUTE,
     RUNTIME,
@@ -130,6 +132,7 @@ def make_panel(
     app[CREDENTIALS] = credentials
     app[SESSIONS] = Sessions(credentials.signing_key, clock)
     app[THROTTLE] = throttle or LoginThrottle(clock)
+    app[DEVICES] = DeviceCookies(credentials.signing_key)
     app[ACTIVITY] = activity or Activity()
     app[PROVIDER] = provider
     app[ROUTE] = route
