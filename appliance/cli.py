@@ -152,8 +152,10 @@ def _parser() -> argparse.ArgumentParser:
         help="write an OS image to a disk and verify it",
         description="Write IMAGE (the raw .img from ./build.sh image) to TARGET, a block "
         "device or a file, showing progress, then read it back and compare sha256s. Refuses a "
-        "mounted device, the disk this computer's root is on, and a device smaller than the "
-        "image; asks before writing unless --yes.",
+        "mounted device, the disk this computer's root is on, a device smaller than the "
+        "image, the image itself (by inode), a file on a kernel file system (/proc, /sys), a "
+        "loop device's backing file and anything another process has open; asks before "
+        "writing unless --yes.",
     )
     flash.add_argument("image", type=Path, metavar="IMAGE")
     flash.add_argument("target", type=Path, metavar="TARGET")

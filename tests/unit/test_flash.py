@@ -228,3 +228,114 @@ def test_the_command_needs_yes_without_a_terminal_and_then_flashes(
     assert done.returncode == 0, done.stderr
     assert "verified" in done.stdout and "verify 100%" in done.stderr
     assert target.read_bytes() == image.read_bytes()
+
+
+def never(info: TargetInfo, size: int) -> bool:
+    raise AssertionError(f"asked to confirm writing {info.path}, which should have been refused")
+
+
+def test_a_kernel_file_is_refused(image: Path) -> None:
+    """``/proc/version`` was once accepted and written (as root: an EIO traceback)."""
+    with pytest.raises(FlashRefused, match="/proc/version is on proc, a kernel file system"):
+        flash(image, Path("/proc/version"), confirm=never)
+
+
+def host_view(tmp_path: Path, target: Path, *, filesystem: str = "ext4") -> LinuxBlockDevices:
+    """A /proc and /sys of our own: ``target``'s file system is ``filesystem``, no loop
+    device is attached and no process has anything open."""
+    proc, sys_ = tmp_path / "fake-proc", tmp_path / "fake-sys"
+    (proc / "self").mkdir(parents=True)
+    (sys_ / "block").mkdir(parents=True)
+    dev = (target if target.exists() else target.parent).stat().st_dev
+    (proc / "self" / "mountinfo").write_text(
+        f"21 1 {os.major(dev)}:{os.minor(dev)} / {tmp_path} rw - {filesystem} none rw\n"
+    )
+    return LinuxBlockDevices(proc=proc, sys=sys_)
+
+
+@pytest.mark.parametrize(
+    "filesystem", ["proc", "sysfs", "devtmpfs", "cgroup2", "debugfs", "securityfs", "tracefs"]
+)
+def test_a_file_on_a_kernel_file_system_is_refused(
+    image: Path, target: Path, tmp_path: Path, filesystem: str
+) -> None:
+    host = host_view(tmp_path, target, filesystem=filesystem)
+    with pytest.raises(FlashRefused, match=f"on {filesystem}, a kernel file system"):
+        flash(image, target, host, confirm=never)
+    assert target.read_bytes() == OLD
+
+
+@pytest.mark.parametrize("filesystem", ["ext4", "tmpfs", "xfs"])
+def test_a_file_on_a_real_or_memory_file_system_is_written(
+    image: Path, target: Path, tmp_path: Path, filesystem: str
+) -> None:
+    flash(image, target, host_view(tmp_path, target, filesystem=filesystem), confirm=yes)
+    assert target.read_bytes() == image.read_bytes()
+
+
+def test_a_hard_link_to_the_image_is_the_image(image: Path, tmp_path: Path) -> None:
+    """Once it passed (another path) and the image was truncated under its own copy."""
+    link = tmp_path / "another-name.img"
+    os.link(image, link)
+    before = image.read_bytes()
+    with pytest.raises(FlashRefused, match="is the image itself"):
+        flash(image, link, host_view(tmp_path, link), confirm=never)
+    assert image.read_bytes() == before
+
+
+def test_the_backing_file_of_a_loop_device_is_refused(
+    image: Path, target: Path, tmp_path: Path
+) -> None:
+    host = host_view(tmp_path, target)
+    loop = host.sys / "block" / "loop3" / "loop"
+    loop.mkdir(parents=True)
+    (loop / "backing_file").write_text(f"{target}\n")
+    (host.sys / "block" / "loop4" / "loop").mkdir(parents=True)  # detached: no backing file
+    with pytest.raises(FlashRefused, match=r"in use .*backing file of /dev/loop3"):
+        flash(image, target, host, confirm=never)
+    assert target.read_bytes() == OLD
+
+
+def test_a_file_another_process_has_open_is_refused(image: Path, target: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; f = open(sys.argv[1], 'rb'); print(1, flush=True); sys.stdin.read()",
+            str(target),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "1\n"
+        with pytest.raises(FlashRefused, match=f"in use .*open by pid {holder.pid} "):
+            flash(image, target, confirm=never)
+    finally:
+        holder.communicate(timeout=10)
+    assert target.read_bytes() == OLD
+    flash(image, target, confirm=yes)  # closed now: it may be written
+    assert target.read_bytes() == image.read_bytes()
+
+
+def test_a_missing_directory_or_a_dangling_link_is_a_clear_refusal(
+    image: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(FlashRefused, match="no such directory"):
+        flash(image, tmp_path / "no" / "such" / "disk.img", confirm=never)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "elsewhere" / "disk.img")
+    with pytest.raises(
+        FlashRefused, match=r"a link to .*elsewhere/disk\.img, which does not exist"
+    ):
+        flash(image, dangling, confirm=never)
+
+
+def test_the_command_refuses_in_one_line_without_a_traceback(image: Path, tmp_path: Path) -> None:
+    for target in ("/proc/version", str(tmp_path / "no" / "dir" / "disk.img")):
+        refused = qey(str(image), target, "--yes")
+        assert refused.returncode == 1, refused.stdout
+        assert refused.stderr.startswith("qey: ") and refused.stderr.count("\n") == 1, (
+            refused.stderr
+        )
