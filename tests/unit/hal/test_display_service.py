@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -290,3 +291,31 @@ async def test_any_failure_of_the_link_ends_in_a_reconnect_not_a_dark_display(
         assert service.stats.connects == 2
         for task in tasks:
             task.cancel()
+
+
+async def test_a_message_no_frame_can_hold_is_dropped_counted_and_logged_once(
+    runtime: Runtime, board: BoardProfile, job: JobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A board name of 5,000 bytes makes a Hello no frame can hold, on every connection:
+    that message goes, counted, with one warning in the log; the display still shows."""
+    clock = FakeClock()
+    endpoint = SocketPairEndpoint()
+    service = DisplayService(
+        runtime, board.display, clock=clock, board="b" * 5000, open_link=endpoint.open_for_service
+    )
+    emulator = DisplayEmulator(endpoint)
+    with caplog.at_level(logging.WARNING, logger="appliance.hal.display.service"):
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(service.run()), tg.create_task(emulator.run())]
+            runtime.spawn("counter", job, "count")
+            await until(lambda: any(s.agent == "counter" for s in emulator.screen.lines()), clock)
+            endpoint.unplug()
+            await until(lambda: not service.connected.is_set(), clock)
+            endpoint.plugged = True
+            service.poke()
+            await until(lambda: service.stats.connects == 2 and service.stats.acks >= 2, clock)
+            for task in tasks:
+                task.cancel()
+    assert service.stats.frames_unsendable == 2  # one Hello per connection
+    dropped = [r.getMessage() for r in caplog.records if "cannot be sent" in r.getMessage()]
+    assert len(dropped) == 1 and "dropped Hello" in dropped[0]
