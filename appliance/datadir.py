@@ -43,7 +43,10 @@ class DataDirLock:
     @classmethod
     def acquire(cls, data_dir: Path) -> DataDirLock:
         """Take the lock, or raise DataDirInUse naming the directory and who holds it."""
-        fd = _open_lock(data_dir)
+        try:
+            fd = _open_lock(data_dir)
+        except OSError as err:  # not ours, read-only: say which, not a traceback
+            raise ApplianceError(f"cannot lock {data_dir}: {err.strerror or err}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
