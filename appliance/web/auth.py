@@ -50,7 +50,7 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
         if request.method not in SAFE_METHODS:
             _check_origin(request)
         return await handler(request)
-    session = request.app[SESSIONS].get(request.cookies.get(SESSION_COOKIE))
+    session = await request.app[SESSIONS].get(request.cookies.get(SESSION_COOKIE))
     if session is None:
         if path.startswith("/api/"):
             raise NotSignedIn("sign in first: this needs a session")
@@ -222,7 +222,7 @@ async def setup(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST only, behind the guard: a sign-out needs the CSRF token like any change."""
-    request.app[SESSIONS].end(request[SESSION].sid)
+    await request.app[SESSIONS].end(request[SESSION].key)
     response = _see_other("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -251,7 +251,7 @@ def _throttled(request: web.Request, title: str, fields: str, wait: int) -> web.
 
 async def _signed_in(request: web.Request, where: str) -> web.StreamResponse:
     """A new session, and this browser known from now on (its device cookie)."""
-    value, _session = request.app[SESSIONS].create()
+    value, _session = await request.app[SESSIONS].create()
     response = _see_other(where)
     set_session_cookie(request, response, value)
     request.app[DEVICES].set_cookie(request, response)

@@ -35,6 +35,11 @@ class Credentials:
         self.signing_key = self._load_or_make_key()
 
     @property
+    def data_dir(self) -> Path:
+        """Where the panel keeps its files (owner-only)."""
+        return self._dir
+
+    @property
     def configured(self) -> bool:
         """True once the admin password is set: from then on there is no setup token."""
         return (self._dir / PASSWORD_FILE).exists()

@@ -140,13 +140,13 @@ async def post_password(request: web.Request) -> web.Response:
     body = await read_body(request, PasswordRequest)
     app = request.app
     credentials, session = app[CREDENTIALS], request[SESSION]
-    with app[THROTTLE].attempt("session", session.sid) as attempt:  # TooManyAttempts: 429
+    with app[THROTTLE].attempt("session", session.key) as attempt:  # TooManyAttempts: 429
         if await asyncio.to_thread(credentials.verify, body.current):
             attempt.succeeded()
     if not attempt.ok:
         raise WrongPassword("the current password is wrong")
     await asyncio.to_thread(credentials.set_password, body.new)  # WeakPassword: 400
-    app[SESSIONS].end_others(session.sid)
+    await app[SESSIONS].end_others(session.key)
     log.warning("panel: the admin password was changed from %s", request.remote or "?")
     return web.Response(status=204)
 

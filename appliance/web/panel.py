@@ -49,6 +49,7 @@ from appliance.web.openapi import openapi_document
 from appliance.web.ops import add_ops_routes
 from appliance.web.pages import add_page_routes
 from appliance.web.sessions import Sessions
+from appliance.web.sessionstore import SESSIONS_FILE, SessionStore
 from appliance.web.submit import Submit
 from appliance.web.throttle import LoginThrottle
 
@@ -130,7 +131,10 @@ def make_panel(
     app[SUBMIT] = submit
     app[CLOCK] = clock
     app[CREDENTIALS] = credentials
-    app[SESSIONS] = Sessions(credentials.signing_key, clock)
+    sessions = Sessions(
+        credentials.signing_key, clock, SessionStore(credentials.data_dir / SESSIONS_FILE)
+    )
+    app[SESSIONS] = sessions
     app[THROTTLE] = throttle or LoginThrottle(clock)
     app[DEVICES] = DeviceCookies(credentials.signing_key)
     app[ACTIVITY] = activity or Activity()
@@ -149,6 +153,11 @@ def make_panel(
     add_ops_routes(app)
     app.router.add_get("/api/v1/live", live)
     app.router.add_get("/api/v1/openapi.json", get_openapi)
+
+    async def close_sessions(app: web.Application) -> None:
+        sessions.close()
+
+    app.on_cleanup.append(close_sessions)
     return app
 
 

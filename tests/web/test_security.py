@@ -59,14 +59,16 @@ async def test_static_files_and_sign_in_need_no_session(anon: TestClient[Any, An
 
 
 async def test_a_forged_or_stale_cookie_is_refused(
-    client: TestClient[Any, Any], runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+    client: TestClient[Any, Any], runtime: Runtime, tmp_path: Path, aiohttp_client: Any
 ) -> None:
     cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["qey_session"].value
     sid, sig = cookie.split(".")
-    other: TestClient[Any, Any] = await aiohttp_client(make_test_panel(runtime, credentials))
+    elsewhere = Credentials(tmp_path / "another-device")
+    elsewhere.set_password(PASSWORD)
+    other: TestClient[Any, Any] = await aiohttp_client(make_test_panel(runtime, elsewhere))
     for forged in (f"{sid}.{sig[::-1]}", f"{sid}x.{sig}", sid, "", cookie):
         resp = await other.get("/api/v1/status", cookies={"qey_session": forged})
-        assert resp.status == 401, forged  # even the real cookie: the other panel never issued it
+        assert resp.status == 401, forged  # even the real cookie: another device issued it
 
 
 async def test_there_is_no_default_password_only_a_setup_token(
