@@ -128,13 +128,35 @@ def write_scope(data_dir: Path, scope: list[str], *, confirm_large: bool = False
     table_start = next(
         (i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines)
     )
-    top = [line for line in lines[:table_start] if not _SCOPE_KEY.match(line)]
+    top = _without_scope(lines[:table_start])
     ours = [f"scope = {json.dumps(scope)}"]
     if confirm_large:
         ours.append("scope_confirm_large = true")
     text = "\n".join([*ours, *top, *lines[table_start:]]) + "\n"
     tomllib.loads(text)  # never write a file that would not load
     write_atomic(config, text.encode("utf-8"), mode=0o644)
+
+
+def _without_scope(lines: list[str]) -> list[str]:
+    """The top-level lines less every scope assignment, however many lines its value spans
+    (an admin may write the array one entry a line): a value ends at the first line after
+    which the assignment alone parses."""
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        if not _SCOPE_KEY.match(lines[i]):
+            kept.append(lines[i])
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines):
+            try:
+                tomllib.loads("\n".join(lines[i:end]))
+                break
+            except tomllib.TOMLDecodeError:
+                end += 1
+        i = end
+    return kept
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:

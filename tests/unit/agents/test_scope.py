@@ -91,3 +91,16 @@ def test_a_confirmed_large_scope_is_saved_with_its_confirmation(tmp_path: Path) 
     write_scope(tmp_path, ["127.0.0.1/32"])  # nothing large: no confirmation is kept
     saved = tomllib.loads((tmp_path / "config.toml").read_text())
     assert saved == {"scope": ["127.0.0.1/32"], "ports": [22]}
+
+
+def test_saving_the_scope_replaces_an_array_written_over_several_lines(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        "# the admin's own words\n"
+        'scope = [\n  "127.0.0.1",  # this box\n  "127.0.0.2",\n]\n'
+        "ports = [22]\n"
+    )
+    write_scope(tmp_path, ["127.0.0.0/30"])
+    text = (tmp_path / "config.toml").read_text()
+    assert tomllib.loads(text) == {"scope": ["127.0.0.0/30"], "ports": [22]}
+    assert "# the admin's own words" in text
+    assert Settings.load({"QEY_DATA_DIR": str(tmp_path)}).scope == ["127.0.0.0/30"]
