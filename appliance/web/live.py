@@ -5,7 +5,7 @@ WebSocket that sends JSON text frames ``{"events": [...], "dropped": n}``. Event
 batched: whatever the watch holds goes out in one message (up to ``BATCH``), and a message
 waits at most ``FLUSH_S`` to fill, so a flood costs few frames and a trickle little latency.
 The runtime never waits for a slow browser: its watch is bounded and drops the oldest,
-counted in ``dropped``.
+counted in ``dropped``. A stream ends with the session that opened it (close code 1008).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import asyncio
 from typing import Any
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from appliance.errors import BadCommand
 from appliance.events import Envelope, TaskRef, TypeRef
 from appliance.runtime import Watch
-from appliance.web.keys import RUNTIME
+from appliance.web.auth import SESSION
+from appliance.web.keys import RUNTIME, SESSIONS
+from appliance.web.sessions import Sessions
 
 BATCH = 500
 FLUSH_S = 0.05
@@ -28,6 +30,10 @@ WATCH_LIMIT = 5000
 
 class _Stop(Exception):
     """The browser went away: leave the TaskGroup (3.11 has no TaskGroup.cancel())."""
+
+
+class _SessionEnded(_Stop):
+    """The session that opened the stream ended: close it, saying so."""
 
 
 class LiveFilter(msgspec.Struct, frozen=True):
@@ -68,24 +74,36 @@ async def live(request: web.Request) -> web.StreamResponse:
         _param(request, "job_id"), _param(request, "agent_type"), _param(request, "task_id")
     )
     traffic = request.query.get("traffic", "") in ("1", "true", "yes")
+    session = request[SESSION]
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
     await ws.prepare(request)
+    code, why = WSCloseCode.OK, b""
     with runtime.watch(
         job_id=wanted.job_id, kinds=kinds, traffic=traffic, limit=WATCH_LIMIT
     ) as watch:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(_pump(ws, watch, wanted))
+                tg.create_task(_while_signed_in(request.app[SESSIONS], session.key))
                 async for msg in ws:  # the browser says nothing; this notices it leave
                     if msg.type == WSMsgType.ERROR:
                         break
                 raise _Stop
+        except* _SessionEnded:
+            code, why = WSCloseCode.POLICY_VIOLATION, b"the session ended: sign in again"
         except* _Stop:
             pass
         except* (ConnectionResetError, ConnectionError):
             pass
-    await ws.close()
+    await ws.close(code=code, message=why)
     return ws
+
+
+async def _while_signed_in(sessions: Sessions, key: str) -> None:
+    """A stream lives no longer than its session: signing out, a password change, the
+    console's reset or expiry closes it."""
+    await sessions.wait_ended(key)
+    raise _SessionEnded
 
 
 async def _pump(ws: web.WebSocketResponse, watch: Watch, wanted: LiveFilter) -> None:

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
+from appliance.events import JobContext
 from appliance.runtime import FakeClock, Runtime
 from appliance.web.auth import set_session_cookie
 from appliance.web.credentials import KEY_FILE, PASSWORD_FILE, SETUP_FILE, Credentials
@@ -315,3 +316,58 @@ def test_a_setup_token_is_spent_by_exactly_one_of_many_threads(data_dir: Path) -
     assert won.count(True) == 1
     assert creds.verify(passwords[won.index(True)])
     assert not creds.use_setup_token(token, "yet another password")
+
+
+async def _closed(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    """The message that ends a live stream (events before it are skipped), within 5 s."""
+    async with asyncio.timeout(5):
+        while True:
+            msg = await ws.receive()
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                return msg
+
+
+async def test_signing_out_closes_the_sessions_live_streams(client: TestClient[Any, Any]) -> None:
+    async with client.ws_connect("/api/v1/live") as ws:
+        resp = await client.post(
+            "/logout",
+            data={"csrf_token": client.csrf},  # type: ignore[attr-defined]
+            allow_redirects=False,
+        )
+        assert resp.status == 303
+        msg = await _closed(ws)
+        assert msg.data == aiohttp.WSCloseCode.POLICY_VIOLATION and "sign in" in msg.extra
+
+
+async def test_a_password_change_closes_the_other_sessions_live_streams(
+    client: TestClient[Any, Any], aiohttp_client: Any
+) -> None:
+    other: TestClient[Any, Any] = await aiohttp_client(client.server.app)
+    assert await sign_in(other, PASSWORD) == 303
+    async with (
+        other.ws_connect("/api/v1/live") as ended,
+        client.ws_connect("/api/v1/live?kinds=test.add") as kept,
+    ):
+        resp = await client.post(
+            "/api/v1/password",
+            json={"current": PASSWORD, "new": "another fine password"},
+            headers={"X-CSRF-Token": client.csrf},  # type: ignore[attr-defined]
+        )
+        assert resp.status == 204
+        assert (await _closed(ended)).data == aiohttp.WSCloseCode.POLICY_VIOLATION
+        assert not kept.closed  # the session that changed it streams on
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await kept.receive()
+
+
+async def test_an_expired_session_closes_its_live_streams(
+    client: TestClient[Any, Any], clock: FakeClock, runtime: Runtime, job: JobContext
+) -> None:
+    async with client.ws_connect("/api/v1/live?kinds=task.spawned") as ws:
+        runtime.spawn("counter", job, "count")
+        async with asyncio.timeout(5):
+            assert (await ws.receive()).type == aiohttp.WSMsgType.TEXT  # streaming
+        await clock.advance(2 * 3600 + 1)  # idle past the limit
+        assert (await _closed(ws)).data == aiohttp.WSCloseCode.POLICY_VIOLATION
+    assert (await client.get("/api/v1/status")).status == 401
