@@ -30,6 +30,7 @@ from appliance.settings import Settings, write_scope
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
 from appliance.web.capabilities import DeviceStatus
+from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
 from appliance.web.panel import Panel, make_panel
 from appliance.web.tls import ensure_certificate, needs_tls
@@ -97,6 +98,7 @@ class Appliance:
         self.runtime.on_agent_type(self.router.add_type)
         self.runtime.register(ConsensusTracker)
         self.scope = register_builtin(self.runtime, settings)
+        self._console: Console | None = None  # the panel's, for qey passwd, once it is made
         self.startup.mark("store and agents")
 
     async def submit(self, command: str, agent_type: str | None = None) -> Submitted:
@@ -129,7 +131,9 @@ class Appliance:
         sock = self.settings.control_socket
         sock.unlink(missing_ok=True)  # a dead appliance's: we hold the lock, so none runs
         bound: os.stat_result | None = None
-        runner = web.AppRunner(make_api(self.runtime, self.submit), access_log=None)
+        api = make_api(self.runtime, self.submit)
+        add_console_routes(api, lambda: self._console)  # qey passwd; never on the panel
+        runner = web.AppRunner(api, access_log=None)
         await runner.setup()
         try:
             async with running(self.runtime), asyncio.TaskGroup() as tg:
@@ -191,8 +195,11 @@ class Appliance:
             route=self.router.route,
             device=_BoardView(hardware, self.settings.data_dir),
             scope=_LiveScope(self.settings, self.scope),
+            # the setup token is spent: its notice leaves the display at once
+            on_configured=lambda: hardware.display.show_notice(""),
         )
         panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))
+        self._console = panel.console
         return panel, credentials.new_setup_token()
 
     def _hardware(self) -> Hardware:

@@ -147,6 +147,20 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--no-terminal", action="store_true", help="do not draw in the terminal")
     emulator.set_defaults(func=cmd_display_emulator)
 
+    passwd = sub.add_parser(
+        "passwd",
+        help="set the panel's admin password from this console",
+        description="Set the admin password of the web panel, whatever its sign-in throttle "
+        "says (the owner's way in when guessers have locked the panel): every session ends "
+        "and every counted failure is forgotten. Talks to the running appliance over its "
+        "owner-only control socket, or writes the data directory when none runs. Asks twice "
+        "on the terminal, or reads one line from standard input with --stdin.",
+    )
+    passwd.add_argument(
+        "--stdin", action="store_true", help="read the new password from standard input"
+    )
+    passwd.set_defaults(func=cmd_passwd)
+
     flash = sub.add_parser(
         "flash",
         help="write an OS image to a disk and verify it",
@@ -383,6 +397,50 @@ def cmd_route(args: argparse.Namespace) -> int:
             sys.stdout.write(msgspec.json.encode(decision).decode() + "\n")
             sys.stdout.flush()  # one answer per line as it comes, for a pipe
     return 0
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from appliance.web.passwords import check_new_password
+
+    password = _new_password(from_stdin=args.stdin)
+    check_new_password(password)  # WeakPassword says why; nothing is changed
+    settings = Settings.load()
+    where = asyncio.run(_set_admin_password(settings, password))
+    print(f"qey: the admin password is set ({where}); every panel session has ended")
+    return 0
+
+
+def _new_password(*, from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise ValueError("no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        raise ValueError("standard input is not a terminal: add --stdin to read it from there")
+    import getpass
+
+    password = getpass.getpass("New admin password: ")
+    if getpass.getpass("Repeat it: ") != password:
+        raise ValueError("the two passwords differ; nothing was changed")
+    return password
+
+
+async def _set_admin_password(settings: Settings, password: str) -> str:
+    """Through the running appliance (it ends the sessions and clears the throttle it holds),
+    else straight into the data directory."""
+    from appliance.client import ControlClient, NotRunning
+
+    try:
+        async with ControlClient(settings.control_socket) as client:
+            await client.set_admin_password(password)
+            return "by the running appliance"
+    except NotRunning:
+        pass
+    from appliance.web.console import set_password_offline
+
+    await asyncio.to_thread(set_password_offline, settings.data_dir, password)
+    return f"in {settings.data_dir}; no appliance was running"
 
 
 def cmd_flash(args: argparse.Namespace) -> int:

@@ -61,6 +61,16 @@ class ControlClient:
         result: dict[str, Any] = await self._call("GET", f"/api/v1/jobs/{job_id}?wait={wait}")
         return result
 
+    async def set_admin_password(self, password: str) -> None:
+        """``qey passwd``: the panel's admin password, set whatever its throttle says."""
+        assert self._session is not None
+        async with self._session.put(
+            "http://qey/api/v1/console/password", json={"password": password}
+        ) as resp:
+            if resp.status >= 400:
+                body = await resp.json(content_type=None)
+                raise ApplianceError(body.get("message", f"HTTP {resp.status}"))
+
     async def events(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
         assert self._session is not None
         async with self._session.get(f"http://qey/api/v1/jobs/{job_id}/events") as resp:

@@ -20,7 +20,7 @@ from aiohttp import web
 from appliance.web.bodies import read_form
 from appliance.web.devices import DEVICE_COOKIE
 from appliance.web.errors import CsrfRejected, NotSignedIn, TooManyAttempts
-from appliance.web.keys import CREDENTIALS, DEVICES, SESSIONS, THROTTLE
+from appliance.web.keys import CREDENTIALS, DEVICES, ON_CONFIGURED, SESSIONS, THROTTLE
 from appliance.web.layout import e, notice, page
 from appliance.web.passwords import MIN_PASSWORD_LEN, WeakPassword, check_new_password
 from appliance.web.sessions import (
@@ -217,6 +217,7 @@ async def setup(request: web.Request) -> web.StreamResponse:
             request, title, SETUP_FIELDS, error="Wrong or spent setup token.", status=401
         )
     log.warning("panel: the admin password was set from %s; the setup token is spent", client)
+    request.app[ON_CONFIGURED]()
     return await _signed_in(request, "/")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from appliance.runtime import Clock, Runtime
@@ -24,4 +26,6 @@ ACTIVITY = web.AppKey("activity", Activity)
 ROUTE: web.AppKey[RoutePreview | None] = web.AppKey("route")
 DEVICE: web.AppKey[DeviceView | None] = web.AppKey("device")
 SCOPE: web.AppKey[ScopeControl | None] = web.AppKey("scope")
+# called once the admin password is set (the setup token is spent): app.py clears its notice
+ON_CONFIGURED: web.AppKey[Callable[[], None]] = web.AppKey("on_configured")
 PROVIDER: web.AppKey[str] = web.AppKey("provider")

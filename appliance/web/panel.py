@@ -26,6 +26,7 @@ from appliance.web import auth
 from appliance.web.activity import Activity
 from appliance.web.api import add_api_routes, errors_as_json, json_response
 from appliance.web.capabilities import DeviceView, RoutePreview, ScopeControl
+from appliance.web.console import CONSOLE, Console
 from appliance.web.credentials import Credentials
 from appliance.web.devices import DeviceCookies
 from appliance.web.errors import BadRequestBody
@@ -35,6 +36,7 @@ from appliance.web.keys import (
     CREDENTIALS,
     DEVICE,
     DEVICES,
+    ON_CONFIGURED,
     PROVIDER,
     ROUTE,
     RUNTIME,
@@ -121,7 +123,10 @@ def make_panel(
     scope: ScopeControl | None = None,
     activity: Activity | None = None,
     throttle: LoginThrottle | None = None,
+    on_configured: Callable[[], None] | None = None,
 ) -> web.Application:
+    """The panel's app. ``on_configured`` is called once the admin password is set, by the
+    setup page or the console (the hardware's notice of the setup token goes then)."""
     clock = clock or runtime.clock
     app = web.Application(
         middlewares=[security_headers, errors_as_json, auth.require_session, errors_as_pages],
@@ -136,6 +141,8 @@ def make_panel(
     )
     app[SESSIONS] = sessions
     app[THROTTLE] = throttle or LoginThrottle(clock)
+    app[ON_CONFIGURED] = on_configured or _nothing
+    app[CONSOLE] = Console(credentials, sessions, app[THROTTLE], app[ON_CONFIGURED])
     app[DEVICES] = DeviceCookies(credentials.signing_key)
     app[ACTIVITY] = activity or Activity()
     app[PROVIDER] = provider
@@ -159,6 +166,10 @@ def make_panel(
 
     app.on_cleanup.append(close_sessions)
     return app
+
+
+def _nothing() -> None:
+    pass
 
 
 class _ProtocolLog(logging.Logger):
@@ -194,6 +205,11 @@ class Panel:
         self.ssl_context = ssl_context
         self.urls: list[str] = []
         self.listening = asyncio.Event()
+
+    @property
+    def console(self) -> Console:
+        """What ``qey passwd`` does to this panel (served on the control socket)."""
+        return self.app[CONSOLE]
 
     async def run(self) -> None:
         runner = web.AppRunner(

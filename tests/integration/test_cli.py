@@ -25,6 +25,7 @@ SUBCOMMANDS = [
     ["tasks", "tree"],
     ["tasks", "chain"],
     ["agents"],
+    ["passwd"],
 ]
 
 
