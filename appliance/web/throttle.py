@@ -11,6 +11,7 @@ Attempts are kept apart in lanes, so that one lane's failures never block anothe
 - ``anonymous``, keyed by the client's address (an IPv6 client by its /64, which one
   attacker holds whole): each address waits longer after each failure, and all of them
   together share a budget of checks per minute, so a thousand addresses get no more than one.
+  A check that proves the password right gives its place in the budget back.
 - ``device``, keyed by a device cookie (``devices.py``): a browser that once signed in with
   the right password is throttled on its own. Its owner never waits for what strangers did
   (OWASP's "device cookies"); a stolen device cookie still gets only its own slow lane.
@@ -98,7 +99,8 @@ class LoginThrottle:
             raise TooManyAttempts(IN_FLIGHT_RETRY_S)
         if rec is not None and rec.until > now:
             raise TooManyAttempts(math.ceil(rec.until - now))
-        if lane == "anonymous":
+        budgeted = lane == "anonymous"
+        if budgeted:
             self._spend_budget(now)
         rec = records.pop(key, None) or _Record()
         records[key] = rec
@@ -115,6 +117,8 @@ class LoginThrottle:
             rec.in_flight = False
             if attempt.ok:
                 records.pop(key, None)
+                if budgeted and now in self._checks:
+                    self._checks.remove(now)  # the right password: no guess to count
 
     def clear(self) -> None:
         """Forget every failure and the spent budget (the owner set a new password from the

@@ -172,3 +172,16 @@ async def test_a_session_changes_its_password_whatever_strangers_did(
     )
     assert resp.status == 204
     assert credentials.verify(new)
+
+
+async def test_right_passwords_do_not_spend_the_budget(
+    runtime: Runtime, credentials: Credentials, clock: FakeClock, aiohttp_client: Any
+) -> None:
+    """Only the guesses count: many fresh browsers signing in within a minute (a classroom,
+    a test suite) leave the budget to the wrong passwords."""
+    app = make_test_panel(runtime, credentials, clock)
+    for i in range(2 * BUDGET):
+        browser = await _from(aiohttp_client, app, f"127.0.3.{i + 1}")
+        assert await sign_in(browser, PASSWORD) == 303
+    guesser = await _from(aiohttp_client, app, "127.0.4.1")
+    assert await sign_in(guesser, WRONG) == 401
