@@ -65,6 +65,10 @@ class BadCommand(ApplianceError, ValueError):
     """A command could not be understood."""
 
 
+class UnknownSchedule(ApplianceError, LookupError):
+    """No schedule has that id (it may have been deleted)."""
+
+
 class InternalAgentType(BadCommand):
     """The agent type is one the appliance runs for itself (the network watcher, a vote
     tracker): no command, pool size or event from outside starts one."""

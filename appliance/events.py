@@ -154,6 +154,17 @@ class EventShed(TaskRecord, frozen=True, kw_only=True, tag="event.shed"):
     reason: str
 
 
+class ScheduleFired(TaskRecord, frozen=True, kw_only=True, tag="schedule.fired"):
+    """A schedule started this (autonomous) job: the graph's link from the firing's job to
+    its schedule and, through it, to the job whose command created the schedule. It names
+    both, so the link outlives a deleted schedule."""
+
+    schedule_id: str
+    created_by: str  # the job whose command created the schedule
+    command: str  # what the firing ran
+    due_at: float = 0.0  # the firing it stands for (a missed one runs late, once)
+
+
 class TypeRecord(Event, frozen=True, kw_only=True):
     """A record about an agent type as a whole; the journal's task columns stay empty."""
 
@@ -218,6 +229,7 @@ JournalRecord: TypeAlias = (
     | AgentTypeFailed
     | AgentTypeReset
     | PoolScaled
+    | ScheduleFired
 )
 """What the store's journal holds: everything that happened to tasks after their spawn."""
 
@@ -233,4 +245,5 @@ RecordEvent: TypeAlias = (
     | AgentTypeFailed
     | AgentTypeReset
     | PoolScaled
+    | ScheduleFired
 )
