@@ -7,24 +7,29 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
+import msgspec
 from aiohttp import web
 
 from appliance import __version__
 from appliance.agents import register_builtin
+from appliance.agents.messages import PlanRequested
 from appliance.agents.netwatch import start_watching
 from appliance.agents.scope import Scope
 from appliance.datadir import DataDirLock, private_dir, private_files, unlink_if_same
-from appliance.errors import AgentTypeFailed, BadCommand, NoConfidentMatch
+from appliance.errors import AgentTypeFailed, BadCommand
 from appliance.events import JobContext, TaskRef
 from appliance.hal.board import BoardProfile, load_board
 from appliance.hal.hardware import Hardware
 from appliance.hal.interfaces import reachable_urls
-from appliance.router import RouteDecision, Router, RouterSettings
+from appliance.planner.plan import Plan
+from appliance.planner.planner import Planner
+from appliance.router import Candidate, RouteDecision, Router, RouterSettings
+from appliance.router.router import Reason
 from appliance.runtime import Runtime, Store, running
 from appliance.settings import Settings, write_scope
 from appliance.supervisor import ConsensusTracker, Supervisor
@@ -38,13 +43,39 @@ from appliance.web.tls import ensure_certificate, needs_tls
 log = logging.getLogger(__name__)
 
 
-class Submitted(NamedTuple):
+class Submitted(tuple[JobContext, TaskRef, RouteDecision | None]):
     """A started job: its ids, its root task, and the router's decision (None when the
-    caller named the agent type)."""
+    caller named the agent type); ``plan`` is the planner's plan for the command (None when
+    the caller named the agent type), and ``schedule`` the schedule it created, if any. A
+    3-tuple, so ``job, root, route = await submit(...)`` reads as it always has."""
 
-    job: JobContext
-    root: TaskRef
-    route: RouteDecision | None
+    plan: Plan | None
+    schedule: msgspec.Struct | None
+
+    def __new__(
+        cls,
+        job: JobContext,
+        root: TaskRef,
+        route: RouteDecision | None,
+        plan: Plan | None = None,
+        schedule: msgspec.Struct | None = None,
+    ) -> Submitted:
+        self = super().__new__(cls, (job, root, route))
+        self.plan = plan
+        self.schedule = schedule
+        return self
+
+    @property
+    def job(self) -> JobContext:
+        return self[0]
+
+    @property
+    def root(self) -> TaskRef:
+        return self[1]
+
+    @property
+    def route(self) -> RouteDecision | None:
+        return self[2]
 
 
 class StartupClock:
@@ -99,31 +130,76 @@ class Appliance:
         self.runtime.register(ConsensusTracker)
         self.scope = register_builtin(self.runtime, settings)
         self._console: Console | None = None  # the panel's, for qey passwd, once it is made
+        self.planner = Planner(
+            self._route_clauses,
+            threshold=self.router.settings.threshold,
+            agent_class=self.runtime.agent_class,
+            check_target=lambda target: self.scope.check(target),
+            now=lambda: datetime.fromtimestamp(self.runtime.clock.now()),
+        )
         self.startup.mark("store and agents")
 
     async def submit(self, command: str, agent_type: str | None = None) -> Submitted:
-        """Start a job for a command. Without an agent type the router picks one (off the
-        event loop); no confident match raises NoConfidentMatch naming the candidates. If the
-        routed type can't parse the command, or has been marked failed by the supervisor, the
-        next candidate above the threshold takes it."""
+        """Start a job for a command. Without an agent type the planner makes a plan of it
+        (the router picks each step's type among all registered ones); nothing it can place
+        raises NoConfidentMatch naming what it understood and the candidates. A one-step plan
+        starts that type's job directly; if the type can't parse the command, or has been
+        marked failed by the supervisor, the next candidate above the threshold takes it.
+        Any other plan goes to the type that runs plans, which also hands a step its type
+        refuses to the next candidate."""
         if agent_type is not None:
             return Submitted(*self.runtime.submit(command, agent_type), None)
-        route = await self.router.route(command)
-        if route.agent_type is None:
-            raise NoConfidentMatch(
-                command, [(c.agent_type, c.confidence) for c in route.alternatives]
-            )
-        threshold = self.router.settings.threshold
-        fallbacks = [c.agent_type for c in route.alternatives if c.confidence >= threshold]
+        plan = await self.planner.plan(command)
+        if plan.direct:
+            return self._submit_direct(command, plan)
+        runner = self._plan_runner()
+        job, root = self.runtime.submit(command, runner, start=PlanRequested(plan=plan))
+        return Submitted(job, root, self._plan_route(command, plan, runner), plan)
+
+    def _submit_direct(self, command: str, plan: Plan) -> Submitted:
+        step = plan.steps[0]
+        route = self._plan_route(command, plan, step.agent_type)
         first_error: BadCommand | AgentTypeFailed | None = None
-        for candidate in [route.agent_type, *fallbacks]:
+        for candidate in [step.agent_type, *step.fallbacks]:
             try:
-                return Submitted(*self.runtime.submit(command, candidate), route)
+                return Submitted(*self.runtime.submit(command, candidate), route, plan)
             except (BadCommand, AgentTypeFailed) as err:
                 log.info("router: %s can't take %r: %s", candidate, command, err)
                 first_error = first_error or err
         assert first_error is not None
         raise first_error
+
+    def _plan_runner(self) -> str:
+        """The registered type that runs plans: the one whose handlers take PlanRequested."""
+        for cls in self.runtime.agent_types:
+            if PlanRequested in cls.handlers and not cls.internal:
+                return cls.name
+        raise BadCommand("no agent type that runs plans is registered")
+
+    def _plan_route(self, command: str, plan: Plan, agent_type: str) -> RouteDecision:
+        """The route the API and CLI show: the type that takes the job, and why."""
+        reason: Reason = "nearest"
+        if len(plan.steps) > 1:
+            reason = "multi-step"
+        elif plan.schedule is not None:
+            reason = "scheduled"
+        elif plan.steps[0].when is not None:
+            reason = "conditional"
+        return RouteDecision(
+            command=command,
+            agent_type=agent_type,
+            confidence=min(s.confidence for s in plan.steps),
+            alternatives=[Candidate(agent_type=t, confidence=0.0) for t in plan.steps[0].fallbacks]
+            if reason == "nearest"
+            else [],
+            provider=self.router.provider,
+            reason=reason,
+        )
+
+    async def _route_clauses(self, clauses: Sequence[str]) -> list[RouteDecision]:
+        if not clauses:
+            return []
+        return await asyncio.to_thread(self.router.route_many, clauses)
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         """Run the appliance until cancelled: the runtime plus the control API on a socket

@@ -97,11 +97,25 @@ class ProviderUnavailable(ApplianceError):
 class NoConfidentMatch(BadCommand):
     """The router found no agent type confident enough for a command; it names candidates."""
 
-    def __init__(self, command: str, candidates: list[tuple[str, float]]) -> None:
+    def __init__(
+        self,
+        command: str,
+        candidates: list[tuple[str, float]],
+        *,
+        understood: list[str] | None = None,
+        not_understood: list[str] | None = None,
+    ) -> None:
         self.command = command
         self.candidates = candidates
+        self.understood = understood or []  # the planner's steps it could place
+        self.not_understood = not_understood or []  # the parts no agent type takes
         names = ", ".join(f"{name} ({score:.2f})" for name, score in candidates) or "none"
+        said = ""
+        if self.understood:
+            said += f" Understood: {'; '.join(self.understood)}."
+        if self.not_understood and self.not_understood != [command]:
+            said += f" Not understood: {'; '.join(repr(p) for p in self.not_understood)}."
         super().__init__(
-            f"no agent type is a confident match for {command!r}; closest: {names}. "
+            f"no agent type is a confident match for {command!r}; closest: {names}.{said} "
             "Rephrase it, or name the agent type (--agent)."
         )

@@ -29,7 +29,12 @@ def register_builtin(runtime: Runtime, settings: Settings) -> Scope:
     the panel changes it in place)."""
     scope = Scope(settings.scope, confirm_large=settings.scope_confirm_large)
     rules = PortRules.load(settings.rules_file)
-    runtime.register(Coordinator, lambda: Coordinator(scope, settings.ports))
+    runtime.register(
+        Coordinator,
+        lambda: Coordinator(
+            scope, settings.ports, agent_class=runtime.agent_class, past=runtime.graph.results
+        ),
+    )
     runtime.register(DataCollector, lambda: DataCollector(scope, settings))
     runtime.register(Analyzer, lambda: Analyzer(rules))
     runtime.register(Executor, lambda: Executor(scope))

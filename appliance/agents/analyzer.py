@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from appliance.agents.collector import one_target, ports_in
 from appliance.agents.messages import (
     ActionRequested,
     ActionTaken,
     AnalysisReport,
     AnalysisRequested,
+    HostPorts,
+    ReviewReport,
+    ReviewRequested,
+    at_least,
+    merged_facts,
 )
 from appliance.agents.rules import PortRules
 from appliance.agents.scope import parse_network
 from appliance.errors import BadCommand
-from appliance.runtime import Agent, Context, NoState
+from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
 
 ANALYSIS_USAGE = "say: analyze <address> [ports 22,80] (no ports: what the last scan found)"
 
@@ -99,6 +106,50 @@ class Analyzer(Agent):
             raise BadCommand(f"{target} is a network; an analysis is of one host. {ANALYSIS_USAGE}")
         host = str(net.network_address)  # "localhost" as the collector recorded it
         return AnalysisRequested(host=host, open_ports=ports_in(command))
+
+    @classmethod
+    def start_for_step(
+        cls, step_text: str, params: StepParams, inputs: Sequence[StepInput]
+    ) -> AnalysisRequested | ReviewRequested:
+        """A plan's analysis step: the results it was given (the steps before it, or earlier
+        jobs' results it refers to; both: what changed since), else the one host it names."""
+        current = [i for i in inputs if not i.source.startswith("job:")]
+        past = [i for i in inputs if i.source.startswith("job:")]
+        if current or past:
+            facts = merged_facts(current or past)
+            ports = {hp.host: set(hp.open_ports) for hp in facts.open}
+            for f in facts.findings:
+                ports.setdefault(f.host, set()).add(f.port)
+            wanted = set(params.targets)
+            open_ = [
+                HostPorts(host=h, open_ports=sorted(p))
+                for h, p in ports.items()
+                if not wanted or h in wanted
+            ]
+            baseline = merged_facts(past).findings if current and past else None
+            return ReviewRequested(open=open_, severity=params.severity, baseline=baseline)
+        if len(params.targets) == 1:
+            return cls.start_for(f"{params.targets[0]} {step_text}")
+        raise BadCommand(
+            f"{step_text!r} has no results to analyse: name one host, or scan first "
+            f"(scan <address> then analyze the results). {ANALYSIS_USAGE}"
+        )
+
+    async def on_review(self, event: ReviewRequested, ctx: Context[NoState]) -> ReviewReport:
+        findings = [self._rules.assess(hp.host, p) for hp in event.open for p in hp.open_ports]
+        kept = at_least(findings, event.severity)
+        if event.baseline is None:
+            return ReviewReport(open=event.open, findings=kept)
+        before = {(f.host, f.port) for f in event.baseline}
+        now = {(f.host, f.port) for f in findings}
+        return ReviewReport(
+            open=event.open,
+            findings=kept,
+            new=[f for f in kept if (f.host, f.port) not in before],
+            gone=[
+                f for f in at_least(event.baseline, event.severity) if (f.host, f.port) not in now
+            ],
+        )
 
     async def on_analysis(self, event: AnalysisRequested, ctx: Context[NoState]) -> AnalysisReport:
         open_ports = event.open_ports or self._last_scan(event.host, ctx)

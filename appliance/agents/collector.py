@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from appliance.agents.coordinator import parse_ports
 from appliance.agents.messages import (
@@ -13,12 +13,13 @@ from appliance.agents.messages import (
     ScanProgressed,
     ScanReport,
     ScanRequested,
+    merged_facts,
 )
 from appliance.agents.portscan import scan
 from appliance.agents.scope import Scope, hosts_of, parse_network
 from appliance.errors import BadCommand
 from appliance.events import TopicRef
-from appliance.runtime import Agent, Context, NoState
+from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
 from appliance.settings import Settings
 
 PROGRESS = TopicRef("progress")
@@ -149,6 +150,21 @@ class DataCollector(Agent):
     def start_for(cls, command: str) -> ScanRequested:
         """A routed command ("scan 127.0.0.1 ports 22,80") as the scan it asks for."""
         return parse_scan(command)
+
+    @classmethod
+    def start_for_step(
+        cls, step_text: str, params: StepParams, inputs: Sequence[StepInput]
+    ) -> ScanRequested:
+        """A plan's scan step: the one target it names (a plan gives each target its own
+        step), or the one host the steps before it found ("then scan it")."""
+        targets = params.targets or [hp.host for hp in merged_facts(inputs).open]
+        if len(targets) != 1:
+            raise BadCommand(
+                f"a scan step takes one target; {step_text!r} has "
+                f"{', '.join(targets) if targets else 'none'}. {SCAN_USAGE}"
+            )
+        parse_network(targets[0])
+        return ScanRequested(target=targets[0], ports=params.ports)
 
     async def on_scan(self, event: ScanRequested, ctx: Context[NoState]) -> ScanReport:
         hosts = list(hosts_of(self._scope.check(event.target)))

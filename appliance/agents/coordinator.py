@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from appliance.agents.messages import PostureReport, ScanReport, ScanRequested
+from appliance.agents.messages import (
+    PlanReport,
+    PlanRequested,
+    PostureReport,
+    ScanReport,
+    ScanRequested,
+)
 from appliance.agents.scope import Scope
 from appliance.errors import BadCommand
 from appliance.events import Started
 from appliance.runtime import Agent, Context, NoState
+
+if TYPE_CHECKING:
+    from appliance.agents.plans import PastResults
 
 _COMMAND = re.compile(
     r"^\s*(?:analy[sz]e|assess|audit|check)\b.*?\bposture\s+of\s+(?P<targets>.+?)"
@@ -114,9 +125,18 @@ class Coordinator(Agent):
     State = NoState
     handler_timeout_s = 3600.0
 
-    def __init__(self, scope: Scope, default_ports: list[int]) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        default_ports: list[int],
+        *,
+        agent_class: Callable[[str], type[Agent]] | None = None,
+        past: PastResults | None = None,
+    ) -> None:
         self._scope = scope
         self._ports = default_ports
+        self._agent_class = agent_class
+        self._past = past
 
     @classmethod
     def start_for(cls, command: str) -> Started:
@@ -124,6 +144,18 @@ class Coordinator(Agent):
         router's next candidate may take it), not as a failed job."""
         parse_command(command, [])
         return Started(objective=command)
+
+    async def on_plan(self, event: PlanRequested, ctx: Context[NoState]) -> PlanReport:
+        """Run any plan: each step a child task, with its dependencies, conditions and the
+        typed results of what it waited for; the report says what ran and what was skipped."""
+        from appliance.agents.plans import PlanRunner
+
+        if self._agent_class is None or self._past is None:
+            raise BadCommand("this coordinator was not given the agent types to run plans on")
+        runner = PlanRunner(
+            event.plan, ctx, agent_class=self._agent_class, past=self._past, scope=self._scope
+        )
+        return await runner.run()
 
     async def on_start(self, event: Started, ctx: Context[NoState]) -> PostureReport:
         targets, ports = parse_command(event.objective, self._ports)

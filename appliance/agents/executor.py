@@ -3,13 +3,23 @@ advice, in the job's report; it never changes anything on the target."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
-from appliance.agents.messages import ActionRequested, ActionTaken, Finding
+from appliance.agents.messages import (
+    ActionRequested,
+    ActionTaken,
+    Finding,
+    RecordReport,
+    RecordRequested,
+    at_least,
+    merged_facts,
+)
 from appliance.agents.scope import Scope
 from appliance.errors import BadCommand
 from appliance.events import Event
-from appliance.runtime import Agent, Context, NoState
+from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
 
 
 class ReportEntry(msgspec.Struct, frozen=True):
@@ -90,10 +100,36 @@ class Executor(Agent):
     def start_for(cls, command: str) -> Event | None:
         """An executor acts on a finding, which only an analysis produces (service, severity,
         advice); a sentence can't supply one. Say so rather than start an idle instance."""
-        raise BadCommand(
-            f"the executor records findings that an analysis produced and can't take "
-            f"{command!r} on its own; ask for an analysis (analyze <address>) or a posture "
-            "analysis, whose findings reach the report"
+        raise _alone(command)
+
+    @classmethod
+    def start_for_step(
+        cls, step_text: str, params: StepParams, inputs: Sequence[StepInput]
+    ) -> RecordRequested:
+        """A plan's record step: the findings the steps before it (or the earlier jobs it
+        refers to) produced, at or above the step's severity."""
+        if not inputs:
+            raise _alone(step_text)
+        findings = at_least(merged_facts(inputs).findings, params.severity)
+        return RecordRequested(findings=findings, note=step_text, recipients=params.recipients)
+
+    async def on_record(self, event: RecordRequested, ctx: Context[NoState]) -> RecordReport:
+        for finding in event.findings:  # all in scope, or nothing is recorded
+            self._scope.check(finding.host)
+        key = f"report/{ctx.job.job_id}"
+        now = ctx.clock.now()
+        entries = [
+            ReportEntry(finding=f, recorded_by=ctx.task_id, recorded_at=now) for f in event.findings
+        ]
+        ctx.knowledge.update(key, lambda old: [*old, *entries], type=list[ReportEntry], default=[])
+        return RecordReport(
+            findings=event.findings,
+            actions=[
+                ActionTaken(host=f.host, port=f.port, action="recorded in report", report_key=key)
+                for f in event.findings
+            ],
+            note=event.note,
+            recipients=event.recipients,
         )
 
     async def on_action(self, event: ActionRequested, ctx: Context[NoState]) -> ActionTaken:
@@ -107,3 +143,11 @@ class Executor(Agent):
         return ActionTaken(
             host=finding.host, port=finding.port, action="recorded in report", report_key=key
         )
+
+
+def _alone(command: str) -> BadCommand:
+    return BadCommand(
+        f"the executor records findings that an analysis produced and can't take "
+        f"{command!r} on its own; ask for an analysis (analyze <address>) or a posture "
+        "analysis, whose findings reach the report"
+    )

@@ -3,14 +3,16 @@ analyzers and executors (and what the panel shows of a job)."""
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 import msgspec
 
 from appliance.events import Event
+from appliance.planner.plan import Plan
+from appliance.runtime import SEVERITIES, Severity, StepInput
 
-Severity: TypeAlias = Literal["info", "low", "medium", "high", "critical"]
-SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
+__all__ = ["SEVERITIES", "Severity"]
 
 
 class ScanRequested(Event, frozen=True, tag="scan.requested"):
@@ -78,3 +80,104 @@ class PostureReport(msgspec.Struct, frozen=True):
     findings: list[Finding]
     failed_targets: list[str]
     report_key: str
+
+
+class Facts(msgspec.Struct, frozen=True):
+    """What any built-in result says it found, read alike from every one of them (a scan,
+    an analysis, a posture report, a plan's report): the typed view a later step gets."""
+
+    open: list[HostPorts] = []
+    findings: list[Finding] = []
+
+
+def facts_of(result: Any) -> Facts:
+    """A result (live object or stored JSON) as Facts; a result of another shape has none."""
+    if result is None:
+        return Facts()
+    try:
+        return msgspec.convert(msgspec.to_builtins(result), Facts)
+    except (msgspec.ValidationError, TypeError):
+        return Facts()
+
+
+def merged_facts(inputs: Iterable[StepInput]) -> Facts:
+    """The inputs' facts together: each host's open ports and each finding once."""
+    ports: dict[str, set[int]] = {}
+    findings: dict[tuple[str, int], Finding] = {}
+    for item in inputs:
+        facts = facts_of(item.result)
+        for hp in facts.open:
+            ports.setdefault(hp.host, set()).update(hp.open_ports)
+        for f in facts.findings:
+            findings.setdefault((f.host, f.port), f)
+    return Facts(
+        open=[HostPorts(host=h, open_ports=sorted(p)) for h, p in ports.items()],
+        findings=list(findings.values()),
+    )
+
+
+def at_least(findings: Sequence[Finding], severity: Severity | None) -> list[Finding]:
+    if severity is None:
+        return list(findings)
+    floor = SEVERITIES.index(severity)
+    return [f for f in findings if SEVERITIES.index(f.severity) >= floor]
+
+
+class ReviewRequested(Event, frozen=True, tag="review.requested"):
+    """Analyse results a plan passed on (or earlier jobs' results): rate every open port,
+    keep the findings at or above ``severity``, and say what changed against ``baseline``."""
+
+    open: list[HostPorts]
+    severity: Severity | None = None
+    baseline: list[Finding] | None = None
+
+
+class ReviewReport(msgspec.Struct, frozen=True):
+    open: list[HostPorts]
+    findings: list[Finding]
+    new: list[Finding] = []
+    gone: list[Finding] = []
+
+
+class RecordRequested(Event, frozen=True, tag="record.requested"):
+    """Record the findings a plan passed on (at or above ``severity``), for ``recipients``."""
+
+    findings: list[Finding]
+    note: str = ""
+    recipients: list[str] = msgspec.field(default_factory=list)
+
+
+class RecordReport(msgspec.Struct, frozen=True):
+    findings: list[Finding]
+    actions: list[ActionTaken]
+    note: str = ""
+    recipients: list[str] = []
+
+
+class PlanRequested(Event, frozen=True, tag="plan.requested"):
+    """Run a plan: each step a child task, in the order its dependencies set."""
+
+    plan: Plan
+
+
+StepStatus = Literal["done", "failed", "skipped"]
+
+
+class StepOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    id: str
+    agent_type: str
+    status: StepStatus
+    reason: str = ""
+    task_id: str | None = None
+    result: Any = None
+
+
+class PlanReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A plan's answer: which steps ran, which were skipped and why, and what was found."""
+
+    steps: list[StepOutcome]
+    ran: list[str]
+    skipped: list[str]
+    failed: list[str]
+    open: list[HostPorts] = []
+    findings: list[Finding] = []

@@ -11,12 +11,13 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
 from appliance.events import Event, Started
+from appliance.runtime.step import StepInput, StepParams
 
 Handler = Callable[[Any, Any, Any], Awaitable[Any]]
 
@@ -90,6 +91,17 @@ class Agent:
         that handles it; None means the instance just lives, taking events. A type whose work
         needs structured input parses the command here and raises BadCommand if it can't."""
         return Started(objective=command) if Started in cls.handlers else None
+
+    @classmethod
+    def start_for_step(
+        cls, step_text: str, params: StepParams, inputs: Sequence[StepInput]
+    ) -> Event | None:
+        """The start event for one step of a plan: its clause, the parameters the planner
+        found in it, and the results of the steps it waited for (or of earlier jobs it refers
+        to). By default the clause goes over as ``Started``, like a command; a type that
+        works on structured input builds its own event here and raises BadCommand if the
+        step does not give it enough. None: this type takes no step."""
+        return Started(objective=step_text) if Started in cls.handlers else None
 
 
 def _discover_handlers(cls: type[Agent]) -> dict[type[Event], Handler]:

@@ -110,6 +110,21 @@ class TaskGraph:
             )
         )
 
+    async def results(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        exclude_job: str | None = None,
+        limit: int = 20,
+    ) -> list[JobResult]:
+        """Finished jobs' answers (their root task's result), newest first: what a later
+        job reads when a command refers to earlier work ("the scan results from this
+        morning", "the last job")."""
+        return await self._store.read(
+            lambda db: _load_results(db, since, until, exclude_job, limit)
+        )
+
     async def unfinished(self) -> list[UnfinishedTask]:
         """Tasks of jobs whose root never ended: what a restarted appliance resumes."""
         return await self._store.read(_load_unfinished)
@@ -125,6 +140,45 @@ class TaskGraph:
             )
         )
         return [msgspec.json.decode(r["body"], type=HandlerCrashed) for r in rows]
+
+
+class JobResult(msgspec.Struct, frozen=True):
+    """A finished job's answer, as stored: the root task's result in its JSON form."""
+
+    job_id: str
+    command: str
+    agent_type: str
+    created_at: float
+    result: Any
+
+
+def _load_results(
+    db: Any, since: float | None, until: float | None, exclude: str | None, limit: int
+) -> list[JobResult]:
+    rows = db.query(
+        """SELECT j.job_id, j.command, j.created_at, t.agent_type, s.body FROM jobs j
+           JOIN tasks t ON t.job_id = j.job_id AND t.parent_task_id IS NULL
+           JOIN journal s ON s.task_id = t.task_id AND s.kind = 'task.status'
+           WHERE json_extract(s.body, '$.status') = 'done'
+             AND j.created_at >= ? AND j.created_at < ? AND j.job_id != ?
+           ORDER BY j.created_at DESC, j.rowid DESC LIMIT ?""",
+        [
+            since if since is not None else float("-inf"),
+            until if until is not None else float("inf"),
+            exclude or "",
+            limit,
+        ],
+    )
+    return [
+        JobResult(
+            job_id=r["job_id"],
+            command=r["command"],
+            agent_type=r["agent_type"],
+            created_at=r["created_at"],
+            result=json.loads(r["body"]).get("result"),
+        )
+        for r in rows
+    ]
 
 
 class UnfinishedTask(msgspec.Struct, frozen=True):

@@ -28,6 +28,7 @@ from appliance.errors import (
     RuntimeStopped,
     UnknownAgentType,
     UnknownJob,
+    UnknownSchedule,
     UnknownTask,
 )
 from appliance.events import Event, TaskRef, TaskSpawned, TaskStatusChanged
@@ -42,6 +43,7 @@ from appliance.web.errors import (
     WrongPassword,
 )
 from appliance.web.keys import RUNTIME, SUBMIT
+from appliance.web.schedules import SCHEDULES, ScheduleControl, add_schedule_routes
 from appliance.web.submit import Submit
 from appliance.web.treesvg import tree_svg
 
@@ -56,6 +58,7 @@ _STATUS: list[tuple[type[ApplianceError], int]] = [
     (BadCommand, 400),
     (UnknownJob, 404),
     (UnknownTask, 404),
+    (UnknownSchedule, 404),
     (UnknownAgentType, 404),
     (OutOfScope, 403),
     (EventNotAllowed, 403),
@@ -134,7 +137,8 @@ async def post_job(request: web.Request) -> web.Response:
     body: JobRequest = await read_body(request, JobRequest)
     if not body.command.strip():
         raise BadCommand("command is empty")
-    job, root, route = await request.app[SUBMIT](body.command, body.agent_type)
+    submitted = await request.app[SUBMIT](body.command, body.agent_type)
+    job, root, route = submitted
     await request.app[RUNTIME].commit()  # accepted means on disk: a power cut keeps the job
     return json_response(
         {
@@ -143,6 +147,9 @@ async def post_job(request: web.Request) -> web.Response:
             "task_id": root.task_id,
             "agent_type": root.agent_type,
             "route": route,
+            # the planner's plan (None when the agent type was named), and any schedule made
+            "plan": getattr(submitted, "plan", None),
+            "schedule": getattr(submitted, "schedule", None),
         },
         202,
     )
@@ -310,9 +317,13 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/events", post_event)
 
 
-def make_api(runtime: Runtime, submit: Submit) -> web.Application:
+def make_api(
+    runtime: Runtime, submit: Submit, schedules: ScheduleControl | None = None
+) -> web.Application:
     """The control socket's app: the API with no session (the socket is owner-only)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=1024 * 1024)
+    app[SCHEDULES] = schedules
+    add_schedule_routes(app)
     app[RUNTIME] = runtime
     app[SUBMIT] = submit
     add_api_routes(app)

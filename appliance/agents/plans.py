@@ -1,0 +1,180 @@
+"""Running a plan: each step a child task of the coordinator, in the order its dependencies
+set, with the typed results of the steps it waits for (and of earlier jobs it refers to).
+
+A step is skipped, with the reason recorded, when a step it waits for did not finish or its
+condition does not hold on their results. A type that refuses its step (bad input, not a
+crash) hands it to the step's next confident candidate, as submit does for a command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from appliance.agents.messages import (
+    SEVERITIES,
+    Facts,
+    PlanReport,
+    StepOutcome,
+    facts_of,
+    merged_facts,
+)
+from appliance.agents.scope import Scope
+from appliance.errors import ApplianceError, BadCommand
+from appliance.planner.plan import (
+    AnyCondition,
+    AnyFinding,
+    FindingAtLeast,
+    Plan,
+    PortOpen,
+    Step,
+    describe_condition,
+)
+from appliance.runtime import Agent, Context, JobResult, NoState, StepInput
+
+PastResults = Callable[..., Awaitable[list[JobResult]]]
+
+
+class PlanRunner:
+    def __init__(
+        self,
+        plan: Plan,
+        ctx: Context[NoState],
+        *,
+        agent_class: Callable[[str], type[Agent]],
+        past: PastResults,
+        scope: Scope,
+    ) -> None:
+        self._plan = plan
+        self._ctx = ctx
+        self._agent_class = agent_class
+        self._past = past
+        self._scope = scope
+        self._done: dict[str, StepOutcome] = {}
+
+    def check(self) -> None:
+        """Refuse the whole plan before anything runs: a target outside the scope (it may
+        have changed since the plan was made), a step waiting on no step, or a cycle."""
+        ids = {s.id for s in self._plan.steps}
+        for step in self._plan.steps:
+            for target in step.params.targets:
+                self._scope.check(target)
+            missing = [a for a in step.after if a not in ids]
+            if missing:
+                raise BadCommand(f"step {step.id} waits for unknown steps {missing}")
+
+    async def run(self) -> PlanReport:
+        self.check()
+        pending = list(self._plan.steps)
+        while pending:
+            ready = [s for s in pending if all(a in self._done for a in s.after)]
+            if not ready:
+                raise BadCommand(f"the plan's steps {[s.id for s in pending]} wait on each other")
+            outcomes = await asyncio.gather(*(self._step(s) for s in ready))
+            for outcome in outcomes:
+                self._done[outcome.id] = outcome
+            pending = [s for s in pending if s.id not in self._done]
+        steps = [self._done[s.id] for s in self._plan.steps]
+        facts = merged_facts(
+            StepInput(source=o.id, agent_type=o.agent_type, result=o.result)
+            for o in steps
+            if o.status == "done"
+        )
+        return PlanReport(
+            steps=steps,
+            ran=[o.id for o in steps if o.status == "done"],
+            skipped=[o.id for o in steps if o.status == "skipped"],
+            failed=[o.id for o in steps if o.status == "failed"],
+            open=facts.open,
+            findings=facts.findings,
+        )
+
+    async def _step(self, step: Step) -> StepOutcome:
+        waited = [self._done[a] for a in step.after]
+        unfinished = [w.id for w in waited if w.status != "done"]
+        if unfinished:
+            return _skipped(step, f"{', '.join(unfinished)} did not finish")
+        inputs = [StepInput(source=w.id, agent_type=w.agent_type, result=w.result) for w in waited]
+        if step.when is not None and not holds(step.when, merged_facts(inputs)):
+            return _skipped(step, f"condition not met: {describe_condition(step.when)}")
+        past = await self._past_inputs(step)
+        if past is not None and not past and not inputs:
+            window = step.params.window.phrase if step.params.window else "earlier"
+            return _skipped(step, f"no finished job's results from {window}")
+        return await self._start(step, [*inputs, *(past or [])])
+
+    async def _past_inputs(self, step: Step) -> list[StepInput] | None:
+        """Earlier jobs' results the step refers to; None when it refers to none."""
+        params = step.params
+        if params.window is None and not params.latest:
+            return None
+        window = params.window
+        found = await self._past(
+            since=window.start if window else None,
+            until=window.end if window else None,
+            exclude_job=self._ctx.job.job_id,
+            limit=1 if window is None else 20,
+        )
+        return [
+            StepInput(
+                source=f"job:{r.job_id}", agent_type=r.agent_type, result=r.result, at=r.created_at
+            )
+            for r in found
+            if facts_of(r.result) != Facts()
+        ]
+
+    async def _start(self, step: Step, inputs: Sequence[StepInput]) -> StepOutcome:
+        """Start the step on its type, or on the next candidate if that one refuses it."""
+        refusals: list[str] = []
+        for agent_type in [step.agent_type, *step.fallbacks]:
+            try:
+                start = self._agent_class(agent_type).start_for_step(step.text, step.params, inputs)
+            except ApplianceError as err:
+                refusals.append(f"{agent_type}: {err}")
+                continue
+            if start is None:
+                refusals.append(f"{agent_type}: takes no steps")
+                continue
+            [outcome] = await self._ctx.fan_out(agent_type, [(step.text, start)])
+            if outcome.ok:
+                return StepOutcome(
+                    id=step.id,
+                    agent_type=agent_type,
+                    status="done",
+                    task_id=outcome.ref.task_id,
+                    result=outcome.result,
+                )
+            refusals.append(f"{agent_type}: {outcome.detail}")
+            if not outcome.detail.startswith("refused:"):
+                return StepOutcome(
+                    id=step.id,
+                    agent_type=agent_type,
+                    status="failed",
+                    reason=outcome.detail,
+                    task_id=outcome.ref.task_id,
+                )
+        return StepOutcome(
+            id=step.id, agent_type=step.agent_type, status="failed", reason="; ".join(refusals)
+        )
+
+
+def holds(when: AnyCondition, facts: Facts) -> bool:
+    """Whether a condition holds on the facts of the steps a step waited for."""
+    if isinstance(when, PortOpen):
+        wanted = set(when.ports)
+        result = any(
+            wanted & set(hp.open_ports)
+            for hp in facts.open
+            if when.host is None or hp.host == when.host or when.host == "localhost"
+        )
+    elif isinstance(when, FindingAtLeast):
+        floor = SEVERITIES.index(when.severity)
+        result = any(SEVERITIES.index(f.severity) >= floor for f in facts.findings)
+    else:
+        assert isinstance(when, AnyFinding)
+        result = bool(facts.findings) or any(hp.open_ports for hp in facts.open)
+    return result != when.negate
+
+
+def _skipped(step: Step, reason: str) -> StepOutcome:
+    return StepOutcome(id=step.id, agent_type=step.agent_type, status="skipped", reason=reason)

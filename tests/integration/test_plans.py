@@ -1,0 +1,137 @@
+"""Plans run end to end: each step a child task, typed results passed on, conditions
+evaluated, earlier jobs' results read; on loopback ports the test itself opens."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import msgspec
+import pytest
+
+from appliance.agents.messages import PlanReport, ReviewReport, ScanReport
+from appliance.app import in_process
+from appliance.errors import OutOfScope
+from appliance.settings import Settings
+from appliance.web.api import make_api
+
+pytestmark = pytest.mark.integration
+
+
+def as_review(result: Any) -> ReviewReport:
+    return msgspec.convert(msgspec.to_builtins(result), ReviewReport)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+async def test_scan_then_analyze_runs_both_steps_in_order(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        job, root, route = await appliance.submit(
+            f"scan 127.0.0.1 ports {open_ports[0]} then analyze the results"
+        )
+        outcome = await appliance.runtime.wait_task(root)
+        tree = await appliance.runtime.graph.tree(job.job_id)
+    assert route is not None and route.reason == "multi-step"
+    assert outcome.status == "done", outcome.detail
+    report = outcome.result_as(PlanReport)
+    assert report.ran == ["s1", "s2"] and report.skipped == []
+    scan, review = report.steps
+    assert scan.agent_type == "data_collector" and review.agent_type == "analyzer"
+    assert [f.port for f in as_review(review.result).findings] == [open_ports[0]]
+    kids = tree.children()[root.task_id]
+    assert [k.agent_type for k in kids] == ["data_collector", "analyzer"]
+    assert kids[0].created_at <= kids[1].created_at
+
+
+async def test_a_conditional_step_runs_when_its_condition_holds(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        _, root, _ = await appliance.submit(
+            f"if port {open_ports[0]} is open on 127.0.0.1, record it"
+        )
+        outcome = await appliance.runtime.wait_task(root)
+    report = outcome.result_as(PlanReport)
+    assert report.ran == ["s1", "s2"], report.steps
+    assert report.steps[1].agent_type == "executor"
+    assert [f.port for f in report.findings] == [open_ports[0]]
+
+
+async def test_a_conditional_step_is_skipped_with_its_reason(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    port = closed_port()
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        _, root, _ = await appliance.submit(f"if port {port} is open on 127.0.0.1, record it")
+        outcome = await appliance.runtime.wait_task(root)
+    report = outcome.result_as(PlanReport)
+    assert report.ran == ["s1"] and report.skipped == ["s2"]
+    assert report.steps[1].reason == f"condition not met: if port {port} on 127.0.0.1 is open"
+
+
+async def test_a_step_reads_an_earlier_jobs_results(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        _, scan_root, _ = await appliance.submit(f"scan 127.0.0.1 ports {open_ports[1]}")
+        scanned = await appliance.runtime.wait_task(scan_root)
+        await appliance.runtime.commit()
+        _, root, route = await appliance.submit("analyze the results of the last scan")
+        outcome = await appliance.runtime.wait_task(root)
+        _, today_root, _ = await appliance.submit("analyze the scan results from today")
+        today = await appliance.runtime.wait_task(today_root)
+    assert scanned.result_as(ScanReport).open[0].open_ports == [open_ports[1]]
+    assert route is not None and route.agent_type == "coordinator"
+    for done in (outcome, today):
+        report = done.result_as(PlanReport)
+        assert report.ran == ["s1"], report.steps
+        review = as_review(report.steps[0].result)
+        assert [(f.host, f.port) for f in review.findings] == [("127.0.0.1", open_ports[1])]
+
+
+async def test_a_reference_with_nothing_earlier_is_skipped_not_failed(
+    settings: Settings,
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        _, root, _ = await appliance.submit("analyze the scan results from this morning")
+        outcome = await appliance.runtime.wait_task(root)
+    report = outcome.result_as(PlanReport)
+    assert outcome.status == "done" and report.skipped == ["s1"]
+    assert "no finished job's results from this morning" in report.steps[0].reason
+
+
+async def test_an_out_of_scope_target_refuses_the_plan_before_anything_runs(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        with pytest.raises(OutOfScope, match=r"10\.1\.2\.3"):
+            await appliance.submit(f"scan 127.0.0.1 ports {open_ports[0]} then scan 10.1.2.3")
+        await appliance.runtime.commit()
+        assert await appliance.runtime.graph.jobs() == []
+
+
+async def test_the_api_returns_the_plan_with_the_job(
+    settings: Settings, open_ports: list[int], aiohttp_client: Any
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        client = await aiohttp_client(make_api(appliance.runtime, appliance.submit))
+        resp = await client.post(
+            "/api/v1/jobs",
+            json={"command": f"scan 127.0.0.1 ports {open_ports[0]} then analyze the results"},
+        )
+        body = await resp.json()
+        done = await (await client.get(f"/api/v1/jobs/{body['job_id']}?wait=20")).json()
+    assert resp.status == 202 and body["agent_type"] == "coordinator"
+    assert [s["agent_type"] for s in body["plan"]["steps"]] == ["data_collector", "analyzer"]
+    assert body["plan"]["steps"][1]["after"] == ["s1"]
+    assert done["status"] == "done"
