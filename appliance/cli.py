@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -130,6 +130,17 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="refuse to fall back from the first provider"
     )
     route.set_defaults(func=cmd_route)
+
+    plan = sub.add_parser(
+        "plan",
+        help="show the plan a command would run, without running it",
+        description="Plan a command as the appliance would (each step's agent type chosen by "
+        "the on-device router, its parameters checked against the scope) and print the plan "
+        "as a tree, or as JSON with --json. Nothing runs.",
+    )
+    plan.add_argument("command", help="the command")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(func=cmd_plan)
 
     emulator = sub.add_parser(
         "display-emulator",
@@ -396,6 +407,42 @@ def cmd_route(args: argparse.Namespace) -> int:
             decision = router.route_blocking(line.strip())
             sys.stdout.write(msgspec.json.encode(decision).decode() + "\n")
             sys.stdout.flush()  # one answer per line as it comes, for a pipe
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from appliance.agents import BUILTIN_TYPES
+    from appliance.agents.scope import Scope
+    from appliance.app import router_settings
+    from appliance.hal.board import load_board
+    from appliance.planner.plan import encode_plan, render_plan
+    from appliance.planner.planner import Planner
+    from appliance.router import RouteDecision, Router
+
+    app_settings = Settings.load()
+    router = Router(router_settings(load_board(app_settings.board), app_settings))
+    types = {cls.name: cls for cls in BUILTIN_TYPES}
+    for cls in BUILTIN_TYPES:
+        router.add_type(cls)
+    scope = Scope(app_settings.scope, confirm_large=app_settings.scope_confirm_large)
+
+    async def route_many(clauses: Sequence[str]) -> list[RouteDecision]:
+        return router.route_many(clauses) if clauses else []
+
+    planner = Planner(
+        route_many,
+        threshold=router.settings.threshold,
+        agent_class=lambda name: types[name],
+        check_target=scope.check,
+        now=datetime.now,
+    )
+    plan = asyncio.run(planner.plan(args.command))
+    if args.json:
+        sys.stdout.write(encode_plan(plan).decode() + "\n")
+    else:
+        print(render_plan(plan))
     return 0
 
 
