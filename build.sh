@@ -108,6 +108,11 @@ cmd_eval_router() {
   "$PY" models/eval_router.py "$@"
 }
 
+cmd_eval_planner() {
+  ensure_venv
+  "$PY" models/eval_planner.py "$@"
+}
+
 cmd_bench() {
   ensure_venv
   local failed=0
@@ -193,6 +198,8 @@ usage: ./build.sh COMMAND
   venv    only set up .venv
   model   rebuild the router model in .venv-models and check its sha256 (--record: write it)
   eval-router  the router's accuracy, confusion, rejection and latency on models/ test split
+  eval-planner the planner's exact-plan, per-construct and parameter accuracy and latency on
+               models/plans/ (--split tune|test, --show to print the misses)
   image   build the OS image: --target qemu-amd64|qemu-arm64|qey0 (build/image/TARGET/)
   qemu    build (cached) and boot the image under QEMU: --target qemu-amd64|qemu-arm64
   qemu-test  only the QEMU boot tests (tests/qemu: amd64, then arm64)
@@ -202,6 +209,7 @@ USAGE
 case "${1:-}" in
   run|test|bench|lint|venv|model) cmd=$1; shift; "cmd_$cmd" "$@" ;;
   eval-router) shift; cmd_eval_router "$@" ;;
+  eval-planner) shift; cmd_eval_planner "$@" ;;
   image|qemu) cmd=$1; shift; "cmd_$cmd" "$@" ;;
   qemu-test) shift; cmd_qemu_test "$@" ;;
   *) usage; exit 2 ;;

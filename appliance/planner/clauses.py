@@ -62,7 +62,7 @@ VERBS = frozenset(
         """scan rescan re-scan analyze analyse check probe report record write notify tell send
     email e-mail mail alert warn block quarantine isolate export compare list show find
     discover audit
-    assess rate review triage explain open add revoke save log document map sweep ping look
+    assess rate review triage explain open add revoke save log document map sweep ping
     summarize summarise evaluate prioritise prioritize rank note file flag store run enumerate
     investigate grade judge get give keep mark put enter make create raise inform page sort
     monitor watch collect gather inventory diff highlight verify test produce generate draft

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
+
 from appliance.errors import ApplianceError, BadCommand, NoConfidentMatch, OutOfScope
 from appliance.planner.clauses import Clause, split
 from appliance.planner.plan import AnyCondition, Plan, PortOpen, Step
@@ -117,7 +119,7 @@ class Planner:
             runs = re.sub(r"^(?:and|then)\b\s*", "", runs, flags=re.I).strip(" ,")
         shape = split(runs)
         prepared = [self._prepare(c, now) for c in shape.clauses]
-        probes = [p.clause.cond or "" for p in prepared if p.cond_params is not None]
+        probes = [probe_text(p.cond_params) for p in prepared if p.cond_params is not None]
         return ParsedCommand(
             runs=runs,
             cadence=match,
@@ -200,10 +202,19 @@ class Planner:
             waits: list[str] = []
             group_so_far = by_group.get(clause.group, [])
             own_input = bool(prep.params.targets) and not _REFERS_BACK.search(clause.text)
-            if previous:
+            if group_so_far and not own_input and not clause.parallel:
+                waits = [group_so_far[-1]]  # "analyze the results and record the findings"
+            elif previous:
                 waits = list(previous)
-            elif group_so_far and not own_input and not clause.parallel:
-                waits = [group_so_far[-1]]
+            params = prep.params
+            if (
+                not waits
+                and prep.cond_params is None
+                and not params.targets
+                and params.window is None
+                and _REFERS_BACK.search(clause.text)
+            ):
+                params = msgspec.structs.replace(params, latest=True)  # "analyze the results"
             if prep.cond_params is not None:
                 probe = next(probe_decisions)
                 p_type, p_conf, p_fall = self._choose(probe)
@@ -214,7 +225,7 @@ class Planner:
                 steps.append(
                     Step(
                         id=probe_id,
-                        text=clause.cond or "",
+                        text=probe_text(prep.cond_params),
                         agent_type=p_type,
                         confidence=p_conf,
                         params=prep.cond_params,
@@ -228,7 +239,7 @@ class Planner:
                 unused.append(clause.cond or "")  # a condition on nothing: nothing to check
             if clause.cond is not None and prep.condition is None:
                 uncertain = True
-            for params, step_text in self._per_target(chosen, clause.text, prep.params):
+            for one, step_text in self._per_target(chosen, clause.text, params):
                 step_id = f"s{len(steps) + 1}"
                 steps.append(
                     Step(
@@ -236,7 +247,7 @@ class Planner:
                         text=step_text,
                         agent_type=chosen,
                         confidence=confidence,
-                        params=params,
+                        params=one,
                         after=waits,
                         when=prep.condition if waits else None,
                         fallbacks=fallbacks,
@@ -333,6 +344,16 @@ class ParsedCommand:
 
 
 _PRONOUN = re.compile(r"\b(?:it|them|those|these|that|this|ones)\b", re.IGNORECASE)
+
+
+def probe_text(params: StepParams) -> str:
+    """What a condition's own check asks for, in words the router can place: the facts the
+    condition is about ("port 23 is open on 127.0.0.1" is checked by finding out)."""
+    on = " and ".join(params.targets)
+    if params.ports:
+        ports = ",".join(map(str, params.ports))
+        return f"check whether port{'s' if len(params.ports) > 1 else ''} {ports} open on {on}"
+    return f"find the open ports on {on}"
 
 
 def _may_say_object(prep: _Prepared) -> bool:

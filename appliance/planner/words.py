@@ -60,7 +60,7 @@ _TARGET = re.compile(
 )
 _PORTS = re.compile(
     r"\b(?:on\s+|at\s+)?(?:tcp\s+)?ports?\s+"
-    r"(?P<ports>\d+(?:\s*(?:-|,|and|or|to|through)\s*\d+)*)",
+    r"(?P<ports>\d+(?![.\d])(?:\s*(?:-|,|and|or|to|through)\s*\d+(?![.\d]))*)",
     re.IGNORECASE,
 )
 _SERVICE_FOR = re.compile(
