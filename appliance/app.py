@@ -31,6 +31,8 @@ from appliance.planner.planner import Planner
 from appliance.router import Candidate, RouteDecision, Router, RouterSettings
 from appliance.router.router import Reason
 from appliance.runtime import Runtime, Store, running
+from appliance.schedules.scheduler import Scheduler
+from appliance.schedules.store import Schedules
 from appliance.settings import Settings, write_scope
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
@@ -129,6 +131,8 @@ class Appliance:
         self.runtime.on_agent_type(self.router.add_type)
         self.runtime.register(ConsensusTracker)
         self.scope = register_builtin(self.runtime, settings)
+        # beside the jobs they start, in the same database; fired by serve()'s Scheduler
+        self.schedules = Schedules(self.store, self.runtime.clock)
         self._console: Console | None = None  # the panel's, for qey passwd, once it is made
         self.planner = Planner(
             self._route_clauses,
@@ -139,30 +143,37 @@ class Appliance:
         )
         self.startup.mark("store and agents")
 
-    async def submit(self, command: str, agent_type: str | None = None) -> Submitted:
+    async def submit(
+        self, command: str, agent_type: str | None = None, *, autonomous: bool = False
+    ) -> Submitted:
         """Start a job for a command. Without an agent type the planner makes a plan of it
         (the router picks each step's type among all registered ones); nothing it can place
         raises NoConfidentMatch naming what it understood and the candidates. A one-step plan
         starts that type's job directly; if the type can't parse the command, or has been
         marked failed by the supervisor, the next candidate above the threshold takes it.
         Any other plan goes to the type that runs plans, which also hands a step its type
-        refuses to the next candidate."""
+        refuses to the next candidate. ``autonomous``: the appliance runs it on its own (a
+        schedule's firing): the job is recorded so, and it never makes a schedule."""
         if agent_type is not None:
-            return Submitted(*self.runtime.submit(command, agent_type), None)
+            return Submitted(*self.runtime.submit(command, agent_type, autonomous=autonomous), None)
         plan = await self.planner.plan(command)
         if plan.direct:
-            return self._submit_direct(command, plan)
+            return self._submit_direct(command, plan, autonomous=autonomous)
         runner = self._plan_runner()
-        job, root = self.runtime.submit(command, runner, start=PlanRequested(plan=plan))
+        job, root = self.runtime.submit(
+            command, runner, start=PlanRequested(plan=plan), autonomous=autonomous
+        )
         return Submitted(job, root, self._plan_route(command, plan, runner), plan)
 
-    def _submit_direct(self, command: str, plan: Plan) -> Submitted:
+    def _submit_direct(self, command: str, plan: Plan, *, autonomous: bool = False) -> Submitted:
         step = plan.steps[0]
         route = self._plan_route(command, plan, step.agent_type)
         first_error: BadCommand | AgentTypeFailed | None = None
         for candidate in [step.agent_type, *step.fallbacks]:
             try:
-                return Submitted(*self.runtime.submit(command, candidate), route, plan)
+                return Submitted(
+                    *self.runtime.submit(command, candidate, autonomous=autonomous), route, plan
+                )
             except (BadCommand, AgentTypeFailed) as err:
                 log.info("router: %s can't take %r: %s", candidate, command, err)
                 first_error = first_error or err
@@ -207,7 +218,7 @@ class Appliance:
         sock = self.settings.control_socket
         sock.unlink(missing_ok=True)  # a dead appliance's: we hold the lock, so none runs
         bound: os.stat_result | None = None
-        api = make_api(self.runtime, self.submit)
+        api = make_api(self.runtime, self.submit, self.schedules)
         add_console_routes(api, lambda: self._console)  # qey passwd; never on the panel
         runner = web.AppRunner(api, access_log=None)
         await runner.setup()
@@ -217,6 +228,7 @@ class Appliance:
                 panel, setup_token = self._panel(hardware)
                 tg.create_task(hardware.run(), name="qey-hardware")
                 tg.create_task(self.supervisor.run(), name="qey-supervisor")
+                tg.create_task(self._scheduler().run(), name="qey-scheduler")
                 if panel is not None:
                     tg.create_task(panel.run(), name="qey-panel")
                 self.startup.mark("runtime")
@@ -249,6 +261,15 @@ class Appliance:
             # after the last commit: a console that shows this lost nothing on the way down
             print("qey stopped: store closed", flush=True)
 
+    def _scheduler(self) -> Scheduler:
+        """Fires the schedules: each firing is the stored command, submitted as an
+        autonomous job through ``submit`` (planned and routed like any command)."""
+
+        async def fire(command: str) -> Submitted:
+            return await self.submit(command, autonomous=True)
+
+        return Scheduler(self.schedules, fire, self.runtime.record, self.runtime.clock)
+
     def close(self) -> None:
         """Close the store, then let the data directory go: the next appliance may start."""
         self.store.close()
@@ -271,6 +292,7 @@ class Appliance:
             route=self.router.route,
             device=_BoardView(hardware, self.settings.data_dir),
             scope=_LiveScope(self.settings, self.scope),
+            schedules=self.schedules,
             # the setup token is spent: its notice leaves the display at once
             on_configured=lambda: hardware.display.show_notice(""),
         )

@@ -75,6 +75,21 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
 
+    schedules = sub.add_parser(
+        "schedules",
+        help="list, pause, resume or delete schedules",
+        description="Schedules are commands that run again on their own ('scan 10.0.0.0/24 "
+        "every night' makes one). With no action, list them; 'pause ID', 'resume ID' (from "
+        "its next firing after now) and 'delete ID' change one. Talks to the running "
+        "appliance, or to the data directory when none runs.",
+    )
+    schedules.add_argument(
+        "action", nargs="?", default="list", choices=("list", "pause", "resume", "delete")
+    )
+    schedules.add_argument("schedule_id", nargs="?", metavar="ID", help="the schedule's id")
+    schedules.add_argument("--json", action="store_true", help="print the result as JSON")
+    schedules.set_defaults(func=cmd_schedules)
+
     tasks = sub.add_parser(
         "tasks",
         help="inspect the coordination graph",
@@ -350,6 +365,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         mark = " (autonomous)" if job["autonomous"] else ""
         print(f"{job['job_id']}  {job['command']}{mark}")
     return 0
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from appliance.schedules import console
+
+    return console.run(Settings.load(), args.action, args.schedule_id, as_json=args.json)
 
 
 def cmd_egress_policy(args: argparse.Namespace) -> int:

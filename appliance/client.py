@@ -6,15 +6,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
 
 from appliance.errors import ApplianceError
+from appliance.schedules.store import ScheduleRecord
 
 
 class NotRunning(ApplianceError):
     """No appliance answers on the control socket."""
+
+
+class ApiError(msgspec.Struct):
+    """The API's answer to bad input (``errors_as_json``)."""
+
+    error: str
+    message: str
 
 
 class ControlClient:
@@ -70,6 +79,32 @@ class ControlClient:
             if resp.status >= 400:
                 body = await resp.json(content_type=None)
                 raise ApplianceError(body.get("message", f"HTTP {resp.status}"))
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """``qey schedules``: every schedule the appliance keeps."""
+        body = await self._raw("GET", "/api/v1/schedules")
+        return msgspec.json.decode(body, type=list[ScheduleRecord])
+
+    async def change_schedule(self, schedule_id: str, action: str) -> ScheduleRecord | None:
+        """Pause, resume (the schedule as it is now) or delete (None) one schedule."""
+        path = f"/api/v1/schedules/{quote(schedule_id, safe='')}"
+        if action == "delete":
+            await self._raw("DELETE", path)
+            return None
+        return msgspec.json.decode(await self._raw("POST", f"{path}/{action}"), type=ScheduleRecord)
+
+    async def _raw(self, method: str, path: str) -> bytes:
+        """The body of a 2xx answer, or ApplianceError with the API's message."""
+        assert self._session is not None
+        async with self._session.request(method, f"http://qey{path}") as resp:
+            body = await resp.read()
+            if resp.status >= 400:
+                try:
+                    message = msgspec.json.decode(body, type=ApiError).message
+                except msgspec.DecodeError:
+                    message = f"HTTP {resp.status}"
+                raise ApplianceError(message)
+            return body
 
     async def events(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
         assert self._session is not None

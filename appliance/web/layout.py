@@ -13,6 +13,7 @@ from html import escape
 NAV = [
     ("/", "Overview"),
     ("/jobs", "Jobs"),
+    ("/schedules", "Schedules"),
     ("/submit", "Submit"),
     ("/events", "Live events"),
     ("/settings", "Settings"),

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from appliance import __version__
+from appliance.schedules.store import ScheduleRecord
 from appliance.web.api import JobRequest
 from appliance.web.capabilities import DeviceStatus
 from appliance.web.ops import (
@@ -24,6 +25,7 @@ from appliance.web.ops import (
     ScopeView,
 )
 from appliance.web.overview import InstanceView, StatusView
+from appliance.web.schedules import ScheduleDetail
 from appliance.web.sessions import CSRF_HEADER, SESSION_COOKIE
 
 _STRUCTS: tuple[type[msgspec.Struct], ...] = (
@@ -38,6 +40,8 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     PoolView,
     CancelView,
     ScopeView,
+    ScheduleRecord,
+    ScheduleDetail,
 )
 _ERROR = {
     "type": "object",
@@ -75,7 +79,7 @@ _REASONS = {
     400: "bad input: the message says what is wrong; nothing was written",
     401: "no session: sign in first",
     403: "CSRF token missing or wrong, request from another origin, or a wrong password",
-    404: "no such job, task, agent type or picture",
+    404: "no such job, task, agent type, schedule or picture",
     409: "the action cannot be done in the present state",
     422: "the input is well formed but refused (no confident route, event not accepted)",
     429: "too many failed attempts, or an inbox is full: retry later",
@@ -122,6 +126,7 @@ def openapi_document() -> dict[str, Any]:
     )
     components["Error"] = _ERROR
     job = ["job_id"]
+    schedule = ["schedule_id"]
     paths: dict[str, Any] = {
         "/api/v1/status": {
             "get": _op(
@@ -235,6 +240,41 @@ def openapi_document() -> dict[str, Any]:
                 "Change the admin password; other sessions end",
                 _responses(204, None, 400, 403, 429),
                 body=PasswordRequest,
+                change=True,
+            )
+        },
+        "/api/v1/schedules": {
+            "get": _op(
+                "Schedules: commands that run again on their own, oldest first",
+                _responses(200, {"type": "array", "items": _ref(ScheduleRecord)}, 409),
+            )
+        },
+        "/api/v1/schedules/{schedule_id}": {
+            "get": _op(
+                "A schedule and the jobs its firings started",
+                _responses(200, _ref(ScheduleDetail), 404, 409),
+                params=schedule,
+            ),
+            "delete": _op(
+                "Delete a schedule (the jobs it started stay, linked to it in the graph)",
+                _responses(204, None, 403, 404, 409),
+                params=schedule,
+                change=True,
+            ),
+        },
+        "/api/v1/schedules/{schedule_id}/pause": {
+            "post": _op(
+                "Pause a schedule: no firing until it is resumed",
+                _responses(200, _ref(ScheduleRecord), 403, 404, 409),
+                params=schedule,
+                change=True,
+            )
+        },
+        "/api/v1/schedules/{schedule_id}/resume": {
+            "post": _op(
+                "Resume a schedule from its next firing after now (missed ones are skipped)",
+                _responses(200, _ref(ScheduleRecord), 403, 404, 409),
+                params=schedule,
                 change=True,
             )
         },

@@ -50,6 +50,12 @@ from appliance.web.live import live
 from appliance.web.openapi import openapi_document
 from appliance.web.ops import add_ops_routes
 from appliance.web.pages import add_page_routes
+from appliance.web.schedules import (
+    SCHEDULES,
+    ScheduleControl,
+    add_schedule_page,
+    add_schedule_routes,
+)
 from appliance.web.sessions import Sessions
 from appliance.web.sessionstore import SESSIONS_FILE, SessionStore
 from appliance.web.submit import Submit
@@ -123,6 +129,7 @@ def make_panel(
     scope: ScopeControl | None = None,
     activity: Activity | None = None,
     throttle: LoginThrottle | None = None,
+    schedules: ScheduleControl | None = None,
     on_configured: Callable[[], None] | None = None,
 ) -> web.Application:
     """The panel's app. ``on_configured`` is called once the admin password is set, by the
@@ -149,6 +156,7 @@ def make_panel(
     app[ROUTE] = route
     app[DEVICE] = device
     app[SCOPE] = scope
+    app[SCHEDULES] = schedules
     app.router.add_get("/login", auth.login_page)
     app.router.add_post("/login", auth.login)
     app.router.add_get("/setup", auth.setup_page)
@@ -158,6 +166,8 @@ def make_panel(
     add_page_routes(app)
     add_api_routes(app)
     add_ops_routes(app)
+    add_schedule_routes(app)
+    add_schedule_page(app)
     app.router.add_get("/api/v1/live", live)
     app.router.add_get("/api/v1/openapi.json", get_openapi)
 

@@ -33,6 +33,14 @@ FORBIDDEN = {
         "appliance.hal",
         "appliance.supervisor",
     ),
+    "schedules": (  # console.py is qey's side of it: it may use appliance.client
+        "appliance.web",
+        "appliance.app",
+        "appliance.agents",
+        "appliance.hal",
+        "appliance.router",
+        "appliance.planner",
+    ),
     "hal": (
         "appliance.web",
         "appliance.agents",

@@ -14,6 +14,8 @@ from pathlib import Path
 import requests
 
 from appliance.runtime import Runtime, Store, running
+from appliance.schedules.cadence import Every
+from appliance.schedules.store import Schedules
 from appliance.web.credentials import Credentials
 from appliance.web.panel import Panel
 from tests.support import Counter, Echo, Parent
@@ -44,7 +46,10 @@ def live_panel(data_dir: Path) -> Iterator[LivePanel]:
         creds.set_password(PASSWORD)
         try:
             async with running(runtime), asyncio.TaskGroup() as tg:
-                panel = Panel(make_test_panel(runtime, creds), ["127.0.0.1:0"])
+                schedules = Schedules(store, runtime.clock)
+                schedules.add("scan 127.0.0.1", Every(count=1, unit="hour"), job_id="job-x")
+                app = make_test_panel(runtime, creds, schedules=schedules)
+                panel = Panel(app, ["127.0.0.1:0"])
                 tg.create_task(panel.run())
                 await panel.listening.wait()
                 urls.extend(panel.urls)
