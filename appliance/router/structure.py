@@ -20,13 +20,15 @@ _SCHEDULE = re.compile(
     r"|monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?\b"
     r"|\b(?:hourly|daily|nightly|weekly|monthly|periodically|regularly|tonight|tomorrow)\b"
     r"|\bat\s+(?:midnight|noon|\d{1,2}(?::\d{2})?\s*(?:am|pm)\b|\d{1,2}:\d{2}\b)"
-    r"|\b(?:schedule|repeat)\b",
+    r"|\bschedule\b|\brepeatedly\b",  # "repeat the scan" once is a rescan, not a schedule
     re.IGNORECASE,
 )
 # "if"/"when" open a condition, except where they only ask a question: "check if port 22 is
-# open" is one step, "if port 22 is open, record it" is a plan.
+# open" is one step, "if port 22 is open, record it" is a plan, and "when does the cert
+# expire" asks for a time ("when" then an auxiliary verb opens a question).
+_QUESTION = r"(?!\s+(?:does|do|did|is|are|was|were|will|would|can|could|has|have|had)\b)"
 _CONDITION = re.compile(
-    r"(?:^|[,;:]\s*|\band\s+|\bthen\s+)(?:if|when|whenever|unless|once)\b"
+    rf"(?:^|[,;:]\s*|\band\s+|\bthen\s+)(?:if|when{_QUESTION}|whenever|unless|once)\b"
     r"|\bif\s+so\b|\bwhenever\b|\bunless\b|\bonly\s+if\b",
     re.IGNORECASE,
 )

@@ -19,6 +19,13 @@ pytestmark = pytest.mark.unit
         ("check if anything is listening on port 3306", None),  # a question, not a condition
         ("test if port 3389 is open on 10.1.1.1", None),
         ("scan 127.0.0.1 for open ports", None),
+        # a question that opens with "when" asks for a time; it sets no condition
+        ("when does the ssl cert of 127.0.0.1 expire", None),
+        ("when was port 22 last open on the nas", None),
+        ("when the scan of 127.0.0.1 finishes, analyze it", "conditional"),
+        # "repeat" once is a rescan; only a repetition in time is a schedule
+        ("repeat the port scan of the nvr", None),
+        ("repeat the audit every week", "scheduled"),
     ],
 )
 def test_schedules_and_conditions_are_recognised(command: str, shape: str | None) -> None:
