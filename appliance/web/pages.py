@@ -16,6 +16,7 @@ from appliance.web.auth import SESSION
 from appliance.web.keys import ACTIVITY, DEVICE, PROVIDER, RUNTIME, SCOPE
 from appliance.web.layout import e, notice, page, table
 from appliance.web.overview import StatusView, build_status
+from appliance.web.schedules import started_by
 from appliance.web.treesvg import tree_svg
 
 
@@ -200,7 +201,8 @@ async def jobs(request: web.Request) -> web.Response:
 
 async def job(request: web.Request) -> web.Response:
     tree = await request.app[RUNTIME].graph.tree(request.match_info["job_id"])
-    return _html(request, f"Job {tree.job_id}", _job_body(tree), "/jobs")
+    cause = await started_by(request, tree.job_id)  # a schedule's firing: which, made by whom
+    return _html(request, f"Job {tree.job_id}", cause + _job_body(tree), "/jobs")
 
 
 def _job_body(tree: JobTree) -> str:

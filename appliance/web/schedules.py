@@ -42,6 +42,8 @@ class ScheduleControl(Protocol):
 
     async def firings(self, schedule_id: str) -> builtins.list[ScheduleFired]: ...
 
+    async def cause(self, job_id: str) -> ScheduleFired | None: ...
+
 
 SCHEDULES: web.AppKey[ScheduleControl | None] = web.AppKey("schedules")
 
@@ -116,6 +118,20 @@ async def schedules_page(request: web.Request) -> web.Response:
         text=page("Schedules", body, csrf=request[SESSION].csrf, active="/schedules"),
         content_type="text/html",
         headers={"Cache-Control": "no-store"},
+    )
+
+
+async def started_by(request: web.Request, job_id: str) -> str:
+    """For a job's page: the schedule whose firing started it, and the job that made that
+    schedule (the graph's ``schedule.fired`` link); empty for any other job."""
+    control = request.app.get(SCHEDULES)
+    fired = await control.cause(job_id) if control is not None else None
+    if fired is None:
+        return ""
+    return (
+        '<p id="started-by">Started by schedule <a href="/schedules">'
+        f"<code>{e(fired.schedule_id)}</code></a> (due {e(local_time(fired.due_at))}), "
+        f'made by job <a href="/jobs/{e(fired.created_by)}">{e(fired.created_by)}</a>.</p>'
     )
 
 

@@ -125,6 +125,12 @@ async def test_a_schedule_shows_the_jobs_its_firings_started(
     assert detail.schedule == made
     assert [(f.job_id, f.created_by) for f in detail.firings] == [(job.job_id, "job-a")]
 
+    page = await (await panel.get(f"/jobs/{job.job_id}")).text()
+    assert f'Started by schedule <a href="/schedules"><code>{made.id}</code>' in page
+    assert 'made by job <a href="/jobs/job-a">job-a</a>' in page
+    other, _ = runtime.submit("scan 127.0.0.1", "echo")
+    assert "Started by schedule" not in await (await panel.get(f"/jobs/{other.job_id}")).text()
+
 
 async def test_the_page_lists_schedules_escaped_with_their_buttons(
     panel: TestClient[Any, Any], schedules: Schedules
