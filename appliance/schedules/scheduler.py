@@ -85,6 +85,7 @@ class Scheduler:
     async def fire_due(self) -> None:
         """Fire every schedule due now, each once."""
         now = self._clock.now()
+        await asyncio.to_thread(self._schedules.realign, now)  # the wall clock was set back
         for record in await asyncio.to_thread(self._schedules.due, now):
             await self._fire(record, now)
 

@@ -184,6 +184,25 @@ class Schedules:
             raise UnknownSchedule(f"schedule {record.id!r} changed before it fired")
         return upcoming
 
+    def realign(self, now: float) -> int:
+        """After the wall clock was set back (a board without a battery-backed clock that
+        started with a time ahead, then got the right one from NTP): a schedule whose next
+        firing is later than the first after ``now`` would wait out the difference, so it is
+        moved to that. Nothing moves while the clock only goes forward. Returns how many."""
+        moved = 0
+        for record in self.due(float("inf")):
+            upcoming = following(record.cadence, now)
+            if (
+                upcoming is not None
+                and record.next_fire is not None
+                and upcoming < record.next_fire
+            ):
+                moved += self._write(
+                    "UPDATE schedules SET next_fire = ? WHERE id = ? AND next_fire IS ?",
+                    (upcoming, record.id, record.next_fire),
+                )
+        return moved
+
     def fired(self, schedule_id: str, *, job_id: str | None, error: str = "") -> None:
         """What the latest firing started: its job, or why there is none."""
         self._write(

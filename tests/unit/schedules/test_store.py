@@ -178,3 +178,17 @@ def test_hourly_does_not_repeat_the_hour_autumn_repeats() -> None:
         fired.append(wall_time(upcoming).hour)
         at = upcoming
     assert fired == [1, 2, 3, 4, 5]
+
+
+def test_a_clock_set_back_brings_next_firings_back(store: Store) -> None:
+    """Made while the clock was a day ahead; once it is right, "every hour" fires within the
+    hour, not in 25 hours. While the clock only goes forward, realign moves nothing."""
+    ahead = Schedules(store, FakeClock(start=START + 86400))
+    hourly = ahead.add("scan 127.0.0.1", Every(count=1, unit="hour"), job_id="job-1")
+    later = ahead.add("scan later", Every(count=7, unit="hour"), job_id="job-1")
+    assert ahead.realign(START + 86400) == 0
+    right = Schedules(store, FakeClock(start=START))
+    assert right.realign(START) == 2
+    assert wall_time(right.get(hourly.id).next_fire or 0) == datetime(2026, 11, 29, 11, 0)
+    assert right.get(later.id).next_fire == START + 7 * 3600
+    assert right.realign(START + 60) == 0
