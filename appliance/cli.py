@@ -503,11 +503,18 @@ async def _set_admin_password(settings: Settings, password: str) -> str:
         async with ControlClient(settings.control_socket) as client:
             await client.set_admin_password(password)
             return "by the running appliance"
-    except NotRunning:
-        pass
+    except NotRunning as unreachable:
+        _ensure_no_appliance(settings, unreachable)
+    from appliance.datadir import DataDirLock
     from appliance.web.console import set_password_offline
 
-    await asyncio.to_thread(set_password_offline, settings.data_dir, password)
+    # held while writing, so an appliance starting meanwhile waits its turn (it refuses to
+    # start; a running one holding the directory was refused above, naming its pid)
+    lock = DataDirLock.acquire(settings.data_dir)
+    try:
+        await asyncio.to_thread(set_password_offline, settings.data_dir, password)
+    finally:
+        lock.release()
     return f"in {settings.data_dir}; no appliance was running"
 
 

@@ -160,6 +160,26 @@ def test_qey_passwd_with_no_appliance_running_writes_the_data_dir(
     assert creds.verify(NEW) and not creds.verify("the forgotten password")
 
 
+def test_qey_passwd_never_writes_beside_an_appliance_that_holds_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An appliance whose control socket is gone still holds the directory: the password
+    file is its to change, so the console says who holds it and changes nothing."""
+    from appliance.datadir import DataDirLock
+
+    data_dir = tmp_path / "data"
+    Credentials(data_dir).set_password("the forgotten password")
+    monkeypatch.setenv("QEY_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{NEW}\n"))
+    held = DataDirLock.acquire(data_dir)  # what a running appliance holds, socket or not
+    try:
+        assert main(["passwd", "--stdin"]) == 1
+    finally:
+        held.release()
+    assert f"pid {os.getpid()}" in capsys.readouterr().err
+    assert Credentials(data_dir).verify("the forgotten password")
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
