@@ -31,8 +31,9 @@ from appliance.planner.planner import Planner
 from appliance.router import Candidate, RouteDecision, Router, RouterSettings
 from appliance.router.router import Reason
 from appliance.runtime import Runtime, Store, running
+from appliance.schedules.cadence import describe
 from appliance.schedules.scheduler import Scheduler
-from appliance.schedules.store import Schedules
+from appliance.schedules.store import Schedules, following
 from appliance.settings import Settings, write_scope
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
@@ -157,6 +158,10 @@ class Appliance:
         if agent_type is not None:
             return Submitted(*self.runtime.submit(command, agent_type, autonomous=autonomous), None)
         plan = await self.planner.plan(command)
+        if plan.schedule is not None:
+            if not autonomous:
+                return self._submit_schedule(command, plan)
+            plan = msgspec.structs.replace(plan, schedule=None, scheduled=False)  # a firing
         if plan.direct:
             return self._submit_direct(command, plan, autonomous=autonomous)
         runner = self._plan_runner()
@@ -169,16 +174,31 @@ class Appliance:
         step = plan.steps[0]
         route = self._plan_route(command, plan, step.agent_type)
         first_error: BadCommand | AgentTypeFailed | None = None
-        for candidate in [step.agent_type, *step.fallbacks]:
+        candidates = [step.agent_type, *step.fallbacks]
+        for i, candidate in enumerate(candidates):
             try:
-                return Submitted(
-                    *self.runtime.submit(command, candidate, autonomous=autonomous), route, plan
+                # the rest take it too if this type's handler refuses it later
+                started = self.runtime.submit(
+                    command, candidate, autonomous=autonomous, fallbacks=candidates[i + 1 :]
                 )
+                return Submitted(*started, route, plan)
             except (BadCommand, AgentTypeFailed) as err:
                 log.info("router: %s can't take %r: %s", candidate, command, err)
                 first_error = first_error or err
         assert first_error is not None
         raise first_error
+
+    def _submit_schedule(self, command: str, plan: Plan) -> Submitted:
+        """A scheduled command makes a schedule of the command without its schedule phrase;
+        the job that asked for it is recorded (its plan, not run now) and each firing is
+        linked to it. A cadence that would never fire again is refused before anything."""
+        assert plan.schedule is not None
+        if following(plan.schedule, self.runtime.clock.now()) is None:
+            raise BadCommand(f"{describe(plan.schedule)} has already passed: it would never run")
+        runner = self._plan_runner()
+        job, root = self.runtime.submit(command, runner, start=PlanRequested(plan=plan))
+        record = self.schedules.add(plan.runs, plan.schedule, job_id=job.job_id)
+        return Submitted(job, root, self._plan_route(command, plan, runner), plan, record)
 
     def _plan_runner(self) -> str:
         """The registered type that runs plans: the one whose handlers take PlanRequested."""

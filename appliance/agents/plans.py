@@ -31,6 +31,7 @@ from appliance.planner.plan import (
     describe_condition,
 )
 from appliance.runtime import Agent, Context, JobResult, NoState, StepInput
+from appliance.schedules.cadence import describe
 
 PastResults = Callable[..., Awaitable[list[JobResult]]]
 
@@ -65,6 +66,10 @@ class PlanRunner:
 
     async def run(self) -> PlanReport:
         self.check()
+        if self._plan.schedule is not None:  # the schedule runs it; this job only made it
+            why = f"scheduled {describe(self._plan.schedule)}: each firing runs it as a job"
+            skipped = [_skipped(s, why) for s in self._plan.steps]
+            return PlanReport(steps=skipped, ran=[], skipped=[o.id for o in skipped], failed=[])
         pending = list(self._plan.steps)
         while pending:
             ready = [s for s in pending if all(a in self._done for a in s.after)]

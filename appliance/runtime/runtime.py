@@ -23,7 +23,7 @@ import logging
 import types
 import typing
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +31,7 @@ import msgspec
 
 from appliance.errors import (
     AgentTypeFailed,
+    ApplianceError,
     BadEvent,
     EventNotAccepted,
     EventNotAllowed,
@@ -126,6 +127,7 @@ class Runtime:
         self._type_listeners: list[Callable[[type[Agent]], None]] = []
         self._sent: asyncio.Future[None] | None = None
         self._unsaved: dict[tuple[str, str], Instance] = {}
+        self._fallbacks: dict[str, list[str]] = {}  # root task -> types to hand it to
         store.add_source(self._unsaved_snapshots)
         self.handled = 0
         self.crashed = 0
@@ -267,15 +269,22 @@ class Runtime:
         *,
         start: Event | None = None,
         autonomous: bool = False,
+        fallbacks: Sequence[str] = (),
     ) -> tuple[JobContext, TaskRef]:
         """Start a job for a command (or an autonomous trigger): its root task and its record.
 
         Without ``start``, the agent type turns the command into its start event
         (``Agent.start_for``); a command it cannot parse fails here, before anything is recorded,
         and so does one for an internal type (InternalAgentType: see ``start_internal``).
+        ``fallbacks``: agent types, in order, to hand the command to if the root's handler
+        refuses it (bad input, not a crash): the next one that can parse it runs as the
+        root's child, and the root ends as that child ends.
         """
         self.startable(agent_type)
-        return self._submit(command, agent_type, start=start, autonomous=autonomous)
+        job, root = self._submit(command, agent_type, start=start, autonomous=autonomous)
+        if fallbacks:
+            self._fallbacks[root.task_id] = list(fallbacks)
+        return job, root
 
     def start_internal(
         self, command: str, agent_type: str, *, start: Event | None = None
@@ -848,6 +857,8 @@ class Runtime:
             self._refused(inst, env, err)
             if reply is not None and not reply.done():
                 reply.set_exception(HandlerFailed(f"{inst.name}: {type(err).__name__}: {err}"))
+            if is_start and self._hand_over(inst, err):
+                return
             if is_start:
                 self._task_ended(inst, "failed", None, f"refused: {type(err).__name__}: {err}")
             return
@@ -879,6 +890,36 @@ class Runtime:
             self.fail_type(kind.name, reason)
         if is_start:
             self._task_ended(inst, "failed", None, f"{type(err).__name__}: {err}")
+
+    def _hand_over(self, inst: Instance, err: BaseException) -> bool:
+        """A refused root task with fallbacks left: the next type that can parse its command
+        takes it as a child; the root ends as that child ends. False: none could."""
+        left = self._fallbacks.pop(inst.ref.task_id, [])
+        while left:
+            name = left.pop(0)
+            kind = self._types.get(name)
+            if kind is None or kind.cls.internal or kind.failed is not None:
+                continue
+            try:
+                start = kind.cls.start_for(inst.objective)
+                self._check_spawnable(kind, start)
+                child = self.spawn(name, inst.home, inst.objective, caller=inst.ref, start=start)
+            except ApplianceError as refused:
+                log.info("%s can't take %r either: %s", name, inst.objective, refused)
+                continue
+            if left:
+                self._fallbacks[child.task_id] = left
+            why = f"{name} took it after {inst.kind.name} refused it ({type(err).__name__}: {err})"
+
+            def settle(done: asyncio.Future[TaskOutcome], why: str = why) -> None:
+                if inst.outcome is None and not done.cancelled():
+                    out = done.result()
+                    detail = f"{why}; {out.detail}" if out.detail else why
+                    self._task_ended(inst, out.status, out.result, detail)
+
+            self.outcome_future(child).add_done_callback(settle)
+            return True
+        return False
 
     async def _redeliver(self, item: Item, delay: float) -> None:
         """Deliver a failed event again after ``delay`` (its inbox slot was already paid)."""
@@ -1035,6 +1076,7 @@ class Runtime:
         )
 
     def _task_ended(self, inst: Instance, status: TaskStatus, result: Any, detail: str) -> None:
+        self._fallbacks.pop(inst.ref.task_id, None)
         try:
             raw = msgspec.Raw(_encode(result)) if result is not None else None
         except (TypeError, msgspec.EncodeError) as err:

@@ -10,9 +10,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from appliance.agents.messages import PlanReport, ReviewReport, ScanReport
+from appliance.agents.collector import DataCollector
+from appliance.agents.messages import PlanReport, ReviewReport, ScanReport, ScanRequested
+from appliance.agents.scope import Scope
 from appliance.app import in_process
-from appliance.errors import OutOfScope
+from appliance.errors import BadCommand, OutOfScope
+from appliance.runtime import Context, NoState
 from appliance.settings import Settings
 from appliance.web.api import make_api
 
@@ -135,3 +138,66 @@ async def test_the_api_returns_the_plan_with_the_job(
     assert [s["agent_type"] for s in body["plan"]["steps"]] == ["data_collector", "analyzer"]
     assert body["plan"]["steps"][1]["after"] == ["s1"]
     assert done["status"] == "done"
+
+
+async def test_a_scheduled_command_makes_a_schedule_instead_of_running_now(
+    settings: Settings, open_ports: list[int], aiohttp_client: Any
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        client = await aiohttp_client(
+            make_api(appliance.runtime, appliance.submit, appliance.schedules)
+        )
+        resp = await client.post(
+            "/api/v1/jobs",
+            json={"command": f"scan 127.0.0.1 ports {open_ports[0]} then analyze it every hour"},
+        )
+        body = await resp.json()
+        done = await (await client.get(f"/api/v1/jobs/{body['job_id']}?wait=20")).json()
+        [schedule] = appliance.schedules.list()
+        tree = await appliance.runtime.graph.tree(body["job_id"])
+    assert resp.status == 202 and body["plan"]["scheduled"] is True
+    assert body["schedule"]["id"] == schedule.id
+    assert schedule.command == f"scan 127.0.0.1 ports {open_ports[0]} then analyze it"
+    assert schedule.created_by == body["job_id"]
+    report = msgspec.convert(done["result"], PlanReport)
+    assert report.ran == [] and report.skipped == ["s1", "s2"]
+    assert report.steps[0].reason.startswith("scheduled every hour")
+    assert [n.agent_type for n in tree.tasks] == ["coordinator"]  # nothing ran now
+
+
+async def test_a_firing_runs_the_plan_as_an_autonomous_job(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        job, root, _ = await appliance.submit(
+            f"scan 127.0.0.1 ports {open_ports[0]} then analyze the results", autonomous=True
+        )
+        outcome = await appliance.runtime.wait_task(root)
+        tree = await appliance.runtime.graph.tree(job.job_id)
+        assert appliance.schedules.list() == []
+    assert tree.autonomous and outcome.result_as(PlanReport).ran == ["s1", "s2"]
+
+
+async def test_a_command_its_type_refuses_at_run_time_goes_to_the_next_candidate(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    class RefusingCollector(DataCollector):
+        """Wins the route (an example matches word for word), then refuses in its handler."""
+
+        name = "refusing_collector"
+        examples = (*DataCollector.examples, "scan 127.0.0.1 ports 22")
+
+        async def on_scan(self, event: ScanRequested, ctx: Context[NoState]) -> ScanReport:
+            raise BadCommand("refusing it at run time (test)")
+
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        scope = Scope(settings.scope)
+        appliance.runtime.register(RefusingCollector, lambda: RefusingCollector(scope, settings))
+        job, root, _ = await appliance.submit(f"scan 127.0.0.1 ports {open_ports[2]}")
+        outcome = await appliance.runtime.wait_task(root)
+        tree = await appliance.runtime.graph.tree(job.job_id)
+    assert root.agent_type == "refusing_collector"
+    assert outcome.status == "done", outcome.detail
+    assert "data_collector took it after refusing_collector refused it" in outcome.detail
+    assert outcome.result_as(ScanReport).open[0].open_ports == [open_ports[2]]
+    assert [n.agent_type for n in tree.children()[root.task_id]] == ["data_collector"]
