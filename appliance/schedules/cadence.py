@@ -199,8 +199,8 @@ _NUMBERS = {
     "forty-five": 45,
     "other": 2,
 }
-_NUM = r"\d{1,4}|" + "|".join(sorted(_NUMBERS, key=len, reverse=True))
-_UNIT = r"(?P<unit>min(?:ute)?s?|mins?|h(?:ou)?rs?|hours?|days?|weeks?|fortnights?)"
+_NUM = r"\d{1,4}(?:st|nd|rd|th)?|" + "|".join(sorted(_NUMBERS, key=len, reverse=True))
+_UNIT = r"(?P<unit>min(?:ute)?s?|mins?|m|h(?:ou)?rs?|hours?|h|days?|weeks?|fortnights?)"
 _END = r"(?![\w:]|\.\d)"  # a word ends here, and it is not the start of an address or time
 
 
@@ -244,7 +244,8 @@ def _count(word: str | None) -> int:
     if not word:
         return 1
     word = word.lower()
-    return int(word) if word.isdigit() else _NUMBERS[word]
+    digits = word.rstrip("stndrh")  # "2nd day" is every second day
+    return int(digits) if digits.isdigit() else _NUMBERS[word]
 
 
 def _unit(word: str) -> tuple[int, Unit]:
@@ -277,7 +278,7 @@ def _pieces(text: str, now: datetime) -> list[_Piece]:
     every = r"\b(?:every|each|once\s+(?:an?|per))"
     # Intervals: "every 15 minutes", "every other day", "every hour", "once a week", "hourly".
     f.add(
-        rf"{every}\s+(?:(?P<num>{_NUM})\s*-?\s*)?{_UNIT}{_END}",
+        rf"{every}\s+(?:(?P<num>{_NUM})\s*-?\s*)?{_UNIT}(?:\s+on\s+the\s+hour)?{_END}",
         _interval,
     )
     f.add(
@@ -298,7 +299,7 @@ def _pieces(text: str, now: datetime) -> list[_Piece]:
         ),
     )
     f.add(
-        r"\bhourly" + _END,
+        r"\bhourly(?:\s+on\s+the\s+hour)?" + _END,
         lambda m: _Piece(m.start(), m.end(), every=Every(count=1, unit="hour")),
     )
     f.add(
@@ -343,7 +344,8 @@ def _pieces(text: str, now: datetime) -> list[_Piece]:
     )
     f.add(
         r"\b(?:(?:every|each|on(?:\s+all)?)\s+)?(?P<w>week\s*days?|weekends?|work\s*days?|"
-        r"business\s+days?)" + _END,
+        r"business\s+days?|week\s*nights?|school\s+nights?)"
+        r"(?P<p>\s+(?:morning|afternoon|evening|night)s?)?" + _END,
         _weekday_words,
     )
     # One-off days: "tomorrow", "today", "tonight", "on friday", "next monday".
@@ -361,7 +363,12 @@ def _pieces(text: str, now: datetime) -> list[_Piece]:
         rf"\bin\s+(?:(?P<num>{_NUM})\s*)?(?P<half>half\s+an?\s+)?{_UNIT}{_END}",
         _relative,
     )
-    # Times of day: "at 02:00", "at 2am", "2 pm", "18:30", "at noon", "at night".
+    # Times of day: "at 02:00", "at 2am", "2 pm", "18:30", "at 0200", "at noon", "at night".
+    f.add(
+        r"(?:\b(?:at|around)\s+|@\s*)(?P<h>[01]\d|2[0-3])(?P<m>[0-5]\d)(?:\s*(?:h|hrs|hours))?"
+        + _END,
+        lambda m: _Piece(m.start(), m.end(), at=(int(m["h"]), int(m["m"])), explicit_at=True),
+    )
     f.add(
         r"(?:\b(?P<at>at|around)\s+|@\s*)?\b(?<![\d.:/])(?P<h>[01]?\d|2[0-3])(?:[:.h](?P<m>[0-5]\d))?"
         r"\s*(?P<ampm>[ap]\.?m\.?(?![\w])|o'?clock|h(?!\w)|hrs(?!\w))?" + _END,
@@ -396,7 +403,10 @@ def _day_range(m: re.Match[str]) -> _Piece:
 def _weekday_words(m: re.Match[str]) -> _Piece:
     word = m["w"].lower()
     days = frozenset({5, 6}) if word.startswith("weekend") else frozenset(range(5))
-    return _Piece(m.start(), m.end(), weekdays=days)
+    part = m["p"].strip().lower().rstrip("s") if m["p"] else None
+    if "night" in word:
+        part = "night"
+    return _Piece(m.start(), m.end(), weekdays=days, part=part)
 
 
 def _one_day(m: re.Match[str], now: datetime) -> _Piece:

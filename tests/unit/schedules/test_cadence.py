@@ -57,6 +57,12 @@ PHRASES: list[tuple[str, str, AnyCadence]] = [
         "every monday and thursday at 18:30",
         Weekly(weekdays=(0, 3), hour=18, minute=30),
     ),
+    ("every weekday morning scan", "every weekday morning", Weekly(weekdays=WEEKDAYS, hour=8)),
+    ("weeknights scan the nas", "weeknights", Weekly(weekdays=WEEKDAYS, hour=23)),
+    ("every 2nd day audit", "every 2nd day", Every(count=2, unit="day")),
+    ("every 12h check", "every 12h", Every(count=12, unit="hour")),
+    ("every hour on the hour scan", "every hour on the hour", Every(count=1, unit="hour")),
+    ("scan at 0200 daily", "at 0200 daily", Daily(hour=2)),
     ("tomorrow at 9:00 scan", "tomorrow at 9:00", Once(at=datetime(2026, 11, 30, 9, 0))),
     ("scan at 2am", "at 2am", Once(at=datetime(2026, 11, 30, 2, 0))),
     ("scan at 02:00", "at 02:00", Once(at=datetime(2026, 11, 30, 2, 0))),
@@ -87,6 +93,8 @@ def test_phrase_becomes_its_cadence_and_span(text: str, phrase: str, cadence: An
         "compare with last week",
         "what did the scan find today",
         "alert if more than 100 logins per hour",
+        "scan port 8080 at 8080",
+        "scan every 2 months",
     ],
 )
 def test_commands_without_a_schedule_have_no_cadence(text: str) -> None:
