@@ -15,7 +15,8 @@ from appliance.agents.messages import PlanReport, ReviewReport, ScanReport, Scan
 from appliance.agents.scope import Scope
 from appliance.app import in_process
 from appliance.errors import BadCommand, OutOfScope
-from appliance.runtime import Context, NoState
+from appliance.events import Started
+from appliance.runtime import Agent, Context, NoState
 from appliance.settings import Settings
 from appliance.web.api import make_api
 
@@ -201,3 +202,46 @@ async def test_a_command_its_type_refuses_at_run_time_goes_to_the_next_candidate
     assert "data_collector took it after refusing_collector refused it" in outcome.detail
     assert outcome.result_as(ScanReport).open[0].open_ports == [open_ports[2]]
     assert [n.agent_type for n in tree.children()[root.task_id]] == ["data_collector"]
+
+
+async def test_parallel_targets_run_as_sibling_steps(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        job, root, _ = await appliance.submit(
+            f"scan 127.0.0.1 and 127.0.0.2 ports {open_ports[0]} in parallel"
+        )
+        outcome = await appliance.runtime.wait_task(root)
+        tree = await appliance.runtime.graph.tree(job.job_id)
+    report = outcome.result_as(PlanReport)
+    assert report.ran == ["s1", "s2"]
+    kids = tree.children()[root.task_id]
+    assert sorted(k.agent_type for k in kids) == ["data_collector", "data_collector"]
+    assert [(h.host, h.open_ports) for h in report.open] == [("127.0.0.1", [open_ports[0]])]
+
+
+class CertChecker(Agent):
+    """A type registered at run time; it takes its step's words as they are."""
+
+    name = "cert_checker"
+    description = "Checks TLS certificates: when a certificate expires, who issued it."
+    capabilities = ("check when an ssl certificate expires", "tls certificate expiry")
+    examples = ("when does the ssl cert of 10.0.0.1 expire", "is the https certificate valid")
+
+    async def on_start(self, event: Started, ctx: Context[NoState]) -> str:
+        return f"checked: {event.objective}"
+
+
+async def test_a_type_registered_at_run_time_runs_as_a_plan_step(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        appliance.runtime.register(CertChecker)
+        _, root, _ = await appliance.submit(
+            f"scan 127.0.0.1 ports {open_ports[0]} then check when the tls certificate of "
+            "127.0.0.1 expires"
+        )
+        outcome = await appliance.runtime.wait_task(root)
+    report = outcome.result_as(PlanReport)
+    assert [s.agent_type for s in report.steps] == ["data_collector", "cert_checker"]
+    assert report.steps[1].result == "checked: check when the tls certificate of 127.0.0.1 expires"
