@@ -102,7 +102,9 @@ class Planner:
         if retry:
             retry = [i for i in retry if _may_say_object(draft.clauses[i])]
         if retry:
-            again = await self._route_many([with_object(texts[i]) for i in retry])
+            again = await self._route_many(
+                [with_object(texts[i], draft.clauses[i].params.recipients) for i in retry]
+            )
             for i, decision in zip(retry, again, strict=True):
                 if self._choose(decision)[0] is not None:
                     decisions[i] = decision
@@ -364,13 +366,18 @@ def _may_say_object(prep: _Prepared) -> bool:
     return (
         _PRONOUN.search(text) is not None
         or len(text.split()) <= 2
+        or bool(prep.params.recipients)
         or prep.params.window is not None
         or prep.params.latest
     )
 
 
-def with_object(text: str) -> str:
-    """A follow-up clause with its object said: what the previous step found."""
+def with_object(text: str, recipients: Sequence[str] = ()) -> str:
+    """A follow-up clause with its object said: what the previous step found. A clause that
+    only says whom to tell ("tell me", "email the admin", "alert me") asks for the findings
+    to be sent there."""
+    if recipients and len(text.split()) <= 4:
+        return f"send the findings to {' and '.join(recipients)}"
     said = _PRONOUN.sub("the findings", text)
     return said if said != text else f"{text} about the findings"
 

@@ -162,3 +162,12 @@ async def test_planning_without_the_router_is_fast(planner: Planner) -> None:
         times.append(time.thread_time() - start)
     times.sort()
     assert times[int(len(times) * 0.99)] < 0.020
+
+
+async def test_recipients_are_parameters_not_targets(planner: Planner) -> None:
+    plan = await planner.plan("scan 127.0.0.1 then email the findings to ops@example.com")
+    assert plan.steps[0].params.targets == ["127.0.0.1"]
+    assert plan.steps[1].params.recipients == ["ops@example.com"]
+    told = await planner.plan("scan 127.0.0.1 and if anything critical is found, alert me")
+    assert told.steps[1].params.recipients == ["me"]
+    assert told.steps[1].when == FindingAtLeast(severity="critical")
