@@ -48,7 +48,7 @@ _COND_SUFFIX = re.compile(
 _COND_START = re.compile(r"\s*(?:,\s*(?:and\s+)?|\s+and\s+)(?=(?:only\s+)?(?:if|unless)\b)", re.I)
 # "check if port 22 is open" asks a question: no condition.
 _QUESTION_IF = re.compile(
-    r"\b(?:check|see|find\s+out|test|verify|determine|look|ask|know|wonder|tell\s+me|show\s+me"
+    r"\b(?:check|see|find\s+out|test|verify|determine|look|ask|know|wonder|show\s+me"
     r"|confirm|figure\s+out|whether)\s*$",
     re.IGNORECASE,
 )

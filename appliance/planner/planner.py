@@ -61,6 +61,7 @@ class _Prepared:
     cond_params: StepParams | None  # a condition naming its own target needs its own probe
     unused: list[str]
     out_of_scope: list[OutOfScope]
+    reference_span: tuple[int, int] | None = None
 
 
 class Planner:
@@ -94,19 +95,21 @@ class Planner:
         decisions = await self._route_many(texts)
         # A follow-up step is often only a verb and a pronoun ("record it", "tell me"): say
         # what "it" is, once, and keep the better of the two decisions.
+        # A step naming earlier work is about that work, not about the time it names: ask
+        # again without the time words ("analyze yesterday's results": "analyze results").
         retry = [
             i
             for i, prep in enumerate(draft.clauses)
-            if (i > 0 or prep.clause.cond is not None) and self._choose(decisions[i])[0] is None
+            if self._choose(decisions[i])[0] is None
+            and (i > 0 or prep.clause.cond is not None or prep.reference_span is not None)
+            and _may_say_object(prep)
         ]
         if retry:
-            retry = [i for i in retry if _may_say_object(draft.clauses[i])]
-        if retry:
-            again = await self._route_many(
-                [with_object(texts[i], draft.clauses[i].params.recipients) for i in retry]
-            )
-            for i, decision in zip(retry, again, strict=True):
-                if self._choose(decision)[0] is not None:
+            variants = [(i, v) for i in retry for v in with_object(draft.clauses[i])]
+            again = await self._route_many([v for _, v in variants])
+            for (i, _), decision in zip(variants, again, strict=True):
+                chosen, confidence, _ = self._choose(decision)
+                if chosen is not None and confidence > _best(decisions[i]):
                     decisions[i] = decision
         return self.assemble(command, text, draft, decisions)
 
@@ -162,7 +165,16 @@ class Planner:
                 # "record it if telnet is open on ..." names the target in the action
                 probe_ports = condition.ports if isinstance(condition, PortOpen) else []
                 cond_params = StepParams(targets=found.targets, ports=probe_ports)
-        return _Prepared(clause, params, found.spans, condition, cond_params, unused, refused)
+        return _Prepared(
+            clause,
+            params,
+            found.spans,
+            condition,
+            cond_params,
+            unused,
+            refused,
+            found.reference_span,
+        )
 
     def _refused(self, targets: list[str]) -> list[OutOfScope]:
         errors = []
@@ -281,8 +293,7 @@ class Planner:
         A clause the router sends to its planner type for its shape ("when does ..." read
         as a condition) goes to the best type for its words instead."""
         ranked = [(c.agent_type, c.confidence) for c in decision.alternatives]
-        by_shape = decision.reason != "nearest" and ranked and ranked[0][1] >= self._threshold
-        if decision.agent_type is not None and not by_shape:
+        if decision.agent_type is not None and decision.reason == "nearest":
             ranked.insert(0, (decision.agent_type, decision.confidence))
         if not ranked or ranked[0][1] < self._threshold:
             return None, ranked[0][1] if ranked else 0.0, []
@@ -372,14 +383,27 @@ def _may_say_object(prep: _Prepared) -> bool:
     )
 
 
-def with_object(text: str, recipients: Sequence[str] = ()) -> str:
-    """A follow-up clause with its object said: what the previous step found. A clause that
-    only says whom to tell ("tell me", "email the admin", "alert me") asks for the findings
-    to be sent there."""
+def with_object(prep: _Prepared) -> list[str]:
+    """A follow-up clause with its object said: what the previous step found ("record it":
+    "record the findings"). A clause that only says whom to tell ("tell me", "alert me")
+    asks for the findings to be sent there; one naming earlier work is also asked without
+    its words of time ("analyze yesterday's results": "analyze results")."""
+    text = prep.clause.text
+    recipients = prep.params.recipients
     if recipients and len(text.split()) <= 4:
-        return f"send the findings to {' and '.join(recipients)}"
+        return [f"send the findings to {' and '.join(recipients)}"]
     said = _PRONOUN.sub("the findings", text)
-    return said if said != text else f"{text} about the findings"
+    variants = [said if said != text else f"{text} about the findings"]
+    if prep.reference_span is not None:
+        a, b = prep.reference_span
+        rest = " ".join(f"{text[:a]} {text[b:]}".split())
+        if len(rest.split()) >= 2:
+            variants.append(rest)
+    return variants
+
+
+def _best(decision: RouteDecision) -> float:
+    return decision.confidence if decision.agent_type is not None else 0.0
 
 
 def _params(found: Found) -> StepParams:

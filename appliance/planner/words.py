@@ -97,6 +97,7 @@ class Found:
     latest: bool = False
     spans: list[Span] = field(default_factory=list)
     target_spans: list[Span] = field(default_factory=list)
+    reference_span: Span | None = None  # the words that named earlier work
 
 
 def find_targets(text: str, found: Found) -> None:
@@ -246,11 +247,13 @@ def find_reference(text: str, now: datetime, found: Found) -> None:
         phrase = " ".join((m["w1"] or m["w2"]).lower().split())
         start, end = _windows(now)[phrase]
         found.spans.append(m.span())
+        found.reference_span = m.span("w1") if m["w1"] else m.span()
         found.window = _window(phrase, start, end)
         return
     m2 = _LATEST.search(text)
     if m2 is not None:
         found.spans.append(m2.span())
+        found.reference_span = m2.span()
         found.latest = True
 
 

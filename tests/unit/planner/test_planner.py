@@ -171,3 +171,23 @@ async def test_recipients_are_parameters_not_targets(planner: Planner) -> None:
     told = await planner.plan("scan 127.0.0.1 and if anything critical is found, alert me")
     assert told.steps[1].params.recipients == ["me"]
     assert told.steps[1].when == FindingAtLeast(severity="critical")
+
+
+async def test_a_question_the_router_reads_as_a_condition_is_not_given_to_the_planner_type(
+    planner: Planner,
+) -> None:
+    """A clause the router sends to the coordinator for its shape alone ("tell me if ...")
+    is placed by its words, or refused: never a step the coordinator cannot parse."""
+    plan = await planner.plan("scan 127.0.0.1 and tell me if telnet is open")
+    assert plan.steps[1].when == PortOpen(ports=[23])
+    assert plan.steps[1].params.recipients == ["me"]
+    assert all(s.agent_type != "coordinator" for s in plan.steps)
+
+
+async def test_a_reference_is_routed_by_what_it_asks_not_by_its_time_words(
+    planner: Planner,
+) -> None:
+    plan = await planner.plan("analyze yesterday's results")
+    [step] = plan.steps
+    assert step.agent_type == "analyzer" and step.params.window is not None
+    assert step.params.window.phrase == "yesterday"
