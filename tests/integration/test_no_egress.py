@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -73,15 +74,22 @@ def test_the_running_appliance_reaches_nothing_outside_loopback_and_scope(tmp_pa
         for k, v in os.environ.items()
         if k not in ("ORT_DISABLE_TELEMETRY", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
     }
-    run = subprocess.run(
+    proc = subprocess.Popen(
         ["unshare", "--map-root-user", "--net", "sh", "-c", inner],
         env={**env, "HOME": str(home)},
         cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=HOLD_S + 180,
-        check=False,
+        start_new_session=True,  # a late run is killed whole: strace, scenario, appliance
     )
+    try:
+        out, err = proc.communicate(timeout=HOLD_S + 180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the traced appliance did not finish in time:\n{out}{err}")
+    run = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "submit: 0 job-" in run.stdout, run.stdout  # the scan really ran, in the namespace
     assert foreign_addresses(trace.read_text()) == []
