@@ -316,7 +316,9 @@ def _describe(outcome: dict[str, Any]) -> str:
         return str(outcome["job_id"])
     if outcome.get("detail"):
         head += f": {outcome['detail']}"
-    if isinstance(result, dict) and "findings" in result:
+    if isinstance(result, dict) and "steps" in result and "ran" in result:
+        return head + _describe_plan(result)
+    if isinstance(result, dict) and "findings" in result and "hosts_probed" in result:
         open_ports = sum(len(h["open_ports"]) for h in result["open"])
         head += (
             f": {result['hosts_probed']} host(s) probed, {open_ports} open port(s), "
@@ -327,6 +329,21 @@ def _describe(outcome: dict[str, Any]) -> str:
         if result.get("failed_targets"):
             head += f"\n  failed targets: {', '.join(result['failed_targets'])}"
     return head
+
+
+def _describe_plan(report: dict[str, Any]) -> str:
+    """A plan's report: what each step did, then what was found."""
+    steps, findings = report["steps"], report.get("findings", [])
+    text = (
+        f": {len(steps)} step(s): {len(report['ran'])} ran, {len(report['skipped'])} skipped, "
+        f"{len(report['failed'])} failed, {len(findings)} finding(s)"
+    )
+    for step in steps:
+        reason = f" ({step['reason']})" if step.get("reason") else ""
+        text += f"\n  {step['id']} {step['agent_type']}: {step['status']}{reason}"
+    for f in sorted(findings, key=lambda f: (f["host"], f["port"])):
+        text += f"\n  [{f['severity']}] {f['host']}:{f['port']} {f['title']}"
+    return text
 
 
 def _query_graph(query: Callable[[TaskGraph], Coroutine[Any, Any, T]]) -> T:

@@ -38,3 +38,14 @@ def test_qey_plan_refuses_clearly(settings: Settings) -> None:
     assert "Not understood: 'make me a sandwich'" in done.stderr
     out = qey(settings, "plan", "scan 127.0.0.1 then scan 10.9.9.9")
     assert out.returncode == 1 and "10.9.9.9 is outside the configured scope" in out.stderr
+
+
+def test_qey_submit_wait_describes_a_plans_steps(settings: Settings, open_ports: list[int]) -> None:
+    command = f"scan 127.0.0.1 ports {open_ports[0]} then record it only if port 23 is open"
+    done = qey(settings, "submit", "--wait", command, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith(" done: 2 step(s): 1 ran, 1 skipped, 0 failed, 1 finding(s)")
+    assert lines[1] == "  s1 data_collector: done"
+    assert lines[2] == "  s2 executor: skipped (condition not met: if port 23 is open)"
+    assert lines[3] == f"  [low] 127.0.0.1:{open_ports[0]} Unexpected open port"
