@@ -310,6 +310,7 @@ class Appliance:
             credentials,
             provider=self.router.provider,
             route=self.router.route,
+            plan=self.planner.plan,
             device=_BoardView(hardware, self.settings.data_dir),
             scope=_LiveScope(self.settings, self.scope),
             schedules=self.schedules,

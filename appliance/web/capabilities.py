@@ -14,6 +14,10 @@ import msgspec
 RoutePreview = Callable[[str], Awaitable[msgspec.Struct]]
 """The router's decision for a command, without running it (a Struct this layer encodes)."""
 
+PlanPreview = Callable[[str], Awaitable[msgspec.Struct]]
+"""The planner's plan for a command, without running it (a Struct this layer encodes): its
+steps and whether it is destructive, scheduled or uncertain (the panel asks before those)."""
+
 
 class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
     """The board as an operator sees it: LEDs, display link, and what the display shows."""

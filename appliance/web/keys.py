@@ -8,7 +8,7 @@ from aiohttp import web
 
 from appliance.runtime import Clock, Runtime
 from appliance.web.activity import Activity
-from appliance.web.capabilities import DeviceView, RoutePreview, ScopeControl
+from appliance.web.capabilities import DeviceView, PlanPreview, RoutePreview, ScopeControl
 from appliance.web.credentials import Credentials
 from appliance.web.devices import DeviceCookies
 from appliance.web.sessions import Sessions
@@ -24,6 +24,7 @@ THROTTLE = web.AppKey("throttle", LoginThrottle)
 DEVICES = web.AppKey("devices", DeviceCookies)
 ACTIVITY = web.AppKey("activity", Activity)
 ROUTE: web.AppKey[RoutePreview | None] = web.AppKey("route")
+PLAN: web.AppKey[PlanPreview | None] = web.AppKey("plan")
 DEVICE: web.AppKey[DeviceView | None] = web.AppKey("device")
 SCOPE: web.AppKey[ScopeControl | None] = web.AppKey("scope")
 # called once the admin password is set (the setup token is spent): app.py clears its notice

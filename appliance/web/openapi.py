@@ -226,6 +226,14 @@ def openapi_document() -> dict[str, Any]:
                 change=True,
             )
         },
+        "/api/v1/plan": {
+            "post": _op(
+                "The planner's plan for a command (steps, parameters, flags), without running it",
+                _responses(200, _OBJECT, 400, 403, 409, 422),
+                body=RouteRequest,
+                change=True,
+            )
+        },
         "/api/v1/scope": {
             "get": _op("The scan scope", _responses(200, _ref(ScopeView), 409)),
             "put": _op(

@@ -23,6 +23,7 @@ from appliance.web.keys import (
     ACTIVITY,
     CREDENTIALS,
     DEVICE,
+    PLAN,
     PROVIDER,
     ROUTE,
     RUNTIME,
@@ -85,6 +86,18 @@ async def post_route(request: web.Request) -> web.Response:
     if route is None:
         raise ActionRefused("this appliance has no router")
     return json_response(await route(body.command))
+
+
+async def post_plan(request: web.Request) -> web.Response:
+    """The planner's plan for a command, without starting anything (the submit page shows
+    it, and asks before running a plan that is destructive, scheduled or uncertain)."""
+    body = await read_body(request, RouteRequest)
+    if not body.command.strip():
+        raise BadCommand("command is empty")
+    plan = request.app.get(PLAN)
+    if plan is None:
+        raise ActionRefused("this appliance has no planner")
+    return json_response(await plan(body.command))
 
 
 async def post_restart(request: web.Request) -> web.Response:
@@ -164,6 +177,7 @@ async def get_display_png(request: web.Request) -> web.Response:
 def add_ops_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/status", get_status)
     app.router.add_post("/api/v1/route", post_route)
+    app.router.add_post("/api/v1/plan", post_plan)
     app.router.add_post("/api/v1/instances/{task_id}/restart", post_restart)
     app.router.add_put("/api/v1/pools/{agent_type}", put_pool)
     app.router.add_post("/api/v1/jobs/{job_id}/cancel", post_cancel)

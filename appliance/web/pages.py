@@ -309,6 +309,8 @@ async def submit(request: web.Request) -> web.Response:
         f'<option value="">let the router pick</option>{types}</select></label>'
         '<button type="submit" data-api="/api/v1/route" data-then="" id="preview">'
         "Preview route</button>"
+        '<button type="submit" data-api="/api/v1/plan" data-then="" id="preview-plan">'
+        "Preview plan</button>"
         '<button type="submit" id="run">Run</button>'
         '<output class="result" id="decision"></output></form>'
     )

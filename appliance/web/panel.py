@@ -25,7 +25,7 @@ from appliance.runtime import Clock, Runtime
 from appliance.web import auth
 from appliance.web.activity import Activity
 from appliance.web.api import add_api_routes, errors_as_json, json_response
-from appliance.web.capabilities import DeviceView, RoutePreview, ScopeControl
+from appliance.web.capabilities import DeviceView, PlanPreview, RoutePreview, ScopeControl
 from appliance.web.console import CONSOLE, Console
 from appliance.web.credentials import Credentials
 from appliance.web.devices import DeviceCookies
@@ -37,6 +37,7 @@ from appliance.web.keys import (
     DEVICE,
     DEVICES,
     ON_CONFIGURED,
+    PLAN,
     PROVIDER,
     ROUTE,
     RUNTIME,
@@ -125,6 +126,7 @@ def make_panel(
     clock: Clock | None = None,
     provider: str = "",
     route: RoutePreview | None = None,
+    plan: PlanPreview | None = None,
     device: DeviceView | None = None,
     scope: ScopeControl | None = None,
     activity: Activity | None = None,
@@ -154,6 +156,7 @@ def make_panel(
     app[ACTIVITY] = activity or Activity()
     app[PROVIDER] = provider
     app[ROUTE] = route
+    app[PLAN] = plan
     app[DEVICE] = device
     app[SCOPE] = scope
     app[SCHEDULES] = schedules

@@ -19,6 +19,9 @@ from appliance.events import Started
 from appliance.runtime import Agent, Context, NoState
 from appliance.settings import Settings
 from appliance.web.api import make_api
+from appliance.web.credentials import Credentials
+from appliance.web.panel import make_panel
+from tests.web.conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -245,3 +248,36 @@ async def test_a_type_registered_at_run_time_runs_as_a_plan_step(
     report = outcome.result_as(PlanReport)
     assert [s.agent_type for s in report.steps] == ["data_collector", "cert_checker"]
     assert report.steps[1].result == "checked: check when the tls certificate of 127.0.0.1 expires"
+
+
+async def test_the_panel_previews_a_plan_without_running_it(
+    settings: Settings, open_ports: list[int], aiohttp_client: Any
+) -> None:
+
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        credentials = Credentials(settings.data_dir)
+        credentials.set_password(PASSWORD)
+        app = make_panel(
+            appliance.runtime, appliance.submit, credentials, plan=appliance.planner.plan
+        )
+        client = await aiohttp_client(app)
+        assert await sign_in(client, PASSWORD) == 303
+        headers = {"X-CSRF-Token": client.csrf}
+        ok = await client.post(
+            "/api/v1/plan",
+            json={"command": f"scan 127.0.0.1 ports {open_ports[0]} every night"},
+            headers=headers,
+        )
+        plan = await ok.json()
+        refused = await client.post(
+            "/api/v1/plan", json={"command": "make me a sandwich"}, headers=headers
+        )
+        page = await (await client.get("/submit")).text()
+        await appliance.runtime.commit()
+        assert await appliance.runtime.graph.jobs() == []  # a preview runs nothing
+        assert appliance.schedules.list() == []
+    assert ok.status == 200 and plan["scheduled"] is True
+    assert plan["runs"] == f"scan 127.0.0.1 ports {open_ports[0]}"
+    assert [s["agent_type"] for s in plan["steps"]] == ["data_collector"]
+    assert refused.status == 422 and (await refused.json())["error"] == "NoConfidentMatch"
+    assert 'id="preview-plan"' in page

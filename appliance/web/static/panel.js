@@ -19,9 +19,45 @@ function formBody(form) {
   return body;
 }
 
+// A plan as text, one step a line: "s2 executor ← s1 // record it [if port 23 is open]".
+function describePlan(plan) {
+  const flags = ["destructive", "scheduled", "uncertain"].filter(f => plan[f]);
+  const lines = [`Plan${flags.length ? " (" + flags.join(", ") + ")" : ""}:`];
+  if (plan.schedule_phrase) lines.push(`  runs ${plan.schedule_phrase}: ${plan.runs}`);
+  for (const s of plan.steps || []) {
+    const after = s.after?.length ? ` ← ${s.after.join(",")}` : "";
+    const when = s.when ? ` [${s.when.negate ? "unless" : "if"} ${s.when.kind.replace("_", " ")}]` : "";
+    lines.push(`  ${s.id} ${s.agent_type}${after} // ${s.text}${when}`);
+  }
+  if (plan.unused?.length) lines.push(`  unused words: ${plan.unused.join(" ")}`);
+  for (const r of plan.out_of_scope || []) lines.push(`  refused: ${r}`);
+  return lines.join("\n");
+}
+
+// The submit form's Run asks first when the plan changes something, is scheduled, or the
+// planner is unsure; false when the admin says no. A plan that fails to load asks nothing:
+// submitting gives the same refusal.
+async function confirmPlan(command) {
+  try {
+    const resp = await fetch("/api/v1/plan", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+      body: JSON.stringify({ command }),
+      credentials: "same-origin",
+    });
+    if (!resp.ok) return true;
+    const plan = await resp.json();
+    if (!plan.destructive && !plan.scheduled && !plan.uncertain) return true;
+    return window.confirm(describePlan(plan) + "\n\nRun this plan?");
+  } catch (err) {
+    return true;
+  }
+}
+
 function describe(data) {
   if (!data || typeof data !== "object") return String(data ?? "done");
   if (data.message) return `${data.error}: ${data.message}`;
+  if (Array.isArray(data.steps) && data.command !== undefined) return describePlan(data);
   const route = data.route || (data.agent_type !== undefined && data.confidence !== undefined ? data : null);
   const parts = [];
   if (data.job_id && data.task_id) parts.push(`Started job ${data.job_id}: ${data.agent_type}/${data.task_id}.`);
@@ -34,6 +70,8 @@ function describe(data) {
   if (data.stopped) parts.push(`Stopped ${data.stopped.length} task(s).`);
   if (data.size !== undefined && data.agent_type) parts.push(`${data.agent_type} pool: ${data.size}.`);
   if (data.scope) parts.push(`Scope: ${data.scope.join(", ")}.`);
+  if (data.plan?.steps?.length > 1 || data.plan?.scheduled) parts.push("\n" + describePlan(data.plan));
+  if (data.schedule?.id) parts.push(`\nSchedule ${data.schedule.id} made.`);
   return parts.join(" ") || "Done.";
 }
 
@@ -47,7 +85,9 @@ async function sendForm(event) {
   if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
   const out = form.querySelector("output.result");
   let body = formBody(form);
-  if (api === "/api/v1/route") body = { command: body.command };
+  if (form.id === "submit-form" && api === "/api/v1/jobs" && !body.agent_type
+      && !(await confirmPlan(body.command))) return;
+  if (api === "/api/v1/route" || api === "/api/v1/plan") body = { command: body.command };
   else if (Object.keys(body).length === 0) body = undefined;
   if (out) { out.className = "result pending"; out.textContent = "…"; }
   try {
