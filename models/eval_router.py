@@ -7,9 +7,11 @@ commands rejected ("no confident match") and route latency p50/p99, for one spli
 quoted on. It fails (exit 1) if an agent type's own phrases contain a test command word for
 word, or if the goals (95% / 90%) are missed.
 
-Some examples copy tune commands word for word (allowed: tune may shape them), which flatters
-the tune figures. ``--hold-out`` drops every phrase that copies a command of the split being
-evaluated, so tune is measured as test is: on commands no phrase repeats.
+The examples copy every tune command word for word, and the gate's out-of-domain phrases
+(appliance/router/negatives.py) every out-of-domain tune command (allowed: tune may shape
+them), which flatters the tune figures. ``--hold-out`` drops every phrase that copies a command
+of the split being evaluated, so tune is measured as test is: on commands no phrase repeats;
+``--cross-validate`` gives each fold the other folds' commands back.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import msgspec
 
 from appliance.agents import BUILTIN_TYPES
 from appliance.router import Router, RouterSettings
+from appliance.router.negatives import OUT_OF_DOMAIN
 from appliance.router.router import phrases_of
 from appliance.runtime import Agent
 
@@ -77,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = msgspec.structs.replace(settings, threshold=args.threshold)
     if args.lexical_weight is not None:
         settings = msgspec.structs.replace(settings, lexical_weight=args.lexical_weight)
-    router = Router(settings)
     rows = load(args.split)
     held_out = {command.lower() for _, command in rows} if args.hold_out else set()
+    negatives = tuple(p for p in OUT_OF_DOMAIN if p.lower() not in held_out)
+    router = Router(msgspec.structs.replace(settings, out_of_domain=negatives))
     for cls in BUILTIN_TYPES:
         router.add_type(without_phrases(cls, held_out))
     router.route_blocking("warm up")  # embeds the types; not part of the figures
@@ -139,8 +143,9 @@ def report(
 def cross_validate(rows: list[tuple[str, str]], folds: int = 5) -> None:
     """Accuracy and rejection per setting, by k-fold cross-validation on tune: each fold is
     routed by types whose examples are their own (tune copies dropped) plus the tune commands
-    of the other folds, so every command is routed by a router that never saw it. The
-    sentence encoder is loaded once; phrases are embedded once and cached on disk."""
+    of the other folds, and by the gate's out-of-domain phrases less the tune copies plus the
+    other folds' out-of-domain commands, so every command is routed by a router that never saw
+    it. Phrases are embedded once and cached on disk."""
     order = list(range(len(rows)))
     random.Random(7).shuffle(order)  # fixed: the same folds every run
     parts = [set(order[k::folds]) for k in range(folds)]
@@ -148,7 +153,9 @@ def cross_validate(rows: list[tuple[str, str]], folds: int = 5) -> None:
     with tempfile.TemporaryDirectory() as cache:
         routers = []
         for part in parts:
-            router = Router(RouterSettings(cache_dir=Path(cache)))
+            negatives = [p for p in OUT_OF_DOMAIN if p.lower() not in tune]
+            negatives += [c for i, (lab, c) in enumerate(rows) if i not in part and lab == NONE]
+            router = Router(RouterSettings(cache_dir=Path(cache), out_of_domain=tuple(negatives)))
             for cls in BUILTIN_TYPES:
                 others = [c for i, (lab, c) in enumerate(rows) if i not in part and lab == cls.name]
                 router.add_type(with_examples(without_phrases(cls, tune), others))
@@ -156,14 +163,21 @@ def cross_validate(rows: list[tuple[str, str]], folds: int = 5) -> None:
             routers.append(router)
         n_in = sum(1 for lab, _ in rows if lab != NONE)
         n_ood = len(rows) - n_in
-        print("lexical weight, threshold, head weight: accuracy / rejection (5-fold CV, tune)")
-        for weight, threshold, head in itertools.product(
-            (0.15, 0.25, 0.35), (0.35, 0.40, 0.45), (0.0, 0.2, 0.3, 0.4)
+        print(
+            "lexical weight, threshold, head weight, gate weight: "
+            "accuracy / rejection (5-fold CV, tune)"
+        )
+        for weight, threshold, head, gate in itertools.product(
+            (0.15, 0.25, 0.35), (0.30, 0.35, 0.40), (0.3, 0.5), (0.3, 0.4, 0.5)
         ):
             ok = rejected = 0
             for part, router in zip(parts, routers, strict=True):
                 router.settings = msgspec.structs.replace(
-                    router.settings, lexical_weight=weight, threshold=threshold, head_weight=head
+                    router.settings,
+                    lexical_weight=weight,
+                    threshold=threshold,
+                    head_weight=head,
+                    gate_weight=gate,
                 )
                 fold = sorted(part)
                 for i, d in zip(fold, router.route_many([rows[i][1] for i in fold]), strict=True):
@@ -171,7 +185,7 @@ def cross_validate(rows: list[tuple[str, str]], folds: int = 5) -> None:
                     ok += label != NONE and d.agent_type == label
                     rejected += label == NONE and d.agent_type is None
             print(
-                f"  {weight:.2f} {threshold:.2f} {head:.1f}: "
+                f"  {weight:.2f} {threshold:.2f} {head:.1f} {gate:.1f}: "
                 f"{ok / n_in:6.1%} / {rejected / max(n_ood, 1):6.1%}"
             )
 
@@ -193,9 +207,11 @@ def without_phrases(cls: type[Agent], phrases: set[str]) -> type[Agent]:
 
 
 def leaks() -> list[tuple[str, str]]:
-    """Test commands that an agent type lists among its own phrases (that would be cheating)."""
+    """Test commands that an agent type lists among its own phrases, or the gate among its
+    out-of-domain phrases (that would be cheating)."""
     test = {command.lower() for _, command in load("test")}
-    return [(t.name, p) for t in BUILTIN_TYPES for p in phrases_of(t) if p.lower() in test]
+    found = [(t.name, p) for t in BUILTIN_TYPES for p in phrases_of(t) if p.lower() in test]
+    return found + [("the gate", p) for p in OUT_OF_DOMAIN if p.lower() in test]
 
 
 if __name__ == "__main__":

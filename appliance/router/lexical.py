@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -93,3 +93,48 @@ class LexicalIndex:
             for j, words in enumerate(self._words):
                 out[i, j] = sum(v * words.get(w, 0.0) for w, v in weights.items()) / total
         return out
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_MIN_TYPO_LENGTH = 4  # shorter words are too easily another word; but "teh" is swapped
+
+
+class Speller:
+    """Mends one slip of the keyboard in a command's words ("scna", "qurantine", "tikcet")
+    against the words of the phrases the router knows: a word none of them uses, one edit
+    (a letter dropped, added, changed, or two swapped) from a word they use, becomes that
+    word. The embedding splits a misspelt word into pieces that mean little, and the word
+    overlap misses it altogether. Deterministic: among several candidates the most used wins,
+    then the first in alphabetical order. The known words include the out-of-domain phrases,
+    so "lock" is not mended into "block"."""
+
+    def __init__(self, phrases: Iterable[str]) -> None:
+        self._uses = Counter(w for p in phrases for w in _WORD.findall(p.lower()))
+
+    def mend(self, text: str) -> str:
+        """``text`` with each unknown word within one edit of a known one replaced by it."""
+        return _WORD.sub(self._mend_word, text.lower())
+
+    def _mend_word(self, match: re.Match[str]) -> str:
+        word = match.group()
+        if word in self._uses or len(word) < _MIN_TYPO_LENGTH - 1:
+            return word
+        edits = _edits(word) if len(word) >= _MIN_TYPO_LENGTH else _swaps(word)
+        known = [w for w in edits if w in self._uses]
+        if not known:
+            return word
+        return min(known, key=lambda w: (-self._uses[w], w))
+
+
+def _swaps(word: str) -> set[str]:
+    """Every string two neighbouring letters of ``word`` swapped."""
+    return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
+
+
+def _edits(word: str) -> set[str]:
+    """Every string one deletion, transposition, replacement or insertion from ``word``."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = [a + b[1:] for a, b in splits if b]
+    replaces = [a + c + b[1:] for a, b in splits if b for c in _LETTERS]
+    inserts = [a + c + b for a, b in splits for c in _LETTERS]
+    return _swaps(word).union(deletes, replaces, inserts)

@@ -1,5 +1,5 @@
-"""The agent types' phrase embeddings (and the type head fitted on them), kept on disk
-between starts.
+"""The agent types' phrase embeddings, the gate's out-of-domain phrases' (``negatives.py``), and
+the type head fitted on them all, kept on disk between starts.
 
 Embedding every registered type's phrases is most of the router's start: a fraction of a
 second on a desktop, but twenty seconds on a slow core (the image under QEMU's TCG). The

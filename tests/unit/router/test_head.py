@@ -31,6 +31,23 @@ def test_it_learns_which_direction_belongs_to_which_type() -> None:
     assert np.allclose(head.probabilities(unseen).sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_a_class_with_few_phrases_is_not_drowned_by_the_others() -> None:
+    """A type registered at run time may bring four phrases where the built-in types and the
+    out-of-domain class bring hundreds: each class weighs the same in the fit (unweighted, the
+    small class took 12% of its own unseen phrases)."""
+    rng = np.random.default_rng(4)
+    centres = np.eye(3, 16, dtype=np.float32)
+    owners = [0] * 300 + [1] * 300 + [2] * 4
+    vectors = unit(centres[owners] + 0.3 * rng.standard_normal((604, 16)).astype(np.float32))
+    head = TypeHead.fit(vectors, owners, 3, DEFAULT_L2)
+    unseen = unit(centres[[2] * 50] + 0.3 * rng.standard_normal((50, 16)).astype(np.float32))
+    assert (head.probabilities(unseen).argmax(axis=1) == 2).mean() > 0.5
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
 def test_the_same_phrases_give_the_same_head() -> None:
     vectors, owners = clusters(3)
     a = TypeHead.fit(vectors, owners, 3, DEFAULT_L2).probabilities(vectors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.router.lexical import LexicalIndex, terms
+from appliance.router.lexical import LexicalIndex, Speller, terms
 
 pytestmark = pytest.mark.unit
 
@@ -38,3 +38,17 @@ def test_a_new_type_is_scored_from_its_own_phrases() -> None:
     index = LexicalIndex({**PHRASES, "weather": ["weather forecast", "will it rain tomorrow"]})
     scores = index.scores(["weather forecast for tomorrow"])[0]
     assert index.types[int(scores.argmax())] == "weather"
+
+
+def test_a_slip_of_the_keyboard_is_mended_to_a_known_word() -> None:
+    speller = Speller([*PHRASES["data_collector"], *PHRASES["executor"], "open a ticket"])
+    assert speller.mend("scna the hsot") == "scan the host"  # swapped letters
+    assert speller.mend("opne a tiket for teh finding") == "open a ticket for the finding"
+    assert speller.mend("recrd findings") == "record findings"  # a letter dropped
+
+
+def test_words_known_or_far_from_any_are_left_alone() -> None:
+    speller = Speller(["block a host", "lock the car"])
+    assert speller.mend("lock the car") == "lock the car"  # known: never "block"
+    assert speller.mend("bake sourdough bread") == "bake sourdough bread"
+    assert speller.mend("port 22 on 10.0.0.1") == "port 22 on 10.0.0.1"

@@ -54,6 +54,44 @@ def test_a_clear_command_goes_to_its_agent_type(
 
 
 @pytest.mark.parametrize(
+    ("command", "agent_type"),
+    [
+        # actions other than a report entry are the executor's
+        ("open a ticket for the telnet finding on the printer", "executor"),
+        ("let the owner know about every critical finding", "executor"),
+        ("put 10.0.0.5 on the allow list", "executor"),
+        # questions and reviews about earlier results are the analyzer's
+        ("which of last night's findings need attention", "analyzer"),
+        ("explain why telnet is rated high", "analyzer"),
+        # nicknames, no address, a slip of the keyboard
+        ("whats open on the thermostat", "data_collector"),
+        ("scna the printer", "data_collector"),
+    ],
+)
+def test_unseen_phrasing_goes_to_its_agent_type(
+    router: Router, command: str, agent_type: str
+) -> None:
+    decision = router.route_blocking(command)
+    assert decision.agent_type == agent_type, decision
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "scan this document",
+        "check my emails",
+        "block my calendar for friday",
+        "back up my photos to the nas",
+    ],
+)
+def test_near_the_domain_but_not_its_job_is_refused(router: Router, command: str) -> None:
+    """Hard negatives share a word with the appliance's work; the gate refuses them."""
+    decision = router.route_blocking(command)
+    assert (decision.agent_type, decision.reason) == (None, "no confident match"), decision
+    assert 0.0 <= decision.confidence < router.settings.threshold
+
+
+@pytest.mark.parametrize(
     ("command", "reason"),
     [
         ("scan the network then write a report", "multi-step"),
