@@ -140,7 +140,7 @@ class PlanRunner:
             if start is None:
                 refusals.append(f"{agent_type}: takes no steps")
                 continue
-            [outcome] = await self._ctx.fan_out(agent_type, [(step.text, start)])
+            [outcome] = await self._ctx.fan_out(agent_type, [(objective_of(step), start)])
             if outcome.ok:
                 return StepOutcome(
                     id=step.id,
@@ -179,6 +179,12 @@ def holds(when: AnyCondition, facts: Facts) -> bool:
         assert isinstance(when, AnyFinding)
         result = bool(facts.findings) or any(hp.open_ports for hp in facts.open)
     return result != when.negate
+
+
+def objective_of(step: Step) -> str:
+    """The step's task as the graph records it: its id, its words, what it waited for."""
+    after = f" (after {', '.join(step.after)})" if step.after else ""
+    return f"{step.id}: {step.text}{after}"
 
 
 def _skipped(step: Step, reason: str) -> StepOutcome:

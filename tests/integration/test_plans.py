@@ -57,6 +57,10 @@ async def test_scan_then_analyze_runs_both_steps_in_order(
     assert [f.port for f in as_review(review.result).findings] == [open_ports[0]]
     kids = tree.children()[root.task_id]
     assert [k.agent_type for k in kids] == ["data_collector", "analyzer"]
+    assert [k.objective for k in kids] == [
+        f"s1: scan 127.0.0.1 ports {open_ports[0]}",
+        "s2: analyze the results (after s1)",  # the dependency, in the graph
+    ]
     assert kids[0].created_at <= kids[1].created_at
 
 
