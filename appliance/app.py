@@ -157,22 +157,37 @@ class Appliance:
         schedule's firing): the job is recorded so, and it never makes a schedule."""
         if agent_type is not None:
             return Submitted(*self.runtime.submit(command, agent_type, autonomous=autonomous), None)
-        plan = await self.planner.plan(command)
+        plan, routes = await self.planner.plan_and_routes(command)
         if plan.schedule is not None:
             if not autonomous:
                 return self._submit_schedule(command, plan)
             plan = msgspec.structs.replace(plan, schedule=None, scheduled=False)  # a firing
         if plan.direct:
-            return self._submit_direct(command, plan, autonomous=autonomous)
+            first = routes[0]
+            route = (
+                msgspec.structs.replace(first, command=command)
+                if first.agent_type == plan.steps[0].agent_type
+                else None
+            )
+            return self._submit_direct(command, plan, route, autonomous=autonomous)
         runner = self._plan_runner()
         job, root = self.runtime.submit(
             command, runner, start=PlanRequested(plan=plan), autonomous=autonomous
         )
         return Submitted(job, root, self._plan_route(command, plan, runner), plan)
 
-    def _submit_direct(self, command: str, plan: Plan, *, autonomous: bool = False) -> Submitted:
+    def _submit_direct(
+        self,
+        command: str,
+        plan: Plan,
+        route: RouteDecision | None,
+        *,
+        autonomous: bool = False,
+    ) -> Submitted:
+        """A one-step plan as its type's own job; ``route`` is the router's decision for
+        the command (as before the planner), or None to describe the plan's."""
         step = plan.steps[0]
-        route = self._plan_route(command, plan, step.agent_type)
+        route = route or self._plan_route(command, plan, step.agent_type)
         first_error: BadCommand | AgentTypeFailed | None = None
         candidates = [step.agent_type, *step.fallbacks]
         for i, candidate in enumerate(candidates):

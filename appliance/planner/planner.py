@@ -87,6 +87,12 @@ class Planner:
     async def plan(self, command: str) -> Plan:
         """The plan for ``command``; BadCommand (NoConfidentMatch when no step is anything
         the appliance does) naming what was understood, OutOfScope for a target outside it."""
+        plan, _ = await self.plan_and_routes(command)
+        return plan
+
+    async def plan_and_routes(self, command: str) -> tuple[Plan, list[RouteDecision]]:
+        """``plan`` and the router's decision for each clause, in order (then each
+        condition's own check): what the API shows as a one-step command's route."""
         text = " ".join(command.split())
         if not text:
             raise BadCommand("command is empty")
@@ -111,7 +117,7 @@ class Planner:
                 chosen, confidence, _ = self._choose(decision)
                 if chosen is not None and confidence > _best(decisions[i]):
                     decisions[i] = decision
-        return self.assemble(command, text, draft, decisions)
+        return self.assemble(command, text, draft, decisions), decisions
 
     def parse(self, text: str) -> ParsedCommand:
         """Everything but routing: fast, pure, the part measured against 20 ms."""

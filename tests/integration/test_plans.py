@@ -285,3 +285,15 @@ async def test_the_panel_previews_a_plan_without_running_it(
     assert [s["agent_type"] for s in plan["steps"]] == ["data_collector"]
     assert refused.status == 422 and (await refused.json())["error"] == "NoConfidentMatch"
     assert 'id="preview-plan"' in page
+
+
+async def test_a_one_step_command_keeps_the_routers_own_decision(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    command = f"scan 127.0.0.1 ports {open_ports[0]}"
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        decision = await appliance.router.route(command)
+        _, root, route = await appliance.submit(command)
+        await appliance.runtime.wait_task(root)
+    assert route == decision  # confidences and runners-up as the router gave them
+    assert root.agent_type == decision.agent_type == "data_collector"
