@@ -9,6 +9,7 @@ crash) hands it to the step's next confident candidate, as submit does for a com
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from appliance.agents.messages import (
@@ -32,6 +33,8 @@ from appliance.planner.plan import (
 )
 from appliance.runtime import Agent, Context, JobResult, NoState, StepInput
 from appliance.schedules.cadence import describe
+
+log = logging.getLogger(__name__)
 
 PastResults = Callable[..., Awaitable[list[JobResult]]]
 
@@ -136,6 +139,10 @@ class PlanRunner:
                 start = self._agent_class(agent_type).start_for_step(step.text, step.params, inputs)
             except ApplianceError as err:
                 refusals.append(f"{agent_type}: {err}")
+                continue
+            except Exception as err:  # another type's hook is its own bug: this step fails
+                log.exception("%s.start_for_step failed on %s", agent_type, step.id)
+                refusals.append(f"{agent_type}: {type(err).__name__}: {err}")
                 continue
             if start is None:
                 refusals.append(f"{agent_type}: takes no steps")

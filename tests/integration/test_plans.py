@@ -297,3 +297,25 @@ async def test_a_one_step_command_keeps_the_routers_own_decision(
         await appliance.runtime.wait_task(root)
     assert route == decision  # confidences and runners-up as the router gave them
     assert root.agent_type == decision.agent_type == "data_collector"
+
+
+async def test_a_type_whose_step_hook_breaks_fails_its_step_not_the_plan(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    class BrokenChecker(CertChecker):
+        name = "broken_checker"
+
+        @classmethod
+        def start_for_step(cls, step_text: str, params: Any, inputs: Any) -> Started:
+            raise KeyError("a bug in a type added at run time")
+
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        appliance.runtime.register(BrokenChecker)
+        _, root, _ = await appliance.submit(
+            f"scan 127.0.0.1 ports {open_ports[0]} then check when the tls certificate of "
+            "127.0.0.1 expires"
+        )
+        outcome = await appliance.runtime.wait_task(root)
+    report = outcome.result_as(PlanReport)
+    assert outcome.status == "done" and report.ran == ["s1"] and report.failed == ["s2"]
+    assert "KeyError" in report.steps[1].reason
