@@ -9,6 +9,7 @@ against the scope here, so an out-of-scope command is refused before anything ru
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from appliance.planner.words import (
 from appliance.router import RouteDecision
 from appliance.runtime import Agent, StepParams
 from appliance.schedules.cadence import CadenceMatch, find_cadence
+
+log = logging.getLogger(__name__)
 
 RouteMany = Callable[[Sequence[str]], Awaitable[list[RouteDecision]]]
 
@@ -317,7 +320,10 @@ class Planner:
         try:
             self._agent_class(agent_type).start_for_step(text, params, [])
         except ApplianceError:
-            pass
+            pass  # it takes fewer: one step per target
+        except Exception:  # a type's broken hook: its step reports it when it runs
+            log.exception("%s.start_for_step failed while planning %r", agent_type, text)
+            return [(params, text)]
         else:
             return [(params, text)]
         out = []
