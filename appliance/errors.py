@@ -104,6 +104,7 @@ class NoConfidentMatch(BadCommand):
         *,
         understood: list[str] | None = None,
         not_understood: list[str] | None = None,
+        can_do: list[str] | None = None,
     ) -> None:
         self.command = command
         self.candidates = candidates
@@ -115,6 +116,8 @@ class NoConfidentMatch(BadCommand):
             said += f" Understood: {'; '.join(self.understood)}."
         if self.not_understood and self.not_understood != [command]:
             said += f" Not understood: {'; '.join(repr(p) for p in self.not_understood)}."
+        if can_do:
+            said += f" The closest things it can do: {'; '.join(can_do)}."
         super().__init__(
             f"no agent type is a confident match for {command!r}; closest: {names}.{said} "
             "Rephrase it, or name the agent type (--agent)."

@@ -209,6 +209,7 @@ class Planner:
         previous: list[str] = []  # the last group's step ids
         last_group = -1
         unplaced: list[str] = []
+        missed: list[RouteDecision] = []  # the router's decisions for what no type takes
         for prep, decision in zip(parsed.clauses, clause_decisions, strict=True):
             clause = prep.clause
             unused.extend(prep.unused)
@@ -219,6 +220,7 @@ class Planner:
             chosen, confidence, fallbacks = self._choose(decision)
             if chosen is None:
                 unplaced.append(clause.text)
+                missed.append(decision)
                 continue
             if confidence < self._threshold:
                 uncertain = True
@@ -243,6 +245,7 @@ class Planner:
                 p_type, p_conf, p_fall = self._choose(probe)
                 if p_type is None:
                     unplaced.append(clause.cond or "")
+                    missed.append(probe)
                     continue
                 probe_id = f"s{len(steps) + 1}"
                 steps.append(
@@ -278,7 +281,7 @@ class Planner:
                 )
                 by_group.setdefault(clause.group, []).append(step_id)
         if unplaced or not steps:
-            raise self._not_understood(command, steps, unplaced, clause_decisions)
+            raise self._not_understood(command, steps, unplaced, missed or clause_decisions)
         unused = [u for u in dict.fromkeys(unused) if u]
         refused = [e for p in parsed.clauses for e in p.out_of_scope]
         plan = Plan(
@@ -349,14 +352,29 @@ class Planner:
         candidates: dict[str, float] = {}
         for decision in decisions:
             for c in decision.alternatives:
-                candidates[c.agent_type] = max(candidates.get(c.agent_type, 0.0), c.confidence)
+                candidates[c.agent_type] = max(candidates.get(c.agent_type, -1.0), c.confidence)
             if decision.agent_type is not None:
                 candidates[decision.agent_type] = max(
-                    candidates.get(decision.agent_type, 0.0), decision.confidence
+                    candidates.get(decision.agent_type, -1.0), decision.confidence
                 )
         closest = sorted(candidates.items(), key=lambda kv: -kv[1])[:3]
         understood = [f"{s.text!r} ({s.agent_type})" for s in steps]
-        return NoConfidentMatch(command, closest, understood=understood, not_understood=unplaced)
+        return NoConfidentMatch(
+            command,
+            closest,
+            understood=understood,
+            not_understood=unplaced,
+            can_do=[f"{name}: {self._what_it_does(name)}" for name, _ in closest],
+        )
+
+    def _what_it_does(self, agent_type: str) -> str:
+        """A type's own first words about itself ("Collects data about hosts and
+        networks")."""
+        try:
+            description = self._agent_class(agent_type).description
+        except (ApplianceError, KeyError):
+            return "?"
+        return re.split(r"[:.;]", description, maxsplit=1)[0].strip()
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,13 @@ async def test_a_reference_is_routed_by_what_it_asks_not_by_its_time_words(
     [step] = plan.steps
     assert step.agent_type == "analyzer" and step.params.window is not None
     assert step.params.window.phrase == "yesterday"
+
+
+async def test_a_refusal_names_the_closest_things_the_appliance_can_do(
+    planner: Planner,
+) -> None:
+    with pytest.raises(NoConfidentMatch) as caught:
+        await planner.plan("scan 127.0.0.1 then make me a sandwich")
+    message = str(caught.value)
+    assert "The closest things it can do: " in message
+    assert "data_collector: Collects data about hosts and networks" in message
