@@ -174,6 +174,31 @@ async def test_a_type_registered_at_run_time_becomes_routable(runtime: Runtime) 
     assert "weather" in router.agent_types
 
 
+class CertificateChecked(Event, frozen=True, tag="test.certificate"):
+    address: str = ""
+
+
+class Certificates(Agent):
+    name = "certificates"
+    description = "Checks the TLS certificates of a host: issuer, expiry date, weak keys."
+    capabilities = ("when does a certificate expire", "check an ssl certificate")
+    State = NoState
+
+    async def on_certificate(self, event: CertificateChecked, ctx: Context[NoState]) -> str:
+        return "valid"
+
+
+def test_a_type_registered_later_beside_the_built_in_ones_takes_its_questions() -> None:
+    """Four phrases beside the built-in types' hundreds and the gate's out-of-domain class;
+    and a question opening with "when" is no condition, so no plan for the coordinator."""
+    router = Router()
+    for cls in [*BUILTIN_TYPES, Certificates]:
+        router.add_type(cls)
+    decision = router.route_blocking("when does the ssl cert of 127.0.0.1 expire")
+    assert (decision.agent_type, decision.reason) == ("certificates", "nearest"), decision
+    assert router.route_blocking("scan 127.0.0.1").agent_type == "data_collector"
+
+
 def test_nothing_registered_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no agent types are registered"):
         Router().route_blocking("scan 127.0.0.1")
