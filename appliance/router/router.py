@@ -79,10 +79,11 @@ class RouteDecision(msgspec.Struct, frozen=True):
     """What the router decided, as the CLI prints it and the API returns it.
 
     ``agent_type`` is None for "no confident match"; ``alternatives`` are then the closest
-    types, else the runners-up. ``confidence`` is the blended score (0-1 in practice): mostly
-    the cosine similarity of the command to the chosen type's nearest phrase, partly the share
-    of its words that the type's phrases use. ``provider`` is the execution provider
-    that really ran the model."""
+    types, else the runners-up. ``confidence`` is the blended score (0-1): mostly the cosine
+    similarity of the command to the chosen type's nearest phrase, partly the share of its
+    words that the type's phrases use, less what the type head gives other types and the
+    gate gives "out of domain". ``provider`` is the execution provider that really ran the
+    model."""
 
     command: str
     agent_type: str | None
