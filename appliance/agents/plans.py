@@ -12,6 +12,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
+
 from appliance.agents.messages import (
     SEVERITIES,
     Facts,
@@ -109,7 +111,47 @@ class PlanRunner:
         if past is not None and not past and not inputs:
             window = step.params.window.phrase if step.params.window else "earlier"
             return _skipped(step, f"no finished job's results from {window}")
-        return await self._start(step, [*inputs, *(past or [])])
+        given = [*inputs, *(past or [])]
+        hosts = [hp.host for hp in merged_facts(given).open if hp.open_ports]
+        if not step.params.targets and len(hosts) > 1 and not self._takes_all(step, given):
+            return await self._each_host(step, hosts, given)
+        return await self._start(step, given)
+
+    def _takes_all(self, step: Step, inputs: Sequence[StepInput]) -> bool:
+        """Whether the step's type takes every host the steps before found in one start."""
+        try:
+            return (
+                self._agent_class(step.agent_type).start_for_step(step.text, step.params, inputs)
+                is not None
+            )
+        except Exception:  # any refusal: it takes fewer (or its hook is broken)
+            return False
+
+    async def _each_host(
+        self, step: Step, hosts: Sequence[str], inputs: Sequence[StepInput]
+    ) -> StepOutcome:
+        """ "Then scan them": a step whose type takes one host runs once per host the steps
+        before it found, side by side; its result is what they found together."""
+        one_each = [
+            msgspec.structs.replace(
+                step, params=msgspec.structs.replace(step.params, targets=[host])
+            )
+            for host in hosts
+        ]
+        outcomes = await asyncio.gather(*(self._start(s, inputs) for s in one_each))
+        done = [o for o in outcomes if o.status == "done"]
+        facts = merged_facts(
+            StepInput(source=step.id, agent_type=o.agent_type, result=o.result) for o in done
+        )
+        failed = [f"{h}: {o.reason}" for h, o in zip(hosts, outcomes, strict=True) if o not in done]
+        return StepOutcome(
+            id=step.id,
+            agent_type=step.agent_type,
+            status="done" if done else "failed",
+            reason="; ".join(failed),
+            task_id=done[0].task_id if done else None,
+            result=facts,
+        )
 
     async def _past_inputs(self, step: Step) -> list[StepInput] | None:
         """Earlier jobs' results the step refers to; None when it refers to none."""

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from appliance.agents.collector import DataCollector
-from appliance.agents.messages import PlanReport, ReviewReport, ScanReport, ScanRequested
+from appliance.agents.messages import Facts, PlanReport, ReviewReport, ScanReport, ScanRequested
 from appliance.agents.scope import Scope
 from appliance.app import in_process
 from appliance.errors import BadCommand, OutOfScope
@@ -24,6 +24,10 @@ from appliance.web.panel import make_panel
 from tests.web.conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.integration
+
+
+def as_facts(result: Any) -> Facts:
+    return msgspec.convert(msgspec.to_builtins(result), Facts)
 
 
 def as_review(result: Any) -> ReviewReport:
@@ -319,3 +323,29 @@ async def test_a_type_whose_step_hook_breaks_fails_its_step_not_the_plan(
     report = outcome.result_as(PlanReport)
     assert outcome.status == "done" and report.ran == ["s1"] and report.failed == ["s2"]
     assert "KeyError" in report.steps[1].reason
+
+
+async def test_then_scan_them_scans_each_host_found_before(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    """The first step finds two hosts with open ports; "scan them" runs once per host."""
+    extra = socket.socket()
+    extra.bind(("127.0.0.2", 0))
+    extra.listen()
+    port2 = extra.getsockname()[1]
+    try:
+        async with asyncio.timeout(30), in_process(settings) as appliance:
+            job, root, _ = await appliance.submit(
+                f"first scan 127.0.0.0/30 ports {open_ports[0]},{port2}, "
+                f"then scan them on ports {open_ports[0]},{port2}"
+            )
+            outcome = await appliance.runtime.wait_task(root)
+            tree = await appliance.runtime.graph.tree(job.job_id)
+    finally:
+        extra.close()
+    report = outcome.result_as(PlanReport)
+    assert report.ran == ["s1", "s2"], report.steps
+    second = [k for k in tree.children()[root.task_id] if k.objective.startswith("s2:")]
+    assert len(second) == 2  # one scan per host found
+    hosts = {h.host for h in as_facts(report.steps[1].result).open}
+    assert hosts == {"127.0.0.1", "127.0.0.2"}
