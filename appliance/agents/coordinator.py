@@ -237,6 +237,21 @@ class Coordinator(Agent):
         "run a vulnerability assessment of the lab",
         "security audit of the whole house",
         "full check of my smart home devices",
+        "check everything",
+        "check all my devices",
+        "full scan and report",
+        "scan the network and send me the findings",
+        "scan the office, rate the findings, then open tickets for the high ones",
+        "if the nas has telnet open, block it",
+        "if anything is critical, email the admin",
+        "when a device exposes rdp, quarantine it",
+        "every hour check for new devices",
+        "sweep the iot vlan every weekday at 7",
+        "nightly audit of the office with a report",
+        "how secure is the synology, the nvr and the pi",
+        "assess the risk of everything on my network",
+        "find every device and tell me how exposed each one is",
+        "give me a security report for the whole house",
     )
     State = NoState
     handler_timeout_s = 3600.0
