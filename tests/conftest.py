@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from appliance.events import JobContext
@@ -12,8 +13,15 @@ from appliance.runtime import FakeClock, Runtime, Store, running
 from tests.support import Counter, Echo, Parent
 
 # CI gates on a fixed set of generated examples, so a red run is the code's doing, not the
-# dice's; locally (no HYPOTHESIS_PROFILE) every run searches new ones.
-hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+# dice's (nor the machine's load: no per-example deadline, no too-slow check); locally (no
+# HYPOTHESIS_PROFILE) every run searches new ones.
+hypothesis_settings.register_profile(
+    "ci",
+    derandomize=True,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import msgspec
 
@@ -105,3 +106,12 @@ class Parent(Agent):
             "echo", [(word, Started(objective=word)) for word in event.objective.split()]
         )
         return [o.result if o.ok else f"!{o.status}" for o in outcomes]
+
+
+def new_network_namespace() -> list[str]:
+    """The command prefix that runs a command in a network namespace of its own, with only
+    loopback (down until the command brings it up). Root needs no user namespace (and may not
+    make one inside a chroot); anyone else gets one in which they are root."""
+    if os.geteuid() == 0:
+        return ["unshare", "--net"]
+    return ["unshare", "--map-root-user", "--net"]

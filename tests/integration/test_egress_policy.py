@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.egress import networks, ruleset
+from tests.support import new_network_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def in_namespace(rules: str, *addresses: str) -> dict[str, str]:
         addresses
     )
     run = subprocess.run(
-        ["unshare", "--map-root-user", "--net", "sh", "-c", script],
+        [*new_network_namespace(), "sh", "-c", script],
         input=rules,
         capture_output=True,
         text=True,

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import new_network_namespace
+
 pytestmark = pytest.mark.integration
 
 HOLD_S = 20.0  # onnxruntime's telemetry looked its host up ~8 s after the first session
@@ -75,7 +77,7 @@ def test_the_running_appliance_reaches_nothing_outside_loopback_and_scope(tmp_pa
         if k not in ("ORT_DISABLE_TELEMETRY", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
     }
     proc = subprocess.Popen(
-        ["unshare", "--map-root-user", "--net", "sh", "-c", inner],
+        [*new_network_namespace(), "sh", "-c", inner],
         env={**env, "HOME": str(home)},
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,

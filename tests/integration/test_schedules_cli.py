@@ -72,7 +72,8 @@ def test_a_missed_firing_runs_once_at_start_and_the_cli_talks_to_the_appliance(
 ) -> None:
     _write_config(settings)
     command = f"analyze network security posture of 127.0.0.1 ports {open_ports[0]}"
-    soon = datetime.now().replace(microsecond=0) + timedelta(seconds=2)
+    # far enough ahead that adding it is never late, even on a loaded machine
+    soon = datetime.now().replace(microsecond=0) + timedelta(seconds=5)
     once = _add(settings, command, Once(at=soon))
     hourly = _add(settings, "scan 127.0.0.1", Every(count=1, unit="hour"))
     time.sleep(max(0.0, (soon - datetime.now()).total_seconds()) + 0.5)  # it is missed
