@@ -45,8 +45,8 @@ cmd_lint() {
   echo "==> ruff"
   "$VENV/bin/ruff" check appliance tests bench
   "$VENV/bin/ruff" format --check appliance tests bench
-  echo "==> mypy --strict appliance/"
-  "$VENV/bin/mypy" --strict appliance
+  echo "==> mypy --strict appliance/ image/"
+  "$VENV/bin/mypy" --strict appliance image
 }
 
 # What the tests need from Debian, installed once and named in full (no Recommends: what a

@@ -461,32 +461,46 @@ def lay_overlay(tree: Path, board_dir: Path) -> None:
     (tree / "data").mkdir(exist_ok=True)
 
 
-def seed_router_cache(tree: Path, data_dir: Path) -> None:
+def seed_router_cache(tree: Path, data_dir: Path, arch: str) -> None:
     """The router's phrase cache (vectors and type head), made by the image's own python,
-    venv and model in a chroot of the root tree (for arm64 under qemu-user: ~40 s of the
-    build instead of half a minute of the first boot under TCG). The cache names the model,
-    provider, onnxruntime and machine, so the guest uses it only where it would compute the same
-    vectors, up to the float rounding of whichever CPU kernels ran (the chroot has no /proc
-    or /sys, so onnxruntime says it cannot detect the CPU's features and takes generic ones).
+    venv and model in a chroot of the root tree, so the first boot does not spend minutes of
+    TCG on it. The cache names the model, provider, onnxruntime and machine, so the guest uses
+    it only where it would compute the same vectors, up to the float rounding of whichever CPU
+    kernels ran (the chroot has no /proc or /sys, so onnxruntime says it cannot detect the
+    CPU's features and takes generic ones).
+
+    Under qemu-user a phrase takes most of a second to embed and the type head minutes to fit,
+    so the last build's cache is kept beside the bases (``router-ARCH/``) and handed in: the
+    router embeds only phrases it has not seen and refits the head only when what it is
+    fitted from changed (the cache's own rules, checked by its fingerprint and digests).
     """
     print("    router phrase cache: the image's qey route in a chroot", file=sys.stderr, flush=True)
+    kept = CACHE / f"router-{arch}"
     seed = tree / "tmp" / "qey-seed"
     seed.mkdir(parents=True)
+    if kept.is_dir():
+        shutil.copytree(kept, seed / "router")
     try:
-        run(
-            "chroot",
-            tree,
-            "/opt/qey/venv/bin/qey",
-            "route",
-            "warm up",
-            env={
-                "QEY_DATA_DIR": "/tmp/qey-seed",
-                "QEY_BOARD": "/etc/qey/boards/qemu.toml",
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "HOME": "/tmp",
-            },
-            stdout=subprocess.DEVNULL,
-        )
+        with ticking("embedding the router's new phrases under emulation"):
+            run(
+                "chroot",
+                tree,
+                "/opt/qey/venv/bin/qey",
+                "route",
+                "warm up",
+                env={
+                    "QEY_DATA_DIR": "/tmp/qey-seed",
+                    "QEY_BOARD": "/etc/qey/boards/qemu.toml",
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                    "HOME": "/tmp",
+                },
+                stdout=subprocess.DEVNULL,
+            )
+        fresh = kept.with_name(kept.name + ".tmp")
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.copytree(seed / "router", fresh)
+        shutil.rmtree(kept, ignore_errors=True)
+        fresh.rename(kept)
         shutil.move(seed / "router", data_dir / "router")
     finally:
         shutil.rmtree(seed, ignore_errors=True)
@@ -651,7 +665,7 @@ def build(name: str, force: bool) -> Path:
         uid, gid = owner(tree, "qey")
         data_tree = work / "data"
         (data_tree / "qey").mkdir(parents=True)
-        seed_router_cache(tree, data_tree / "qey")
+        seed_router_cache(tree, data_tree / "qey", target.arch)
         for path in [data_tree / "qey", *(data_tree / "qey").rglob("*")]:
             os.chown(path, uid, gid)
         (data_tree / "qey").chmod(0o700)
@@ -710,8 +724,8 @@ def build(name: str, force: bool) -> Path:
         step("compress (zstd)")
         zst = raw.with_name(raw.name + ".zst")
         run("zstd", "-q", "-f", "-T0", "-10", "--sparse", raw, "-o", zst)
-        for f in (raw, zst):
-            f.with_name(f.name + ".sha256").write_text(f"{sha256(f)}  {f.name}\n")
+        for made in (raw, zst):
+            made.with_name(made.name + ".sha256").write_text(f"{sha256(made)}  {made.name}\n")
 
         step("manifest")
         model_dir = ROOT / "appliance" / "router" / "model"
