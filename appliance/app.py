@@ -19,7 +19,6 @@ from appliance import __version__
 from appliance.agents import register_builtin
 from appliance.agents.messages import PlanRequested
 from appliance.agents.netwatch import start_watching
-from appliance.agents.scope import Scope
 from appliance.datadir import DataDirLock, private_dir, private_files, unlink_if_same
 from appliance.errors import AgentTypeFailed, BadCommand
 from appliance.events import JobContext, TaskRef
@@ -34,6 +33,7 @@ from appliance.runtime import Runtime, Store, running
 from appliance.schedules.cadence import describe
 from appliance.schedules.scheduler import Scheduler
 from appliance.schedules.store import Schedules, following
+from appliance.scope import Scope
 from appliance.settings import Settings, write_scope
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api

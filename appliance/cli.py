@@ -452,12 +452,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from appliance.agents import BUILTIN_TYPES
-    from appliance.agents.scope import Scope
     from appliance.app import router_settings
     from appliance.hal.board import load_board
     from appliance.planner.plan import encode_plan, render_plan
     from appliance.planner.planner import Planner
     from appliance.router import RouteDecision, Router
+    from appliance.scope import Scope
 
     app_settings = Settings.load()
     router = Router(router_settings(load_board(app_settings.board), app_settings))

@@ -18,6 +18,7 @@ import msgspec
 
 from appliance.durable import write_atomic
 from appliance.egress import networks as egress_networks
+from appliance.scope import scope_networks
 
 COMMON_PORTS = [
     21,
@@ -104,9 +105,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             egress_networks(settings.egress_allow)
         except ValueError as err:
             raise ValueError(f"{config}: egress_allow: {err}") from None
-        # here, not at the top: the agents package imports this module
-        from appliance.agents.scope import scope_networks
-
         try:
             networks = scope_networks(settings.scope, confirm_large=settings.scope_confirm_large)
         except ValueError as err:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from appliance.agents import BUILTIN_TYPES
 from appliance.agents.coordinator import parse_ports
-from appliance.agents.scope import Scope
 from appliance.errors import BadCommand, NoConfidentMatch, OutOfScope
 from appliance.planner.plan import AnyFinding, FindingAtLeast, Plan, PortOpen, Step
 from appliance.planner.planner import Planner
 from appliance.router import RouteDecision, Router
 from appliance.schedules.cadence import describe
+from appliance.scope import Scope
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "plans" / "plans.tsv"

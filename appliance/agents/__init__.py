@@ -8,8 +8,8 @@ from appliance.agents.coordinator import Coordinator
 from appliance.agents.executor import Executor
 from appliance.agents.netwatch import NetworkWatcher
 from appliance.agents.rules import PortRules
-from appliance.agents.scope import Scope
 from appliance.runtime import Runtime
+from appliance.scope import Scope
 from appliance.settings import Settings
 
 __all__ = [

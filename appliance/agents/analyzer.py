@@ -17,9 +17,9 @@ from appliance.agents.messages import (
     merged_facts,
 )
 from appliance.agents.rules import PortRules
-from appliance.agents.scope import parse_network
 from appliance.errors import BadCommand
 from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
+from appliance.scope import parse_network
 
 ANALYSIS_USAGE = "say: analyze <address> [ports 22,80] (no ports: what the last scan found)"
 

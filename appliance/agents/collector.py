@@ -16,10 +16,10 @@ from appliance.agents.messages import (
     merged_facts,
 )
 from appliance.agents.portscan import scan
-from appliance.agents.scope import Scope, hosts_of, parse_network
 from appliance.errors import BadCommand
 from appliance.events import TopicRef
 from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
+from appliance.scope import Scope, hosts_of, parse_network
 from appliance.settings import Settings
 
 PROGRESS = TopicRef("progress")

@@ -13,10 +13,10 @@ from appliance.agents.messages import (
     ScanReport,
     ScanRequested,
 )
-from appliance.agents.scope import Scope
 from appliance.errors import BadCommand
 from appliance.events import Started
 from appliance.runtime import Agent, Context, NoState
+from appliance.scope import Scope
 
 if TYPE_CHECKING:
     from appliance.agents.plans import PastResults

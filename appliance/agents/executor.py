@@ -16,10 +16,10 @@ from appliance.agents.messages import (
     at_least,
     merged_facts,
 )
-from appliance.agents.scope import Scope
 from appliance.errors import BadCommand
 from appliance.events import Event
 from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
+from appliance.scope import Scope
 
 
 class ReportEntry(msgspec.Struct, frozen=True):

@@ -15,10 +15,10 @@ from typing import Protocol
 
 import msgspec
 
-from appliance.agents.scope import Scope
 from appliance.events import Event, JobContext, Started, TaskRef, TopicRef
 from appliance.hal.hotplug import HOTPLUG_TOPIC, DeviceChanged
 from appliance.runtime import Agent, Context, Runtime
+from appliance.scope import Scope
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from appliance.agents.messages import (
     facts_of,
     merged_facts,
 )
-from appliance.agents.scope import Scope
 from appliance.errors import ApplianceError, BadCommand
 from appliance.planner.plan import (
     AnyCondition,
@@ -35,6 +34,7 @@ from appliance.planner.plan import (
 )
 from appliance.runtime import Agent, Context, JobResult, NoState, StepInput
 from appliance.schedules.cadence import describe
+from appliance.scope import Scope
 
 log = logging.getLogger(__name__)
 

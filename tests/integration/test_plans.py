@@ -12,11 +12,11 @@ import pytest
 
 from appliance.agents.collector import DataCollector
 from appliance.agents.messages import Facts, PlanReport, ReviewReport, ScanReport, ScanRequested
-from appliance.agents.scope import Scope
 from appliance.app import in_process
 from appliance.errors import BadCommand, OutOfScope
 from appliance.events import Started
 from appliance.runtime import Agent, Context, NoState
+from appliance.scope import Scope
 from appliance.settings import Settings
 from appliance.web.api import make_api
 from appliance.web.credentials import Credentials

@@ -15,10 +15,10 @@ import pytest
 
 from appliance.agents.collector import DataCollector
 from appliance.agents.messages import ScanReport
-from appliance.agents.scope import Scope
 from appliance.app import Appliance, in_process
 from appliance.errors import NoConfidentMatch, ProviderUnavailable
 from appliance.router.phrase_cache import CACHE_FILE
+from appliance.scope import Scope
 from appliance.settings import Settings
 from appliance.web.api import make_api
 

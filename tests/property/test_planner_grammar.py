@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.agents import BUILTIN_TYPES
-from appliance.agents.scope import Scope
 from appliance.errors import ApplianceError
 from appliance.planner.planner import Planner
 from appliance.router import RouteDecision
+from appliance.scope import Scope
 
 pytestmark = pytest.mark.property
 

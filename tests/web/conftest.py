@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from appliance.agents.scope import Scope
 from appliance.runtime import FakeClock, Runtime
+from appliance.scope import Scope
 from appliance.web.capabilities import DeviceStatus
 from appliance.web.credentials import Credentials
 from appliance.web.panel import make_panel

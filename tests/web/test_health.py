@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from appliance.agents.coordinator import Coordinator
-from appliance.agents.scope import Scope
 from appliance.runtime import Runtime
+from appliance.scope import Scope
 from appliance.supervisor import Supervisor
 
 pytestmark = pytest.mark.unit

@@ -11,10 +11,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from appliance.agents.netwatch import NetworkWatcher, start_watching
-from appliance.agents.scope import Scope
 from appliance.events import Envelope, JobContext, TopicRef, TypeRef, VoteCast
 from appliance.hal.hotplug import HOTPLUG_TOPIC, DeviceChanged
 from appliance.runtime import Runtime
+from appliance.scope import Scope
 from appliance.supervisor import ConsensusTracker
 from tests.support import Add
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from appliance.agents.coordinator import parse_command, parse_ports
-from appliance.agents.scope import Scope, hosts_of
 from appliance.errors import BadCommand, OutOfScope
+from appliance.scope import Scope, hosts_of
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.agents.scope import Scope
 from appliance.errors import BadCommand
+from appliance.scope import Scope
 from appliance.settings import Settings, write_scope
 
 pytestmark = pytest.mark.unit

@@ -7,10 +7,10 @@ from datetime import datetime
 import pytest
 
 from appliance.agents import BUILTIN_TYPES
-from appliance.agents.scope import Scope
 from appliance.planner.planner import Planner
 from appliance.router import RouteDecision, Router
 from appliance.runtime import Agent
+from appliance.scope import Scope
 
 NOW = datetime(2026, 11, 29, 20, 0)
 
