@@ -2,8 +2,9 @@
 
 Switching each library's telemetry off (``appliance/offline.py``) handles the clients we know
 of; this handles the ones we don't. On the image, ``qey-egress.service`` (root) loads this
-ruleset before the appliance starts and again whenever ``config.toml`` changes: packets that
-the appliance's user sends go out only to the scan scope, to what the admin allowed
+ruleset as the appliance starts (in place before it is ready) and again whenever
+``config.toml`` changes: packets that the appliance's user sends go out only to the scan
+scope, to what the admin allowed
 (``egress_allow``: a webhook, a mail relay, a resolver), or as replies on connections others
 opened (the panel). Everything else is refused at once (a clear error to the caller, not a
 timeout) and logged, rate-limited, in the kernel log. The appliance itself holds no network
