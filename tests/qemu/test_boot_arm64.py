@@ -36,5 +36,6 @@ def test_the_arm64_image_boots_to_ready_and_serves_its_panel(guest: Guest) -> No
     assert login.status_code == 200 and 'name="password"' in login.text
     guest.record_boot(ready.group(1), boot_to_ready, started.group(0))
     policy = re.search(r"qey egress policy: .*\(loaded in ([0-9.]+) s\)", guest.log())
-    assert policy, guest.log()[-5000:]  # loaded before the appliance, which requires it
+    assert policy, guest.log()[-5000:]
+    assert policy.start() < guest.log().index("qey ready"), "ready before its egress policy"
     print(policy.group(0))
