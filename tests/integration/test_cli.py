@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance.settings import Settings
+from tests.integration.processes import running_appliance
 
 pytestmark = pytest.mark.integration
 
@@ -105,19 +105,8 @@ def test_an_internal_type_cannot_be_submitted_to(settings: Settings) -> None:
 
 def test_submit_talks_to_the_running_appliance(settings: Settings, open_ports: list[int]) -> None:
     _write_config(settings)
-    env = {**os.environ, "QEY_DATA_DIR": str(settings.data_dir)}
-    appliance = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert appliance.stdout is not None
-        ready = appliance.stdout.readline()
-        assert ready.startswith("qey ready"), appliance.stderr.read() if appliance.stderr else ""
-        sock = Settings.load(env).control_socket
+    with running_appliance(settings) as appliance:
+        sock = settings.control_socket
         assert sock.exists() and (sock.stat().st_mode & 0o077) == 0  # owner only
 
         submitted = qey(
@@ -140,9 +129,7 @@ def test_submit_talks_to_the_running_appliance(settings: Settings, open_ports: l
         assert outcome["status"] == "done", waited.stderr
         assert outcome["result"]["open"] == [{"host": "127.0.0.1", "open_ports": [open_ports[1]]}]
         assert "+ data_collector" in waited.stderr  # live events streamed from the appliance
-    finally:
-        appliance.send_signal(signal.SIGTERM)
-        assert appliance.wait(timeout=20) == 0
+    assert appliance.stdout is not None
     assert "qey stopped: store closed" in appliance.stdout.read()  # the graceful path, to its end
     assert not Path(sock).exists()
     deadline = time.monotonic() + 5

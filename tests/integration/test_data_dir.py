@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from appliance.app import in_process
 from appliance.settings import Settings
+from tests.integration.processes import running_appliance
 
 pytestmark = pytest.mark.integration
 
@@ -40,26 +38,6 @@ def qey(settings: Settings, *args: str, timeout: float = 60) -> subprocess.Compl
         timeout=timeout,
         check=False,
     )
-
-
-@contextmanager
-def running_appliance(settings: Settings) -> Iterator[subprocess.Popen[str]]:
-    """``qey run`` in its own process, ready; stopped with SIGTERM (and a clean exit) after."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "run"],
-        env=_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        ready = process.stdout.readline()
-        assert ready.startswith("qey ready"), process.stderr.read()
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
 
 
 def test_a_second_appliance_on_the_same_data_dir_is_refused_and_the_first_stays_reachable(

@@ -5,10 +5,6 @@ its schedule."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +16,7 @@ from appliance.runtime import Store, SystemClock
 from appliance.schedules.cadence import Every, Once
 from appliance.schedules.store import ScheduleRecord, Schedules
 from appliance.settings import Settings
+from tests.integration.processes import running_appliance
 from tests.integration.test_cli import _write_config, qey
 
 pytestmark = pytest.mark.integration
@@ -78,19 +75,7 @@ def test_a_missed_firing_runs_once_at_start_and_the_cli_talks_to_the_appliance(
     hourly = _add(settings, "scan 127.0.0.1", Every(count=1, unit="hour"))
     time.sleep(max(0.0, (soon - datetime.now()).total_seconds()) + 0.5)  # it is missed
 
-    env = {**os.environ, "QEY_DATA_DIR": str(settings.data_dir)}
-    appliance = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert appliance.stdout is not None
-        ready = appliance.stdout.readline()
-        assert ready.startswith("qey ready"), appliance.stderr.read() if appliance.stderr else ""
-
+    with running_appliance(settings):
         deadline = time.monotonic() + 30
         fired: ScheduleRecord | None = None
         while time.monotonic() < deadline:
@@ -108,9 +93,6 @@ def test_a_missed_firing_runs_once_at_start_and_the_cli_talks_to_the_appliance(
         assert [s.id for s in _listed(settings)] == [once.id]
         refused = qey(settings, "schedules", "resume", hourly.id)
         assert refused.returncode == 1 and f"no schedule '{hourly.id}'" in refused.stderr
-    finally:
-        appliance.send_signal(signal.SIGTERM)
-        assert appliance.wait(timeout=20) == 0
 
     jobs = qey(settings, "jobs").stdout.splitlines()
     firings = [line for line in jobs if command in line]

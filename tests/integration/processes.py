@@ -1,0 +1,34 @@
+"""The appliance as a user runs it: ``qey run`` in a process of its own, for the tests that
+talk to it from outside (the CLI, the data directory's lock, schedules)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from appliance.settings import Settings
+
+
+@contextmanager
+def running_appliance(settings: Settings) -> Iterator[subprocess.Popen[str]]:
+    """``qey run`` on the settings' data directory, ready; stopped with SIGTERM after, and
+    its exit must be clean (0). Its remaining stdout is left for the caller to read."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "run"],
+        env={**os.environ, "QEY_DATA_DIR": str(settings.data_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        ready = process.stdout.readline()
+        assert ready.startswith("qey ready"), process.stderr.read()
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
