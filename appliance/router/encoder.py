@@ -13,9 +13,9 @@ import platform
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
@@ -31,7 +31,10 @@ SUMS_FILE = "SHA256SUMS"
 DIMENSIONS = 384
 MAX_TOKENS = 256  # the model's trained sequence limit; commands are far shorter
 
-Vectors = npt.NDArray[np.float32]
+if TYPE_CHECKING:  # numpy.typing costs a start about 0.15 s of emulated time; types only
+    import numpy.typing as npt
+
+    Vectors: TypeAlias = npt.NDArray[np.float32]
 
 
 def packaged_model_dir() -> Path:

@@ -22,9 +22,12 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 # Words that say nothing about which agent should act. Addresses and numbers have no letters,
 # so they are never words here; "localhost" is an address too.

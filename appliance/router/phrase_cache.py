@@ -17,12 +17,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
 from appliance.durable import write_atomic
-from appliance.router.encoder import DIMENSIONS, Vectors
+from appliance.router.encoder import DIMENSIONS
+
+if TYPE_CHECKING:
+    from appliance.router.encoder import Vectors
 
 log = logging.getLogger(__name__)
 

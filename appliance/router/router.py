@@ -32,20 +32,24 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import msgspec
 import numpy as np
-import numpy.typing as npt
 
 from appliance.errors import BadCommand
-from appliance.router.encoder import CPU, DIMENSIONS, Encoder, Vectors
+from appliance.router.encoder import CPU, DIMENSIONS, Encoder
 from appliance.router.head import DEFAULT_L2, TypeHead
 from appliance.router.lexical import LexicalIndex, Speller
 from appliance.router.negatives import OUT_OF_DOMAIN
 from appliance.router.phrase_cache import CACHE_FILE, PhraseCache
 from appliance.router.structure import clauses_of, is_sequenced, shape_of
 from appliance.runtime import Agent
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from appliance.router.encoder import Vectors
 
 log = logging.getLogger(__name__)
 

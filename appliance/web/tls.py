@@ -14,11 +14,6 @@ import ipaddress
 import socket
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from appliance.durable import write_atomic
 
 CERT_NAME = "web-tls.crt"
@@ -31,6 +26,13 @@ def ensure_certificate(data_dir: Path, addresses: list[str]) -> tuple[Path, Path
     cert, key = data_dir / CERT_NAME, data_dir / KEY_NAME
     if cert.exists() and key.exists():
         return cert, key
+    # Imported here, not at the top: the certificate is made once per device, and importing
+    # cryptography costs every start of the appliance about 1.5 s under QEMU's TCG.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     private = ec.generate_private_key(ec.SECP256R1())
     hostname = socket.gethostname() or "qey"
     names: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName(f"{hostname}.local")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -13,9 +14,11 @@ import pytest
 
 from appliance.agents import BUILTIN_TYPES
 from appliance.router import Router, RouterSettings
-from appliance.router.encoder import Vectors
 from appliance.router.head import TypeHead
 from appliance.router.phrase_cache import CACHE_FILE
+
+if TYPE_CHECKING:
+    from appliance.router.encoder import Vectors
 
 pytestmark = pytest.mark.unit
 
