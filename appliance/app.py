@@ -141,6 +141,7 @@ class Appliance:
             agent_class=self.runtime.agent_class,
             check_target=lambda target: self.scope.check(target),
             now=lambda: datetime.fromtimestamp(self.runtime.clock.now()),
+            names=settings.names,
         )
         self.startup.mark("store and agents")
 

@@ -475,6 +475,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         agent_class=lambda name: types[name],
         check_target=scope.check,
         now=datetime.now,
+        names=app_settings.names,
     )
     plan = asyncio.run(planner.plan(args.command))
     if args.json:

@@ -18,7 +18,8 @@ import msgspec
 
 from appliance.durable import write_atomic
 from appliance.egress import networks as egress_networks
-from appliance.scope import scope_networks
+from appliance.errors import BadCommand
+from appliance.scope import parse_network, scope_networks
 
 COMMON_PORTS = [
     21,
@@ -61,6 +62,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # addresses beyond the scope the appliance may reach (a webhook, a mail relay, a
     # resolver): the image's egress policy refuses everything else (appliance/egress.py)
     egress_allow: list[str] = msgspec.field(default_factory=list)
+    # the admin's names for devices and networks ("nas" = "192.168.1.10"), which commands
+    # may use ("scan the nas"); never looked up anywhere, and checked against the scope
+    names: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -106,12 +110,38 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         except ValueError as err:
             raise ValueError(f"{config}: egress_allow: {err}") from None
         try:
+            settings.names = device_names(settings.names)
+        except ValueError as err:
+            raise ValueError(f"{config}: names: {err}") from None
+        try:
             networks = scope_networks(settings.scope, confirm_large=settings.scope_confirm_large)
         except ValueError as err:
             source = "$QEY_SCOPE" if env.get("QEY_SCOPE") else f"{config}: scope"
             raise ValueError(f"{source}: {err}") from None
         settings.scope = [str(n) for n in networks]
         return settings
+
+
+_NAME = re.compile(r"[a-z][a-z0-9-]*(?: [a-z0-9-]+)*")
+
+
+def device_names(names: Mapping[str, str]) -> dict[str, str]:
+    """The ``[names]`` table, checked: each name is words of letters, digits and hyphens
+    (spaces between words), each value an address or a network; names compare lowercased."""
+    checked: dict[str, str] = {}
+    for name, address in names.items():
+        key = " ".join(name.lower().split())
+        if not _NAME.fullmatch(key):
+            raise ValueError(f"{name!r} is not a name: use letters, digits, hyphens and spaces")
+        if key in checked:
+            raise ValueError(f"{name!r} is named twice")
+        try:
+            checked[key] = str(parse_network(address))
+        except BadCommand as err:
+            raise ValueError(f"{name!r}: {err}") from None
+        if checked[key].endswith(("/32", "/128")):
+            checked[key] = checked[key].rsplit("/", 1)[0]
+    return checked
 
 
 _SCOPE_KEY = re.compile(r"\s*(scope|scope_confirm_large)\s*=")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +21,7 @@ from appliance.errors import ApplianceError, BadCommand, NoConfidentMatch, OutOf
 from appliance.planner.clauses import Clause, split
 from appliance.planner.plan import AnyCondition, Plan, PortOpen, Step
 from appliance.planner.words import (
+    DeviceNames,
     Found,
     find_ports,
     find_recipients,
@@ -70,7 +71,8 @@ class _Prepared:
 class Planner:
     """``plan(command) -> Plan``. ``route_many`` routes clauses (the router, off the event
     loop); ``agent_class`` finds a registered type by name; ``check_target`` raises
-    OutOfScope for a target outside the scope; ``now`` is local wall time."""
+    OutOfScope for a target outside the scope; ``now`` is local wall time; ``names`` are the
+    admin's names for devices and networks (config.toml's ``[names]``)."""
 
     def __init__(
         self,
@@ -80,8 +82,10 @@ class Planner:
         agent_class: Callable[[str], type[Agent]],
         check_target: Callable[[str], object],
         now: Callable[[], datetime],
+        names: Mapping[str, str] | None = None,
     ) -> None:
         self._route_many = route_many
+        self._names = DeviceNames(names or {})
         self._threshold = threshold
         self._agent_class = agent_class
         self._check_target = check_target
@@ -145,7 +149,7 @@ class Planner:
     def _prepare(self, clause: Clause, now: datetime) -> _Prepared:
         found = Found()
         text = clause.text
-        find_targets(text, found)
+        find_targets(text, found, self._names)
         find_ports(text, found)
         find_severity(text, found)
         find_recipients(text, found)
@@ -157,7 +161,7 @@ class Planner:
         cond_params = None
         if clause.cond is not None:
             cf = Found()
-            find_targets(clause.cond, cf)
+            find_targets(clause.cond, cf, self._names)
             find_ports(clause.cond, cf)
             find_severity(clause.cond, cf)
             refused += self._refused(cf.targets)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -100,10 +100,57 @@ class Found:
     reference_span: Span | None = None  # the words that named earlier work
 
 
-def find_targets(text: str, found: Found) -> None:
-    """Addresses, networks, ranges and host names, each validated by ``ipaddress``; a range
-    becomes the networks that cover it exactly. BadCommand names one that is malformed."""
+class DeviceNames:
+    """The admin's names for devices and networks (config.toml's ``[names]``: "the nas",
+    "garage camera", "office"), found in a clause as words, with or without "the", "my" or
+    "our". Names are never looked up anywhere: nothing leaves the device unasked."""
+
+    def __init__(self, names: Mapping[str, str]) -> None:
+        self.addresses = {" ".join(n.lower().split()): a for n, a in names.items()}
+        words = sorted(self.addresses, key=len, reverse=True)
+        alternatives = "|".join(r"\s+".join(map(re.escape, n.split())) for n in words)
+        self._pattern = (
+            re.compile(
+                rf"(?<![\w.@/-])(?:(?:the|my|our)\s+)?(?P<name>{alternatives})(?:'s)?(?![\w-])",
+                re.IGNORECASE,
+            )
+            if words
+            else None
+        )
+
+    def find(self, text: str, found: Found) -> None:
+        if self._pattern is None:
+            return
+        for m in self._pattern.finditer(text):
+            found.spans.append(m.span())
+            found.target_spans.append(m.span())
+            found.targets.append(self.addresses[" ".join(m["name"].lower().split())])
+
+    def host(self, name: str) -> str:
+        """The address of a host name written out ("nas.lan", "printer.local"), by its full
+        name or its first label; BadCommand when the admin named no such device."""
+        lowered = name.lower()
+        for key in (lowered, lowered.split(".")[0]):
+            if key in self.addresses:
+                return self.addresses[key]
+        raise BadCommand(
+            f"{name!r} is a host name, and the appliance does not look names up (nothing "
+            "leaves the device unasked): use its address, or give it a name in config.toml's "
+            '[names] table (nas = "192.168.1.10")'
+        )
+
+
+NO_NAMES = DeviceNames({})
+
+
+def find_targets(text: str, found: Found, names: DeviceNames = NO_NAMES) -> None:
+    """Addresses, networks, ranges and the admin's device names, each validated by
+    ``ipaddress``; a range becomes the networks that cover it exactly. BadCommand names one
+    that is malformed, or a host name nobody named."""
+    names.find(text, found)
     for m in _TARGET.finditer(text):
+        if any(a <= m.start() < b for a, b in found.target_spans):
+            continue  # inside a device name already found
         found.spans.append(m.span())
         found.target_spans.append(m.span())
         if m["range"]:
@@ -121,7 +168,7 @@ def find_targets(text: str, found: Found) -> None:
         elif m["localhost"]:
             found.targets.append("localhost")
         else:
-            found.targets.append(m["name"].lower())
+            found.targets.append(names.host(m["name"]))
     found.targets = list(dict.fromkeys(found.targets))
 
 
