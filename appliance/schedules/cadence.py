@@ -11,7 +11,8 @@ the first instant after the gap, one that occurs twice in autumn runs once, at i
 occurrence), so a DST change neither loses nor repeats a firing.
 
 Defaults, when the phrase names no time (cron's conventions, where there is one):
-"daily"/"every day" 00:00, "weekly"/"every week" Sunday 00:00; parts of the day: morning 08:00,
+"daily"/"every day" 00:00, "weekly"/"every week" Sunday 00:00, "monthly"/"every month" the
+1st at 00:00; parts of the day: morning 08:00,
 noon 12:00, afternoon 14:00, evening 19:00, night 23:00, midnight 00:00. A one-off day with no
 time ("tomorrow", "on friday") keeps the current time of day. A bare time ("at 2am") with no
 recurrence word is one firing, at its next occurrence.
@@ -22,6 +23,7 @@ Fields that hold a cadence should be annotated ``AnyCadence`` (the union of the 
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -73,13 +75,25 @@ class Weekly(Cadence, frozen=True, kw_only=True, tag="weekly"):
             msgspec.structs.force_setattr(self, "weekdays", canonical)
 
 
+class Monthly(Cadence, frozen=True, kw_only=True, tag="monthly"):
+    """On day ``day`` of every month at ``hour``:``minute`` local time. A month too short for
+    ``day`` runs on its last day ("the 31st" is the last day of every month): skipping it, as
+    cron does, would leave a check meant for every month out of February altogether."""
+
+    day: Annotated[int, msgspec.Meta(ge=1, le=31)] = 1
+    hour: Hour = 0
+    minute: Minute = 0
+    # every ``months``-th month, on the year's grid: 3 is January, April, July and October
+    months: Annotated[int, msgspec.Meta(ge=1, le=12)] = 1
+
+
 class Once(Cadence, frozen=True, kw_only=True, tag="once"):
     """A single firing at ``at`` (naive local time, whole seconds)."""
 
     at: datetime
 
 
-AnyCadence: TypeAlias = Every | Daily | Weekly | Once
+AnyCadence: TypeAlias = Every | Daily | Weekly | Monthly | Once
 
 encode_cadence = msgspec.json.Encoder().encode
 decode_cadence: Callable[[bytes | str], AnyCadence] = msgspec.json.Decoder(AnyCadence).decode
@@ -113,6 +127,14 @@ def next_fire(cadence: Cadence, after: datetime) -> datetime | None:
             if day.weekday() in cadence.weekdays and candidate > after:
                 return candidate
         raise AssertionError("unreachable: a week holds every weekday")
+    if isinstance(cadence, Monthly):
+        year, month = after.year, after.month
+        while True:
+            last = calendar.monthrange(year, month)[1]
+            candidate = datetime(year, month, min(cadence.day, last), cadence.hour, cadence.minute)
+            if candidate > after and (month - 1) % cadence.months == 0:
+                return candidate
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     if isinstance(cadence, Once):
         once = cadence.at.replace(tzinfo=None)
         return once if once > after else None
@@ -152,9 +174,22 @@ def describe(cadence: Cadence) -> str:
         names = [DAY_NAMES[d] for d in cadence.weekdays]
         listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         return f"every {listed} at {at}"
+    if isinstance(cadence, Monthly):
+        day = "the last day" if cadence.day == 31 else f"the {_ordinal(cadence.day)}"
+        if cadence.months == 12:
+            return f"yearly on {day} of January at {cadence.hour:02d}:{cadence.minute:02d}"
+        every = {1: "monthly", 3: "quarterly"}.get(
+            cadence.months, f"every {cadence.months} months"
+        )
+        return f"{every} on {day} at {cadence.hour:02d}:{cadence.minute:02d}"
     if isinstance(cadence, Once):
         return f"once at {cadence.at:%Y-%m-%d %H:%M}"
     raise TypeError(f"not a cadence: {cadence!r}")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +235,7 @@ _NUMBERS = {
     "other": 2,
 }
 _NUM = r"\d{1,4}(?:st|nd|rd|th)?|" + "|".join(sorted(_NUMBERS, key=len, reverse=True))
-_UNIT = r"(?P<unit>min(?:ute)?s?|mins?|m|h(?:ou)?rs?|hours?|h|days?|weeks?|fortnights?)"
+_UNIT = r"(?P<unit>min(?:ute)?s?|mins?|m|h(?:ou)?rs?|hours?|h|days?|weeks?|fortnights?|months?)"
 _END = r"(?![\w:]|\.\d)"  # a word ends here, and it is not the start of an address or time
 
 
@@ -218,6 +253,9 @@ class _Piece:
     part: str | None = None  # a part of the day, which also reads a bare hour
     explicit_at: bool = False  # the time was introduced by "at"/"@" or has am/pm
     ampm: str | None = None
+    monthly: bool = False  # "monthly", "every month"
+    months: int = 1  # "every 3 months", "quarterly"
+    monthday: int | None = None  # "the 15th", "the last day" (of the month)
 
 
 @dataclass(slots=True)
@@ -252,6 +290,8 @@ def _unit(word: str) -> tuple[int, Unit]:
     word = word.lower()
     if word.startswith("fortnight"):
         return 2, "week"
+    if word.startswith("month"):
+        raise ValueError("a month is not a fixed interval")
     if word.startswith("m"):
         return 1, "minute"
     if word.startswith("h"):
@@ -262,6 +302,9 @@ def _unit(word: str) -> tuple[int, Unit]:
 
 
 def _interval(m: re.Match[str]) -> _Piece | None:
+    if m["unit"].lower().startswith("month"):  # "every month": a calendar month, not 30 days
+        months = _count(m["num"])
+        return _Piece(m.start(), m.end(), monthly=True, months=months) if months <= 12 else None
     scale, unit = _unit(m["unit"])
     count = _count(m["num"]) * scale
     if count < 1 or count > 10_000:
@@ -309,6 +352,22 @@ def _pieces(text: str, now: datetime) -> list[_Piece]:
     f.add(
         r"\bweekly" + _END,
         lambda m: _Piece(m.start(), m.end(), weekdays=frozenset({6})),
+    )
+    f.add(
+        r"\b(?P<w>monthly|quarterly|half-?yearly|twice\s+a\s+year|yearly|annually|every\s+year)"
+        + _END,
+        lambda m: _Piece(m.start(), m.end(), monthly=True, months=_MONTHS_OF[m["w"][:4].lower()]),
+    )
+    # A day of the month: "on the 15th", "the first of every month", "the last day of the month".
+    f.add(
+        r"\b(?:on\s+)?the\s+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th)|first|last(?:\s+day)?)"
+        r"(?P<of>\s+(?:day\s+)?of\s+(?:every|each|the)\s+month)?" + _END,
+        _month_day,
+    )
+    f.add(
+        r"\b(?:every|each)\s+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th)|first|last(?:\s+day)?)"
+        r"(?P<of>\s+(?:day\s+)?of\s+(?:the\s+|each\s+|every\s+)?month)" + _END,
+        _month_day,
     )
     f.add(
         r"\b(?:bi-?weekly|fortnightly)" + _END,
@@ -387,6 +446,17 @@ def _pieces(text: str, now: datetime) -> list[_Piece]:
     return f.pieces
 
 
+_MONTHS_OF = {"mont": 1, "quar": 3, "half": 6, "twic": 6, "year": 12, "annu": 12, "ever": 12}
+
+
+def _month_day(m: re.Match[str]) -> _Piece | None:
+    word = m["d"].lower()
+    day = 1 if word == "first" else 31 if word.startswith("last") else int(word[:-2])
+    if not 1 <= day <= 31:
+        return None
+    return _Piece(m.start(), m.end(), monthday=day, monthly=bool(m["of"]))
+
+
 def _every_days(m: re.Match[str]) -> _Piece:
     words = re.findall(_DAY + r"s?", m["days"], re.IGNORECASE)
     days = frozenset(_weekday_of(w) for w in words)
@@ -429,6 +499,8 @@ def _named_day(m: re.Match[str], now: datetime) -> _Piece:
 
 
 def _relative(m: re.Match[str]) -> _Piece | None:
+    if m["unit"].lower().startswith("month"):
+        return None
     scale, unit = _unit(m["unit"])
     count = _count(m["num"]) * scale if m["num"] or not m["half"] else 0
     seconds = count * UNIT_SECONDS[unit] + (UNIT_SECONDS[unit] // 2 if m["half"] else 0)
@@ -498,6 +570,7 @@ def _build(group: list[_Piece], now: datetime) -> tuple[AnyCadence, list[_Piece]
     for piece in group:
         if piece.every is not None:  # an interval takes no time of day
             return piece.every, [piece]
+    monthly = [p for p in group if p.monthly or p.monthday is not None]
     recurring = [p for p in group if p.weekdays is not None]
     days = [p for p in group if p.day is not None or p.delta is not None]
     clock = next((p for p in group if p.at is not None), None)
@@ -511,6 +584,11 @@ def _build(group: list[_Piece], now: datetime) -> tuple[AnyCadence, list[_Piece]
             return _with_part(*clock.at, part, clock.ampm)
         return PARTS[part] if part is not None else default
 
+    if any(p.monthly for p in monthly):
+        day = next((p.monthday for p in monthly if p.monthday is not None), 1)
+        months = max(p.months for p in monthly)
+        hour, minute = time_of_day((0, 0))
+        return Monthly(day=day, hour=hour, minute=minute, months=months), [*monthly, *extras]
     if recurring:
         sets = [p.weekdays for p in recurring if p.weekdays is not None]
         specific = [s for s in sets if s != frozenset(range(7))]

@@ -18,6 +18,7 @@ from appliance.schedules.cadence import (
     AnyCadence,
     Daily,
     Every,
+    Monthly,
     Once,
     Weekly,
     decode_cadence,
@@ -41,6 +42,13 @@ cadences: st.SearchStrategy[AnyCadence] = st.one_of(
         hour=st.integers(0, 23),
         minute=st.integers(0, 59),
     ),
+    st.builds(
+        Monthly,
+        day=st.integers(1, 31),
+        hour=st.integers(0, 23),
+        minute=st.integers(0, 59),
+        months=st.sampled_from([1, 2, 3, 4, 6, 12]),
+    ),
     st.builds(Once, at=instants.map(lambda d: d.replace(microsecond=0))),
 )
 
@@ -48,6 +56,8 @@ cadences: st.SearchStrategy[AnyCadence] = st.one_of(
 def _period(cadence: AnyCadence) -> timedelta:
     if isinstance(cadence, Every):
         return timedelta(seconds=cadence.count * UNIT_SECONDS[cadence.unit])
+    if isinstance(cadence, Monthly):  # its months, each at most 31 days, plus a day's slack
+        return timedelta(days=31 * cadence.months + 1)
     return timedelta(days=1 if isinstance(cadence, Daily) else 7)
 
 
@@ -65,6 +75,11 @@ def test_next_fire_is_strictly_after_and_within_one_period(
         assert (fire.hour, fire.minute, fire.second) == (cadence.hour, cadence.minute, 0)
     if isinstance(cadence, Weekly):
         assert fire.weekday() in cadence.weekdays
+    if isinstance(cadence, Monthly):
+        assert (fire.hour, fire.minute, fire.second) == (cadence.hour, cadence.minute, 0)
+        assert (fire.month - 1) % cadence.months == 0
+        month_end = (fire.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        assert fire.day == min(cadence.day, month_end.day)
 
 
 @given(cadences, instants, st.floats(0.0, 1.0))

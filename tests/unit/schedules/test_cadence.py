@@ -12,6 +12,7 @@ from appliance.schedules.cadence import (
     CadenceMatch,
     Daily,
     Every,
+    Monthly,
     Once,
     Weekly,
     decode_cadence,
@@ -71,6 +72,20 @@ PHRASES: list[tuple[str, str, AnyCadence]] = [
     ("in 2 hours scan", "in 2 hours", Once(at=datetime(2026, 11, 29, 22, 0))),
     ("scan the nas in the morning", "in the morning", Once(at=datetime(2026, 11, 30, 8, 0))),
     ("next friday at 6pm scan", "next friday at 6pm", Once(at=datetime(2026, 12, 4, 18, 0))),
+    ("scan the nas monthly", "monthly", Monthly()),
+    ("every month scan", "every month", Monthly()),
+    ("scan once a month at 3am", "once a month at 3am", Monthly(hour=3)),
+    (
+        "scan on the 15th of every month at 02:00",
+        "on the 15th of every month at 02:00",
+        Monthly(day=15, hour=2),
+    ),
+    ("monthly on the 3rd, scan", "monthly on the 3rd", Monthly(day=3)),
+    ("on the last day of the month scan", "on the last day of the month", Monthly(day=31)),
+    ("every first of the month at noon scan", "every first of the month at noon", Monthly(hour=12)),
+    ("scan every 2 months", "every 2 months", Monthly(months=2)),
+    ("quarterly on the 2nd audit", "quarterly on the 2nd", Monthly(day=2, months=3)),
+    ("scan 127.0.0.1 yearly", "yearly", Monthly(months=12)),
 ]
 
 
@@ -94,7 +109,9 @@ def test_phrase_becomes_its_cadence_and_span(text: str, phrase: str, cadence: An
         "what did the scan find today",
         "alert if more than 100 logins per hour",
         "scan port 8080 at 8080",
-        "scan every 2 months",
+        "scan every 13 months",
+        "scan 127.0.0.1 on the 15th",
+        "report in 2 months",
     ],
 )
 def test_commands_without_a_schedule_have_no_cadence(text: str) -> None:
@@ -119,6 +136,10 @@ def test_a_past_time_today_is_not_a_schedule() -> None:
         (Weekly(weekdays=(3, 0), hour=18, minute=30), "every Monday and Thursday at 18:30"),
         (Weekly(weekdays=WEEKDAYS, hour=9), "every weekday at 09:00"),
         (Once(at=datetime(2026, 11, 30, 9, 0)), "once at 2026-11-30 09:00"),
+        (Monthly(day=15, hour=2), "monthly on the 15th at 02:00"),
+        (Monthly(day=31, hour=23, minute=30), "monthly on the last day at 23:30"),
+        (Monthly(day=2, months=3), "quarterly on the 2nd at 00:00"),
+        (Monthly(months=12), "yearly on the 1st of January at 00:00"),
     ],
 )
 def test_describe(cadence: AnyCadence, text: str) -> None:
@@ -141,6 +162,8 @@ def test_bad_stored_cadence_is_refused_on_decode() -> None:
         decode_cadence(b'{"kind":"weekly","weekdays":[],"hour":1}')
     with pytest.raises(msgspec.ValidationError):
         decode_cadence(b'{"kind":"every","count":0,"unit":"hour"}')
+    with pytest.raises(msgspec.ValidationError):
+        decode_cadence(b'{"kind":"monthly","day":32}')
 
 
 def test_next_fire_examples() -> None:
@@ -158,3 +181,27 @@ def test_next_fire_examples() -> None:
     once = Once(at=datetime(2026, 11, 30, 9, 0))
     assert next_fire(once, at) == datetime(2026, 11, 30, 9, 0)
     assert next_fire(once, datetime(2026, 11, 30, 9, 0)) is None
+
+
+def test_monthly_runs_on_the_last_day_of_a_month_too_short_for_its_day() -> None:
+    last = Monthly(day=31, hour=1)
+    fires = [datetime(2027, 1, 1)]
+    for _ in range(4):
+        nxt = next_fire(last, fires[-1])
+        assert nxt is not None
+        fires.append(nxt)
+    assert fires[1:] == [
+        datetime(2027, 1, 31, 1, 0),
+        datetime(2027, 2, 28, 1, 0),
+        datetime(2027, 3, 31, 1, 0),
+        datetime(2027, 4, 30, 1, 0),
+    ]
+    leap = next_fire(Monthly(day=30), datetime(2028, 2, 1))
+    assert leap == datetime(2028, 2, 29)
+
+
+def test_every_n_months_is_on_the_years_grid() -> None:
+    quarterly = Monthly(day=1, months=3)
+    assert next_fire(quarterly, datetime(2026, 11, 29)) == datetime(2027, 1, 1)
+    assert next_fire(quarterly, datetime(2027, 1, 1)) == datetime(2027, 4, 1)
+    assert next_fire(Monthly(months=12), datetime(2026, 12, 31, 23, 59)) == datetime(2027, 1, 1)
