@@ -141,3 +141,66 @@ def test_setup_sign_in_submit_follow_and_sign_out(
             assert page.request.get(base + "/api/v1/status").status == 401
         finally:
             browser.close()
+
+
+def test_a_scheduled_plan_is_previewed_and_runs_only_when_confirmed(
+    appliance: tuple[str, str],
+) -> None:
+    """Issue 12's "seeing before doing": Preview plan draws the steps and the schedule; Run
+    asks first for a scheduled plan, and a "no" makes nothing."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
+    from playwright.sync_api import Dialog, expect, sync_playwright
+
+    base, token = appliance
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(20_000)
+            page = context.new_page()
+            page.goto(base + "/setup")
+            page.fill("#token", token)
+            page.fill("#password", PASSWORD)
+            page.fill("#confirm", PASSWORD)
+            page.click("#set-password")
+            expect(page.locator("h1")).to_have_text("Overview")
+
+            page.goto(base + "/submit")
+            page.fill("#command-input", "scan 127.0.0.1 every hour then analyze the results")
+            page.click("#preview-plan")
+            decision = page.locator("#decision")
+            expect(decision).to_contain_text("Plan (scheduled)")
+            expect(decision).to_contain_text("runs every hour")
+            expect(decision).to_contain_text("s2 analyzer ← s1")
+            page.screenshot(path=str(ARTIFACTS / "plan-preview.png"), full_page=True)
+
+            asked: list[str] = []
+
+            def answer(no: bool) -> None:
+                def handle(dialog: Dialog) -> None:
+                    asked.append(dialog.message)
+                    dialog.dismiss() if no else dialog.accept()
+
+                page.once("dialog", handle)
+
+            answer(no=True)
+            page.click("#run")
+            for _ in range(40):
+                if asked:
+                    break
+                page.wait_for_timeout(250)
+            assert asked and "Run this plan?" in asked[0] and "every hour" in asked[0], asked
+            page.wait_for_timeout(500)  # a "no" must not submit late either
+            assert page.request.get(base + "/api/v1/schedules").json() == []
+
+            answer(no=False)
+            page.click("#run")
+            expect(decision).to_contain_text("made")
+            listed = page.request.get(base + "/api/v1/schedules").json()
+            assert len(listed) == 1 and len(asked) == 2, (listed, asked)
+            assert listed[0]["command"] == "scan 127.0.0.1 then analyze the results"
+            page.screenshot(path=str(ARTIFACTS / "plan-confirmed.png"), full_page=True)
+        finally:
+            browser.close()
