@@ -161,7 +161,7 @@ class Appliance:
         plan, routes = await self.planner.plan_and_routes(command)
         if plan.schedule is not None:
             if not autonomous:
-                return self._submit_schedule(command, plan)
+                return await self._submit_schedule(command, plan)
             plan = msgspec.structs.replace(plan, schedule=None, scheduled=False)  # a firing
         if plan.direct:
             first = routes[0]
@@ -204,16 +204,20 @@ class Appliance:
         assert first_error is not None
         raise first_error
 
-    def _submit_schedule(self, command: str, plan: Plan) -> Submitted:
+    async def _submit_schedule(self, command: str, plan: Plan) -> Submitted:
         """A scheduled command makes a schedule of the command without its schedule phrase;
         the job that asked for it is recorded (its plan, not run now) and each firing is
-        linked to it. A cadence that would never fire again is refused before anything."""
+        linked to it. A cadence that would never fire again is refused before anything. The
+        schedule's row is written off the event loop (a synchronous=FULL commit waits for the
+        disk); the scheduler hears of it through its thread-safe listener."""
         assert plan.schedule is not None
         if following(plan.schedule, self.runtime.clock.now()) is None:
             raise BadCommand(f"{describe(plan.schedule)} has already passed: it would never run")
         runner = self._plan_runner()
         job, root = self.runtime.submit(command, runner, start=PlanRequested(plan=plan))
-        record = self.schedules.add(plan.runs, plan.schedule, job_id=job.job_id)
+        record = await asyncio.to_thread(
+            self.schedules.add, plan.runs, plan.schedule, job_id=job.job_id
+        )
         return Submitted(job, root, self._plan_route(command, plan, runner), plan, record)
 
     def _plan_runner(self) -> str:
