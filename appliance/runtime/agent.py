@@ -26,6 +26,11 @@ Handler = Callable[[Any, Any, Any], Awaitable[Any]]
 ErrorClass: TypeAlias = Literal["transient", "fatal", "resource", "rejected"]
 
 
+class DuplicateAgentType(TypeError, ValueError):
+    """Two agent types with one name: the name is what commands, events and the graph use,
+    so the second is refused at registration (a ValueError too, as it always was)."""
+
+
 class NoState(msgspec.Struct):
     """State of an agent type that keeps none."""
 
@@ -113,8 +118,24 @@ def _discover_handlers(cls: type[Agent]) -> dict[type[Event], Handler]:
         params = list(inspect.signature(member).parameters)
         if len(params) < 2:
             continue
-        hints = typing.get_type_hints(member)
-        for event_type in _event_types(hints.get(params[1])):
+        try:
+            hints = typing.get_type_hints(member)
+        except NameError as err:  # an annotation names something its module does not import
+            raise TypeError(
+                f"agent type {cls.__qualname__}: the annotations of {name}() do not resolve "
+                f"({err}); import the event class in the module that defines the agent"
+            ) from err
+        handled = _event_types(hints.get(params[1]))
+        if not handled:
+            # a public async method is a handler: without an Event annotation it would
+            # silently never be called, so say so now rather than when no event arrives
+            raise TypeError(
+                f"agent type {cls.__qualname__}: {name}() looks like a handler but its "
+                f"parameter {params[1]!r} is not annotated with an Event subclass; annotate "
+                f"it (async def {name}(self, {params[1]}: MyEvent, ctx: Context[State])), "
+                f"or name the method _{name} if it is not a handler"
+            )
+        for event_type in handled:
             if event_type in found:
                 raise TypeError(
                     f"agent type {cls.name}: both {owner[event_type]}() and {name}() "

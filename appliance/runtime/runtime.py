@@ -66,7 +66,7 @@ from appliance.events import (
     TopicRef,
     TypeRef,
 )
-from appliance.runtime.agent import Agent, Handler, accepted_kinds
+from appliance.runtime.agent import Agent, DuplicateAgentType, Handler, accepted_kinds
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
 from appliance.runtime.fanout import TaskOutcome
@@ -137,7 +137,11 @@ class Runtime:
     def register(self, cls: type[Agent], factory: Callable[[], Agent] | None = None) -> None:
         """Make an agent type spawnable; from now on its events decode at every edge."""
         if cls.name in self._types:
-            raise ValueError(f"agent type {cls.name!r} is already registered")
+            raise DuplicateAgentType(
+                f"agent type {cls.__qualname__}: name = {cls.name!r} is already registered "
+                f"(by {self._types[cls.name].cls.__module__}."
+                f"{self._types[cls.name].cls.__qualname__}); give it a name of its own"
+            )
         kind = AgentKind(cls, factory or cls)
         self._types[cls.name] = kind
         for topic in cls.topics:
