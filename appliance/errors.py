@@ -122,3 +122,16 @@ class NoConfidentMatch(BadCommand):
             f"no agent type is a confident match for {command!r}; closest: {names}.{said} "
             "Rephrase it, or name the agent type (--agent)."
         )
+
+
+class ActionFailed(ApplianceError):
+    """An approved action could not be carried out (the firewall refused it); recorded so."""
+
+
+class UnknownAction(ApplianceError, LookupError):
+    """No action or approval has that id."""
+
+
+class ActionNotAllowed(ApplianceError, PermissionError):
+    """An action refused before anything ran: a host on the allow list, an approval already
+    decided, an action that cannot be undone."""

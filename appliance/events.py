@@ -165,6 +165,18 @@ class ScheduleFired(TaskRecord, frozen=True, kw_only=True, tag="schedule.fired")
     due_at: float = 0.0  # the firing it stands for (a missed one runs late, once)
 
 
+class ActionDecided(TaskRecord, frozen=True, kw_only=True, tag="action.decided"):
+    """What became of an action the task asked for: waiting for approval, applied (and what
+    approved it), rejected, expired, failed or undone. Recorded against the asking task, so
+    the chain back to the command reaches every block and its approval."""
+
+    action_id: str
+    action: str  # for people: "block 127.0.0.3"
+    state: str
+    decided_by: str = ""
+    detail: str = ""
+
+
 class TypeRecord(Event, frozen=True, kw_only=True):
     """A record about an agent type as a whole; the journal's task columns stay empty."""
 
@@ -230,6 +242,7 @@ JournalRecord: TypeAlias = (
     | AgentTypeReset
     | PoolScaled
     | ScheduleFired
+    | ActionDecided
 )
 """What the store's journal holds: everything that happened to tasks after their spawn."""
 
@@ -246,4 +259,5 @@ RecordEvent: TypeAlias = (
     | AgentTypeReset
     | PoolScaled
     | ScheduleFired
+    | ActionDecided
 )

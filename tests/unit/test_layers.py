@@ -33,6 +33,15 @@ FORBIDDEN = {
         "appliance.hal",
         "appliance.supervisor",
     ),
+    "actions": (  # the executor's hands: below the agents that use them
+        "appliance.web",
+        "appliance.app",
+        "appliance.cli",
+        "appliance.agents",
+        "appliance.hal",
+        "appliance.router",
+        "appliance.planner",
+    ),
     "schedules": (  # console.py is qey's side of it: it may use appliance.client
         "appliance.web",
         "appliance.app",

@@ -1,0 +1,102 @@
+"""The actions, as data: a tagged msgspec union, so a stored action outlives class names and
+the API, the CLI and the graph all show the same thing.
+
+Destructive is a property of the kind, not of the request: a block or a quarantine cuts a
+host off, and a revoke takes back an exemption, so those never run on a guess (see
+``service.py``: they wait for an approval); allow-listing and notifying change nothing a
+person would have to undo in a hurry."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, TypeAlias
+
+import msgspec
+
+Channel = Literal["display", "journal"]
+
+
+class Action(msgspec.Struct, frozen=True, kw_only=True, tag_field="action"):
+    """Base of the action kinds; annotate fields with ``AnyAction``."""
+
+    destructive: ClassVar[bool] = False
+    reason: str = ""  # why it was asked for (the finding, the command): shown with approvals
+
+    @property
+    def host(self) -> str | None:
+        """The address the action is about, checked against the scope; None: no host."""
+        return None
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class Block(Action, frozen=True, kw_only=True, tag="block"):
+    """Drop what ``address`` sends to the appliance or through it."""
+
+    destructive: ClassVar[bool] = True
+    address: str
+
+    @property
+    def host(self) -> str:
+        return self.address
+
+    def describe(self) -> str:
+        return f"block {self.address}"
+
+
+class Quarantine(Action, frozen=True, kw_only=True, tag="quarantine"):
+    """Cut ``address`` off both ways: nothing from it, nothing to it, nothing through."""
+
+    destructive: ClassVar[bool] = True
+    address: str
+
+    @property
+    def host(self) -> str:
+        return self.address
+
+    def describe(self) -> str:
+        return f"quarantine {self.address}"
+
+
+class AllowList(Action, frozen=True, kw_only=True, tag="allow"):
+    """Exempt ``address`` from blocks and quarantines (a block asked for later is refused)."""
+
+    address: str
+
+    @property
+    def host(self) -> str:
+        return self.address
+
+    def describe(self) -> str:
+        return f"allow-list {self.address}"
+
+
+class Revoke(Action, frozen=True, kw_only=True, tag="revoke"):
+    """Take back ``address``'s allow-list entry: blocks apply to it again."""
+
+    destructive: ClassVar[bool] = True
+    address: str
+
+    @property
+    def host(self) -> str:
+        return self.address
+
+    def describe(self) -> str:
+        return f"revoke the allow-list entry of {self.address}"
+
+
+class Notify(Action, frozen=True, kw_only=True, tag="notify"):
+    """Tell people: a line on the device's display and a warning in the system journal."""
+
+    message: str
+    channels: tuple[Channel, ...] = ("display", "journal")
+
+    def describe(self) -> str:
+        return f"notify ({', '.join(self.channels)}): {self.message}"
+
+
+AnyAction: TypeAlias = Block | Quarantine | AllowList | Revoke | Notify
+FIREWALL_KINDS = (Block, Quarantine, AllowList, Revoke)
+
+encode_action = msgspec.json.Encoder().encode
+decode_action = msgspec.json.Decoder(AnyAction).decode
