@@ -43,6 +43,7 @@ from appliance.web.errors import (
     WrongPassword,
 )
 from appliance.web.keys import RUNTIME, SUBMIT
+from appliance.web.reports import get_report
 from appliance.web.schedules import SCHEDULES, ScheduleControl, add_schedule_routes
 from appliance.web.submit import Submit
 from appliance.web.treesvg import tree_svg
@@ -312,6 +313,7 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/jobs/{job_id}/tree", get_tree)
     app.router.add_get("/api/v1/jobs/{job_id}/tree.svg", get_tree_svg)
     app.router.add_get("/api/v1/jobs/{job_id}/events", job_events)
+    app.router.add_get("/api/v1/jobs/{job_id}/report", get_report)
     app.router.add_get("/api/v1/tasks/{task_id}/chain", get_chain)
     app.router.add_get("/api/v1/agents", list_agents)
     app.router.add_post("/api/v1/events", post_event)

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from appliance import __version__
+from appliance.reports import FORMAT_NAMES, JobReport
 from appliance.schedules.store import ScheduleRecord
 from appliance.web.api import JobRequest
 from appliance.web.capabilities import DeviceStatus
@@ -42,6 +43,7 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     ScopeView,
     ScheduleRecord,
     ScheduleDetail,
+    JobReport,
 )
 _ERROR = {
     "type": "object",
@@ -72,6 +74,14 @@ def _responses(
             "description": _REASONS[code],
             **_json({"$ref": "#/components/schemas/Error"}),
         }
+    return out
+
+
+def _report_responses() -> dict[str, Any]:
+    """The report's one 200 in each of its formats (JSON: the JobReport record)."""
+    out = _responses(200, _ref(JobReport), 400, 404)
+    text = {"schema": {"type": "string"}}
+    out["200"]["content"] |= {"text/markdown": text, "text/csv": text, "text/html": text}
     return out
 
 
@@ -184,6 +194,22 @@ def openapi_document() -> dict[str, Any]:
                 _responses(200, _ref(CancelView), 403, 404, 409),
                 params=job,
                 change=True,
+            )
+        },
+        "/api/v1/jobs/{job_id}/report": {
+            "get": _op(
+                "The job's findings report (worst first, new and resolved since the last job "
+                "on the same targets, failed steps), as a download in the format asked",
+                _report_responses(),
+                params=job,
+                query=[
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": list(FORMAT_NAMES)},
+                    }
+                ],
             )
         },
         "/api/v1/tasks/{task_id}/chain": {

@@ -13,9 +13,11 @@ from aiohttp import web
 
 from appliance.runtime import JobTree, TaskNode, render_tree
 from appliance.web.auth import SESSION
+from appliance.web.findings import findings_section
 from appliance.web.keys import ACTIVITY, DEVICE, PROVIDER, RUNTIME, SCOPE
 from appliance.web.layout import e, notice, page, table
 from appliance.web.overview import StatusView, build_status
+from appliance.web.reports import job_report
 from appliance.web.schedules import started_by
 from appliance.web.treesvg import tree_svg
 
@@ -202,10 +204,11 @@ async def jobs(request: web.Request) -> web.Response:
 async def job(request: web.Request) -> web.Response:
     tree = await request.app[RUNTIME].graph.tree(request.match_info["job_id"])
     cause = await started_by(request, tree.job_id)  # a schedule's firing: which, made by whom
-    return _html(request, f"Job {tree.job_id}", cause + _job_body(tree), "/jobs")
+    report = findings_section(await job_report(request.app[RUNTIME], tree.job_id))
+    return _html(request, f"Job {tree.job_id}", cause + _job_body(tree, report), "/jobs")
 
 
-def _job_body(tree: JobTree) -> str:
+def _job_body(tree: JobTree, report: str = "") -> str:
     root = tree.roots[0] if tree.roots else None
     status = root.status if root else "running"
     head = (
@@ -232,6 +235,7 @@ def _job_body(tree: JobTree) -> str:
     ]
     return (
         head
+        + report
         + '<h2>Task tree</h2><div id="tree" class="tree-box" data-tree-src="/api/v1/jobs/'
         + e(tree.job_id)
         + '/tree.svg">'

@@ -50,6 +50,14 @@ FORBIDDEN = {
         "appliance.router",
         "appliance.planner",
     ),
+    "reports": (  # reads the graph's stored results by shape: the runtime only
+        "appliance.web",
+        "appliance.agents",
+        "appliance.app",
+        "appliance.cli",
+        "appliance.hal",
+        "appliance.router",
+    ),
     "hal": (
         "appliance.web",
         "appliance.agents",
