@@ -11,6 +11,7 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from appliance.actions.store import ActionRecord
 from appliance.errors import ApplianceError
 from appliance.schedules.store import ScheduleRecord
 
@@ -92,6 +93,18 @@ class ControlClient:
             await self._raw("DELETE", path)
             return None
         return msgspec.json.decode(await self._raw("POST", f"{path}/{action}"), type=ScheduleRecord)
+
+    async def actions(self, states: tuple[str, ...] = ()) -> list[ActionRecord]:
+        """``qey actions`` / ``qey approvals``: the actions, or those in ``states``."""
+        query = f"?state={','.join(states)}" if states else ""
+        return msgspec.json.decode(
+            await self._raw("GET", f"/api/v1/actions{query}"), type=list[ActionRecord]
+        )
+
+    async def decide_action(self, action_id: str, verb: str) -> ActionRecord:
+        """Approve, reject or undo one action; the action as it is afterwards."""
+        path = f"/api/v1/actions/{quote(action_id, safe='')}/{verb}"
+        return msgspec.json.decode(await self._raw("POST", path), type=ActionRecord)
 
     async def _raw(self, method: str, path: str) -> bytes:
         """The body of a 2xx answer, or ApplianceError with the API's message."""

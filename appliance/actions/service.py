@@ -55,6 +55,12 @@ class Actions:
         self._firewall_lock = threading.Lock()  # one nft transaction at a time, in order
         self.show_on_display: Callable[[str], None] | None = None  # the display, once it runs
 
+    def records(self, states: tuple[State, ...] = ()) -> list[ActionRecord]:
+        return self.log.records(states)
+
+    def get(self, action_id: str) -> ActionRecord:
+        return self.log.get(action_id)
+
     # -- asking -----------------------------------------------------------------------------
 
     def request(
