@@ -22,6 +22,7 @@ from appliance.agents.netwatch import start_watching
 from appliance.datadir import DataDirLock, private_dir, private_files, unlink_if_same
 from appliance.errors import AgentTypeFailed, BadCommand
 from appliance.events import JobContext, TaskRef
+from appliance.extensions.loader import load_extensions, register_extensions
 from appliance.hal.board import BoardProfile, load_board
 from appliance.hal.hardware import Hardware
 from appliance.hal.interfaces import reachable_urls
@@ -40,6 +41,7 @@ from appliance.web.api import make_api
 from appliance.web.capabilities import DeviceStatus
 from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
+from appliance.web.keys import FAILED_EXTENSIONS
 from appliance.web.panel import Panel, make_panel
 from appliance.web.tls import ensure_certificate, needs_tls
 
@@ -132,6 +134,11 @@ class Appliance:
         self.runtime.on_agent_type(self.router.add_type)
         self.runtime.register(ConsensusTracker)
         self.scope = register_builtin(self.runtime, settings)
+        # after the built-in types, each in isolation: a broken one is said, the rest start
+        self.extensions = load_extensions(
+            settings.data_dir, reserved=[cls.name for cls in self.runtime.agent_types]
+        )
+        register_extensions(self.runtime, self.extensions, self.scope, settings)
         # beside the jobs they start, in the same database; fired by serve()'s Scheduler
         self.schedules = Schedules(self.store, self.runtime.clock)
         self._console: Console | None = None  # the panel's, for qey passwd, once it is made
@@ -337,6 +344,7 @@ class Appliance:
             # the setup token is spent: its notice leaves the display at once
             on_configured=lambda: hardware.display.show_notice(""),
         )
+        app[FAILED_EXTENSIONS] = self.extensions.failed  # the status API lists them
         panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))
         self._console = panel.console
         return panel, credentials.new_setup_token()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -30,3 +30,5 @@ SCOPE: web.AppKey[ScopeControl | None] = web.AppKey("scope")
 # called once the admin password is set (the setup token is spent): app.py clears its notice
 ON_CONFIGURED: web.AppKey[Callable[[], None]] = web.AppKey("on_configured")
 PROVIDER: web.AppKey[str] = web.AppKey("provider")
+# extension entry points that did not load at start, and why (app.py's Extensions.failed)
+FAILED_EXTENSIONS: web.AppKey[Mapping[str, str]] = web.AppKey("failed_extensions")

@@ -23,6 +23,7 @@ from appliance.web.keys import (
     ACTIVITY,
     CREDENTIALS,
     DEVICE,
+    FAILED_EXTENSIONS,
     PLAN,
     PROVIDER,
     ROUTE,
@@ -74,7 +75,10 @@ class ScopeView(msgspec.Struct, frozen=True):
 
 async def get_status(request: web.Request) -> web.Response:
     app = request.app
-    return json_response(build_status(app[RUNTIME], app[ACTIVITY], app[PROVIDER], app[DEVICE]))
+    failed = app.get(FAILED_EXTENSIONS)
+    return json_response(
+        build_status(app[RUNTIME], app[ACTIVITY], app[PROVIDER], app[DEVICE], failed)
+    )
 
 
 async def post_route(request: web.Request) -> web.Response:

@@ -7,6 +7,8 @@ store query), so it is cheap enough to poll.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from appliance.runtime import InstanceInfo, Runtime, accepted_kinds
@@ -54,6 +56,8 @@ class StatusView(msgspec.Struct, frozen=True):
     types: list[TypeView]
     instances: list[InstanceView]
     device: DeviceStatus | None
+    # extension entry points that failed to load at start, and why: their types are absent
+    failed_extensions: dict[str, str] = {}
 
 
 def instance_view(info: InstanceInfo) -> InstanceView:
@@ -73,7 +77,11 @@ def instance_view(info: InstanceInfo) -> InstanceView:
 
 
 def build_status(
-    runtime: Runtime, activity: Activity, provider: str, device: DeviceView | None
+    runtime: Runtime,
+    activity: Activity,
+    provider: str,
+    device: DeviceView | None,
+    failed_extensions: Mapping[str, str] | None = None,
 ) -> StatusView:
     failed = runtime.failed_types()
     instances = [instance_view(i) for i in runtime.instances()]
@@ -121,4 +129,5 @@ def build_status(
         types=types,
         instances=instances,
         device=device.status() if device is not None else None,
+        failed_extensions=dict(failed_extensions or {}),
     )
