@@ -119,6 +119,10 @@ class ControlClient:
                 raise ApplianceError(message)
             return body
 
+    async def report(self, job_id: str, fmt: str) -> bytes:
+        """``qey report``: the job's findings report in ``fmt``, as the API renders it."""
+        return await self._raw("GET", f"/api/v1/jobs/{quote(job_id, safe='')}/report?format={fmt}")
+
     async def events(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
         assert self._session is not None
         async with self._session.get(f"http://qey/api/v1/jobs/{job_id}/events") as resp:
