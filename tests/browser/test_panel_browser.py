@@ -204,3 +204,55 @@ def test_a_scheduled_plan_is_previewed_and_runs_only_when_confirmed(
             page.screenshot(path=str(ARTIFACTS / "plan-confirmed.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_the_job_page_shows_its_findings_and_offers_the_report(
+    appliance: tuple[str, str], open_port: int
+) -> None:
+    """Issue 13's findings report on the job page: the table worst first, the downloads, the
+    raw JSON one click away, and at phone width the table scrolls in its own box."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = appliance
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 390, "height": 844})
+            context.set_default_timeout(20_000)
+            page = context.new_page()
+            page.goto(base + "/setup")
+            page.fill("#token", token)
+            page.fill("#password", PASSWORD)
+            page.fill("#confirm", PASSWORD)
+            page.click("#set-password")
+            page.goto(base + "/submit")
+            page.fill(
+                "#command-input", f"analyze network security posture of 127.0.0.1 ports {open_port}"
+            )
+            page.click("#run")
+            page.click("#job-link")
+            expect(page.locator("#job-status")).to_contain_text("done")
+            page.reload()  # the report is drawn with the page: now with the job's end in it
+
+            row = page.locator("#findings tr.finding")
+            expect(row).to_have_count(1)
+            expect(row).to_contain_text(str(open_port))
+            expect(row.locator(".sev")).to_have_text("low")  # an unknown service: rated low
+            expect(row.locator("td.todo")).not_to_be_empty()
+            expect(page.locator("#report-verdict")).to_contain_text("Done")
+            box = page.locator("#report .table-scroll").bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390, box
+            page.screenshot(path=str(ARTIFACTS / "job-findings-phone.png"), full_page=True)
+
+            link = page.locator('#report-downloads a[data-format="csv"]')
+            with page.expect_download() as download:
+                link.click()
+            assert download.value.suggested_filename.endswith(".csv")
+            expect(page.locator("#report-raw pre")).not_to_be_visible()
+            page.click("#report-raw summary")
+            expect(page.locator("#report-raw pre")).to_contain_text('"verdict": "done"')
+        finally:
+            browser.close()
