@@ -201,6 +201,7 @@ def remove(name: str, data_dir: Path) -> str:
     if dist is None:
         names = ", ".join(i.name for i in installed(data_dir)) or "none"
         raise ExtensionRefused(f"no extension {name!r} is installed (installed: {names})")
+    removed = dist.metadata["Name"] or name  # read before its metadata goes
     root = site.resolve()
     parents: set[Path] = set()
     for record in dist.files or ():
@@ -214,7 +215,7 @@ def remove(name: str, data_dir: Path) -> str:
         shutil.rmtree(meta)
     for folder in sorted(parents, key=lambda p: len(p.parts), reverse=True):
         _prune(folder, root)
-    return dist.metadata["Name"] or name
+    return removed
 
 
 def _prune(folder: Path, root: Path) -> None:
