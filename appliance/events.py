@@ -8,13 +8,36 @@ the ``Envelope``. Facts are past tense, requests end in ``Requested``.
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 import msgspec
 
+TAG_FIELD = "kind"
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
-    """Base of every event; subclasses must pass ``tag=...``."""
+
+class _EventMeta(msgspec.StructMeta):
+    """Refuses, at class definition, an event field named like the tag field: msgspec's own
+    error ("tag_field='kind' conflicts with an existing field") names neither the class nor
+    the fix, and it surfaces as an import error of whatever module defined the event."""
+
+    def __new__(
+        mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
+    ) -> _EventMeta:
+        if TAG_FIELD in namespace.get("__annotations__", {}) and any(
+            isinstance(b, _EventMeta) for b in bases
+        ):
+            raise TypeError(
+                f"event {name}: a field named {TAG_FIELD!r} collides with the tag field every "
+                f'Event carries (it holds the tag given in the class line, tag="..."); rename '
+                f"the field, e.g. to 'category' or 'service_{TAG_FIELD}'"
+            )
+        cls: _EventMeta = super().__new__(mcls, name, bases, namespace, **kwargs)
+        return cls
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field=TAG_FIELD, metaclass=_EventMeta):
+    """Base of every event; subclasses must pass ``tag=...``. A field may not be named
+    like the tag field (``kind``): that is refused when the class is defined."""
 
 
 class JobContext(msgspec.Struct, frozen=True):
