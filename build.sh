@@ -43,8 +43,8 @@ cmd_run() {
 cmd_lint() {
   ensure_venv
   echo "==> ruff"
-  "$VENV/bin/ruff" check appliance tests bench
-  "$VENV/bin/ruff" format --check appliance tests bench
+  "$VENV/bin/ruff" check appliance tests bench examples
+  "$VENV/bin/ruff" format --check appliance tests bench examples
   echo "==> mypy --strict appliance/ image/"
   "$VENV/bin/mypy" --strict appliance image
 }
@@ -82,7 +82,10 @@ cmd_test() {
   fi
   cmd_lint
   echo "==> pytest"
-  "$VENV/bin/pytest" -q "${select[@]}" "$@"
+  # the example extensions' own tests too, unless the arguments name what to run
+  local paths=(tests examples/*/tests) a
+  for a in "$@"; do if [ -e "${a%%::*}" ]; then paths=(); fi; done
+  "$VENV/bin/pytest" -q "${select[@]}" "${paths[@]}" "$@"
 }
 
 # The router model (models/export_router.py) is built in its own venv: torch is needed to
