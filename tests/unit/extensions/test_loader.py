@@ -128,3 +128,14 @@ async def test_a_loaded_type_is_registered_with_the_scope_it_asks_for(
     cls = runtime.agent_class(f"{mod}_t")
     assert cls is found.types[0]
     assert found.origins[f"{mod}_t"].endswith(" 1.0")
+
+
+def test_the_status_api_lists_failed_extensions(tmp_path: Path) -> None:
+    from appliance.web.activity import Activity
+    from appliance.web.overview import build_status
+
+    runtime = Runtime(Store(tmp_path / "qey.db"))
+    failed = {"broken": "importing broken:Thing: ModuleNotFoundError: no module"}
+    status = build_status(runtime, Activity(), "cpu", None, failed)
+    assert status.failed_extensions == failed
+    assert build_status(runtime, Activity(), "cpu", None).failed_extensions == {}
