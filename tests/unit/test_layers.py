@@ -33,10 +33,9 @@ FORBIDDEN = {
         "appliance.hal",
         "appliance.supervisor",
     ),
-    "actions": (  # the executor's hands: below the agents that use them
+    "actions": (  # below the agents that use them; console.py is qey's side (appliance.client)
         "appliance.web",
         "appliance.app",
-        "appliance.cli",
         "appliance.agents",
         "appliance.hal",
         "appliance.router",
