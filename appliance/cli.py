@@ -75,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
 
+    report = sub.add_parser(
+        "report",
+        help="a job's findings report (Markdown, CSV, JSON or HTML)",
+        description="Print a job's findings report: worst first, what is new and what was "
+        "resolved since the last job on the same targets, and any step that failed. From "
+        "the running appliance, or from the data directory when none runs.",
+    )
+    report.add_argument("job_id", metavar="JOB")
+    report.add_argument("--format", default="md", choices=("md", "csv", "json", "html"))
+    report.add_argument("--output", type=Path, help="write it to this file (owner-only)")
+    report.set_defaults(func=cmd_report)
+
     schedules = sub.add_parser(
         "schedules",
         help="list, pause, resume or delete schedules",
@@ -116,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
         "agents", help="list agent types", description="List the registered agent types."
     )
     agents.set_defaults(func=cmd_agents)
+
+    from appliance.extensions.command import add_extension_parser
+
+    add_extension_parser(sub)
 
     egress = sub.add_parser(
         "egress-policy",
@@ -384,6 +400,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from appliance.reports import console
+
+    return console.run(Settings.load(), args.job_id, args.format, args.output)
+
+
 def cmd_schedules(args: argparse.Namespace) -> int:
     from appliance.schedules import console
 
@@ -399,11 +421,14 @@ def cmd_egress_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from appliance.agents import BUILTIN_TYPES
+    from appliance.extensions.loader import with_builtin
     from appliance.runtime import accepted_kinds
 
-    for cls in BUILTIN_TYPES:
+    types, extensions = with_builtin(Settings.load().data_dir)
+    for cls in types:
         print(f"{cls.name}: {cls.description}\n  accepts: {', '.join(accepted_kinds(cls))}")
+        if cls.name in extensions.origins:
+            print(f"  extension: {extensions.origins[cls.name]}")
     return 0
 
 
@@ -425,8 +450,8 @@ def cmd_display_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from appliance.agents import BUILTIN_TYPES
     from appliance.app import router_settings
+    from appliance.extensions.loader import with_builtin
     from appliance.hal.board import load_board
     from appliance.router import Router
 
@@ -437,7 +462,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     if args.strict:
         settings = msgspec.structs.replace(settings, strict=True)
     router = Router(settings)
-    for cls in BUILTIN_TYPES:
+    for cls in with_builtin(app_settings.data_dir)[0]:
         router.add_type(cls)
     commands = sys.stdin if args.command == "-" else [args.command]
     for line in commands:
@@ -451,8 +476,8 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from appliance.agents import BUILTIN_TYPES
     from appliance.app import router_settings
+    from appliance.extensions.loader import with_builtin
     from appliance.hal.board import load_board
     from appliance.planner.plan import encode_plan, render_plan
     from appliance.planner.planner import Planner
@@ -461,8 +486,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     app_settings = Settings.load()
     router = Router(router_settings(load_board(app_settings.board), app_settings))
-    types = {cls.name: cls for cls in BUILTIN_TYPES}
-    for cls in BUILTIN_TYPES:
+    types = {cls.name: cls for cls in with_builtin(app_settings.data_dir)[0]}
+    for cls in types.values():
         router.add_type(cls)
     scope = Scope(app_settings.scope, confirm_large=app_settings.scope_confirm_large)
 

@@ -26,6 +26,7 @@ SUBCOMMANDS = [
     ["tasks", "chain"],
     ["agents"],
     ["passwd"],
+    ["report"],
 ]
 
 
