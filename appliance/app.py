@@ -16,11 +16,12 @@ import msgspec
 from aiohttp import web
 
 from appliance import __version__
+from appliance.actions.service import expire_approvals
 from appliance.agents import register_builtin
 from appliance.agents.messages import PlanRequested
 from appliance.agents.netwatch import start_watching
 from appliance.datadir import DataDirLock, private_dir, private_files, unlink_if_same
-from appliance.errors import AgentTypeFailed, BadCommand
+from appliance.errors import ActionFailed, AgentTypeFailed, BadCommand
 from appliance.events import JobContext, TaskRef
 from appliance.extensions.loader import load_extensions, register_extensions
 from appliance.hal.board import BoardProfile, load_board
@@ -38,6 +39,7 @@ from appliance.scope import Scope
 from appliance.settings import Settings, write_scope
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
+from appliance.web.approvals import add_action_routes, add_approvals_page
 from appliance.web.capabilities import DeviceStatus
 from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
@@ -133,7 +135,8 @@ class Appliance:
         self.supervisor = Supervisor(self.runtime)
         self.runtime.on_agent_type(self.router.add_type)
         self.runtime.register(ConsensusTracker)
-        self.scope = register_builtin(self.runtime, settings)
+        builtins = register_builtin(self.runtime, settings)
+        self.scope, self.actions = builtins.scope, builtins.actions
         # after the built-in types, each in isolation: a broken one is said, the rest start
         self.extensions = load_extensions(
             settings.data_dir, reserved=[cls.name for cls in self.runtime.agent_types]
@@ -267,12 +270,18 @@ class Appliance:
         bound: os.stat_result | None = None
         api = make_api(self.runtime, self.submit, self.schedules)
         add_console_routes(api, lambda: self._console)  # qey passwd; never on the panel
+        add_action_routes(api, self.actions, surface="console")
         runner = web.AppRunner(api, access_log=None)
         await runner.setup()
         try:
+            await asyncio.to_thread(self._restore_firewall)
             async with running(self.runtime), asyncio.TaskGroup() as tg:
                 hardware = self._hardware()
+                self.actions.show_on_display = hardware.display.show_notice
                 panel, setup_token = self._panel(hardware)
+                tg.create_task(
+                    expire_approvals(self.actions, self.runtime.clock), name="qey-approvals"
+                )
                 tg.create_task(hardware.run(), name="qey-hardware")
                 tg.create_task(self.supervisor.run(), name="qey-supervisor")
                 tg.create_task(self._scheduler().run(), name="qey-scheduler")
@@ -322,6 +331,16 @@ class Appliance:
         self.store.close()
         self._lock.release()
 
+    def _restore_firewall(self) -> None:
+        """The actions' firewall as the applied blocks left it (a reboot empties nftables).
+        Without the right to change it (CAP_NET_ADMIN) the appliance still starts, saying so;
+        each approval then fails, recorded, rather than claim a block it did not make."""
+        try:
+            self.actions.restore()
+        except ActionFailed as err:
+            log.warning("actions: %s", err)
+            print(f"qey actions: {err}", flush=True)
+
     def _panel(self, hardware: Hardware) -> tuple[Panel | None, str | None]:
         """The admin panel, where the board (or ``web_listen``) lets it listen, and the
         one-time setup token while no admin password is set (None once it is)."""
@@ -345,6 +364,8 @@ class Appliance:
             on_configured=lambda: hardware.display.show_notice(""),
         )
         app[FAILED_EXTENSIONS] = self.extensions.failed  # the status API lists them
+        add_action_routes(app, self.actions, surface="panel")
+        add_approvals_page(app)
         panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))
         self._console = panel.console
         return panel, credentials.new_setup_token()

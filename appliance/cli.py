@@ -102,6 +102,37 @@ def _parser() -> argparse.ArgumentParser:
     schedules.add_argument("--json", action="store_true", help="print the result as JSON")
     schedules.set_defaults(func=cmd_schedules)
 
+    approvals = sub.add_parser(
+        "approvals",
+        help="the actions waiting for your approval; approve or reject one",
+        description="Blocks, quarantines and revocations wait for an admin's yes; one not "
+        "approved before its deadline is not done. With no action, list those waiting; "
+        "'approve ID' carries one out, 'reject ID' closes it. Talks to the running appliance.",
+    )
+    approvals.add_argument(
+        "verb", nargs="?", default="list", choices=("list", "approve", "reject"), metavar="ACTION"
+    )
+    approvals.add_argument("action_id", nargs="?", metavar="ID", help="the action's id")
+    approvals.add_argument("--json", action="store_true", help="print the result as JSON")
+    approvals.set_defaults(func=cmd_approvals)
+
+    actions = sub.add_parser(
+        "actions",
+        help="every action taken or asked for, and what became of it",
+        description="Every action (block, quarantine, allow-list, revoke, notify), oldest first.",
+    )
+    actions.add_argument("--json", action="store_true", help="print the result as JSON")
+    actions.set_defaults(func=cmd_actions)
+
+    undo = sub.add_parser(
+        "undo",
+        help="take back an applied action (a block, quarantine or allow-list entry)",
+        description="Take back an applied firewall action; 'qey actions' lists their ids.",
+    )
+    undo.add_argument("action_id", metavar="ACTION")
+    undo.add_argument("--json", action="store_true", help="print the result as JSON")
+    undo.set_defaults(func=cmd_undo)
+
     tasks = sub.add_parser(
         "tasks",
         help="inspect the coordination graph",
@@ -404,6 +435,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     from appliance.reports import console
 
     return console.run(Settings.load(), args.job_id, args.format, args.output)
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from appliance.actions import console
+
+    return console.run(
+        Settings.load(), args.verb, args.action_id, pending_only=True, as_json=args.json
+    )
+
+
+def cmd_actions(args: argparse.Namespace) -> int:
+    from appliance.actions import console
+
+    return console.run(Settings.load(), "list", None, pending_only=False, as_json=args.json)
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from appliance.actions import console
+
+    return console.run(
+        Settings.load(), "undo", args.action_id, pending_only=False, as_json=args.json
+    )
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from appliance.actions.service import Actions
 from appliance.agents.analyzer import Analyzer
 from appliance.agents.collector import DataCollector
 from appliance.agents.coordinator import Coordinator
@@ -24,10 +27,15 @@ __all__ = [
 BUILTIN_TYPES = (Coordinator, DataCollector, Analyzer, Executor)
 
 
-def register_builtin(runtime: Runtime, settings: Settings) -> Scope:
-    """Register the four built-in types, every one bound to the configured scope (returned:
-    the panel changes it in place)."""
+class Builtins(NamedTuple):
+    scope: Scope  # the panel changes it in place
+    actions: Actions  # the executor's hands: the app serves their approvals
+
+
+def register_builtin(runtime: Runtime, settings: Settings) -> Builtins:
+    """Register the four built-in types, every one bound to the configured scope."""
     scope = Scope(settings.scope, confirm_large=settings.scope_confirm_large)
+    actions = Actions(runtime.store, runtime.clock, scope, record=runtime.record)
     rules = PortRules.load(settings.rules_file)
     runtime.register(
         Coordinator,
@@ -37,7 +45,7 @@ def register_builtin(runtime: Runtime, settings: Settings) -> Scope:
     )
     runtime.register(DataCollector, lambda: DataCollector(scope, settings))
     runtime.register(Analyzer, lambda: Analyzer(rules))
-    runtime.register(Executor, lambda: Executor(scope))
+    runtime.register(Executor, lambda: Executor(scope, actions))
     # autonomous, not routed to: it reacts to hot-plug events (hal.hotplug), not commands
     runtime.register(NetworkWatcher, lambda: NetworkWatcher(scope, runtime.submit))
-    return scope
+    return Builtins(scope, actions)

@@ -1,15 +1,21 @@
-"""The executor: acts on a finding. On this appliance acting means recording it, with its
-advice, in the job's report; it never changes anything on the target."""
+"""The executor: acts on findings and on what the admin asks. It records findings, with
+their advice, in the job's report, and takes actions (appliance/actions): a notice, and
+blocks, quarantines and allow-list entries on the appliance's own firewall, the destructive
+ones only after an admin approved them. It never changes anything on the target itself."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import msgspec
 
+from appliance.actions.service import Actions
+from appliance.agents.acting import actions_for, addresses_in
 from appliance.agents.messages import (
     ActionRequested,
     ActionTaken,
+    ActRequested,
     Finding,
     RecordReport,
     RecordRequested,
@@ -384,25 +390,63 @@ class Executor(Agent):
     )
     State = NoState
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, actions: Actions | None = None) -> None:
         self._scope = scope
+        self._actions = actions
 
     @classmethod
     def start_for(cls, command: str) -> Event | None:
-        """An executor acts on a finding, which only an analysis produces (service, severity,
-        advice); a sentence can't supply one. Say so rather than start an idle instance."""
-        raise _alone(command)
+        """An action a sentence names whole ("block 127.0.0.3", "whitelist 127.0.0.9");
+        a report entry needs a finding, which only an analysis produces, so for that say so
+        rather than start an idle instance."""
+        targets = [a.removesuffix("/32").removesuffix("/128") for a in addresses_in(command)]
+        actions = actions_for(command, targets, [])
+        if actions is None:
+            raise _alone(command)
+        return ActRequested(actions=actions, note=command)
 
     @classmethod
     def start_for_step(
         cls, step_text: str, params: StepParams, inputs: Sequence[StepInput]
-    ) -> RecordRequested:
-        """A plan's record step: the findings the steps before it (or the earlier jobs it
-        refers to) produced, at or above the step's severity."""
+    ) -> RecordRequested | ActRequested:
+        """A plan's step: an action its words name (on its targets, or on the hosts of the
+        findings before it), or else a record of those findings, at or above the step's
+        severity."""
+        findings = at_least(merged_facts(inputs).findings, params.severity)
+        actions = actions_for(step_text, params.targets, findings)
+        if actions is not None:
+            return ActRequested(actions=actions, note=step_text)
         if not inputs:
             raise _alone(step_text)
-        findings = at_least(merged_facts(inputs).findings, params.severity)
         return RecordRequested(findings=findings, note=step_text, recipients=params.recipients)
+
+    async def on_act(self, event: ActRequested, ctx: Context[NoState]) -> RecordReport:
+        """File each action (appliance/actions): applied at once, or pending an admin's
+        approval when it is destructive. Every host is checked against the scope first."""
+        if self._actions is None:
+            raise BadCommand("this appliance was started without its actions (no firewall)")
+        for action in event.actions:  # all in scope, or nothing is filed
+            if action.host is not None:
+                self._scope.check(action.host)
+        taken = []
+        for action in event.actions:
+            record = await asyncio.to_thread(
+                self._actions.request,
+                action,
+                job_id=ctx.job.job_id,
+                task_id=ctx.task_id,
+                agent_type=self.name,
+            )
+            taken.append(
+                ActionTaken(
+                    host=action.host or "",
+                    port=0,
+                    action=record.what,
+                    action_id=record.id,
+                    state=record.state,
+                )
+            )
+        return RecordReport(findings=[], actions=taken, note=event.note)
 
     async def on_record(self, event: RecordRequested, ctx: Context[NoState]) -> RecordReport:
         for finding in event.findings:  # all in scope, or nothing is recorded

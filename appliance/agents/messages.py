@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from appliance.actions.model import AnyAction
 from appliance.events import Event
 from appliance.planner.plan import Plan
 from appliance.runtime import SEVERITIES, Severity, StepInput
@@ -54,7 +55,17 @@ class ActionTaken(msgspec.Struct, frozen=True):
     host: str
     port: int
     action: str
-    report_key: str
+    report_key: str = ""  # where a report entry went
+    action_id: str = ""  # an action on the firewall or a notice (appliance/actions)
+    state: str = "done"  # "pending" until an admin approves it; see `qey approvals`
+
+
+class ActRequested(Event, frozen=True, tag="act.requested"):
+    """Take these actions (block, quarantine, allow-list, revoke, notify); the destructive
+    ones wait for an admin's approval."""
+
+    actions: list[AnyAction]
+    note: str = ""
 
 
 class AnalysisReport(msgspec.Struct, frozen=True):

@@ -178,9 +178,7 @@ def describe(cadence: Cadence) -> str:
         day = "the last day" if cadence.day == 31 else f"the {_ordinal(cadence.day)}"
         if cadence.months == 12:
             return f"yearly on {day} of January at {cadence.hour:02d}:{cadence.minute:02d}"
-        every = {1: "monthly", 3: "quarterly"}.get(
-            cadence.months, f"every {cadence.months} months"
-        )
+        every = {1: "monthly", 3: "quarterly"}.get(cadence.months, f"every {cadence.months} months")
         return f"{every} on {day} at {cadence.hour:02d}:{cadence.minute:02d}"
     if isinstance(cadence, Once):
         return f"once at {cadence.at:%Y-%m-%d %H:%M}"

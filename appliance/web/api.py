@@ -17,6 +17,8 @@ import msgspec
 from aiohttp import web
 
 from appliance.errors import (
+    ActionFailed,
+    ActionNotAllowed,
     ApplianceError,
     BadCommand,
     BadEvent,
@@ -26,6 +28,7 @@ from appliance.errors import (
     NoConfidentMatch,
     OutOfScope,
     RuntimeStopped,
+    UnknownAction,
     UnknownAgentType,
     UnknownJob,
     UnknownSchedule,
@@ -60,6 +63,9 @@ _STATUS: list[tuple[type[ApplianceError], int]] = [
     (UnknownJob, 404),
     (UnknownTask, 404),
     (UnknownSchedule, 404),
+    (UnknownAction, 404),
+    (ActionNotAllowed, 409),
+    (ActionFailed, 502),
     (UnknownAgentType, 404),
     (OutOfScope, 403),
     (EventNotAllowed, 403),

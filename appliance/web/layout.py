@@ -14,6 +14,7 @@ NAV = [
     ("/", "Overview"),
     ("/jobs", "Jobs"),
     ("/schedules", "Schedules"),
+    ("/approvals", "Approvals"),
     ("/submit", "Submit"),
     ("/events", "Live events"),
     ("/settings", "Settings"),

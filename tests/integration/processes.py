@@ -7,18 +7,21 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from appliance.settings import Settings
 
 
 @contextmanager
-def running_appliance(settings: Settings) -> Iterator[subprocess.Popen[str]]:
+def running_appliance(
+    settings: Settings, prefix: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[str]]:
     """``qey run`` on the settings' data directory, ready; stopped with SIGTERM after, and
-    its exit must be clean (0). Its remaining stdout is left for the caller to read."""
+    its exit must be clean (0). Its remaining stdout is left for the caller to read.
+    ``prefix`` runs it under another command that execs it (a network namespace's)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "run"],
+        [*prefix, sys.executable, "-m", "appliance.cli", "run"],
         env={**os.environ, "QEY_DATA_DIR": str(settings.data_dir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

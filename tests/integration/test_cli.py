@@ -27,6 +27,9 @@ SUBCOMMANDS = [
     ["agents"],
     ["passwd"],
     ["report"],
+    ["approvals"],
+    ["actions"],
+    ["undo"],
 ]
 
 
