@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from appliance import __version__
+from appliance.actions.handoff import loader_for
 from appliance.actions.service import expire_approvals
 from appliance.agents import register_builtin
 from appliance.agents.messages import PlanRequested
@@ -135,7 +136,7 @@ class Appliance:
         self.supervisor = Supervisor(self.runtime)
         self.runtime.on_agent_type(self.router.add_type)
         self.runtime.register(ConsensusTracker)
-        builtins = register_builtin(self.runtime, settings)
+        builtins = register_builtin(self.runtime, settings, loader_for(settings.data_dir))
         self.scope, self.actions = builtins.scope, builtins.actions
         # after the built-in types, each in isolation: a broken one is said, the rest start
         self.extensions = load_extensions(

@@ -174,6 +174,15 @@ def _parser() -> argparse.ArgumentParser:
     egress.add_argument("--user", default="qey", help="the user it polices (default: qey)")
     egress.set_defaults(func=cmd_egress_policy)
 
+    firewall_apply = sub.add_parser(
+        "firewall-apply",
+        help="(root) load the actions' firewall table the appliance asked for",
+        description="Root's side of the actions' firewall on the image (qey-actions.service): "
+        "read actions/firewall.json from the data directory, check it holds only addresses, "
+        "load the qey_actions nftables table, and confirm in /run/qey/actions-applied.",
+    )
+    firewall_apply.set_defaults(func=cmd_firewall_apply)
+
     route = sub.add_parser(
         "route",
         help="show which agent type a command would go to",
@@ -470,6 +479,17 @@ def cmd_egress_policy(args: argparse.Namespace) -> int:
 
     settings = Settings.load()
     print(ruleset(settings.scope, settings.egress_allow, args.user), end="")
+    return 0
+
+
+def cmd_firewall_apply(args: argparse.Namespace) -> int:
+    from appliance.actions.handoff import apply_request
+
+    entries = apply_request(Settings.load().data_dir)
+    print(
+        f"qey actions firewall: {len(entries.blocked)} blocked, "
+        f"{len(entries.quarantined)} quarantined, {len(entries.allowed)} allow-listed"
+    )
     return 0
 
 

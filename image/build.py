@@ -141,6 +141,7 @@ ENABLE = {  # unit -> target.wants it goes into
     "qey-data.service": "local-fs.target",
     "systemd-networkd.service": "multi-user.target",
     "qey-egress.path": "multi-user.target",
+    "qey-actions.path": "multi-user.target",
 }
 # Kernel modules for hardware a wired network appliance does not have (Wi-Fi, sound, video
 # capture, InfiniBand, discrete PCIe GPUs, Fibre Channel) and the kernel's self-tests: a third

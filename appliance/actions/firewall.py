@@ -21,7 +21,7 @@ TABLE = "qey_actions"
 NFT = shutil.which("nft") or "/usr/sbin/nft"
 
 
-class Entries(msgspec.Struct, frozen=True):
+class Entries(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Who the firewall cuts off or exempts, each list sorted and without duplicates."""
 
     blocked: tuple[str, ...] = ()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
+from appliance.actions import firewall
 from appliance.actions.service import Actions
 from appliance.agents.analyzer import Analyzer
 from appliance.agents.collector import DataCollector
@@ -32,10 +34,17 @@ class Builtins(NamedTuple):
     actions: Actions  # the executor's hands: the app serves their approvals
 
 
-def register_builtin(runtime: Runtime, settings: Settings) -> Builtins:
-    """Register the four built-in types, every one bound to the configured scope."""
+def register_builtin(
+    runtime: Runtime,
+    settings: Settings,
+    load_firewall: Callable[[firewall.Entries], None] = firewall.load,
+) -> Builtins:
+    """Register the four built-in types, every one bound to the configured scope; the
+    executor's actions change the firewall with ``load_firewall``."""
     scope = Scope(settings.scope, confirm_large=settings.scope_confirm_large)
-    actions = Actions(runtime.store, runtime.clock, scope, record=runtime.record)
+    actions = Actions(
+        runtime.store, runtime.clock, scope, record=runtime.record, load_firewall=load_firewall
+    )
     rules = PortRules.load(settings.rules_file)
     runtime.register(
         Coordinator,
