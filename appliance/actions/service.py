@@ -99,7 +99,7 @@ class Actions:
         )
         if action.destructive:
             self._note(record, "pending", by="", detail="waiting for an admin's approval")
-            self._show(f"approve? {record.what} ({record.id})")
+            self._show_pending()
             return record
         return self._carry_out(record, by="policy: not destructive")
 
@@ -211,9 +211,21 @@ class Actions:
         if self.show_on_display is not None:
             self.show_on_display(text)
 
+    def _show_pending(self) -> None:
+        """The display's notice line: the oldest action waiting for an approval, and how many
+        more; cleared when none waits."""
+        waiting = self.log.records(("pending",))
+        if not waiting:
+            self._show("")
+            return
+        more = f" (+{len(waiting) - 1})" if len(waiting) > 1 else ""
+        self._show(f"approve? {waiting[0].what}{more}")
+
     def _noted(self, action_id: str, state: State, *, by: str, detail: str = "") -> ActionRecord:
         record = self.log.get(action_id)
         self._note(record, state, by=by, detail=detail)
+        if record.destructive:
+            self._show_pending()
         return record
 
     def _note(self, record: ActionRecord, state: State, *, by: str, detail: str) -> None:

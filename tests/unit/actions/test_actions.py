@@ -115,11 +115,12 @@ async def test_a_deadline_passing_means_not_done(
     try:
         await clock.advance(30)
         assert actions.log.get(pending.id).state == "pending"
-        await clock.advance(40)
-        for _ in range(50):  # the expiry runs in a thread
+        for _ in range(500):  # five seconds a step; each expiry runs in a thread
+            await clock.advance(5)
             if actions.log.get(pending.id).state != "pending":
                 break
             await asyncio.sleep(0.02)
+        assert clock.now() - pending.requested_at >= 60  # not before its deadline
     finally:
         watcher.cancel()
     expired = actions.log.get(pending.id)
@@ -230,3 +231,15 @@ def test_the_ruleset_names_every_set_and_exempts_first() -> None:
     input_chain = rules.split("chain input")[1]
     assert input_chain.index("@allowed_v4 accept") < input_chain.index("@blocked_v4 drop")
     assert "qey_egress" not in rules  # the egress policy's table is not ours to touch
+
+
+def test_the_display_shows_what_waits_for_an_approval(actions: Actions) -> None:
+    shown: list[str] = []
+    actions.show_on_display = shown.append
+    first = actions.request(Block(address="127.0.0.3"), **ASKED)
+    actions.request(Quarantine(address="127.0.0.4"), **ASKED)
+    assert shown[-1] == "approve? block 127.0.0.3 (+1)"
+    actions.approve(first.id)
+    assert shown[-1] == "approve? quarantine 127.0.0.4"
+    actions.reject(actions.records(("pending",))[0].id)
+    assert shown[-1] == ""
