@@ -7,7 +7,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from appliance import __version__
+from appliance.actions.firewall import Entries
 from appliance.actions.handoff import loader_for
 from appliance.actions.service import expire_approvals
 from appliance.agents import register_builtin
@@ -116,7 +117,14 @@ def process_age(stat: Path = Path("/proc/self/stat")) -> float | None:
 
 
 class Appliance:
-    def __init__(self, settings: Settings, router: Router | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        router: Router | None = None,
+        load_firewall: Callable[[Entries], None] | None = None,
+    ) -> None:
+        """``load_firewall`` changes the actions' firewall (default: nft here, or root's unit
+        on the image; see ``actions/handoff.py``)."""
         self.startup = StartupClock()
         self.startup.phases["imports"] = process_age() or 0.0
         self.settings = settings
@@ -136,7 +144,9 @@ class Appliance:
         self.supervisor = Supervisor(self.runtime)
         self.runtime.on_agent_type(self.router.add_type)
         self.runtime.register(ConsensusTracker)
-        builtins = register_builtin(self.runtime, settings, loader_for(settings.data_dir))
+        builtins = register_builtin(
+            self.runtime, settings, load_firewall or loader_for(settings.data_dir)
+        )
         self.scope, self.actions = builtins.scope, builtins.actions
         # after the built-in types, each in isolation: a broken one is said, the rest start
         self.extensions = load_extensions(
@@ -489,9 +499,11 @@ class _LiveScope:
 
 
 @asynccontextmanager
-async def in_process(settings: Settings) -> AsyncIterator[Appliance]:
+async def in_process(
+    settings: Settings, load_firewall: Callable[[Entries], None] | None = None
+) -> AsyncIterator[Appliance]:
     """An appliance running inside this process (no control socket) for one-off commands."""
-    appliance = Appliance(settings)
+    appliance = Appliance(settings, load_firewall=load_firewall)
     try:
         async with running(appliance.runtime):
             await appliance.router.prepare()

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -65,6 +66,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # the admin's names for devices and networks ("nas" = "192.168.1.10"), which commands
     # may use ("scan the nas"); never looked up anywhere, and checked against the scope
     names: dict[str, str] = msgspec.field(default_factory=dict)
+    # who says yes to a destructive action (block, quarantine, revoke): "admin" (qey
+    # approvals, the panel), or "vote": approval_voters analyzers rate the finding behind it
+    # again, each on its own, and approval_quorum of them must rate it as severe within
+    # approval_deadline_s (an action with no finding behind it still waits for an admin)
+    approval: Literal["admin", "vote"] = "admin"
+    approval_voters: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3
+    approval_quorum: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
+    approval_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
 
     @property
     def db_path(self) -> Path:
@@ -109,6 +118,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             egress_networks(settings.egress_allow)
         except ValueError as err:
             raise ValueError(f"{config}: egress_allow: {err}") from None
+        if settings.approval_quorum > settings.approval_voters:
+            raise ValueError(
+                f"{config}: approval_quorum ({settings.approval_quorum}) is more than "
+                f"approval_voters ({settings.approval_voters}): no vote could pass"
+            )
         try:
             settings.names = device_names(settings.names)
         except ValueError as err:

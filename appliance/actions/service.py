@@ -70,9 +70,11 @@ class Actions:
         job_id: str,
         task_id: str,
         agent_type: str = "executor",
+        approval: Approval = "admin",
     ) -> ActionRecord:
         """File ``action`` for the task that asks: applied now when it changes nothing a
-        person must vouch for, pending an admin's approval otherwise. OutOfScope for a host
+        person must vouch for, pending an approval otherwise (``approval``: an admin's, or a
+        vote the asking task runs and reports with ``approve``/``reject``). OutOfScope for a host
         outside the scope, ActionNotAllowed for a block of an allow-listed host."""
         if action.host is not None:
             self._scope.check(action.host)
@@ -85,7 +87,7 @@ class Actions:
                 f"{action.describe().split()[0]} it"
             )
         now = self._clock.now()
-        approval: Approval = "admin" if action.destructive else "none"
+        approval = approval if action.destructive else "none"
         record = self.log.add(
             action,
             state="pending" if action.destructive else "applied",
@@ -98,7 +100,8 @@ class Actions:
             decided_by="" if action.destructive else "policy: not destructive",
         )
         if action.destructive:
-            self._note(record, "pending", by="", detail="waiting for an admin's approval")
+            waits = "a vote of analyzers" if approval == "vote" else "an admin's approval"
+            self._note(record, "pending", by="", detail=f"waiting for {waits}")
             self._show_pending()
             return record
         return self._carry_out(record, by="policy: not destructive")

@@ -19,7 +19,7 @@ from appliance.errors import UnknownAction
 from appliance.runtime import Store
 
 State = Literal["pending", "applied", "rejected", "expired", "failed", "undone"]
-Approval = Literal["none", "admin"]
+Approval = Literal["none", "admin", "vote"]
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS actions (
     id TEXT PRIMARY KEY,
@@ -49,7 +49,7 @@ class ActionRecord(msgspec.Struct, frozen=True, kw_only=True):
     what: str  # the action for people ("block 127.0.0.3")
     destructive: bool
     state: State
-    approval: Approval  # what it waited for: nothing, or an admin's yes
+    approval: Approval  # what it waits for: nothing, an admin's yes, or a vote of analyzers
     job_id: str
     task_id: str
     agent_type: str

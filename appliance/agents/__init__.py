@@ -10,7 +10,7 @@ from appliance.actions.service import Actions
 from appliance.agents.analyzer import Analyzer
 from appliance.agents.collector import DataCollector
 from appliance.agents.coordinator import Coordinator
-from appliance.agents.executor import Executor
+from appliance.agents.executor import ApprovalPolicy, Executor
 from appliance.agents.netwatch import NetworkWatcher
 from appliance.agents.rules import PortRules
 from appliance.runtime import Runtime
@@ -54,7 +54,13 @@ def register_builtin(
     )
     runtime.register(DataCollector, lambda: DataCollector(scope, settings))
     runtime.register(Analyzer, lambda: Analyzer(rules))
-    runtime.register(Executor, lambda: Executor(scope, actions))
+    approval = ApprovalPolicy(
+        by=settings.approval,
+        voters=settings.approval_voters,
+        quorum=settings.approval_quorum,
+        deadline_s=settings.approval_deadline_s,
+    )
+    runtime.register(Executor, lambda: Executor(scope, actions, approval))
     # autonomous, not routed to: it reacts to hot-plug events (hal.hotplug), not commands
     runtime.register(NetworkWatcher, lambda: NetworkWatcher(scope, runtime.submit))
     return Builtins(scope, actions)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from appliance.agents.collector import one_target, ports_in
 from appliance.agents.messages import (
     ActionRequested,
@@ -14,11 +16,13 @@ from appliance.agents.messages import (
     ReviewReport,
     ReviewRequested,
     at_least,
+    decode_proposal,
     merged_facts,
 )
 from appliance.agents.rules import PortRules
 from appliance.errors import BadCommand
-from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
+from appliance.events import VoteCast, VoteRequested
+from appliance.runtime import SEVERITIES, Agent, Context, NoState, StepInput, StepParams
 from appliance.scope import parse_network
 
 ANALYSIS_USAGE = "say: analyze <address> [ports 22,80] (no ports: what the last scan found)"
@@ -423,6 +427,21 @@ class Analyzer(Agent):
             f"{step_text!r} has no results to analyse: name one host, or scan first "
             f"(scan <address> then analyze the results). {ANALYSIS_USAGE}"
         )
+
+    async def on_vote(self, event: VoteRequested, ctx: Context[NoState]) -> None:
+        """A vote on an action (executor, approval "vote"): rate the finding behind it by
+        these rules, independently of whoever rated it first, and say yes only if it is at
+        least the proposal's floor. A proposal it cannot read is a no."""
+        try:
+            proposal = decode_proposal(event.proposal)
+        except msgspec.DecodeError:
+            accept, reason = False, "not a proposal an analyzer can judge"
+        else:
+            severity = self._rules.assess(proposal.host, proposal.port).severity
+            accept = SEVERITIES.index(severity) >= SEVERITIES.index(proposal.floor)
+            reason = f"{proposal.host}:{proposal.port} rates {severity}"
+        vote = VoteCast(vote_id=event.vote_id, voter=ctx.task_id, accept=accept, reason=reason)
+        await ctx.send(event.tracker, vote)
 
     async def on_review(self, event: ReviewRequested, ctx: Context[NoState]) -> ReviewReport:
         findings = [self._rules.assess(hp.host, p) for hp in event.open for p in hp.open_ports]

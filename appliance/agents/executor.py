@@ -7,31 +7,47 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import msgspec
 
 from appliance.actions.service import Actions
+from appliance.actions.store import ActionRecord
 from appliance.agents.acting import actions_for, addresses_in
 from appliance.agents.messages import (
     ActionRequested,
     ActionTaken,
     ActRequested,
     Finding,
+    Proposal,
     RecordReport,
     RecordRequested,
     at_least,
+    encode_proposal,
     merged_facts,
 )
 from appliance.errors import BadCommand
-from appliance.events import Event
+from appliance.events import ConsensusFailed, ConsensusReached, Event
 from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
 from appliance.scope import Scope
+from appliance.supervisor.consensus import ConsensusTracker, VoteOpened
 
 
 class ReportEntry(msgspec.Struct, frozen=True):
     finding: Finding
     recorded_by: str
     recorded_at: float
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Who approves this executor's destructive actions (settings.approval*)."""
+
+    by: Literal["admin", "vote"] = "admin"
+    voters: int = 3
+    quorum: int = 2
+    deadline_s: float = 60.0
 
 
 class Executor(Agent):
@@ -390,9 +406,15 @@ class Executor(Agent):
     )
     State = NoState
 
-    def __init__(self, scope: Scope, actions: Actions | None = None) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        actions: Actions | None = None,
+        approval: ApprovalPolicy = ApprovalPolicy(),
+    ) -> None:
         self._scope = scope
         self._actions = actions
+        self._approval = approval
 
     @classmethod
     def start_for(cls, command: str) -> Event | None:
@@ -415,14 +437,15 @@ class Executor(Agent):
         findings = at_least(merged_facts(inputs).findings, params.severity)
         actions = actions_for(step_text, params.targets, findings)
         if actions is not None:
-            return ActRequested(actions=actions, note=step_text)
+            return ActRequested(actions=actions, note=step_text, findings=findings)
         if not inputs:
             raise _alone(step_text)
         return RecordRequested(findings=findings, note=step_text, recipients=params.recipients)
 
     async def on_act(self, event: ActRequested, ctx: Context[NoState]) -> RecordReport:
-        """File each action (appliance/actions): applied at once, or pending an admin's
-        approval when it is destructive. Every host is checked against the scope first."""
+        """File each action (appliance/actions): applied at once, or pending an approval when
+        it is destructive: an admin's, or (approval = "vote") a vote this task runs among
+        analyzers on the finding behind it. Every host is checked against the scope first."""
         if self._actions is None:
             raise BadCommand("this appliance was started without its actions (no firewall)")
         for action in event.actions:  # all in scope, or nothing is filed
@@ -430,13 +453,18 @@ class Executor(Agent):
                 self._scope.check(action.host)
         taken = []
         for action in event.actions:
+            behind = next((f for f in event.findings if f.host == action.host), None)
+            by_vote = self._approval.by == "vote" and action.destructive and behind is not None
             record = await asyncio.to_thread(
                 self._actions.request,
                 action,
                 job_id=ctx.job.job_id,
                 task_id=ctx.task_id,
                 agent_type=self.name,
+                approval="vote" if by_vote else "admin",
             )
+            if record.state == "pending" and record.approval == "vote" and behind is not None:
+                record = await self._vote(record, behind, ctx)
             taken.append(
                 ActionTaken(
                     host=action.host or "",
@@ -478,6 +506,38 @@ class Executor(Agent):
         return ActionTaken(
             host=finding.host, port=finding.port, action="recorded in report", report_key=key
         )
+
+    async def _vote(
+        self, record: ActionRecord, finding: Finding, ctx: Context[NoState]
+    ) -> ActionRecord:
+        """Ask fresh analyzer instances, each rating the finding by its own rules, whether it
+        is at least as severe as the analysis said; a quorum of yes approves the action, and
+        anything else (a no, a quorum out of reach, the deadline) rejects it, recorded."""
+        assert self._actions is not None
+        policy = self._approval
+        proposal = Proposal(
+            action=record.what, host=finding.host, port=finding.port, floor=finding.severity
+        )
+        voters = [
+            ctx.spawn("analyzer", f"rate {finding.host}:{finding.port} for: {record.what}")
+            for _ in range(policy.voters)
+        ]
+        tracker = ctx.spawn(ConsensusTracker.name, f"vote: {record.what}")
+        vote_id = f"vote-{record.id}"
+        opened = VoteOpened(
+            vote_id=vote_id,
+            proposal=encode_proposal(proposal).decode(),
+            participants=voters,
+            quorum=policy.quorum,
+            deadline_s=policy.deadline_s,
+        )
+        outcome = await ctx.request(tracker, opened, timeout=policy.deadline_s + 30)
+        yes = sum(outcome.votes.values())
+        tally = f"vote {vote_id}: {yes} of {policy.voters} analyzers, quorum {policy.quorum}"
+        if isinstance(outcome, ConsensusReached) and outcome.accepted:
+            return await asyncio.to_thread(self._actions.approve, record.id, by=tally)
+        why = outcome.reason if isinstance(outcome, ConsensusFailed) else "the vote said no"
+        return await asyncio.to_thread(self._actions.reject, record.id, by=tally, why=why)
 
 
 def _alone(command: str) -> BadCommand:

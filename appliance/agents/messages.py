@@ -62,10 +62,25 @@ class ActionTaken(msgspec.Struct, frozen=True):
 
 class ActRequested(Event, frozen=True, tag="act.requested"):
     """Take these actions (block, quarantine, allow-list, revoke, notify); the destructive
-    ones wait for an admin's approval."""
+    ones wait for an approval: an admin's, or a vote of analyzers on ``findings``."""
 
     actions: list[AnyAction]
     note: str = ""
+    findings: list[Finding] = msgspec.field(default_factory=list)
+
+
+class Proposal(msgspec.Struct, frozen=True, kw_only=True):
+    """What a vote on an action asks each analyzer: does the finding behind it rate at least
+    ``floor`` by your own rules? Sent as JSON in the vote's ``proposal``."""
+
+    action: str  # for people: "block 127.0.0.3"
+    host: str
+    port: int
+    floor: Severity
+
+
+encode_proposal = msgspec.json.Encoder().encode
+decode_proposal = msgspec.json.Decoder(Proposal).decode
 
 
 class AnalysisReport(msgspec.Struct, frozen=True):
