@@ -256,3 +256,59 @@ def test_the_job_page_shows_its_findings_and_offers_the_report(
             expect(page.locator("#report-raw pre")).to_contain_text('"verdict": "done"')
         finally:
             browser.close()
+
+
+def test_an_approval_appears_by_itself_and_a_rejection_blocks_nothing(
+    appliance: tuple[str, str],
+) -> None:
+    """The Approvals page, open before anything waits, shows a block asked for on another
+    page within seconds; Reject closes it (never Approve here: this appliance runs on the
+    host, and its firewall is the host's; the namespace tests approve)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
+    from playwright.sync_api import Dialog, expect, sync_playwright
+
+    base, token = appliance
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 390, "height": 844})
+            context.set_default_timeout(20_000)
+            page = context.new_page()
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.goto(base + "/setup")
+            page.fill("#token", token)
+            page.fill("#password", PASSWORD)
+            page.fill("#confirm", PASSWORD)
+            page.click("#set-password")
+            expect(page.locator("h1")).to_have_text("Overview")
+
+            approvals = context.new_page()
+            approvals.on("dialog", lambda dialog: dialog.accept())
+            approvals.goto(base + "/approvals")
+            expect(approvals.locator("#pending")).to_contain_text("Nothing waits")
+
+            asked: list[str] = []
+
+            def note(dialog: Dialog) -> None:
+                asked.append(dialog.message)
+
+            page.on("dialog", note)
+            page.goto(base + "/submit")
+            page.fill("#command-input", "block 127.0.0.1")
+            page.click("#run")
+            expect(page.locator("#job-link")).to_be_visible()
+            assert any("destructive" in m for m in asked), asked  # Run asked first
+
+            row = approvals.locator("#pending #actions tbody tr")
+            expect(row).to_have_count(1, timeout=15_000)  # no reload by hand
+            expect(row).to_contain_text("block 127.0.0.1")
+            approvals.screenshot(path=str(ARTIFACTS / "approvals-pending.png"), full_page=True)
+            row.get_by_role("button", name="Reject").click()
+            expect(approvals.locator("#pending")).to_contain_text("Nothing waits")
+            expect(approvals.locator("#actions").last).to_contain_text("rejected")
+            listed = approvals.request.get(base + "/api/v1/actions").json()
+            assert [(a["what"], a["state"]) for a in listed] == [("block 127.0.0.1", "rejected")]
+        finally:
+            browser.close()

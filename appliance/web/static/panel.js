@@ -157,8 +157,26 @@ function follow(list) {
   };
 }
 
+// A list that follows its API: every few seconds, the ids the API lists; when they differ
+// from the ones drawn (data-ids), the page is drawn again. For the Approvals page: a new
+// request, or one decided elsewhere (the console, a vote, its deadline), shows by itself.
+function poll(box) {
+  const drawn = (box.dataset.ids || "").split(",").filter(Boolean).sort().join(",");
+  setInterval(async () => {
+    try {
+      const resp = await fetch(box.dataset.poll, { credentials: "same-origin" });
+      if (!resp.ok) return;
+      const ids = (await resp.json()).map(r => r.id).sort().join(",");
+      if (ids !== drawn) window.location.reload();
+    } catch (err) {
+      /* the appliance restarting: try again next time */
+    }
+  }, 3000);
+}
+
 document.addEventListener("submit", sendForm);
 document.addEventListener("DOMContentLoaded", () => {
   for (const list of document.querySelectorAll("[data-live]")) follow(list);
+  for (const box of document.querySelectorAll("[data-poll]")) poll(box);
   for (const img of document.querySelectorAll("img[data-hide-on-error]")) img.addEventListener("error", () => img.remove());
 });
