@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from appliance.actions.webhook import Webhook, render
 from appliance.durable import write_atomic
 from appliance.egress import networks as egress_networks
 from appliance.errors import BadCommand
@@ -74,6 +75,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     approval_voters: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3
     approval_quorum: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
     approval_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+    # where notices and tickets go, if anywhere (https only; on the image, also egress_allow);
+    # webhook_ca_file: a CA (PEM, relative to the data directory) the receivers' certificates
+    # are checked against instead of the system's; ticket_template: the ticket's JSON, its
+    # strings' {title}, {body}, {host}, {job} and {action} filled in
+    webhook_url: str | None = None
+    ticket_url: str | None = None
+    webhook_ca_file: Path | None = None
+    ticket_template: str | None = None
 
     @property
     def db_path(self) -> Path:
@@ -95,8 +104,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             except tomllib.TOMLDecodeError as err:
                 raise ValueError(f"{config}: {err}") from None
         values["data_dir"] = data_dir
-        if isinstance(values.get("rules_file"), str):
-            values["rules_file"] = data_dir / str(values["rules_file"])
+        for relative in ("rules_file", "webhook_ca_file"):
+            if isinstance(values.get(relative), str):
+                values[relative] = data_dir / str(values[relative])
         if env.get("QEY_BOARD"):
             values["board"] = env["QEY_BOARD"]
         if "QEY_WEB_LISTEN" in env:  # empty: no panel
@@ -118,6 +128,20 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             egress_networks(settings.egress_allow)
         except ValueError as err:
             raise ValueError(f"{config}: egress_allow: {err}") from None
+        for name, url in (
+            ("webhook_url", settings.webhook_url),
+            ("ticket_url", settings.ticket_url),
+        ):
+            if url is not None:
+                try:
+                    Webhook(url).check()
+                except ValueError as err:
+                    raise ValueError(f"{config}: {name}: {err}") from None
+        if settings.ticket_template is not None:
+            try:
+                render(settings.ticket_template, {})
+            except msgspec.DecodeError as err:
+                raise ValueError(f"{config}: ticket_template is not JSON: {err}") from None
         if settings.approval_quorum > settings.approval_voters:
             raise ValueError(
                 f"{config}: approval_quorum ({settings.approval_quorum}) is more than "

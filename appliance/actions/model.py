@@ -12,7 +12,7 @@ from typing import ClassVar, Literal, TypeAlias
 
 import msgspec
 
-Channel = Literal["display", "journal"]
+Channel = Literal["display", "journal", "webhook"]
 
 
 class Action(msgspec.Struct, frozen=True, kw_only=True, tag_field="action"):
@@ -86,16 +86,29 @@ class Revoke(Action, frozen=True, kw_only=True, tag="revoke"):
 
 
 class Notify(Action, frozen=True, kw_only=True, tag="notify"):
-    """Tell people: a line on the device's display and a warning in the system journal."""
+    """Tell people: a line on the device's display, a warning in the system journal, and a
+    POST to the admin's webhook where one is configured (``webhook_url``)."""
 
     message: str
-    channels: tuple[Channel, ...] = ("display", "journal")
+    channels: tuple[Channel, ...] = ("display", "journal", "webhook")
 
     def describe(self) -> str:
         return f"notify ({', '.join(self.channels)}): {self.message}"
 
 
-AnyAction: TypeAlias = Block | Quarantine | AllowList | Revoke | Notify
+class Ticket(Action, frozen=True, kw_only=True, tag="ticket"):
+    """Open a ticket: the admin's ticket webhook (``ticket_url``) gets ``ticket_template``
+    filled with the title, the body and the host."""
+
+    title: str
+    body: str = ""
+    about: str = ""  # the host it is about, if any
+
+    def describe(self) -> str:
+        return f"open a ticket: {self.title}"
+
+
+AnyAction: TypeAlias = Block | Quarantine | AllowList | Revoke | Notify | Ticket
 FIREWALL_KINDS = (Block, Quarantine, AllowList, Revoke)
 
 encode_action = msgspec.json.Encoder().encode

@@ -21,8 +21,9 @@ import threading
 from collections.abc import Callable
 
 from appliance.actions import firewall
-from appliance.actions.model import FIREWALL_KINDS, AnyAction, Block, Notify, Quarantine
+from appliance.actions.model import FIREWALL_KINDS, AnyAction, Block, Notify, Quarantine, Ticket
 from appliance.actions.store import ActionLog, ActionRecord, Approval, State
+from appliance.actions.webhook import Webhook, deliver, render
 from appliance.errors import ActionFailed, ActionNotAllowed
 from appliance.events import ActionDecided
 from appliance.runtime import Clock, Store
@@ -31,6 +32,7 @@ from appliance.scope import Scope
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE_S = 3600.0  # an approval not given within the hour means: not done
+DEFAULT_TICKET = '{"title": "{title}", "body": "{body}", "host": "{host}", "job": "{job}"}'
 
 
 class Actions:
@@ -45,6 +47,9 @@ class Actions:
         record: Callable[[ActionDecided], None],
         load_firewall: Callable[[firewall.Entries], None] = firewall.load,
         deadline_s: float = DEFAULT_DEADLINE_S,
+        webhook: Webhook | None = None,
+        tickets: Webhook | None = None,
+        ticket_template: str = DEFAULT_TICKET,
     ) -> None:
         self.log = ActionLog(store)
         self._clock = clock
@@ -52,6 +57,9 @@ class Actions:
         self._record = record
         self._load_firewall = load_firewall
         self._deadline_s = deadline_s
+        self._webhook = webhook
+        self._tickets = tickets
+        self._ticket_template = ticket_template
         self._firewall_lock = threading.Lock()  # one nft transaction at a time, in order
         self.show_on_display: Callable[[str], None] | None = None  # the display, once it runs
 
@@ -191,6 +199,8 @@ class Actions:
                 self.reload()
             elif isinstance(record.action, Notify):
                 self._notify(record.action)
+            elif isinstance(record.action, Ticket):
+                self._ticket(record.action, record)
         except ActionFailed as err:
             self.log.move(
                 record.id,
@@ -209,6 +219,20 @@ class Actions:
             log.warning("qey notice: %s", action.message)
         if "display" in action.channels:
             self._show(action.message)
+        if "webhook" in action.channels and self._webhook is not None:
+            deliver(self._webhook, {"notice": action.message, "reason": action.reason})
+
+    def _ticket(self, action: Ticket, record: ActionRecord) -> None:
+        if self._tickets is None:
+            raise ActionFailed("no ticket_url is configured: set it in config.toml")
+        values = {
+            "title": action.title,
+            "body": action.body,
+            "host": action.about,
+            "job": record.job_id,
+            "action": record.id,
+        }
+        deliver(self._tickets, render(self._ticket_template, values))
 
     def _show(self, text: str) -> None:
         if self.show_on_display is not None:

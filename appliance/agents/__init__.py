@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from appliance.actions import firewall
-from appliance.actions.service import Actions
+from appliance.actions.service import DEFAULT_TICKET, Actions
+from appliance.actions.webhook import Webhook
 from appliance.agents.analyzer import Analyzer
 from appliance.agents.collector import DataCollector
 from appliance.agents.coordinator import Coordinator
@@ -42,8 +43,16 @@ def register_builtin(
     """Register the four built-in types, every one bound to the configured scope; the
     executor's actions change the firewall with ``load_firewall``."""
     scope = Scope(settings.scope, confirm_large=settings.scope_confirm_large)
+    ca = settings.webhook_ca_file
     actions = Actions(
-        runtime.store, runtime.clock, scope, record=runtime.record, load_firewall=load_firewall
+        runtime.store,
+        runtime.clock,
+        scope,
+        record=runtime.record,
+        load_firewall=load_firewall,
+        webhook=Webhook(settings.webhook_url, ca) if settings.webhook_url else None,
+        tickets=Webhook(settings.ticket_url, ca) if settings.ticket_url else None,
+        ticket_template=settings.ticket_template or DEFAULT_TICKET,
     )
     rules = PortRules.load(settings.rules_file)
     runtime.register(

@@ -11,7 +11,15 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-from appliance.actions.model import AllowList, AnyAction, Block, Notify, Quarantine, Revoke
+from appliance.actions.model import (
+    AllowList,
+    AnyAction,
+    Block,
+    Notify,
+    Quarantine,
+    Revoke,
+    Ticket,
+)
 from appliance.agents.messages import Finding
 from appliance.errors import BadCommand
 
@@ -30,6 +38,14 @@ _VERBS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             r"\b(?:allow-?list|whitelist|white-list|exempt|(?:add|put)\b.*\b(?:allow|white)"
             r"\s*-?\s*list|trust)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "ticket",
+        re.compile(
+            r"\b(?:open|raise|file|create|log|cut|submit)\s+(?:a\s+|an\s+)?(?:new\s+)?(?:ticket|"
+            r"issue|case|incident)\b|\bticket\b",
             re.IGNORECASE,
         ),
     ),
@@ -85,6 +101,18 @@ def actions_for(
     if verb == "notify":
         message = _summary(findings) if findings else reason
         return [Notify(message=message, reason=reason)]
+    if verb == "ticket":
+        if not findings:
+            return [Ticket(title=reason, body=reason, reason=reason)]
+        return [
+            Ticket(
+                title=f"{f.severity}: {f.title} on {f.host}:{f.port}",
+                body=f"{f.service} on {f.host}:{f.port} rated {f.severity}. {f.advice}",
+                about=f.host,
+                reason=reason,
+            )
+            for f in findings
+        ]
     hosts = [_one_host(t, text) for t in targets] or list(dict.fromkeys(f.host for f in findings))
     if not hosts:
         raise BadCommand(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.actions.model import AllowList, Block, Notify, Quarantine, Revoke
+from appliance.actions.model import AllowList, Block, Notify, Quarantine, Revoke, Ticket
 from appliance.agents.acting import actions_for, addresses_in
 from appliance.agents.messages import Finding
 from appliance.errors import BadCommand
@@ -71,3 +71,11 @@ def test_what_it_cannot_do_is_refused_saying_what_to_do(
 ) -> None:
     with pytest.raises(BadCommand, match=message):
         actions_for(text, targets, [])
+
+
+def test_a_ticket_per_finding_or_one_for_the_sentence() -> None:
+    (ticket,) = actions_for("open a ticket for it", [], [TELNET])
+    assert isinstance(ticket, Ticket) and ticket.about == "127.0.0.3"
+    assert ticket.title == "critical: telnet open on 127.0.0.3:23"
+    (alone,) = actions_for("raise a ticket about the printer", [], [])
+    assert isinstance(alone, Ticket) and alone.title == "raise a ticket about the printer"
