@@ -84,11 +84,12 @@ def addresses_in(text: str) -> list[str]:
 
 
 def actions_for(
-    text: str, targets: Sequence[str], findings: Sequence[Finding]
+    text: str, targets: Sequence[str], findings: Sequence[Finding], seen: Sequence[str] = ()
 ) -> list[AnyAction] | None:
     """The actions ``text`` asks for on ``targets`` (or, with none, on the hosts of
-    ``findings``); None when it asks for none. BadCommand when it asks for one it cannot
-    take: on a network, on nobody, or an undo (which names an action, not a host)."""
+    ``findings``, or else on the hosts ``seen`` by the steps before: "if telnet is open on
+    127.0.0.3, quarantine it"); None when it asks for none. BadCommand when it asks for one
+    it cannot take: on a network, on nobody, or an undo (which names an action, not a host)."""
     verb = verb_of(text)
     if verb is None:
         return None
@@ -113,7 +114,11 @@ def actions_for(
             )
             for f in findings
         ]
-    hosts = [_one_host(t, text) for t in targets] or list(dict.fromkeys(f.host for f in findings))
+    hosts = (
+        [_one_host(t, text) for t in targets]
+        or list(dict.fromkeys(f.host for f in findings))
+        or list(dict.fromkeys(seen))
+    )
     if not hosts:
         raise BadCommand(
             f"{text!r} names nobody to {verb}: give an address, or ask for it after a scan "

@@ -434,8 +434,10 @@ class Executor(Agent):
         """A plan's step: an action its words name (on its targets, or on the hosts of the
         findings before it), or else a record of those findings, at or above the step's
         severity."""
-        findings = at_least(merged_facts(inputs).findings, params.severity)
-        actions = actions_for(step_text, params.targets, findings)
+        facts = merged_facts(inputs)
+        findings = at_least(facts.findings, params.severity)
+        seen = [hp.host for hp in facts.open if hp.open_ports]
+        actions = actions_for(step_text, params.targets, findings, seen)
         if actions is not None:
             return ActRequested(actions=actions, note=step_text, findings=findings)
         if not inputs:

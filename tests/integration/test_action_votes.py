@@ -95,3 +95,24 @@ def test_a_quorum_above_the_voters_fails_at_start(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"approval_quorum \(3\) is more than approval_voters"):
         Settings.load({"QEY_DATA_DIR": str(tmp_path)})
+
+
+async def test_a_condition_that_holds_asks_for_the_action_on_the_host_it_checked(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    """ "if port P is open on 127.0.0.1, quarantine it": the probe sees the port open, and the
+    quarantine (an admin's to approve: approval is "admin" here) names the probed host."""
+    loaded: list[firewall.Entries] = []
+    async with asyncio.timeout(60), in_process(settings, load_firewall=loaded.append) as app:
+        _, root, _ = await app.submit(
+            f"if port {open_ports[0]} is open on 127.0.0.1, quarantine it"
+        )
+        outcome = await app.runtime.wait_task(root)
+        (action,) = app.actions.records()
+    assert outcome.status == "done", outcome.detail
+    assert (action.what, action.state, action.approval) == (
+        "quarantine 127.0.0.1",
+        "pending",
+        "admin",
+    )
+    assert loaded == []

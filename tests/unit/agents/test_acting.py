@@ -79,3 +79,9 @@ def test_a_ticket_per_finding_or_one_for_the_sentence() -> None:
     assert ticket.title == "critical: telnet open on 127.0.0.3:23"
     (alone,) = actions_for("raise a ticket about the printer", [], [])
     assert isinstance(alone, Ticket) and alone.title == "raise a ticket about the printer"
+
+
+def test_with_neither_targets_nor_findings_the_hosts_seen_before() -> None:
+    assert actions_for("quarantine it", [], [], ["127.0.0.3"]) == [
+        Quarantine(address="127.0.0.3", reason="quarantine it")
+    ]
