@@ -14,7 +14,7 @@ from aiohttp import web
 from appliance.runtime import JobTree, TaskNode, render_tree
 from appliance.web.auth import SESSION
 from appliance.web.findings import findings_section
-from appliance.web.keys import ACTIVITY, DEVICE, PROVIDER, RUNTIME, SCOPE
+from appliance.web.keys import ACTIVITY, DEVICE, FAILED_EXTENSIONS, PROVIDER, RUNTIME, SCOPE
 from appliance.web.layout import e, notice, page, table
 from appliance.web.overview import StatusView, build_status
 from appliance.web.reports import job_report
@@ -71,7 +71,8 @@ def _api_form(
 
 async def overview(request: web.Request) -> web.Response:
     app = request.app
-    status = build_status(app[RUNTIME], app[ACTIVITY], app[PROVIDER], app[DEVICE])
+    failed = app.get(FAILED_EXTENSIONS)
+    status = build_status(app[RUNTIME], app[ACTIVITY], app[PROVIDER], app[DEVICE], failed)
     return _html(request, "Overview", _overview_body(status), "/")
 
 
@@ -85,6 +86,11 @@ def _overview_body(s: StatusView) -> str:
     if s.failed_types:
         facts += notice(
             "Failed agent types: " + "; ".join(f"{k}: {v}" for k, v in s.failed_types.items())
+        )
+    if s.failed_extensions:  # the rest started; these did not (qey extension list)
+        facts += notice(
+            "Extensions that failed to load: "
+            + "; ".join(f"{k}: {v}" for k, v in s.failed_extensions.items())
         )
     type_rows = [
         [
