@@ -11,6 +11,7 @@ from datetime import datetime
 import msgspec
 
 from appliance.actions.store import ActionRecord
+from appliance.columns import columns
 from appliance.errors import ApplianceError
 from appliance.settings import Settings
 
@@ -26,13 +27,7 @@ def render(records: Sequence[ActionRecord], *, empty: str) -> str:
         decided = r.decided_by or f"due {_local(r.deadline)}"
         what = r.what + (f" ({r.detail})" if r.detail else "")
         rows.append((r.id, r.state, _local(r.requested_at), decided, r.job_id, what))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
-        + "  "
-        + row[5]
-        for row in rows
-    )
+    return columns(rows)
 
 
 def _local(at: float | None) -> str:

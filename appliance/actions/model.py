@@ -30,59 +30,45 @@ class Action(msgspec.Struct, frozen=True, kw_only=True, tag_field="action"):
         raise NotImplementedError
 
 
-class Block(Action, frozen=True, kw_only=True, tag="block"):
+class OnHost(Action, frozen=True, kw_only=True):
+    """Base of the actions on one host's firewall entry; ``verb`` says what is done to it."""
+
+    verb: ClassVar[str]
+    address: str
+
+    @property
+    def host(self) -> str:
+        return self.address
+
+    def describe(self) -> str:
+        return self.verb.format(self.address)
+
+
+class Block(OnHost, frozen=True, kw_only=True, tag="block"):
     """Drop what ``address`` sends to the appliance or through it."""
 
     destructive: ClassVar[bool] = True
-    address: str
-
-    @property
-    def host(self) -> str:
-        return self.address
-
-    def describe(self) -> str:
-        return f"block {self.address}"
+    verb: ClassVar[str] = "block {}"
 
 
-class Quarantine(Action, frozen=True, kw_only=True, tag="quarantine"):
+class Quarantine(OnHost, frozen=True, kw_only=True, tag="quarantine"):
     """Cut ``address`` off both ways: nothing from it, nothing to it, nothing through."""
 
     destructive: ClassVar[bool] = True
-    address: str
-
-    @property
-    def host(self) -> str:
-        return self.address
-
-    def describe(self) -> str:
-        return f"quarantine {self.address}"
+    verb: ClassVar[str] = "quarantine {}"
 
 
-class AllowList(Action, frozen=True, kw_only=True, tag="allow"):
+class AllowList(OnHost, frozen=True, kw_only=True, tag="allow"):
     """Exempt ``address`` from blocks and quarantines (a block asked for later is refused)."""
 
-    address: str
-
-    @property
-    def host(self) -> str:
-        return self.address
-
-    def describe(self) -> str:
-        return f"allow-list {self.address}"
+    verb: ClassVar[str] = "allow-list {}"
 
 
-class Revoke(Action, frozen=True, kw_only=True, tag="revoke"):
+class Revoke(OnHost, frozen=True, kw_only=True, tag="revoke"):
     """Take back ``address``'s allow-list entry: blocks apply to it again."""
 
     destructive: ClassVar[bool] = True
-    address: str
-
-    @property
-    def host(self) -> str:
-        return self.address
-
-    def describe(self) -> str:
-        return f"revoke the allow-list entry of {self.address}"
+    verb: ClassVar[str] = "revoke the allow-list entry of {}"
 
 
 class Notify(Action, frozen=True, kw_only=True, tag="notify"):

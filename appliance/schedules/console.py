@@ -13,6 +13,7 @@ from datetime import datetime
 
 import msgspec
 
+from appliance.columns import columns
 from appliance.schedules.store import ScheduleRecord, Schedules
 from appliance.settings import Settings
 
@@ -27,13 +28,7 @@ def render(records: Sequence[ScheduleRecord]) -> str:
     for r in records:
         state = "paused" if r.paused else ("done" if r.next_fire is None else "active")
         rows.append((r.id, state, r.when, _local(r.next_fire), r.last_job or "-", r.command))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
-        + "  "
-        + row[5]
-        for row in rows
-    )
+    return columns(rows)
 
 
 def _local(at: float | None) -> str:

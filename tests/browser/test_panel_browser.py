@@ -13,8 +13,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.browser
 
@@ -64,6 +68,18 @@ def appliance(tmp_path: Path, open_port: int) -> Iterator[tuple[str, str]]:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def set_up(page: Page, base: str, token: str) -> None:
+    """First-time setup with the printed token; the panel then shows its Overview."""
+    from playwright.sync_api import expect
+
+    page.goto(base + "/setup")
+    page.fill("#token", token)
+    page.fill("#password", PASSWORD)
+    page.fill("#confirm", PASSWORD)
+    page.click("#set-password")
+    expect(page.locator("h1")).to_have_text("Overview")
 
 
 def test_setup_sign_in_submit_follow_and_sign_out(
@@ -160,12 +176,7 @@ def test_a_scheduled_plan_is_previewed_and_runs_only_when_confirmed(
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.set_default_timeout(20_000)
             page = context.new_page()
-            page.goto(base + "/setup")
-            page.fill("#token", token)
-            page.fill("#password", PASSWORD)
-            page.fill("#confirm", PASSWORD)
-            page.click("#set-password")
-            expect(page.locator("h1")).to_have_text("Overview")
+            set_up(page, base, token)
 
             page.goto(base + "/submit")
             page.fill("#command-input", "scan 127.0.0.1 every hour then analyze the results")
@@ -223,11 +234,7 @@ def test_the_job_page_shows_its_findings_and_offers_the_report(
             context = browser.new_context(viewport={"width": 390, "height": 844})
             context.set_default_timeout(20_000)
             page = context.new_page()
-            page.goto(base + "/setup")
-            page.fill("#token", token)
-            page.fill("#password", PASSWORD)
-            page.fill("#confirm", PASSWORD)
-            page.click("#set-password")
+            set_up(page, base, token)
             page.goto(base + "/submit")
             page.fill(
                 "#command-input", f"analyze network security posture of 127.0.0.1 ports {open_port}"
@@ -277,12 +284,7 @@ def test_an_approval_appears_by_itself_and_a_rejection_blocks_nothing(
             context.set_default_timeout(20_000)
             page = context.new_page()
             page.on("dialog", lambda dialog: dialog.accept())
-            page.goto(base + "/setup")
-            page.fill("#token", token)
-            page.fill("#password", PASSWORD)
-            page.fill("#confirm", PASSWORD)
-            page.click("#set-password")
-            expect(page.locator("h1")).to_have_text("Overview")
+            set_up(page, base, token)
 
             approvals = context.new_page()
             approvals.on("dialog", lambda dialog: dialog.accept())

@@ -29,18 +29,28 @@ def types() -> dict[str, type[Agent]]:
     return {cls.name: cls for cls in BUILTIN_TYPES}
 
 
-@pytest.fixture
-def planner(router: Router, types: dict[str, type[Agent]]) -> Planner:
-    """The planner on the real router, a loopback scope and a fixed local time."""
+def make_planner(
+    router: Router,
+    types: dict[str, type[Agent]],
+    scope: Scope,
+    names: dict[str, str] | None = None,
+) -> Planner:
+    """The planner on the real router, ``scope`` and a fixed local time."""
 
     async def route_many(clauses: Sequence[str]) -> list[RouteDecision]:
         return await asyncio.to_thread(router.route_many, clauses) if clauses else []
 
-    scope = Scope(["127.0.0.0/8"])
     return Planner(
         route_many,
         threshold=router.settings.threshold,
         agent_class=types.__getitem__,
         check_target=scope.check,
         now=lambda: NOW,
+        names=names,
     )
+
+
+@pytest.fixture
+def planner(router: Router, types: dict[str, type[Agent]]) -> Planner:
+    """The planner with a loopback scope."""
+    return make_planner(router, types, Scope(["127.0.0.0/8"]))

@@ -3,19 +3,17 @@ like any address, never looked up; a host name nobody named is refused saying wh
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from appliance.errors import BadCommand, OutOfScope
 from appliance.planner.planner import Planner
-from appliance.router import RouteDecision, Router
+from appliance.router import Router
 from appliance.runtime import Agent
 from appliance.scope import Scope
 from appliance.settings import Settings
-from tests.unit.planner.conftest import NOW
+from tests.unit.planner.conftest import make_planner
 
 pytestmark = pytest.mark.unit
 
@@ -24,18 +22,8 @@ NAMES = {"nas": "127.0.0.5", "garage camera": "127.0.0.9", "office": "127.0.0.0/
 
 @pytest.fixture
 def named(router: Router, types: dict[str, type[Agent]]) -> Planner:
-    async def route_many(clauses: Sequence[str]) -> list[RouteDecision]:
-        return await asyncio.to_thread(router.route_many, clauses) if clauses else []
-
-    scope = Scope(["127.0.0.0/24"])
-    return Planner(
-        route_many,
-        threshold=router.settings.threshold,
-        agent_class=types.__getitem__,
-        check_target=scope.check,
-        now=lambda: NOW,
-        names={**NAMES, "outside": "10.9.9.9"},
-    )
+    names = {**NAMES, "outside": "10.9.9.9"}
+    return make_planner(router, types, Scope(["127.0.0.0/24"]), names)
 
 
 @pytest.mark.parametrize(
