@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import ssl
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -26,12 +25,12 @@ from appliance.datadir import DataDirLock, private_dir, private_files, unlink_if
 from appliance.errors import ActionFailed, AgentTypeFailed, BadCommand
 from appliance.events import JobContext, TaskRef
 from appliance.extensions.loader import load_extensions, register_extensions
-from appliance.hal.board import BoardProfile, load_board
+from appliance.hal.board import load_board
 from appliance.hal.hardware import Hardware
 from appliance.hal.interfaces import reachable_urls
 from appliance.planner.plan import Plan
 from appliance.planner.planner import Planner
-from appliance.router import Candidate, RouteDecision, Router, RouterSettings
+from appliance.router import Candidate, RouteDecision, Router
 from appliance.router.router import Reason
 from appliance.runtime import Runtime, Store, running
 from appliance.schedules.cadence import describe
@@ -39,6 +38,7 @@ from appliance.schedules.scheduler import Scheduler
 from appliance.schedules.store import Schedules, following
 from appliance.scope import Scope
 from appliance.settings import Settings, write_scope
+from appliance.startup import RouterLoading, StartupClock, process_age, router_settings
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
 from appliance.web.approvals import add_action_routes, add_approvals_page
@@ -87,44 +87,16 @@ class Submitted(tuple[JobContext, TaskRef, RouteDecision | None]):
         return self[2]
 
 
-class StartupClock:
-    """Where the start went, phase by phase, for the ready line: on a slow board (or under
-    QEMU's TCG) that is what tells a user which part to wait for."""
-
-    def __init__(self) -> None:
-        self.phases: dict[str, float] = {}
-        self._last = time.monotonic()
-
-    def mark(self, phase: str) -> None:
-        now = time.monotonic()
-        self.phases[phase] = now - self._last
-        self._last = now
-
-    def summary(self) -> str:
-        total = process_age()
-        parts = ", ".join(f"{name} {secs:.1f}" for name, secs in self.phases.items())
-        return f"started in {total:.1f} s: {parts}" if total is not None else parts
-
-
-def process_age(stat: Path = Path("/proc/self/stat")) -> float | None:
-    """Seconds since this process began (imports included), or None off Linux."""
-    try:
-        start_ticks = int(stat.read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-
-
 class Appliance:
     def __init__(
         self,
         settings: Settings,
-        router: Router | None = None,
+        router: Router | RouterLoading | None = None,
         load_firewall: Callable[[Entries], None] | None = None,
     ) -> None:
-        """``load_firewall`` changes the actions' firewall (default: nft here, or root's unit
-        on the image; see ``actions/handoff.py``)."""
+        """``router``: a router, one loading beside the imports (``qey run``), or None to
+        load one here. ``load_firewall`` changes the actions' firewall (default: nft here,
+        or root's unit on the image; see ``actions/handoff.py``)."""
         self.startup = StartupClock()
         self.startup.phases["imports"] = process_age() or 0.0
         self.settings = settings
@@ -134,7 +106,11 @@ class Appliance:
         self._lock = DataDirLock.acquire(settings.data_dir)
         try:
             # a missing or corrupt model, or a strict board without its NPU, fails here
-            self.router = router or Router(router_settings(self.board, settings))
+            if isinstance(router, RouterLoading):
+                self.router = router.result()
+                self.startup.beside["model"] = router.seconds
+            else:
+                self.router = router or Router(router_settings(self.board, settings))
             self.startup.mark("model")
             self.store = Store(settings.db_path)
         except BaseException:
@@ -411,16 +387,6 @@ async def _announce(panel: Panel, setup_token: str | None) -> None:
             f"qey setup token {setup_token} (open {urls[0]}setup to set the admin password)",
             flush=True,
         )
-
-
-def router_settings(board: BoardProfile, settings: Settings) -> RouterSettings:
-    """The router as the board wants it: its execution providers in order, strict or not,
-    with the phrases' vectors kept in the data directory between starts."""
-    return RouterSettings(
-        providers=board.router.execution_providers,
-        strict=board.router.strict,
-        cache_dir=settings.data_dir / "router",
-    )
 
 
 def boot_slot(cmdline: Path = Path("/proc/cmdline")) -> str:

@@ -261,9 +261,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.startup import RouterLoading
+
+    settings = Settings.load()
+    router = RouterLoading(settings)  # first: the model loads while the rest imports
     from appliance.app import Appliance
 
-    appliance = Appliance(Settings.load())
+    appliance = Appliance(settings, router=router)
 
     async def serve() -> None:
         task = asyncio.current_task()
@@ -523,10 +527,10 @@ def cmd_display_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from appliance.app import router_settings
     from appliance.extensions.loader import with_builtin
     from appliance.hal.board import load_board
     from appliance.router import Router
+    from appliance.startup import router_settings
 
     app_settings = Settings.load()
     settings = router_settings(load_board(app_settings.board), app_settings)
@@ -549,13 +553,13 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from appliance.app import router_settings
     from appliance.extensions.loader import with_builtin
     from appliance.hal.board import load_board
     from appliance.planner.plan import encode_plan, render_plan
     from appliance.planner.planner import Planner
     from appliance.router import RouteDecision, Router
     from appliance.scope import Scope
+    from appliance.startup import router_settings
 
     app_settings = Settings.load()
     router = Router(router_settings(load_board(app_settings.board), app_settings))

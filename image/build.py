@@ -175,7 +175,22 @@ WHEELS_LEFT_OUT = [
     "setuptools",
 ]
 # hvc0 is the display's port under QEMU (hw/boards/qemu.toml), not a login console
-MASK = ["serial-getty@hvc0.service"]
+MASK = [
+    "serial-getty@hvc0.service",
+    # Boot work a headless appliance with a read-only root has no use for, each a process
+    # or more started under TCG at the busiest moment of the boot: logins on the six virtual
+    # terminals (no screen; the serial console keeps its login), ext4 snapshot checks for LVM
+    # (there is none), binfmt (nothing registers any), apt and dpkg timers (the root is
+    # read-only: updates come as a whole root).
+    "getty-static.service",
+    "getty@tty1.service",
+    "e2scrub_reap.service",
+    "e2scrub_all.timer",
+    "systemd-binfmt.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+]
 
 
 class Step:
@@ -466,6 +481,7 @@ INITRAMFS_CONFIG = [
     "etc/initramfs-tools/modules",
     "etc/initramfs-tools/conf.d/qey-modules.conf",
     "etc/initramfs-tools/scripts/init-top/udev",
+    "etc/initramfs-tools/hooks/qey-systemd-devices",
 ]
 
 

@@ -22,6 +22,7 @@ from appliance.hal.errors import HardwareUnavailable
 log = logging.getLogger(__name__)
 
 HOTPLUG_TOPIC = "hotplug"
+SETTLE_TIMEOUT_S = 120  # udev's own default for a settle
 SUBSYSTEMS = ("net", "tty", "usb", "block")
 KEPT_PROPERTIES = (
     "ID_VENDOR_ID",
@@ -62,14 +63,38 @@ class DeviceMonitor(Protocol):
         ...
 
 
+async def udev_settled(timeout_s: int = SETTLE_TIMEOUT_S) -> None:
+    """Wait until udev has handled every event queued so far (``udevadm settle``), or the
+    timeout passes; at once where there is no udevadm (no udev to wait for)."""
+    try:
+        settle = await asyncio.create_subprocess_exec(
+            "udevadm",
+            "settle",
+            f"--timeout={timeout_s}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except OSError:
+        return
+    if await settle.wait() != 0:
+        log.warning("udev still busy after %d s; listening for devices anyway", timeout_s)
+
+
 class UdevMonitor:
-    """The kernel's device events through udev (netlink), on the event loop."""
+    """The kernel's device events through udev (netlink), on the event loop.
+
+    It listens only once udev has settled: at boot the appliance starts while the root's
+    coldplug still replays every device present ("add" for each), and those are not devices
+    plugged in; a rescan or a hardware event on the record for them would be false.
+    """
 
     def __init__(self, subsystems: Iterable[str] = SUBSYSTEMS, *, now: Callable[[], float]) -> None:
         self._subsystems = tuple(subsystems)
         self._now = now
 
     async def events(self) -> AsyncIterator[DeviceChanged]:
+        await udev_settled()
         monitor = self._open()
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()

@@ -64,4 +64,7 @@ def test_the_initramfs_holds_only_what_finds_the_root() -> None:
     udev = files["scripts/init-top/udev"].decode()
     assert "--subsystem-match=block" in udev
     assert "--type=subsystems" not in udev
+    # its block devices tagged for systemd: the root's systemd finds the data partition at once
+    tags = files["usr/lib/udev/rules.d/99-qey-systemd-block.rules"].decode()
+    assert 'SUBSYSTEM=="block"' in tags and 'TAG+="systemd"' in tags
     assert sum(len(b) for b in files.values()) < 30 * 1024 * 1024

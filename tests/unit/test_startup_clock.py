@@ -1,4 +1,5 @@
-"""The start-up account printed after the ready line: phases in order, the process's age."""
+"""The start: the router loading beside the imports, and the account printed after the ready
+line (phases in order, what ran beside them, the process's age)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.app import StartupClock, process_age
+from appliance.hal.errors import BadBoardProfile
+from appliance.settings import Settings
+from appliance.startup import RouterLoading, StartupClock, process_age
 
 pytestmark = pytest.mark.unit
 
@@ -31,3 +34,26 @@ def test_the_process_age_is_read_from_proc_and_absent_elsewhere(tmp_path: Path) 
     garbled = tmp_path / "stat"
     garbled.write_text("123 (python) R")
     assert process_age(garbled) is None
+
+
+def test_what_ran_beside_the_phases_is_said_after_them() -> None:
+    clock = StartupClock()
+    clock.mark("imports")
+    clock.beside["model"] = 4.25
+    assert re.fullmatch(
+        r"started in [0-9.]+ s: imports [0-9.]+; beside them: model 4\.2", clock.summary()
+    )
+
+
+def test_the_router_loads_in_its_own_thread_for_the_board(tmp_path: Path) -> None:
+    loading = RouterLoading(Settings(data_dir=tmp_path, board="sim"))
+    router = loading.result()
+    assert router.provider == "CPUExecutionProvider"
+    assert loading.seconds > 0.0
+
+
+def test_a_failed_load_fails_whoever_waits_for_it(tmp_path: Path) -> None:
+    """A bad board (or model) still fails the start, at the same place as before."""
+    loading = RouterLoading(Settings(data_dir=tmp_path, board=str(tmp_path / "missing.toml")))
+    with pytest.raises(BadBoardProfile):
+        loading.result()

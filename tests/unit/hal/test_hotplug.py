@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from pathlib import Path
 
 import pytest
 
-from appliance.hal.hotplug import DeviceChanged, FakeMonitor, HotplugService
+from appliance.hal.hotplug import DeviceChanged, FakeMonitor, HotplugService, udev_settled
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +76,38 @@ def test_a_match_checks_subsystem_and_properties(match: dict[str, str], expected
         properties={"ID_VENDOR_ID": "0403", "ID_MODEL_ID": "6015"},
     )
     assert event.matches(match) is expected
+
+
+def fake_udevadm(bin_dir: Path, body: str) -> Path:
+    """udev's own tool, at the hardware edge: a script on PATH that logs how it was run."""
+    calls = bin_dir / "calls"
+    tool = bin_dir / "udevadm"
+    tool.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n{body}\n')
+    tool.chmod(0o755)
+    return calls
+
+
+async def test_hot_plug_waits_for_udev_to_settle_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At boot the coldplug replays every device present as "add": the monitor listens only
+    once udev has handled them, so none is taken for a device plugged in."""
+    calls = fake_udevadm(tmp_path, "sleep 0.3")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    started = time.monotonic()
+    await udev_settled(timeout_s=7)
+    assert time.monotonic() - started >= 0.3
+    assert calls.read_text() == "settle --timeout=7\n"
+
+
+async def test_a_busy_or_missing_udev_does_not_stop_hot_plug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_udevadm(tmp_path, "exit 1")  # what udevadm settle says when its timeout passes
+    monkeypatch.setenv("PATH", str(tmp_path))
+    async with asyncio.timeout(5):
+        await udev_settled(timeout_s=1)
+    assert "udev still busy after 1 s" in caplog.text
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no udevadm at all (a container)
+    async with asyncio.timeout(5):
+        await udev_settled()
