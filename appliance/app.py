@@ -38,7 +38,13 @@ from appliance.schedules.scheduler import Scheduler
 from appliance.schedules.store import Schedules, following
 from appliance.scope import Scope
 from appliance.settings import Settings, write_scope
-from appliance.startup import RouterLoading, StartupClock, process_age, router_settings
+from appliance.startup import (
+    RouterLoading,
+    StartupClock,
+    allow_open_files,
+    process_age,
+    router_settings,
+)
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
 from appliance.web.approvals import add_action_routes, add_approvals_page
@@ -101,6 +107,7 @@ class Appliance:
         self.startup.phases["imports"] = process_age() or 0.0
         self.settings = settings
         self.board = load_board(settings.board)  # a bad profile fails here, naming the field
+        allow_open_files()  # scans hold hundreds of connections at once
         private_dir(settings.data_dir)
         # one appliance per data directory: before the store is opened or the socket touched
         self._lock = DataDirLock.acquire(settings.data_dir)

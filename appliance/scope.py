@@ -15,7 +15,8 @@ from appliance.errors import BadCommand, OutOfScope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-MAX_HOSTS_PER_TARGET = 4096
+MAX_HOSTS_PER_TARGET = 65_536
+"""A /16: the most one scan target takes (the collectors' pool scans it in slices)."""
 MAX_IPV4_ADDRESSES = 65_536
 """A /16: the largest IPv4 range taken without ``confirm_large``."""
 MAX_IPV6_PREFIX = 64

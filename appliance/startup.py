@@ -12,6 +12,7 @@ the load first; the thread imports the router.
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 from concurrent.futures import Future
@@ -65,6 +66,19 @@ class RouterLoading:
 
     def result(self) -> Router:
         return self._future.result()
+
+
+def allow_open_files(wanted: int = 8192) -> int:
+    """Raise this process's soft limit of open files towards ``wanted`` (never past the hard
+    limit) and return it. A scan holds many connections at once (each collector instance's
+    scan_concurrency probes, several instances at once), and Linux's default soft limit of
+    1,024 would fail the excess."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        return ceiling
+    return soft
 
 
 class StartupClock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Sequence
 
@@ -9,6 +10,8 @@ from appliance.agents.coordinator import parse_ports
 from appliance.agents.messages import (
     AnalysisReport,
     AnalysisRequested,
+    ChunkScanned,
+    ChunkScanRequested,
     HostPorts,
     ScanProgressed,
     ScanReport,
@@ -17,7 +20,7 @@ from appliance.agents.messages import (
 )
 from appliance.agents.portscan import scan
 from appliance.errors import BadCommand
-from appliance.events import TopicRef
+from appliance.events import TopicRef, TypeRef
 from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
 from appliance.scope import Scope, hosts_of, parse_network
 from appliance.settings import Settings
@@ -25,6 +28,9 @@ from appliance.settings import Settings
 PROGRESS = TopicRef("progress")
 
 HostRecord = dict[str, list[int]]
+
+CHUNK_HOSTS = 256
+"""A target with more hosts is scanned in slices of this many by the collectors' pool."""
 
 # An address, a network or "localhost", and "port(s) 22,80-90" anywhere in a command.
 _TARGET = re.compile(
@@ -391,6 +397,11 @@ class DataCollector(Agent):
     State = NoState
     eager = False  # opens a TaskGroup at once; I/O-bound, so a Task per scan costs nothing
     handler_timeout_s = 1800.0
+    # An instance scans one target, or one slice of a large one, at a time: the pool is the
+    # parallelism. A large scan keeps pool_max slices in flight, each of scan_concurrency
+    # probes, and the supervisor grows the pool while its instances stay busy.
+    concurrency = 1
+    pool_max = 4
 
     def __init__(self, scope: Scope, settings: Settings) -> None:
         self._scope = scope
@@ -422,24 +433,24 @@ class DataCollector(Agent):
         hosts = list(hosts_of(self._scope.check(event.target)))
         ports = event.ports or self._ports  # none named: the configured default ports
 
-        def progress(probed: int, total: int) -> None:
+        def progress(probed: int, total: int, open_ports: int = 0) -> None:
             ctx.publish_nowait(
                 PROGRESS,
-                ScanProgressed(
-                    target=event.target,
-                    probed=probed,
-                    total=total,
-                    open=0,
-                ),
+                ScanProgressed(target=event.target, probed=probed, total=total, open=open_ports),
             )
 
-        found = await scan(
-            hosts,
-            ports,
-            concurrency=self._concurrency,
-            timeout=self._timeout,
-            progress=progress,
-        )
+        chunks: list[ChunkScanned] = []
+        if len(hosts) > CHUNK_HOSTS:
+            chunks = await self._scan_in_chunks(hosts, ports, ctx, progress)
+            found = {hp.host: hp.open_ports for c in chunks for hp in c.open}
+        else:
+            found = await scan(
+                hosts,
+                ports,
+                concurrency=self._concurrency,
+                timeout=self._timeout,
+                progress=progress,
+            )
         for host, ports in found.items():
             ctx.knowledge.update(
                 f"hosts/{host}",
@@ -464,6 +475,60 @@ class DataCollector(Agent):
             open=[HostPorts(host=h, open_ports=p) for h, p in found.items()],
             findings=[f for a in analyses for f in a.findings],
             failed_analyses=sum(1 for o in outcomes if not o.ok),
+            chunks=chunks,
+        )
+
+    async def _scan_in_chunks(
+        self,
+        hosts: Sequence[str],
+        ports: list[int],
+        ctx: Context[NoState],
+        progress: Callable[[int, int, int], None],
+    ) -> list[ChunkScanned]:
+        """The hosts in slices, each sent to the least busy instance of this type's pool;
+        pool_max slices in flight, the next sent as one comes back, so an instance the
+        supervisor adds takes the next slice. A slice that fails fails the scan."""
+        slices = iter([hosts[i : i + CHUNK_HOSTS] for i in range(0, len(hosts), CHUNK_HOSTS)])
+        done: list[ChunkScanned] = []
+        total = len(hosts) * len(ports)
+
+        async def feed() -> None:
+            for piece in slices:
+                reply = await ctx.request(
+                    TypeRef(self.name),
+                    ChunkScanRequested(hosts=list(piece), ports=ports),
+                    timeout=self.handler_timeout_s,
+                )
+                done.append(reply)
+                progress(
+                    sum(c.hosts_probed for c in done) * len(ports),
+                    total,
+                    sum(len(hp.open_ports) for c in done for hp in c.open),
+                )
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(self.pool_max):
+                tg.create_task(feed())
+        return done
+
+    async def on_chunk(self, event: ChunkScanRequested, ctx: Context[NoState]) -> ChunkScanned:
+        """One slice of a large scan, as a pool instance: every host checked against the
+        scope again, whoever sent it."""
+        if not 0 < len(event.hosts) <= CHUNK_HOSTS:
+            raise BadCommand(f"a slice of a scan takes 1 to {CHUNK_HOSTS} hosts")
+        for host in event.hosts:
+            self._scope.check(host)
+        started = ctx.clock.monotonic()
+        found = await scan(
+            event.hosts, event.ports, concurrency=self._concurrency, timeout=self._timeout
+        )
+        return ChunkScanned(
+            first=event.hosts[0],
+            last=event.hosts[-1],
+            hosts_probed=len(event.hosts),
+            open=[HostPorts(host=h, open_ports=p) for h, p in found.items()],
+            worker=ctx.task_id,
+            seconds=round(ctx.clock.monotonic() - started, 3),
         )
 
 

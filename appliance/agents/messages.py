@@ -21,6 +21,24 @@ class ScanRequested(Event, frozen=True, tag="scan.requested"):
     ports: list[int]
 
 
+class ChunkScanRequested(Event, frozen=True, tag="scan.chunk_requested"):
+    """One slice of a large scan, for whichever instance of the collectors' pool is free."""
+
+    hosts: list[str]
+    ports: list[int]
+
+
+class ChunkScanned(msgspec.Struct, frozen=True):
+    """A slice done: what was open there, and which pool instance did it, how fast."""
+
+    first: str
+    last: str
+    hosts_probed: int
+    open: list[HostPorts]
+    worker: str  # the pool instance's task id
+    seconds: float
+
+
 class ScanProgressed(Event, frozen=True, tag="scan.progressed"):
     target: str
     probed: int
@@ -95,6 +113,7 @@ class ScanReport(msgspec.Struct, frozen=True):
     open: list[HostPorts]
     findings: list[Finding]
     failed_analyses: int = 0
+    chunks: list[ChunkScanned] = []  # a large target's slices, in the order they finished
 
 
 class PostureReport(msgspec.Struct, frozen=True):

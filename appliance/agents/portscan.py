@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 from collections.abc import Callable, Sequence
+
+from appliance.errors import ResourceError
+
+OUT_OF_SOCKETS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+"""This machine ran short, not the port: a probe that hit one of these learned nothing."""
 
 
 async def probe(host: str, port: int, timeout: float) -> bool:
-    """True if a TCP connection to host:port is accepted within ``timeout`` seconds."""
+    """True if a TCP connection to host:port is accepted within ``timeout`` seconds; False if
+    refused, unreachable or silent. ResourceError when this machine is out of sockets, which
+    says nothing about the port (a scan must not report it closed)."""
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError):
+    except TimeoutError:
+        return False
+    except OSError as err:
+        if err.errno in OUT_OF_SOCKETS:
+            raise ResourceError(f"probing {host}:{port}: {err.strerror}") from err
         return False
     writer.close()
     with contextlib.suppress(OSError):

@@ -58,5 +58,6 @@ def test_hosts_of_a_network_and_the_size_limit() -> None:
     scope = Scope(["127.0.0.0/8"])
     assert list(hosts_of(scope.check("127.0.0.0/30"))) == ["127.0.0.1", "127.0.0.2"]
     assert list(hosts_of(scope.check("127.0.0.5"))) == ["127.0.0.5"]
+    assert sum(1 for _ in hosts_of(scope.check("127.0.0.0/16"))) == 65_534  # scanned in slices
     with pytest.raises(BadCommand, match="split it"):
-        list(hosts_of(scope.check("127.0.0.0/16")))
+        list(hosts_of(scope.check("127.0.0.0/15")))
