@@ -188,6 +188,17 @@ class ScheduleFired(TaskRecord, frozen=True, kw_only=True, tag="schedule.fired")
     due_at: float = 0.0  # the firing it stands for (a missed one runs late, once)
 
 
+class JobTriggered(TaskRecord, frozen=True, kw_only=True, tag="job.triggered"):
+    """An agent started this (autonomous) job on its own account: the graph's link from the
+    job to the task that started it (in its own standing job) and what that task reacted to,
+    such as a device event. The job itself has no parent task: nothing asked for it."""
+
+    by_job_id: str
+    by_task_id: str
+    by_agent: str
+    because: str  # what it reacted to: "device.changed net eth1 add"
+
+
 class ActionDecided(TaskRecord, frozen=True, kw_only=True, tag="action.decided"):
     """What became of an action the task asked for: waiting for approval, applied (and what
     approved it), rejected, expired, failed or undone. Recorded against the asking task, so
@@ -265,6 +276,7 @@ JournalRecord: TypeAlias = (
     | AgentTypeReset
     | PoolScaled
     | ScheduleFired
+    | JobTriggered
     | ActionDecided
 )
 """What the store's journal holds: everything that happened to tasks after their spawn."""
@@ -282,5 +294,6 @@ RecordEvent: TypeAlias = (
     | AgentTypeReset
     | PoolScaled
     | ScheduleFired
+    | JobTriggered
     | ActionDecided
 )

@@ -71,5 +71,5 @@ def register_builtin(
     )
     runtime.register(Executor, lambda: Executor(scope, actions, approval))
     # autonomous, not routed to: it reacts to hot-plug events (hal.hotplug), not commands
-    runtime.register(NetworkWatcher, lambda: NetworkWatcher(scope, runtime.submit))
+    runtime.register(NetworkWatcher, lambda: NetworkWatcher(scope, runtime.submit, runtime.record))
     return Builtins(scope, actions)

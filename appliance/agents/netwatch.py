@@ -3,7 +3,8 @@
 When udev reports a network interface appearing, renamed or changed, the watcher starts a
 rescan of the whole scope on its own: a new job with no parent task and no user command
 behind it, which the coordination graph records as autonomous (``qey jobs`` marks it). The
-job's command names the trigger, so the audit trail says why the appliance scanned. Bursts
+job's command names the trigger, and a ``job.triggered`` record links it in the graph to the
+watcher's task and the device event it reacted to. Bursts
 (a link flapping, several interfaces at boot) make one rescan per ``cooldown_s``.
 """
 
@@ -15,7 +16,7 @@ from typing import Protocol
 
 import msgspec
 
-from appliance.events import Event, JobContext, Started, TaskRef, TopicRef
+from appliance.events import Event, JobContext, JobTriggered, Started, TaskRef, TopicRef
 from appliance.hal.hotplug import HOTPLUG_TOPIC, DeviceChanged
 from appliance.runtime import Agent, Context, Runtime
 from appliance.scope import Scope
@@ -62,12 +63,15 @@ class NetworkWatcher(Agent):
         self,
         scope: Scope,
         start_job: StartsJobs,
+        record: Callable[[JobTriggered], None],
         *,
         cooldown_s: float = 30.0,
         rescan_agent: str = "coordinator",
     ) -> None:
+        """``start_job`` and ``record``: the runtime's ``submit`` and ``record``."""
         self._scope = scope
         self._start_job = start_job
+        self._record = record
         self._cooldown_s = cooldown_s
         self._rescan_agent = rescan_agent
 
@@ -92,11 +96,24 @@ class NetworkWatcher(Agent):
         state.rescans += 1
         targets = " ".join(str(n) for n in self._scope.networks)
         command = f"analyze network security posture of {targets}"
-        job, _root = self._start_job(
+        job, root = self._start_job(
             f"{command} (autonomous: {event.sys_name} {event.action})",
             self._rescan_agent,
             start=Started(objective=command),
             autonomous=True,
+        )
+        self._record(
+            JobTriggered(
+                job_id=job.job_id,
+                task_id=root.task_id,
+                agent_type=root.agent_type,
+                by_job_id=ctx.job.job_id,
+                by_task_id=ctx.task_id,
+                by_agent=self.name,
+                because=f"{event.__struct_config__.tag} {event.subsystem} "
+                f"{event.sys_name} {event.action}",
+                at=ctx.clock.now(),
+            )
         )
         log.info(
             "network %s %s: rescan of %s started as job %s",

@@ -17,6 +17,7 @@ from appliance.errors import UnknownJob, UnknownTask
 from appliance.events import (
     HandlerCrashed,
     JobSubmitted,
+    JobTriggered,
     JournalRecord,
     TaskSpawned,
     TaskStatus,
@@ -140,6 +141,20 @@ class TaskGraph:
             )
         )
         return [msgspec.json.decode(r["body"], type=HandlerCrashed) for r in rows]
+
+    async def trigger(self, job_id: str) -> JobTriggered | None:
+        """The task that started an autonomous job on its own account, and what it reacted
+        to (a ``job.triggered`` record); None for a job something else started."""
+        rows = await self._store.read(
+            lambda db: list(
+                db.query(
+                    "SELECT body FROM journal WHERE job_id = ? AND kind = 'job.triggered' "
+                    "ORDER BY seq LIMIT 1",
+                    [job_id],
+                )
+            )
+        )
+        return msgspec.json.decode(rows[0]["body"], type=JobTriggered) if rows else None
 
 
 class JobResult(msgspec.Struct, frozen=True):

@@ -190,6 +190,8 @@ async def get_job(request: web.Request) -> web.Response:
             "job_id": tree.job_id,
             "command": tree.command,
             "autonomous": tree.autonomous,
+            # what started it on its own account (an agent's job.triggered link), or null
+            "triggered_by": await runtime.graph.trigger(job_id) if tree.autonomous else None,
             "status": root.status if root else "running",
             "result": root.result if root else None,
             "detail": root.detail if root else "",

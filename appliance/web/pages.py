@@ -210,6 +210,12 @@ async def jobs(request: web.Request) -> web.Response:
 async def job(request: web.Request) -> web.Response:
     tree = await request.app[RUNTIME].graph.tree(request.match_info["job_id"])
     cause = await started_by(request, tree.job_id)  # a schedule's firing: which, made by whom
+    trigger = await request.app[RUNTIME].graph.trigger(tree.job_id) if tree.autonomous else None
+    if trigger is not None:  # an agent started it on its own: which task, after what
+        cause += (
+            f'<p id="started-by">Started by {e(trigger.by_agent)} (job '
+            f"{_job_link(trigger.by_job_id)}) after <code>{e(trigger.because)}</code>.</p>"
+        )
     report = findings_section(await job_report(request.app[RUNTIME], tree.job_id))
     return _html(request, f"Job {tree.job_id}", cause + _job_body(tree, report), "/jobs")
 

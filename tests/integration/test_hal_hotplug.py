@@ -55,6 +55,15 @@ async def test_a_new_interface_starts_an_autonomous_rescan_of_the_scope(
     [root] = tree.roots
     assert tree.autonomous and root.autonomous and root.parent_task_id is None
     assert root.agent_type == "coordinator"
+    # linked in the graph to the watcher's task, in its standing job, and the device event
+    trigger = await runtime.graph.trigger(submitted.job_id)
+    assert trigger is not None and trigger.task_id == root.task_id
+    assert trigger.because == "device.changed net eth1 add"
+    watcher = await runtime.graph.tree(trigger.by_job_id)
+    assert watcher.command == WATCH_COMMAND
+    assert [t.agent_type for t in watcher.tasks if t.task_id == trigger.by_task_id] == [
+        "network_watcher"
+    ]
     outcome = await asyncio.wait_for(runtime.wait_task(TaskRef(root.agent_type, root.task_id)), 10)
     assert outcome.status == "done", outcome.detail
     tree = await runtime.graph.tree(submitted.job_id)

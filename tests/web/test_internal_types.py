@@ -31,7 +31,8 @@ def watched(runtime: Runtime) -> JobContext:
     runtime.register(ConsensusTracker)
     scope = Scope(["127.0.0.1"])
     runtime.register(
-        NetworkWatcher, lambda: NetworkWatcher(scope, runtime.submit, rescan_agent="echo")
+        NetworkWatcher,
+        lambda: NetworkWatcher(scope, runtime.submit, runtime.record, rescan_agent="echo"),
     )
     start_watching(runtime)
     [watcher] = runtime.instances("network_watcher")
@@ -98,3 +99,24 @@ async def test_a_posted_vote_is_refused_and_client_events_still_pass(
     ref = runtime.spawn("counter", job, "count")
     add = msgspec.json.encode(Envelope(event=Add(by=2), job=job, target=ref))
     assert (await client.post("/api/v1/events", data=add, headers=h(client))).status == 202
+
+
+async def test_a_job_the_watcher_started_links_to_it_and_the_device_event(
+    client: TestClient[Any, Any], runtime: Runtime, watched: JobContext
+) -> None:
+    """From the hardware layer (inside the appliance), a new interface: the rescan job's API
+    and page say which task started it and after what, from the graph's link."""
+    with runtime.watch(kinds=["job.submitted"]) as jobs:
+        runtime.publish_nowait(
+            TopicRef(HOTPLUG_TOPIC),
+            DeviceChanged(action="add", subsystem="net", sys_name="eth1"),
+            job=watched,
+        )
+        submitted = (await jobs.next()).event
+    await runtime.commit()
+    got = await (await client.get(f"/api/v1/jobs/{submitted.job_id}")).json()
+    assert got["autonomous"] and got["triggered_by"]["by_agent"] == "network_watcher"
+    assert got["triggered_by"]["by_job_id"] == watched.job_id
+    assert got["triggered_by"]["because"] == "device.changed net eth1 add"
+    page = await (await client.get(f"/jobs/{submitted.job_id}")).text()
+    assert "Started by network_watcher" in page and watched.job_id in page
