@@ -1,23 +1,26 @@
 """Installing, listing and removing extension wheels in the data directory's site.
 
-The device's root is read-only and has no network, so a wheel goes in with pip's
-``--target`` into ``$QEY_DATA_DIR/extensions/site``, from the file alone (``--no-index``,
-``--no-deps``). Its declared requirements must then already be met by the appliance's own
-environment: an extension may use what the appliance ships, never replace it. A wheel with a
-top-level ``appliance`` package is refused outright.
+The device's root is read-only and has no network, so a wheel goes into
+``$QEY_DATA_DIR/extensions/site`` from the file alone, by ``installer`` (the PyPA's wheel
+installer: a library, so the image needs no pip), its console scripts and data beside the
+site. Its declared requirements must already be met by the appliance's own environment: an
+extension may use what the appliance ships, never replace it, and nothing is downloaded. A
+wheel with a top-level ``appliance`` package is refused outright.
 """
 
 from __future__ import annotations
 
 import email.parser
 import shutil
-import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
 from importlib.metadata import Distribution
 from pathlib import Path
 
+from installer import install as install_wheel
+from installer.destinations import SchemeDictionaryDestination
+from installer.sources import WheelFile
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -151,25 +154,24 @@ def install(wheel: Path, data_dir: Path) -> WheelInfo:
     site.mkdir(parents=True, exist_ok=True, mode=0o700)
     if _find(info.name, site) is not None:
         remove(info.name, data_dir)
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-index",
-        "--no-deps",
-        "--disable-pip-version-check",
-        "--no-warn-script-location",
-        "--target",
-        str(site),
-        str(wheel),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ExtensionRefused(
-            f"pip could not install {wheel.name}: {done.stderr.strip() or done.stdout.strip()}"
-        )
+    folder = site.parent
+    destination = SchemeDictionaryDestination(
+        {
+            "purelib": str(site),
+            "platlib": str(site),
+            "scripts": str(folder / "bin"),
+            "data": str(folder / "data"),
+            "headers": str(folder / "include" / info.name),
+        },
+        interpreter=sys.executable,
+        script_kind="posix",
+        bytecode_optimization_levels=(0,),  # the root's pyc are there too: a quick first load
+    )
+    try:
+        with WheelFile.open(wheel) as source:
+            install_wheel(source, destination, additional_metadata={"INSTALLER": b"qey\n"})
+    except Exception as err:  # installer raises ValueError, InvalidWheelSource, OSError, ...
+        raise ExtensionRefused(f"could not install {wheel.name}: {err}") from err
     return info
 
 

@@ -1,4 +1,5 @@
-"""What ``qey extension install`` refuses before pip runs, and what it installs."""
+"""What ``qey extension install`` refuses before anything is written, and what it installs
+(with the PyPA's ``installer`` library: the image has no pip)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def test_install_list_and_remove(tmp_path: Path) -> None:
     info = install(make_wheel(tmp_path), data)
     assert (info.name, info.agent_entry_points) == ("qey-probe", ("probe",))
     assert (site_dir(data) / "qey_probe" / "__init__.py").is_file()
+    assert (site_dir(data) / "qey_probe-1.0.dist-info" / "INSTALLER").read_text() == "qey\n"
     assert [(i.name, i.version) for i in installed(data)] == [("qey-probe", "1.0")]
     assert remove("QEY_Probe", data) == "qey-probe"
     assert installed(data) == []
