@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
@@ -248,6 +249,7 @@ def _job_body(tree: JobTree, report: str = "") -> str:
     return (
         head
         + report
+        + _slices(tree)
         + '<h2>Task tree</h2><div id="tree" class="tree-box" data-tree-src="/api/v1/jobs/'
         + e(tree.job_id)
         + '/tree.svg">'
@@ -262,6 +264,34 @@ def _job_body(tree: JobTree, report: str = "") -> str:
         )
         + _live_box(urlencode({"job_id": tree.job_id}), follow_tree=True)
     )
+
+
+def _slices(tree: JobTree) -> str:
+    """How a large scan was split over the collectors' pool: per pool instance, the slices it
+    took, their hosts and seconds (a scan's ``chunks``, as its result records them)."""
+    sections = []
+    for node in tree.tasks:
+        chunks = node.result.get("chunks") if isinstance(node.result, dict) else None
+        if not chunks:
+            continue
+        by_worker: dict[str, list[dict[str, Any]]] = {}
+        for chunk in chunks:
+            by_worker.setdefault(str(chunk["worker"]), []).append(chunk)
+        rows = [
+            [
+                _task_link(worker),
+                str(len(done)),
+                f"{sum(c['hosts_probed'] for c in done):,}",
+                f"{sum(c['seconds'] for c in done):.1f}",
+            ]
+            for worker, done in sorted(by_worker.items(), key=lambda kv: -len(kv[1]))
+        ]
+        sections.append(
+            f"<p>{e(str(node.result.get('target', '')))}: {len(chunks)} slices over "
+            f"{len(by_worker)} instances of the {e(node.agent_type)} pool.</p>"
+            + table(["Pool instance", "Slices", "Hosts", "Seconds"], rows, id_="slices")
+        )
+    return "<h2>Scan slices</h2>" + "".join(sections) if sections else ""
 
 
 def _summary(result: object, limit: int = 120) -> str:
