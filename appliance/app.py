@@ -304,6 +304,7 @@ class Appliance:
                     ready.set()
                 await asyncio.Event().wait()
         finally:
+            self.supervisor.stopping()
             await runner.cleanup()
             if bound is not None:
                 unlink_if_same(sock, bound)  # only the socket this process bound

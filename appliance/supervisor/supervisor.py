@@ -210,3 +210,8 @@ class Supervisor:
     def ready(self, status: str) -> None:
         """Tell systemd (when it started us) that the appliance is up."""
         self._notifier.ready(status)
+
+    def stopping(self) -> None:
+        """Tell systemd the appliance is on its way down: the watchdog's silence while the
+        store closes is then a stop, not a hang, and ``systemctl status`` says "deactivating"."""
+        self._notifier.stopping()

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from appliance.settings import Settings
@@ -15,14 +15,15 @@ from appliance.settings import Settings
 
 @contextmanager
 def running_appliance(
-    settings: Settings, prefix: Sequence[str] = ()
+    settings: Settings, prefix: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> Iterator[subprocess.Popen[str]]:
     """``qey run`` on the settings' data directory, ready; stopped with SIGTERM after, and
     its exit must be clean (0). Its remaining stdout is left for the caller to read.
-    ``prefix`` runs it under another command that execs it (a network namespace's)."""
+    ``prefix`` runs it under another command that execs it (a network namespace's); ``env``
+    adds to its environment."""
     process = subprocess.Popen(
         [*prefix, sys.executable, "-m", "appliance.cli", "run"],
-        env={**os.environ, "QEY_DATA_DIR": str(settings.data_dir)},
+        env={**os.environ, **(env or {}), "QEY_DATA_DIR": str(settings.data_dir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
