@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 
 import msgspec
 
 from appliance.events import Event, Started
+from appliance.hal.hotplug import DeviceChanged
 from appliance.runtime import Agent, Context
 
 
@@ -115,3 +117,27 @@ def new_network_namespace() -> list[str]:
     if os.geteuid() == 0:
         return ["unshare", "--net"]
     return ["unshare", "--map-root-user", "--net"]
+
+
+class FakeMonitor:
+    """The hardware edge of hot-plug, for tests: ``add`` queues an event exactly as udev
+    would deliver it (``appliance.hal.hotplug.DeviceMonitor``)."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[DeviceChanged] = asyncio.Queue()
+
+    def add(self, action: str, subsystem: str, sys_name: str, **properties: str) -> None:
+        node = properties.pop("device_node", "")
+        self._queue.put_nowait(
+            DeviceChanged(
+                action=action,
+                subsystem=subsystem,
+                sys_name=sys_name,
+                device_node=node,
+                properties=properties,
+            )
+        )
+
+    async def events(self) -> AsyncIterator[DeviceChanged]:
+        while True:
+            yield await self._queue.get()

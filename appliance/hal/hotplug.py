@@ -1,8 +1,8 @@
 """Hot-plug: udev's device events as runtime events (``device.changed``).
 
 ``UdevMonitor`` reads pyudev's netlink monitor on the event loop (its file descriptor is
-non-blocking, so ``add_reader`` plus ``poll(0)`` never blocks); ``FakeMonitor`` feeds
-synthetic events through the same path in tests, where there is no udev to listen to.
+non-blocking, so ``add_reader`` plus ``poll(0)`` never blocks); tests feed synthetic events
+through the same ``DeviceMonitor`` protocol (tests/support.py), where there is no udev.
 ``HotplugService`` hands each event to a sink (the app publishes them on the runtime's
 ``hotplug`` topic) and tells the display service when the display's adapter comes back.
 """
@@ -131,29 +131,6 @@ class UdevMonitor:
             properties={k: str(props[k]) for k in KEPT_PROPERTIES if k in props},
             at=self._now(),
         )
-
-
-class FakeMonitor:
-    """A monitor a test drives: ``add`` queues an event exactly as udev would deliver it."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[DeviceChanged] = asyncio.Queue()
-
-    def add(self, action: str, subsystem: str, sys_name: str, **properties: str) -> None:
-        node = properties.pop("device_node", "")
-        self._queue.put_nowait(
-            DeviceChanged(
-                action=action,
-                subsystem=subsystem,
-                sys_name=sys_name,
-                device_node=node,
-                properties=properties,
-            )
-        )
-
-    async def events(self) -> AsyncIterator[DeviceChanged]:
-        while True:
-            yield await self._queue.get()
 
 
 class HotplugService:

@@ -122,7 +122,3 @@ class GpioStatusLeds:
         """Stop the blink threads and release the pins."""
         for device in (self._status, self._activity, self._power):
             device.close()
-
-
-def open_leds(pins: LedPins, pin_factory: PinFactory) -> StatusLeds:
-    return GpioStatusLeds(pins, pin_factory=pin_factory)

@@ -17,8 +17,9 @@ from appliance.hal.display.messages import Status
 from appliance.hal.display.render import render_png, render_text
 from appliance.hal.display.screen import DEFAULT_CAPABILITIES, Screen
 from appliance.hal.display.service import DisplayService
-from appliance.hal.hotplug import FakeMonitor, HotplugService
+from appliance.hal.hotplug import HotplugService
 from appliance.runtime import Runtime
+from tests.support import FakeMonitor
 
 pytestmark = pytest.mark.integration
 

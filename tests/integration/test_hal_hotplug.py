@@ -11,9 +11,10 @@ import pytest
 from appliance.agents import register_builtin
 from appliance.agents.netwatch import WATCH_COMMAND, start_watching
 from appliance.events import TaskRef
-from appliance.hal.hotplug import FakeMonitor, HotplugService
+from appliance.hal.hotplug import HotplugService
 from appliance.runtime import FakeClock, Runtime, Store, running
 from appliance.settings import Settings
+from tests.support import FakeMonitor
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.hal.hotplug import DeviceChanged, FakeMonitor, HotplugService, udev_settled
+from appliance.hal.hotplug import DeviceChanged, HotplugService, udev_settled
+from tests.support import FakeMonitor
 
 pytestmark = pytest.mark.unit
 
