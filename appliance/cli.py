@@ -142,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     tree = tsub.add_parser(
         "tree",
         help="a job's task tree",
-        description="Print a job's task tree in the seed figure's shape.",
+        description="Print a job's task tree: each instance, its parent and its objective.",
     )
     tree.add_argument("job_id")
     tree.add_argument("--status", action="store_true", help="show each task's status")

@@ -234,7 +234,8 @@ class PoolScaled(TypeRecord, frozen=True, kw_only=True, tag="pool.scaled"):
     direction: Literal["up", "down"]
 
 
-# Consensus among specific instances (the seed's section 8.1): the tracker asks, agents vote
+# Consensus among specific instances (no one instance decides a destructive action): the
+# tracker asks, agents vote
 # from their handlers, the tracker decides.
 
 

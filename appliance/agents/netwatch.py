@@ -1,4 +1,4 @@
-"""The network watcher: the seed's autonomous behaviour (5.4), reacting to the network itself.
+"""The network watcher: the appliance acting on its own when its network changes.
 
 When udev reports a network interface appearing, renamed or changed, the watcher starts a
 rescan of the whole scope on its own: a new job with no parent task and no user command

@@ -91,10 +91,10 @@ class Agent:
 
     @classmethod
     def start_for(cls, command: str) -> Event | None:
-        """The start event for a free-text command given to this type (the seed's
-        ``handle_direct_command``). By default the text goes over as ``Started`` to a type
-        that handles it; None means the instance just lives, taking events. A type whose work
-        needs structured input parses the command here and raises BadCommand if it can't."""
+        """The start event for a free-text command given to this type. By default the text
+        goes over as ``Started`` to a type that handles it; None means the instance just
+        lives, taking events. A type whose work needs structured input parses the command
+        here and raises BadCommand if it can't."""
         return Started(objective=command) if Started in cls.handlers else None
 
     @classmethod

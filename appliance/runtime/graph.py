@@ -302,7 +302,7 @@ def _load_chain(db: Any, task_id: str) -> tuple[JobTree, list[TaskNode]]:
 
 
 def render_tree(tree: JobTree, *, with_status: bool = False) -> str:
-    """The job's tree as text, in the shape of the seed paper's figure.
+    """The job's tree as text, one line per instance: short enough to read on a console.
 
     Instances are numbered per agent type in spawn order (``Analyzer-3``); each line names the
     task, its parent, and, after ``//``, what it was asked to do.

@@ -1,4 +1,5 @@
-"""Votes among specific instances (the seed's section 8.1), run as a task of their own.
+"""Votes among specific instances (independent analyzers agreeing before anything
+destructive runs), run as a task of their own.
 
 ``open_vote`` spawns a ``consensus`` tracker and returns at once: nobody waits inside the
 sender. The tracker asks each participant through the bus; participants answer from their

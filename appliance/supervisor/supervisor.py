@@ -1,4 +1,5 @@
-"""The supervisor: keeps agents alive and pools sized without a person (the seed's 7 and 8).
+"""The supervisor: keeps agents alive and pools sized without a person, so a crash or a
+surge of work never needs someone at the device.
 
 It is the runtime's supervision policy (``on_failure``) and a service (``run``) that ticks on
 the injected clock: each tick it checks that busy instances make progress, samples pool

@@ -1,4 +1,4 @@
-"""The seed's autonomous behaviour: a new network interface makes the appliance rescan its
+"""The appliance acting on its own: a new network interface makes the appliance rescan its
 scope on its own, as a job with no parent task that the coordination graph marks autonomous."""
 
 from __future__ import annotations

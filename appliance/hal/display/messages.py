@@ -1,6 +1,6 @@
 """The display protocol's messages: msgspec Structs encoded as msgpack arrays.
 
-The seed's compact event encoding (section 6.3): agents and events travel as small numbers,
+A compact event encoding for a slow serial line: agents and events travel as small numbers,
 announced once in a ``Names`` message, never as strings in every frame. Payloads are
 ``array_like`` msgpack, which the project's rule against array-like structs does not cover:
 nothing here is stored, and the protocol is versioned by its version byte, so fields may be

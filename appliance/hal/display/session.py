@@ -1,4 +1,5 @@
-"""Numbers for names, per connection: the seed's compact encoding (numeric agent and event ids).
+"""Numbers for names, per connection: numeric agent and event ids, so a frame on the serial
+line carries no strings.
 
 Agent types and event kinds get one-byte ids, jobs and instances two-byte ones, each
 announced in a ``Names`` message before the first frame that uses it. The tables live as long
