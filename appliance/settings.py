@@ -7,7 +7,6 @@ with the file and field named; the scope is held to the same rules as the panel'
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -182,47 +181,24 @@ def device_names(names: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-_SCOPE_KEY = re.compile(r"\s*(scope|scope_confirm_large)\s*=")
-
-
 def write_scope(data_dir: Path, scope: list[str], *, confirm_large: bool = False) -> None:
-    """Save the scan scope to ``config.toml`` (the panel changes it), keeping every other
-    line as the admin wrote it; the file is replaced whole, so a crash leaves the old one.
-    ``confirm_large`` is saved with it, so a confirmed large range loads at the next start."""
+    """Save the scan scope to ``config.toml`` (the panel changes it), keeping everything else
+    as the admin wrote it, comments and layout included (tomlkit edits the document, not its
+    lines); the file is replaced whole, so a crash leaves the old one. ``confirm_large`` is
+    saved with it, so a confirmed large range loads at the next start."""
+    import tomlkit  # only here: the one place the appliance writes TOML
+
     config = data_dir / "config.toml"
-    lines = config.read_text(encoding="utf-8").splitlines() if config.exists() else []
-    table_start = next(
-        (i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines)
-    )
-    top = _without_scope(lines[:table_start])
-    ours = [f"scope = {json.dumps(scope)}"]
+    document = tomlkit.parse(config.read_text(encoding="utf-8")) if config.exists() else None
+    document = document if document is not None else tomlkit.document()
+    document["scope"] = scope
     if confirm_large:
-        ours.append("scope_confirm_large = true")
-    text = "\n".join([*ours, *top, *lines[table_start:]]) + "\n"
+        document["scope_confirm_large"] = True
+    else:
+        document.pop("scope_confirm_large", None)
+    text = tomlkit.dumps(document)
     tomllib.loads(text)  # never write a file that would not load
     write_atomic(config, text.encode("utf-8"), mode=0o644)
-
-
-def _without_scope(lines: list[str]) -> list[str]:
-    """The top-level lines less every scope assignment, however many lines its value spans
-    (an admin may write the array one entry a line): a value ends at the first line after
-    which the assignment alone parses."""
-    kept: list[str] = []
-    i = 0
-    while i < len(lines):
-        if not _SCOPE_KEY.match(lines[i]):
-            kept.append(lines[i])
-            i += 1
-            continue
-        end = i + 1
-        while end < len(lines):
-            try:
-                tomllib.loads("\n".join(lines[i:end]))
-                break
-            except tomllib.TOMLDecodeError:
-                end += 1
-        i = end
-    return kept
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:

@@ -104,3 +104,20 @@ def test_saving_the_scope_replaces_an_array_written_over_several_lines(tmp_path:
     assert tomllib.loads(text) == {"scope": ["127.0.0.0/30"], "ports": [22]}
     assert "# the admin's own words" in text
     assert Settings.load({"QEY_DATA_DIR": str(tmp_path)}).scope == ["127.0.0.0/30"]
+
+
+def test_saving_the_scope_keeps_tables_and_comments_where_they_were(tmp_path: Path) -> None:
+    original = (
+        "ports = [22]  # only ssh\n\n"
+        '[names]\n# what the household calls things\nnas = "127.0.0.9"\n'
+    )
+    (tmp_path / "config.toml").write_text(original)
+    write_scope(tmp_path, ["127.0.0.0/28"])
+    text = (tmp_path / "config.toml").read_text()
+    # the scope goes in among the top-level keys; nothing the admin wrote moved or changed
+    assert text.replace('scope = ["127.0.0.0/28"]\n', "") == original
+    assert tomllib.loads(text) == {
+        "scope": ["127.0.0.0/28"],
+        "ports": [22],
+        "names": {"nas": "127.0.0.9"},
+    }
