@@ -43,8 +43,8 @@ cmd_run() {
 cmd_lint() {
   ensure_venv
   echo "==> ruff"
-  "$VENV/bin/ruff" check appliance tests bench examples
-  "$VENV/bin/ruff" format --check appliance tests bench examples
+  "$VENV/bin/ruff" check appliance image tests bench examples
+  "$VENV/bin/ruff" format --check appliance image tests bench examples
   echo "==> mypy --strict appliance/ image/"
   "$VENV/bin/mypy" --strict appliance image
 }
