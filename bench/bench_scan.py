@@ -102,7 +102,7 @@ def inside() -> None:
     assert nmap, "no nmap: run this file without --inside (it installs nmap first)"
     listeners = fixture()
     allow_open_files()
-    settings = Settings()
+    settings = Settings(data_dir=Path("/nonexistent"))  # the defaults: never opened
     header(
         f"scanner against nmap -sT -T4, {len(PORTS)} ports; concurrency "
         f"{settings.scan_concurrency}, probe timeout {settings.probe_timeout_s} s"
