@@ -74,6 +74,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     approval_voters: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3
     approval_quorum: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
     approval_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+    # how long an admin has to approve one before it expires, not done (a week at most)
+    admin_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)] = 3600.0
     # where notices and tickets go, if anywhere (https only; on the image, also egress_allow);
     # webhook_ca_file: a CA (PEM, relative to the data directory) the receivers' certificates
     # are checked against instead of the system's; ticket_template: the ticket's JSON, its

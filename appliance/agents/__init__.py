@@ -50,6 +50,7 @@ def register_builtin(
         scope,
         record=runtime.record,
         load_firewall=load_firewall,
+        deadline_s=settings.admin_deadline_s,
         webhook=Webhook(settings.webhook_url, ca) if settings.webhook_url else None,
         tickets=Webhook(settings.ticket_url, ca) if settings.ticket_url else None,
         ticket_template=settings.ticket_template or DEFAULT_TICKET,

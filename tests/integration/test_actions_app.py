@@ -109,3 +109,24 @@ def test_a_block_waits_for_the_admin_then_is_on_the_firewall_until_undone(
     finally:
         store.close()
     assert rows == [("pending", "executor"), ("applied", "executor"), ("undone", "executor")]
+
+
+def test_an_approval_nobody_gives_in_time_expires_and_nothing_is_blocked(
+    settings: Settings,
+) -> None:
+    """A deadline passing means not done, recorded: the running appliance's own watch over
+    the approvals closes it, and the firewall never sees the host."""
+    _write_config(settings)
+    config = settings.data_dir / "config.toml"
+    config.write_text(config.read_text() + "admin_deadline_s = 1.5\n")
+    with running_appliance(settings, prefix=IN_NAMESPACE) as appliance:
+        qey(settings, "submit", "block 127.0.0.5", "--wait")
+        (pending,) = _pending(settings, 1)
+        deadline = time.monotonic() + 30
+        while (record := _records(settings, "actions")[0]).state == "pending":
+            assert time.monotonic() < deadline, "the approval never expired"
+            time.sleep(0.3)
+        assert (record.id, record.state) == (pending.id, "expired")
+        assert _blocked(appliance.pid) == []
+        late = qey(settings, "approvals", "approve", pending.id)
+        assert late.returncode == 1 and "expired, not pending" in late.stderr
