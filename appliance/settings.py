@@ -191,8 +191,9 @@ def write_scope(data_dir: Path, scope: list[str], *, confirm_large: bool = False
     import tomlkit  # only here: the one place the appliance writes TOML
 
     config = data_dir / "config.toml"
-    document = tomlkit.parse(config.read_text(encoding="utf-8")) if config.exists() else None
-    document = document if document is not None else tomlkit.document()
+    document = (
+        tomlkit.parse(config.read_text(encoding="utf-8")) if config.exists() else tomlkit.document()
+    )
     document["scope"] = scope
     if confirm_large:
         document["scope_confirm_large"] = True

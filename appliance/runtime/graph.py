@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -145,16 +145,23 @@ class TaskGraph:
     async def trigger(self, job_id: str) -> JobTriggered | None:
         """The task that started an autonomous job on its own account, and what it reacted
         to (a ``job.triggered`` record); None for a job something else started."""
-        rows = await self._store.read(
-            lambda db: list(
-                db.query(
-                    "SELECT body FROM journal WHERE job_id = ? AND kind = 'job.triggered' "
-                    "ORDER BY seq LIMIT 1",
-                    [job_id],
-                )
-            )
-        )
-        return msgspec.json.decode(rows[0]["body"], type=JobTriggered) if rows else None
+        return await first_record(self._store, job_id, JobTriggered)
+
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+async def first_record(store: Store, job_id: str, kind: type[R]) -> R | None:
+    """The job's first journal record of this type (``job.triggered``, ``schedule.fired``):
+    what links a job to whatever started it."""
+    tag = kind.__struct_config__.tag
+    rows = await store.read(
+        lambda db: db.execute(
+            "SELECT body FROM journal WHERE job_id = ? AND kind = ? ORDER BY seq LIMIT 1",
+            [job_id, tag],
+        ).fetchall()
+    )
+    return msgspec.json.decode(rows[0][0], type=kind) if rows else None
 
 
 class JobResult(msgspec.Struct, frozen=True):

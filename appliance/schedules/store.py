@@ -24,6 +24,7 @@ import msgspec
 from appliance.errors import BadCommand, UnknownSchedule
 from appliance.events import ScheduleFired
 from appliance.runtime import Clock, Store
+from appliance.runtime.graph import first_record
 from appliance.schedules.cadence import AnyCadence, decode_cadence, describe, encode_cadence
 from appliance.schedules.cadence import next_fire as cadence_next
 
@@ -226,14 +227,7 @@ class Schedules:
 
     async def cause(self, job_id: str) -> ScheduleFired | None:
         """The schedule firing that started ``job_id``, if a schedule started it."""
-        rows = await self._store.read(
-            lambda db: db.execute(
-                "SELECT body FROM journal WHERE kind = 'schedule.fired' AND job_id = ? "
-                "ORDER BY seq LIMIT 1",
-                [job_id],
-            ).fetchall()
-        )
-        return msgspec.json.decode(rows[0][0], type=ScheduleFired) if rows else None
+        return await first_record(self._store, job_id, ScheduleFired)
 
     # -- the table ------------------------------------------------------------------------
 

@@ -61,10 +61,15 @@ def test_first_boot_comes_up_ready_and_prints_the_panel_and_setup_token(guest: G
     guest.record_boot(ready.group(1), boot_to_ready, started.group(0))
 
 
-def test_setup_then_a_routed_command_through_the_forwarded_panel(guest: Guest) -> None:
+def set_up(guest: Guest, s: requests.Session) -> bool:
+    """First-time setup with the token on the console, in session ``s``, unless it was done
+    (by the setup test, when the module runs whole): so each test also passes when selected
+    alone. True if this call did it."""
+    base = guest.base_url
+    page = s.get(f"{base}/setup", timeout=30, allow_redirects=False)
+    if page.status_code != 200:
+        return False  # the admin password is set: /setup redirects
     token = guest.wait_for(r"qey setup token ([A-Z0-9-]+)", READY_DEADLINE_S).group(1)
-    s, base = session(), guest.base_url
-    page = s.get(f"{base}/setup", timeout=30)
     fields = {
         "csrf_token": form_token(page.text),
         "token": token,
@@ -73,6 +78,26 @@ def test_setup_then_a_routed_command_through_the_forwarded_panel(guest: Guest) -
     }
     resp = s.post(f"{base}/setup", data=fields, allow_redirects=False, timeout=60)
     assert resp.status_code == 303, resp.text
+    return True
+
+
+def login(guest: Guest) -> requests.Session:
+    set_up(guest, session())
+    s, base = session(), guest.base_url
+    page = s.get(f"{base}/login", timeout=30)
+    resp = s.post(
+        f"{base}/login",
+        data={"csrf_token": form_token(page.text), "password": PASSWORD},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert resp.status_code == 303, resp.text
+    return s
+
+
+def test_setup_then_a_routed_command_through_the_forwarded_panel(guest: Guest) -> None:
+    s, base = session(), guest.base_url
+    assert set_up(guest, s), "the admin password was set before the first-time setup"
     headers = {"X-CSRF-Token": csrf_of(s, base)}
     job: dict[str, Any] = s.post(
         f"{base}/api/v1/jobs", json={"command": COMMAND}, headers=headers, timeout=60
@@ -111,38 +136,6 @@ def test_the_egress_policy_is_loaded_before_the_appliance_and_follows_the_scope(
         put = s.put(f"{base}/api/v1/scope", json={"scope": [scope]}, headers=headers, timeout=30)
         assert put.status_code == 200, put.text
         guest.wait_for(re.escape(f"qey egress policy: scope {scope}; allowed nothing else"), 60)
-
-
-def set_up(guest: Guest) -> None:
-    """First-time setup with the token on the console, unless it was done (by the setup test,
-    when the module runs whole): so each test also passes when selected alone."""
-    s, base = session(), guest.base_url
-    page = s.get(f"{base}/setup", timeout=30, allow_redirects=False)
-    if page.status_code != 200:
-        return  # the admin password is set: /setup redirects
-    token = guest.wait_for(r"qey setup token ([A-Z0-9-]+)", READY_DEADLINE_S).group(1)
-    fields = {
-        "csrf_token": form_token(page.text),
-        "token": token,
-        "password": PASSWORD,
-        "confirm": PASSWORD,
-    }
-    resp = s.post(f"{base}/setup", data=fields, allow_redirects=False, timeout=60)
-    assert resp.status_code == 303, resp.text
-
-
-def login(guest: Guest) -> requests.Session:
-    set_up(guest)
-    s, base = session(), guest.base_url
-    page = s.get(f"{base}/login", timeout=30)
-    resp = s.post(
-        f"{base}/login",
-        data={"csrf_token": form_token(page.text), "password": PASSWORD},
-        allow_redirects=False,
-        timeout=60,
-    )
-    assert resp.status_code == 303, resp.text
-    return s
 
 
 def test_the_display_emulator_draws_the_guests_display_port(guest: Guest) -> None:

@@ -45,7 +45,7 @@ def test_what_ran_beside_the_phases_is_said_after_them() -> None:
     )
 
 
-def test_the_router_loads_in_its_own_thread_for_the_board(tmp_path: Path) -> None:
+def test_the_router_loads_for_the_board_and_says_how_long_it_took(tmp_path: Path) -> None:
     loading = RouterLoading(Settings(data_dir=tmp_path, board="sim"))
     router = loading.result()
     assert router.provider == "CPUExecutionProvider"

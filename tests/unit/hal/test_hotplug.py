@@ -88,11 +88,11 @@ def fake_udevadm(bin_dir: Path, body: str) -> Path:
     return calls
 
 
-async def test_hot_plug_waits_for_udev_to_settle_first(
+async def test_settling_waits_for_udevadm_settle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """At boot the coldplug replays every device present as "add": the monitor listens only
-    once udev has handled them, so none is taken for a device plugged in."""
+    """What UdevMonitor awaits before it listens: at boot the coldplug replays every device
+    present as "add", and none of those may be taken for a device plugged in."""
     calls = fake_udevadm(tmp_path, "sleep 0.3")
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     started = time.monotonic()
