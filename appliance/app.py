@@ -47,12 +47,13 @@ from appliance.startup import (
 )
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
-from appliance.web.approvals import add_action_routes, add_approvals_page
+from appliance.web.approvals import APPROVALS_PAGE, add_action_routes
 from appliance.web.capabilities import DeviceStatus
 from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
 from appliance.web.keys import FAILED_EXTENSIONS
 from appliance.web.panel import Panel, make_panel
+from appliance.web.routes import add_routes
 from appliance.web.tls import ensure_certificate, needs_tls
 
 log = logging.getLogger(__name__)
@@ -360,7 +361,7 @@ class Appliance:
         )
         app[FAILED_EXTENSIONS] = self.extensions.failed  # the status API lists them
         add_action_routes(app, self.actions, surface="panel")
-        add_approvals_page(app)
+        add_routes(app, APPROVALS_PAGE)
         panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))
         self._console = panel.console
         return panel, credentials.new_setup_token()

@@ -34,7 +34,8 @@ from appliance.errors import (
     UnknownSchedule,
     UnknownTask,
 )
-from appliance.events import Event, TaskRef, TaskSpawned, TaskStatusChanged
+from appliance.events import Envelope, Event, TaskRef, TaskSpawned, TaskStatusChanged
+from appliance.reports import FORMAT_NAMES, JobReport
 from appliance.runtime import Runtime, TaskNode, accepted_kinds, render_chain, render_tree
 from appliance.web.bodies import decoding
 from appliance.web.errors import (
@@ -47,11 +48,12 @@ from appliance.web.errors import (
 )
 from appliance.web.keys import RUNTIME, SUBMIT
 from appliance.web.reports import get_report
-from appliance.web.schedules import SCHEDULES, ScheduleControl, add_schedule_routes
+from appliance.web.routes import JSON, OBJECT, OBJECTS, Query, Route, add_routes
+from appliance.web.schedules import SCHEDULE_ROUTES, SCHEDULES, ScheduleControl
 from appliance.web.submit import Submit
 from appliance.web.treesvg import tree_svg
 
-__all__ = ["RUNTIME", "SUBMIT", "Submit", "add_api_routes", "errors_as_json", "make_api"]
+__all__ = ["API_ROUTES", "RUNTIME", "SUBMIT", "Submit", "errors_as_json", "make_api"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -313,18 +315,95 @@ async def post_event(request: web.Request) -> web.Response:
     return json_response({"accepted": True}, 202)
 
 
-def add_api_routes(app: web.Application) -> None:
-    """The API both surfaces serve: the control socket and the panel."""
-    app.router.add_post("/api/v1/jobs", post_job)
-    app.router.add_get("/api/v1/jobs", list_jobs)
-    app.router.add_get("/api/v1/jobs/{job_id}", get_job)
-    app.router.add_get("/api/v1/jobs/{job_id}/tree", get_tree)
-    app.router.add_get("/api/v1/jobs/{job_id}/tree.svg", get_tree_svg)
-    app.router.add_get("/api/v1/jobs/{job_id}/events", job_events)
-    app.router.add_get("/api/v1/jobs/{job_id}/report", get_report)
-    app.router.add_get("/api/v1/tasks/{task_id}/chain", get_chain)
-    app.router.add_get("/api/v1/agents", list_agents)
-    app.router.add_post("/api/v1/events", post_event)
+_WAIT = Query("wait", {"type": "number", "minimum": 0, "maximum": 5})
+_FORMAT = Query("format", {"type": "string", "enum": list(FORMAT_NAMES)})
+_JOB = "/api/v1/jobs/{job_id}"
+
+API_ROUTES = (
+    Route(
+        "POST",
+        "/api/v1/jobs",
+        post_job,
+        "Submit a command as a new job (the router picks the agent type unless named)",
+        ok=202,
+        returns=OBJECT,
+        errors=(400, 403, 404, 422, 429, 503),
+        body=JobRequest,
+    ),
+    Route("GET", "/api/v1/jobs", list_jobs, "Recent jobs, newest first", returns=OBJECTS),
+    Route(
+        "GET",
+        _JOB,
+        get_job,
+        "A job and its root task's outcome; ?wait=S waits up to S s for the end",
+        returns=OBJECT,
+        errors=(400, 404),
+        query=(_WAIT,),
+    ),
+    Route(
+        "GET",
+        _JOB + "/tree",
+        get_tree,
+        "The job's task tree as data and text",
+        returns=OBJECT,
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        _JOB + "/tree.svg",
+        get_tree_svg,
+        "The job's task tree as a picture",
+        returns={"type": "string"},
+        errors=(404,),
+        media=("image/svg+xml",),
+    ),
+    Route(
+        "GET",
+        _JOB + "/events",
+        job_events,
+        "The job's events, one JSON object a line, until its root task ends",
+        returns={"type": "string"},
+        errors=(404,),
+        media=("application/x-ndjson",),
+    ),
+    Route(
+        "GET",
+        _JOB + "/report",
+        get_report,
+        "The job's findings report (worst first, new and resolved since the last job on the "
+        "same targets, failed steps), as a download in the format asked",
+        returns=JobReport,
+        errors=(400, 404),
+        query=(_FORMAT,),
+        media=(JSON, "text/markdown", "text/csv", "text/html"),
+    ),
+    Route(
+        "GET",
+        "/api/v1/tasks/{task_id}/chain",
+        get_chain,
+        "A task and its ancestors back to the command",
+        returns=OBJECT,
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/api/v1/agents",
+        list_agents,
+        "Registered agent types and their live instances",
+        returns=OBJECTS,
+    ),
+    Route(
+        "POST",
+        "/api/v1/events",
+        post_event,
+        "Deliver one typed event envelope to an instance (only kinds a client may send)",
+        ok=202,
+        returns=OBJECT,
+        errors=(400, 403, 404, 422, 429, 503),
+        body=Envelope[dict[str, Any]],  # its event: of a kind some registered type accepts
+    ),
+)
+"""The API both surfaces serve: the control socket and the panel."""
 
 
 def make_api(
@@ -333,8 +412,7 @@ def make_api(
     """The control socket's app: the API with no session (the socket is owner-only)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=1024 * 1024)
     app[SCHEDULES] = schedules
-    add_schedule_routes(app)
     app[RUNTIME] = runtime
     app[SUBMIT] = submit
-    add_api_routes(app)
+    add_routes(app, API_ROUTES + SCHEDULE_ROUTES)
     return app

@@ -21,6 +21,7 @@ from appliance.web.auth import SESSION
 from appliance.web.bodies import decoding
 from appliance.web.errors import BadRequestBody
 from appliance.web.layout import e, page, table
+from appliance.web.routes import Query, Route, add_routes
 from appliance.web.schedules import json_response, local_time
 
 ACTION_PATH = "/api/v1/actions"
@@ -83,13 +84,42 @@ async def decide(request: web.Request) -> web.Response:
     return json_response(record)
 
 
+_STATE = Query("state", {"type": "string", "pattern": "^[a-z,]*$"})
+
+ACTION_ROUTES = (
+    Route(
+        "GET",
+        ACTION_PATH,
+        list_actions,
+        "Actions (blocks, quarantines, notices...), newest last; ?state=pending,applied",
+        returns=list[ActionRecord],
+        errors=(400,),
+        query=(_STATE,),
+    ),
+    Route(
+        "GET",
+        ACTION_PATH + "/{action_id}",
+        get_action,
+        "One action: what, why, its state and who decided",
+        returns=ActionRecord,
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        ACTION_PATH + "/{action_id}/{verb:approve|reject|undo}",
+        decide,
+        "Approve, reject (with an optional why) or undo an action",
+        returns=ActionRecord,
+        errors=(400, 403, 404, 409, 502),
+    ),
+)
+
+
 def add_action_routes(app: web.Application, control: ActionControl, *, surface: str) -> None:
     """The actions API on ``app`` (the control socket's or the panel's)."""
     app[ACTIONS] = control
     app[SURFACE] = surface
-    app.router.add_get(ACTION_PATH, list_actions)
-    app.router.add_get(ACTION_PATH + "/{action_id}", get_action)
-    app.router.add_post(ACTION_PATH + "/{action_id}/{verb:approve|reject|undo}", decide)
+    add_routes(app, ACTION_ROUTES)
 
 
 # -- the panel's page -----------------------------------------------------------------------
@@ -149,8 +179,7 @@ def _form(api: str, button: str, confirm: str) -> str:
     )
 
 
-def add_approvals_page(app: web.Application) -> None:
-    app.router.add_get("/approvals", approvals_page)
+APPROVALS_PAGE = (Route("GET", "/approvals", approvals_page),)
 
 
-__all__ = ["ACTIONS", "ActionControl", "UnknownAction", "add_action_routes", "add_approvals_page"]
+__all__ = ["ACTIONS", "APPROVALS_PAGE", "ActionControl", "UnknownAction", "add_action_routes"]

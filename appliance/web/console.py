@@ -23,6 +23,7 @@ from appliance.web.api import read_body
 from appliance.web.credentials import Credentials
 from appliance.web.errors import ActionRefused
 from appliance.web.passwords import MAX_PASSWORD_LEN, check_new_password
+from appliance.web.routes import Route, add_routes
 from appliance.web.sessions import Sessions
 from appliance.web.sessionstore import SESSIONS_FILE, SessionStore
 from appliance.web.throttle import LoginThrottle
@@ -79,7 +80,7 @@ def add_console_routes(app: web.Application, console_of: ConsoleOf) -> None:
     """The console's routes, for the control socket's app only. ``console_of`` gives the
     running panel's Console (None while there is none)."""
     app[CONSOLE_OF] = console_of
-    app.router.add_put(PASSWORD_PATH, put_password)
+    add_routes(app, (Route("PUT", PASSWORD_PATH, put_password),))
 
 
 def set_password_offline(data_dir: Path, password: str) -> None:

@@ -32,8 +32,9 @@ from appliance.web.keys import (
     SESSIONS,
     THROTTLE,
 )
-from appliance.web.overview import build_status, instance_view
+from appliance.web.overview import InstanceView, StatusView, build_status, instance_view
 from appliance.web.passwords import MAX_PASSWORD_LEN
+from appliance.web.routes import OBJECT, Route
 
 log = logging.getLogger(__name__)
 
@@ -178,15 +179,92 @@ async def get_display_png(request: web.Request) -> web.Response:
     return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-def add_ops_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/status", get_status)
-    app.router.add_post("/api/v1/route", post_route)
-    app.router.add_post("/api/v1/plan", post_plan)
-    app.router.add_post("/api/v1/instances/{task_id}/restart", post_restart)
-    app.router.add_put("/api/v1/pools/{agent_type}", put_pool)
-    app.router.add_post("/api/v1/jobs/{job_id}/cancel", post_cancel)
-    app.router.add_post("/api/v1/agent-types/{agent_type}/reset", post_reset_type)
-    app.router.add_get("/api/v1/scope", get_scope)
-    app.router.add_put("/api/v1/scope", put_scope)
-    app.router.add_post("/api/v1/password", post_password)
-    app.router.add_get("/api/v1/device/display.png", get_display_png)
+OPS_ROUTES = (
+    Route(
+        "GET",
+        "/api/v1/status",
+        get_status,
+        "Agent types, instances, health, pools, board, router",
+        returns=StatusView,
+    ),
+    Route(
+        "POST",
+        "/api/v1/route",
+        post_route,
+        "The router's decision for a command, without running it",
+        returns=OBJECT,
+        errors=(400, 403, 409),
+        body=RouteRequest,
+    ),
+    Route(
+        "POST",
+        "/api/v1/plan",
+        post_plan,
+        "The planner's plan for a command (steps, parameters, flags), without running it",
+        returns=OBJECT,
+        errors=(400, 403, 409, 422),
+        body=RouteRequest,
+    ),
+    Route(
+        "POST",
+        "/api/v1/instances/{task_id}/restart",
+        post_restart,
+        "Restart a live instance from its last committed state",
+        returns=InstanceView,
+        errors=(403, 404),
+    ),
+    Route(
+        "PUT",
+        "/api/v1/pools/{agent_type}",
+        put_pool,
+        "Scale a type's pool to a size within its bounds",
+        returns=PoolView,
+        errors=(400, 403, 404),
+        body=PoolRequest,
+    ),
+    Route(
+        "POST",
+        "/api/v1/jobs/{job_id}/cancel",
+        post_cancel,
+        "Cancel a job: stop every live task of it",
+        returns=CancelView,
+        errors=(403, 404, 409),
+    ),
+    Route(
+        "POST",
+        "/api/v1/agent-types/{agent_type}/reset",
+        post_reset_type,
+        "Take a type marked failed back into service",
+        returns=PoolView,
+        errors=(403, 404, 409),
+    ),
+    Route("GET", "/api/v1/scope", get_scope, "The scan scope", returns=ScopeView, errors=(409,)),
+    Route(
+        "PUT",
+        "/api/v1/scope",
+        put_scope,
+        "Replace the scan scope (applied at once and saved)",
+        returns=ScopeView,
+        errors=(400, 403, 409),
+        body=ScopeRequest,
+    ),
+    Route(
+        "POST",
+        "/api/v1/password",
+        post_password,
+        "Change the admin password; other sessions end",
+        ok=204,
+        errors=(400, 403, 429),
+        body=PasswordRequest,
+    ),
+    Route(
+        "GET",
+        "/api/v1/device/display.png",
+        get_display_png,
+        "The display's latest picture",
+        returns={"type": "string", "format": "binary"},
+        errors=(404,),
+        media=("image/png",),
+    ),
+)
+"""The admin operations: the panel's alone."""

@@ -19,6 +19,7 @@ from appliance.web.keys import ACTIVITY, DEVICE, FAILED_EXTENSIONS, PROVIDER, RU
 from appliance.web.layout import e, notice, page, table
 from appliance.web.overview import StatusView, build_status
 from appliance.web.reports import job_report
+from appliance.web.routes import Route
 from appliance.web.schedules import started_by
 from appliance.web.treesvg import tree_svg
 
@@ -427,11 +428,12 @@ async def settings(request: web.Request) -> web.Response:
     return _html(request, "Settings", body, "/settings")
 
 
-def add_page_routes(app: web.Application) -> None:
-    app.router.add_get("/", overview)
-    app.router.add_get("/jobs", jobs)
-    app.router.add_get("/jobs/{job_id}", job)
-    app.router.add_get("/tasks/{task_id}", task)
-    app.router.add_get("/submit", submit)
-    app.router.add_get("/events", events)
-    app.router.add_get("/settings", settings)
+PAGE_ROUTES = (
+    Route("GET", "/", overview),
+    Route("GET", "/jobs", jobs),
+    Route("GET", "/jobs/{job_id}", job),
+    Route("GET", "/tasks/{task_id}", task),
+    Route("GET", "/submit", submit),
+    Route("GET", "/events", events),
+    Route("GET", "/settings", settings),
+)

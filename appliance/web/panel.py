@@ -24,7 +24,7 @@ from appliance.errors import ApplianceError
 from appliance.runtime import Clock, Runtime
 from appliance.web import auth
 from appliance.web.activity import Activity
-from appliance.web.api import add_api_routes, errors_as_json, json_response
+from appliance.web.api import API_ROUTES, errors_as_json, json_response
 from appliance.web.capabilities import DeviceView, PlanPreview, RoutePreview, ScopeControl
 from appliance.web.console import CONSOLE, Console
 from appliance.web.credentials import Credentials
@@ -49,14 +49,10 @@ from appliance.web.keys import (
 from appliance.web.layout import notice, page
 from appliance.web.live import live
 from appliance.web.openapi import openapi_document
-from appliance.web.ops import add_ops_routes
-from appliance.web.pages import add_page_routes
-from appliance.web.schedules import (
-    SCHEDULES,
-    ScheduleControl,
-    add_schedule_page,
-    add_schedule_routes,
-)
+from appliance.web.ops import OPS_ROUTES
+from appliance.web.pages import PAGE_ROUTES
+from appliance.web.routes import ROUTES, Route, add_routes
+from appliance.web.schedules import SCHEDULE_PAGE, SCHEDULE_ROUTES, SCHEDULES, ScheduleControl
 from appliance.web.sessions import Sessions
 from appliance.web.sessionstore import SESSIONS_FILE, SessionStore
 from appliance.web.submit import Submit
@@ -115,7 +111,26 @@ async def errors_as_pages(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def get_openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document())
+    """What this panel serves: its routes and any added to it since (the actions')."""
+    routes: list[Route] = request.app[ROUTES]
+    return json_response(openapi_document(routes))
+
+
+PANEL_ROUTES = (
+    Route("GET", "/login", auth.login_page),
+    Route("POST", "/login", auth.login),
+    Route("GET", "/setup", auth.setup_page),
+    Route("POST", "/setup", auth.setup),
+    Route("POST", "/logout", auth.logout),
+    *PAGE_ROUTES,
+    *SCHEDULE_PAGE,
+    *API_ROUTES,
+    *OPS_ROUTES,
+    *SCHEDULE_ROUTES,
+    Route("GET", "/api/v1/live", live),  # a WebSocket: described in the document's text
+    Route("GET", "/api/v1/openapi.json", get_openapi),
+)
+"""What every panel serves; ``app.py`` adds the actions' routes and the Approvals page."""
 
 
 def make_panel(
@@ -160,19 +175,8 @@ def make_panel(
     app[DEVICE] = device
     app[SCOPE] = scope
     app[SCHEDULES] = schedules
-    app.router.add_get("/login", auth.login_page)
-    app.router.add_post("/login", auth.login)
-    app.router.add_get("/setup", auth.setup_page)
-    app.router.add_post("/setup", auth.setup)
-    app.router.add_post("/logout", auth.logout)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
-    add_page_routes(app)
-    add_api_routes(app)
-    add_ops_routes(app)
-    add_schedule_routes(app)
-    add_schedule_page(app)
-    app.router.add_get("/api/v1/live", live)
-    app.router.add_get("/api/v1/openapi.json", get_openapi)
+    add_routes(app, PANEL_ROUTES)
 
     async def close_sessions(app: web.Application) -> None:
         sessions.close()

@@ -23,6 +23,7 @@ from appliance.schedules.store import ScheduleRecord
 from appliance.web.auth import SESSION
 from appliance.web.errors import ActionRefused
 from appliance.web.layout import e, page, table
+from appliance.web.routes import Route
 
 SCHEDULE_PATH = "/api/v1/schedules"
 
@@ -95,13 +96,51 @@ async def delete_schedule(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def add_schedule_routes(app: web.Application) -> None:
-    """The schedule API: on the control socket and on the panel."""
-    app.router.add_get(SCHEDULE_PATH, list_schedules)
-    app.router.add_get(SCHEDULE_PATH + "/{schedule_id}", get_schedule)
-    app.router.add_post(SCHEDULE_PATH + "/{schedule_id}/pause", pause_schedule)
-    app.router.add_post(SCHEDULE_PATH + "/{schedule_id}/resume", resume_schedule)
-    app.router.add_delete(SCHEDULE_PATH + "/{schedule_id}", delete_schedule)
+_ONE = SCHEDULE_PATH + "/{schedule_id}"
+
+SCHEDULE_ROUTES = (
+    Route(
+        "GET",
+        SCHEDULE_PATH,
+        list_schedules,
+        "Schedules: commands that run again on their own, oldest first",
+        returns=list[ScheduleRecord],
+        errors=(409,),
+    ),
+    Route(
+        "GET",
+        _ONE,
+        get_schedule,
+        "A schedule and the jobs its firings started",
+        returns=ScheduleDetail,
+        errors=(404, 409),
+    ),
+    Route(
+        "DELETE",
+        _ONE,
+        delete_schedule,
+        "Delete a schedule (the jobs it started stay, linked to it in the graph)",
+        ok=204,
+        errors=(403, 404, 409),
+    ),
+    Route(
+        "POST",
+        _ONE + "/pause",
+        pause_schedule,
+        "Pause a schedule: no firing until it is resumed",
+        returns=ScheduleRecord,
+        errors=(403, 404, 409),
+    ),
+    Route(
+        "POST",
+        _ONE + "/resume",
+        resume_schedule,
+        "Resume a schedule from its next firing after now (missed ones are skipped)",
+        returns=ScheduleRecord,
+        errors=(403, 404, 409),
+    ),
+)
+"""The schedule API: on the control socket and on the panel."""
 
 
 # -- the panel's page -----------------------------------------------------------------------
@@ -135,8 +174,7 @@ async def started_by(request: web.Request, job_id: str) -> str:
     )
 
 
-def add_schedule_page(app: web.Application) -> None:
-    app.router.add_get("/schedules", schedules_page)
+SCHEDULE_PAGE = (Route("GET", "/schedules", schedules_page),)
 
 
 def local_time(at: float | None) -> str:
