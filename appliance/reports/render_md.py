@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.reports.model import VERDICT_TEXT, JobReport, ReportFinding, StepIssue
-from appliance.reports.when import when
+from appliance.templating import utc_time as when
 
 
 def render_markdown(report: JobReport) -> bytes:

@@ -37,6 +37,7 @@ from appliance.errors import (
 from appliance.events import Envelope, Event, TaskRef, TaskSpawned, TaskStatusChanged
 from appliance.reports import FORMAT_NAMES, JobReport
 from appliance.runtime import Runtime, TaskNode, accepted_kinds, render_chain, render_tree
+from appliance.templating import environment
 from appliance.web.bodies import decoding
 from appliance.web.errors import (
     ActionRefused,
@@ -51,7 +52,7 @@ from appliance.web.reports import get_report
 from appliance.web.routes import JSON, OBJECT, OBJECTS, Query, Route, add_routes
 from appliance.web.schedules import SCHEDULE_ROUTES, SCHEDULES, ScheduleControl
 from appliance.web.submit import Submit
-from appliance.web.treesvg import tree_svg
+from appliance.web.treepicture import tree_picture
 
 __all__ = ["API_ROUTES", "RUNTIME", "SUBMIT", "Submit", "errors_as_json", "make_api"]
 
@@ -212,8 +213,9 @@ async def get_tree(request: web.Request) -> web.Response:
 async def get_tree_svg(request: web.Request) -> web.Response:
     """The job's tree as a picture: one box per task, coloured by status, linked to it."""
     tree = await request.app[RUNTIME].graph.tree(request.match_info["job_id"])
+    svg = environment().get_template("web/tree.svg").render(tree=tree, picture=tree_picture(tree))
     return web.Response(
-        text=tree_svg(tree), content_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+        text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"}
     )
 
 

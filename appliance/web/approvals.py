@@ -17,12 +17,11 @@ from aiohttp import web
 
 from appliance.actions.store import ActionRecord, State
 from appliance.errors import UnknownAction
-from appliance.web.auth import SESSION
 from appliance.web.bodies import decoding
 from appliance.web.errors import BadRequestBody
-from appliance.web.layout import e, page, table
+from appliance.web.render import render
 from appliance.web.routes import Query, Route, add_routes
-from appliance.web.schedules import json_response, local_time
+from appliance.web.schedules import json_response
 
 ACTION_PATH = "/api/v1/actions"
 STATES: tuple[State, ...] = ("pending", "applied", "rejected", "expired", "failed", "undone")
@@ -129,53 +128,8 @@ async def approvals_page(request: web.Request) -> web.Response:
     records = await asyncio.to_thread(request.app[ACTIONS].records)
     pending = [r for r in records if r.state == "pending"]
     done = [r for r in reversed(records) if r.state != "pending"][:100]
-    body = (
-        "<p>Blocks, quarantines and revocations wait here for your yes; one not approved "
-        "before its deadline is not done. This page follows new requests as they come.</p>"
-        f'<h2>Waiting for you ({len(pending)})</h2><div id="pending" data-poll="{ACTION_PATH}'
-        f'?state=pending" data-ids="{e(",".join(r.id for r in pending))}">'
-        + (_table(pending) if pending else "<p>Nothing waits for an approval.</p>")
-        + "</div><h2>Decided</h2>"
-        + (_table(done) if done else "<p>No actions yet.</p>")
-    )
-    return web.Response(
-        text=page("Approvals", body, csrf=request[SESSION].csrf, active="/approvals"),
-        content_type="text/html",
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-def _table(records: list[ActionRecord]) -> str:
-    rows = []
-    for r in records:
-        buttons = ""
-        path = f"{ACTION_PATH}/{r.id}"
-        if r.state == "pending":
-            buttons = _form(f"{path}/approve", "Approve", f"{r.what}: are you sure?") + _form(
-                f"{path}/reject", "Reject", ""
-            )
-        elif r.state == "applied" and r.what.split()[0] != "notify":
-            buttons = _form(f"{path}/undo", "Undo", f"Undo “{r.what}”?")
-        decided = e(r.decided_by) if r.decided_by else f"due by {e(local_time(r.deadline))}"
-        rows.append(
-            [
-                f"<code>{e(r.id)}</code>",
-                e(r.what) + (f"<br><small>{e(r.action.reason)}</small>" if r.action.reason else ""),
-                f'<span class="badge {e(r.state)}">{e(r.state)}</span>',
-                decided + (f"<br><small>{e(r.detail)}</small>" if r.detail else ""),
-                f'<a href="/jobs/{e(r.job_id)}">{e(r.job_id)}</a>',
-                e(local_time(r.requested_at)),
-                buttons,
-            ]
-        )
-    return table(["Action", "What", "State", "Decided", "Job", "Asked", ""], rows, id_="actions")
-
-
-def _form(api: str, button: str, confirm: str) -> str:
-    ask = f' data-confirm="{e(confirm)}"' if confirm else ""
-    return (
-        f'<form class="inline" data-api="{e(api)}" data-method="POST" data-reload="1"{ask}>'
-        f'<button type="submit">{e(button)}</button><output class="result"></output></form>'
+    return render(
+        request, "approvals.html", "Approvals", active="/approvals", pending=pending, done=done
     )
 
 

@@ -20,23 +20,21 @@ from aiohttp import web
 from appliance.web.bodies import read_form
 from appliance.web.devices import DEVICE_COOKIE
 from appliance.web.errors import CsrfRejected, NotSignedIn, TooManyAttempts
-from appliance.web.keys import CREDENTIALS, DEVICES, ON_CONFIGURED, SESSIONS, THROTTLE
-from appliance.web.layout import e, notice, page
+from appliance.web.keys import CREDENTIALS, DEVICES, ON_CONFIGURED, SESSION, SESSIONS, THROTTLE
 from appliance.web.passwords import MIN_PASSWORD_LEN, WeakPassword, check_new_password
+from appliance.web.render import render
 from appliance.web.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
     FORM_COOKIE,
     NONCE,
     SESSION_COOKIE,
-    Session,
     csrf_ok,
 )
 from appliance.web.throttle import Lane
 
 log = logging.getLogger(__name__)
 
-SESSION = web.RequestKey("session", Session)
 PUBLIC = frozenset({"/login", "/setup"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -97,23 +95,33 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, value
     )
 
 
+LOGIN = "Sign in"
+SETUP = "Set up the admin password"
+
+
 def _form_page(
-    request: web.Request, title: str, fields: str, *, error: str = "", status: int = 200
+    request: web.Request, title: str, *, error: str = "", status: int = 200, token: str = ""
 ) -> web.Response:
-    """A sign-in or setup form with a fresh form token (its nonce in a short-lived cookie)."""
+    """A sign-in or setup form with a fresh form token (its nonce in a short-lived cookie).
+    ``token``: the setup token as typed, kept when the form comes back with an error."""
     sessions = request.app[SESSIONS]
     # keep the nonce a browser already holds: a second form page (another tab, a favicon
     # redirected here) must not invalidate the form already shown
     held = request.cookies.get(FORM_COOKIE, "")
     nonce = held if NONCE.fullmatch(held) else sessions.new_nonce()
     nxt = request.query.get("next", "")
-    body = (
-        (notice(error) if error else "") + f'<form method="post" class="auth" '
-        f'action="{e(request.path)}?next={e(quote(nxt, safe=""))}">'
-        f'<input type="hidden" name="{CSRF_FIELD}" value="{e(sessions.form_token(nonce))}">'
-        f"{fields}</form>"
+    response = render(
+        request,
+        "form.html",
+        title,
+        status=status,
+        error=error,
+        action=f"{request.path}?next={quote(nxt, safe='')}",
+        form_token=sessions.form_token(nonce),
+        setup=title == SETUP,
+        token=token,
+        min_password=MIN_PASSWORD_LEN,
     )
-    response = web.Response(text=page(title, body), content_type="text/html", status=status)
     response.set_cookie(
         FORM_COOKIE,
         nonce,
@@ -126,28 +134,10 @@ def _form_page(
     return response
 
 
-LOGIN_FIELDS = (
-    '<label>Password <input type="password" name="password" id="password" '
-    'autocomplete="current-password" required autofocus></label>'
-    '<button type="submit" id="sign-in">Sign in</button>'
-)
-SETUP_FIELDS = (
-    "<p>Enter the one-time setup token that the appliance printed on its console (and shows "
-    "on its display), then choose the admin password.</p>"
-    '<label>Setup token <input name="token" id="token" autocomplete="off" required '
-    "autofocus></label>"
-    f'<label>New password (at least {MIN_PASSWORD_LEN} characters) <input type="password" '
-    'name="password" id="password" autocomplete="new-password" required></label>'
-    '<label>Repeat it <input type="password" name="confirm" id="confirm" '
-    'autocomplete="new-password" required></label>'
-    '<button type="submit" id="set-password">Set password</button>'
-)
-
-
 async def login_page(request: web.Request) -> web.StreamResponse:
     if not request.app[CREDENTIALS].configured:
         raise web.HTTPSeeOther("/setup")
-    return _form_page(request, "Sign in", LOGIN_FIELDS)
+    return _form_page(request, LOGIN)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -156,9 +146,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/setup")
     form = await _checked_form(request)
     if form is None:
-        return _form_page(
-            request, "Sign in", LOGIN_FIELDS, error="The form expired; try again.", status=403
-        )
+        return _form_page(request, LOGIN, error="The form expired; try again.", status=403)
     client = _client(request)
     device = request.app[DEVICES].device_of(request.cookies.get(DEVICE_COOKIE))
     lane: Lane = "anonymous" if device is None else "device"
@@ -167,7 +155,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             if await asyncio.to_thread(credentials.verify, form.get("password", "")):
                 attempt.succeeded()
     except TooManyAttempts as err:
-        return _throttled(request, "Sign in", LOGIN_FIELDS, err.retry_after)
+        return _throttled(request, LOGIN, err.retry_after)
     if not attempt.ok:
         log.warning(
             "panel: failed sign-in from %s%s; next try in %.0f s",
@@ -175,46 +163,43 @@ async def login(request: web.Request) -> web.StreamResponse:
             " (a known browser)" if device else "",
             attempt.delay_s,
         )
-        return _form_page(request, "Sign in", LOGIN_FIELDS, error="Wrong password.", status=401)
+        return _form_page(request, LOGIN, error="Wrong password.", status=401)
     return await _signed_in(request, _next(request))
 
 
 async def setup_page(request: web.Request) -> web.StreamResponse:
     if request.app[CREDENTIALS].configured:
         raise web.HTTPSeeOther("/login")
-    return _form_page(request, "Set up the admin password", SETUP_FIELDS)
+    return _form_page(request, SETUP)
 
 
 async def setup(request: web.Request) -> web.StreamResponse:
     credentials = request.app[CREDENTIALS]
-    title = "Set up the admin password"
     if credentials.configured:
         raise web.HTTPSeeOther("/login")
     form = await _checked_form(request)
     if form is None:
-        return _form_page(
-            request, title, SETUP_FIELDS, error="The form expired; try again.", status=403
-        )
+        return _form_page(request, SETUP, error="The form expired; try again.", status=403)
     password, confirm = form.get("password", ""), form.get("confirm", "")
+    client, token = _client(request), form.get("token", "")
     if password != confirm:
         return _form_page(
-            request, title, SETUP_FIELDS, error="The two passwords differ.", status=400
+            request, SETUP, error="The two passwords differ.", status=400, token=token
         )
     try:
         check_new_password(password)
     except WeakPassword as err:
-        return _form_page(request, title, SETUP_FIELDS, error=str(err), status=400)
-    client, token = _client(request), form.get("token", "")
+        return _form_page(request, SETUP, error=str(err), status=400, token=token)
     try:
         with request.app[THROTTLE].attempt("anonymous", client) as attempt:
             if await asyncio.to_thread(credentials.use_setup_token, token, password):
                 attempt.succeeded()
     except TooManyAttempts as err:
-        return _throttled(request, title, SETUP_FIELDS, err.retry_after)
+        return _throttled(request, SETUP, err.retry_after)
     if not attempt.ok:
         log.warning("panel: wrong or spent setup token from %s", client)
         return _form_page(
-            request, title, SETUP_FIELDS, error="Wrong or spent setup token.", status=401
+            request, SETUP, error="Wrong or spent setup token.", status=401, token=token
         )
     log.warning("panel: the admin password was set from %s; the setup token is spent", client)
     request.app[ON_CONFIGURED]()
@@ -238,13 +223,9 @@ async def _checked_form(request: web.Request) -> dict[str, str] | None:
     return fields
 
 
-def _throttled(request: web.Request, title: str, fields: str, wait: int) -> web.Response:
+def _throttled(request: web.Request, title: str, wait: int) -> web.Response:
     response = _form_page(
-        request,
-        title,
-        fields,
-        error=f"Too many failed attempts: wait {wait} s and try again.",
-        status=429,
+        request, title, error=f"Too many failed attempts: wait {wait} s and try again.", status=429
     )
     response.headers["Retry-After"] = str(wait)
     return response

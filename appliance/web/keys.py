@@ -11,7 +11,7 @@ from appliance.web.activity import Activity
 from appliance.web.capabilities import DeviceView, PlanPreview, RoutePreview, ScopeControl
 from appliance.web.credentials import Credentials
 from appliance.web.devices import DeviceCookies
-from appliance.web.sessions import Sessions
+from appliance.web.sessions import Session, Sessions
 from appliance.web.submit import Submit
 from appliance.web.throttle import LoginThrottle
 
@@ -32,3 +32,5 @@ ON_CONFIGURED: web.AppKey[Callable[[], None]] = web.AppKey("on_configured")
 PROVIDER: web.AppKey[str] = web.AppKey("provider")
 # extension entry points that did not load at start, and why (app.py's Extensions.failed)
 FAILED_EXTENSIONS: web.AppKey[Mapping[str, str]] = web.AppKey("failed_extensions")
+# on a request that passed the panel's guard (auth.require_session): whose session it is
+SESSION = web.RequestKey("session", Session)

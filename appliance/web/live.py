@@ -19,8 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from appliance.errors import BadCommand
 from appliance.events import Envelope, TaskRef, TypeRef
 from appliance.runtime import Watch
-from appliance.web.auth import SESSION
-from appliance.web.keys import RUNTIME, SESSIONS
+from appliance.web.keys import RUNTIME, SESSION, SESSIONS
 from appliance.web.sessions import Sessions
 
 BATCH = 500

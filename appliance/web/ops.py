@@ -17,7 +17,6 @@ from aiohttp import web
 from appliance.errors import BadCommand
 from appliance.web import actions
 from appliance.web.api import Command, json_response, read_body
-from appliance.web.auth import SESSION
 from appliance.web.errors import ActionRefused, WrongPassword
 from appliance.web.keys import (
     ACTIVITY,
@@ -29,6 +28,7 @@ from appliance.web.keys import (
     ROUTE,
     RUNTIME,
     SCOPE,
+    SESSION,
     SESSIONS,
     THROTTLE,
 )

@@ -46,11 +46,11 @@ from appliance.web.keys import (
     SUBMIT,
     THROTTLE,
 )
-from appliance.web.layout import notice, page
 from appliance.web.live import live
 from appliance.web.openapi import openapi_document
 from appliance.web.ops import OPS_ROUTES
 from appliance.web.pages import PAGE_ROUTES
+from appliance.web.render import render, setup_templates
 from appliance.web.routes import ROUTES, Route, add_routes
 from appliance.web.schedules import SCHEDULE_PAGE, SCHEDULE_ROUTES, SCHEDULES, ScheduleControl
 from appliance.web.sessions import Sessions
@@ -103,11 +103,8 @@ async def errors_as_pages(request: web.Request, handler: Handler) -> web.StreamR
         raise  # no page of ours sent it: the JSON answer says what is malformed
     except ApplianceError as err:
         status = 404 if isinstance(err, LookupError) else 400
-        return web.Response(
-            text=page("Not found" if status == 404 else "Refused", notice(str(err))),
-            status=status,
-            content_type="text/html",
-        )
+        title = "Not found" if status == 404 else "Refused"
+        return render(request, "error.html", title, status=status, message=str(err))
 
 
 async def get_openapi(request: web.Request) -> web.Response:
@@ -175,6 +172,7 @@ def make_panel(
     app[DEVICE] = device
     app[SCOPE] = scope
     app[SCHEDULES] = schedules
+    setup_templates(app)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     add_routes(app, PANEL_ROUTES)
 

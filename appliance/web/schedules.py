@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from datetime import datetime
 from typing import Protocol
 
 import msgspec
@@ -20,9 +19,8 @@ from aiohttp import web
 
 from appliance.events import ScheduleFired
 from appliance.schedules.store import ScheduleRecord
-from appliance.web.auth import SESSION
 from appliance.web.errors import ActionRefused
-from appliance.web.layout import e, page, table
+from appliance.web.render import render
 from appliance.web.routes import Route
 
 SCHEDULE_PATH = "/api/v1/schedules"
@@ -149,89 +147,14 @@ SCHEDULE_ROUTES = (
 async def schedules_page(request: web.Request) -> web.Response:
     control = request.app.get(SCHEDULES)
     records = await asyncio.to_thread(control.list) if control is not None else []
-    body = (
-        "<p>Commands that run again on their own, each firing an autonomous job. Times are "
-        "the device's local time.</p>" + schedules_body(records, forms=True)
-    )
-    return web.Response(
-        text=page("Schedules", body, csrf=request[SESSION].csrf, active="/schedules"),
-        content_type="text/html",
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-async def started_by(request: web.Request, job_id: str) -> str:
-    """For a job's page: the schedule whose firing started it, and the job that made that
-    schedule (the graph's ``schedule.fired`` link); empty for any other job."""
-    control = request.app.get(SCHEDULES)
-    fired = await control.cause(job_id) if control is not None else None
-    if fired is None:
-        return ""
-    return (
-        '<p id="started-by">Started by schedule <a href="/schedules">'
-        f"<code>{e(fired.schedule_id)}</code></a> (due {e(local_time(fired.due_at))}), "
-        f'made by job <a href="/jobs/{e(fired.created_by)}">{e(fired.created_by)}</a>.</p>'
-    )
+    rows = [(r, state_of(r)) for r in records]
+    return render(request, "schedules.html", "Schedules", active="/schedules", schedules=rows)
 
 
 SCHEDULE_PAGE = (Route("GET", "/schedules", schedules_page),)
-
-
-def local_time(at: float | None) -> str:
-    """An instant as the device's local time: schedules are kept in it."""
-    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M") if at is not None else "—"
 
 
 def state_of(record: ScheduleRecord) -> str:
     if record.paused:
         return "paused"
     return "done" if record.next_fire is None else "active"
-
-
-def schedules_body(records: builtins.list[ScheduleRecord], *, forms: bool) -> str:
-    """The Schedules page's table; ``forms``: with the pause, resume and delete buttons."""
-    if not records:
-        return (
-            "<p>No schedules. Submit a command with a schedule in it (“scan 10.0.0.0/24 every "
-            "night”, “check the nas hourly”) to make one.</p>"
-        )
-    rows = []
-    for r in records:
-        state = state_of(r)
-        last = local_time(r.last_fired)
-        if r.last_job:
-            last += f' → <a href="/jobs/{e(r.last_job)}">{e(r.last_job)}</a>'
-        if r.last_error:
-            last += f' <small class="error">{e(r.last_error)}</small>'
-        actions = ""
-        if forms:
-            path = f"{SCHEDULE_PATH}/{r.id}"
-            toggle = "resume" if r.paused else "pause"
-            if state != "done":
-                actions += _form(f"{path}/{toggle}", "POST", toggle.capitalize(), "")
-            actions += _form(path, "DELETE", "Delete", f"Delete the schedule “{r.command}”?")
-        rows.append(
-            [
-                f"<code>{e(r.id)}</code>",
-                e(r.command),
-                e(r.when),
-                f'<span class="badge {e(state)}">{e(state)}</span>',
-                e(local_time(r.next_fire)),
-                last,
-                f'<a href="/jobs/{e(r.created_by)}">{e(r.created_by)}</a>',
-                actions,
-            ]
-        )
-    return table(
-        ["Schedule", "Runs", "When", "State", "Next", "Last", "Made by", ""], rows, id_="schedules"
-    )
-
-
-def _form(api: str, method: str, button: str, confirm: str) -> str:
-    """A form panel.js sends to the API; the page reloads to show the result."""
-    ask = f' data-confirm="{e(confirm)}"' if confirm else ""
-    return (
-        f'<form class="inline" data-api="{e(api)}" data-method="{e(method)}" data-reload="1"'
-        f'{ask}><button type="submit">{e(button)}</button><output class="result"></output>'
-        "</form>"
-    )

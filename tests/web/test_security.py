@@ -125,6 +125,26 @@ async def test_first_visit_sets_the_password_with_the_token_once(
     assert creds.new_setup_token() is None  # and a restart makes none
 
 
+async def test_a_refused_setup_keeps_the_token_typed_never_a_password(
+    runtime: Runtime, data_dir: Path, aiohttp_client: Any
+) -> None:
+    creds = Credentials(data_dir)
+    token = creds.new_setup_token()
+    assert token is not None
+    client: TestClient[Any, Any] = await aiohttp_client(make_test_panel(runtime, creds))
+    fields = {
+        "csrf_token": form_token(await (await client.get("/setup")).text()),
+        "token": token,
+        "password": "a password <b>1</b>",
+        "confirm": "another one entirely",
+    }
+    resp = await client.post("/setup", data=fields, allow_redirects=False)
+    page = await resp.text()
+    assert resp.status == 400 and "The two passwords differ." in page
+    assert f'value="{token}"' in page  # 29 characters the admin need not type again
+    assert "a password" not in page and "another one" not in page
+
+
 async def test_state_changing_requests_need_the_csrf_token(
     client: TestClient[Any, Any], runtime: Runtime
 ) -> None:

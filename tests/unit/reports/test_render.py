@@ -93,7 +93,7 @@ def test_html_is_self_contained_and_escapes_every_text(report: JobReport) -> Non
     html = render_html(report).decode()
     assert html.startswith("<!doctype html>")
     assert not re.search(r"(?i)\b(src|href)\s*=|url\(|@import|<link|<script", html)
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "&amp; &lt;b&gt;" in html  # the command too
     assert html.count('class="finding"') == 3
     assert 'data-change="new"' in html and 'data-change="resolved"' in html
