@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Callable, Sequence
 
+from appliance import inventory
 from appliance.agents.coordinator import parse_ports
 from appliance.agents.messages import (
     AnalysisReport,
@@ -469,11 +470,20 @@ class DataCollector(Agent):
             ],
         )
         analyses = [o.result_as(AnalysisReport) for o in outcomes if o.ok]
+        findings = [f for a in analyses for f in a.findings]
+        inventory.record_scan(
+            ctx.knowledge,
+            job_id=ctx.job.job_id,
+            at=ctx.clock.now(),
+            probed=set(hosts),
+            found=found,
+            findings=findings,
+        )
         return ScanReport(
             target=event.target,
             hosts_probed=len(hosts),
             open=[HostPorts(host=h, open_ports=p) for h, p in found.items()],
-            findings=[f for a in analyses for f in a.findings],
+            findings=findings,
             failed_analyses=sum(1 for o in outcomes if not o.ok),
             chunks=chunks,
         )
