@@ -51,7 +51,7 @@ from appliance.web.approvals import APPROVALS_PAGE, add_action_routes
 from appliance.web.capabilities import DeviceStatus
 from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
-from appliance.web.keys import FAILED_EXTENSIONS
+from appliance.web.keys import FAILED_EXTENSIONS, NAMES
 from appliance.web.panel import Panel, make_panel
 from appliance.web.routes import add_routes
 from appliance.web.tls import ensure_certificate, needs_tls
@@ -360,6 +360,7 @@ class Appliance:
             on_configured=lambda: hardware.display.show_notice(""),
         )
         app[FAILED_EXTENSIONS] = self.extensions.failed  # the status API lists them
+        app[NAMES] = self.settings.names  # the home and device pages name what they know
         add_action_routes(app, self.actions, surface="panel")
         add_routes(app, APPROVALS_PAGE)
         panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))

@@ -33,6 +33,10 @@ class UnknownJob(ApplianceError, LookupError):
     """No job of that id was ever recorded."""
 
 
+class UnknownDevice(ApplianceError, LookupError):
+    """No scan has seen a device at that address."""
+
+
 class EventNotAccepted(ApplianceError, TypeError):
     """The target's agent type declares no handler for the event's type."""
 

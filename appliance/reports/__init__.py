@@ -2,14 +2,22 @@
 rendered as Markdown, CSV, JSON or a self-contained HTML file. Depends on the runtime only."""
 
 from appliance.reports.formats import FORMAT_NAMES, FORMATS, ReportFormat, file_name
-from appliance.reports.gather import KnowledgeReader, gather_report
-from appliance.reports.model import Baseline, JobReport, ReportFinding, StepIssue, Verdict
+from appliance.reports.gather import KnowledgeReader, gather_report, outcome
+from appliance.reports.model import (
+    Baseline,
+    JobOutcome,
+    JobReport,
+    ReportFinding,
+    StepIssue,
+    Verdict,
+)
 from appliance.reports.render_json import decode_report
 
 __all__ = [
     "FORMATS",
     "FORMAT_NAMES",
     "Baseline",
+    "JobOutcome",
     "JobReport",
     "KnowledgeReader",
     "ReportFinding",
@@ -19,4 +27,5 @@ __all__ = [
     "decode_report",
     "file_name",
     "gather_report",
+    "outcome",
 ]

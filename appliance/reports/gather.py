@@ -17,6 +17,7 @@ import msgspec
 
 from appliance.reports.model import (
     Baseline,
+    JobOutcome,
     JobReport,
     ReportFinding,
     StepIssue,
@@ -137,6 +138,15 @@ async def gather_report(
     )
 
 
+def outcome(tree: JobTree) -> JobOutcome:
+    """How the job ended, from its tree alone (no baseline): cheap enough for a list."""
+    reading = read_tree(tree)
+    severities = [f.severity for f in reading.findings.values()]
+    worst = max(severities, key=SEVERITIES.index) if severities else None
+    reason = reading.problems[0].reason if reading.problems and reading.verdict != "done" else ""
+    return JobOutcome(reading.verdict, reason, len(reading.findings), worst)
+
+
 def read_tree(tree: JobTree) -> _Reading:
     """One job's findings, targets and failed steps, from its tree alone."""
     root = tree.roots[0] if tree.roots else None
@@ -227,16 +237,21 @@ def _task_issue(node: TaskNode) -> StepIssue:
 
 
 def _verdict(status: str, top: _Result, problems: list[StepIssue]) -> Verdict:
+    """Done only if everything asked was done; refused when nothing ran because every step
+    was refused (out of scope, too large, not allowed): that touched nothing."""
     if status == "running":
         return "running"
+    refused = bool(problems) and all(p.status == "refused" for p in problems)
     if status != "done":
-        return "failed"
+        return "refused" if refused else "failed"
     if not problems:
         return "done"
     nothing_ran = (top.steps and not any(s.status == "done" for s in top.steps)) or (
         top.targets and set(top.failed_targets) >= set(top.targets)
     )
-    return "failed" if nothing_ran else "partial"
+    if nothing_ran:
+        return "refused" if refused else "failed"
+    return "partial"
 
 
 def _recorded(knowledge: KnowledgeReader | None, job_id: str) -> dict[tuple[str, int], _Found]:

@@ -16,7 +16,7 @@ import msgspec
 
 from appliance.runtime import SEVERITIES, Severity
 
-Verdict: TypeAlias = Literal["done", "partial", "failed", "running"]
+Verdict: TypeAlias = Literal["done", "partial", "refused", "failed", "running"]
 """done: every step did what was asked; partial: the job ended but some step failed or was
 refused; failed: the job itself failed or was cancelled; running: not over yet."""
 
@@ -93,9 +93,19 @@ def _host_key(host: str) -> tuple[int, int, str]:
     return (address.version, int(address), host)
 
 
+class JobOutcome(msgspec.Struct, frozen=True):
+    """A job's end in a line: the jobs list's and the home page's status column."""
+
+    verdict: Verdict
+    reason: str  # why it is not done, in words (the first step that was not); "" if done
+    findings: int
+    worst: Severity | None
+
+
 VERDICT_TEXT: dict[Verdict, str] = {
     "done": "Done: every step did what was asked.",
     "partial": "Partial: the job ended, but some steps failed or were refused (listed below).",
+    "refused": "Refused: nothing was done, and nothing was touched (the reason is below).",
     "failed": "Failed: the job did not do what was asked.",
     "running": "Still running: the findings so far.",
 }

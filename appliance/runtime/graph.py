@@ -111,6 +111,17 @@ class TaskGraph:
             )
         )
 
+    async def recent_trees(self, limit: int = 50) -> list[JobTree]:
+        """The newest jobs' trees, newest first, in one trip to the store's thread."""
+
+        def load(db: Any) -> list[JobTree]:
+            rows = db.query(
+                "SELECT job_id FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", [limit]
+            )
+            return [_load_tree(db, r["job_id"]) for r in list(rows)]
+
+        return await self._store.read(load)
+
     async def results(
         self,
         *,

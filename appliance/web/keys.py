@@ -34,3 +34,5 @@ PROVIDER: web.AppKey[str] = web.AppKey("provider")
 FAILED_EXTENSIONS: web.AppKey[Mapping[str, str]] = web.AppKey("failed_extensions")
 # on a request that passed the panel's guard (auth.require_session): whose session it is
 SESSION = web.RequestKey("session", Session)
+# the admin's names for devices and networks (config.toml's [names]: name -> address)
+NAMES: web.AppKey[Mapping[str, str]] = web.AppKey("names")

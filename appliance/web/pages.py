@@ -10,10 +10,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from appliance.reports import FORMATS, JobReport
+from appliance.reports import FORMATS, JobReport, outcome
 from appliance.reports.model import VERDICT_TEXT
 from appliance.reports.render_json import render_json
 from appliance.runtime import JobTree, render_tree
+from appliance.web.home import job_row
 from appliance.web.keys import ACTIVITY, DEVICE, FAILED_EXTENSIONS, PROVIDER, RUNTIME, SCOPE
 from appliance.web.overview import build_status
 from appliance.web.render import render
@@ -22,6 +23,7 @@ from appliance.web.routes import Route
 from appliance.web.schedules import SCHEDULES
 from appliance.web.treepicture import tree_picture
 
+JOBS_LISTED = 50
 _LABELS = {"html": "HTML", "md": "Markdown", "csv": "CSV", "json": "JSON"}
 DOWNLOADS = [(fmt, _LABELS[fmt]) for fmt in FORMATS]
 EVENT_FILTERS = [
@@ -32,16 +34,18 @@ EVENT_FILTERS = [
 ]
 
 
-async def overview(request: web.Request) -> web.Response:
+async def system(request: web.Request) -> web.Response:
+    """The internals: agent types, pools, instances, the board, the router."""
     app = request.app
     failed = app.get(FAILED_EXTENSIONS)
     status = build_status(app[RUNTIME], app[ACTIVITY], app[PROVIDER], app[DEVICE], failed)
-    return render(request, "overview.html", "Overview", active="/", s=status)
+    return render(request, "system.html", "System", active="/system", s=status)
 
 
 async def jobs(request: web.Request) -> web.Response:
-    found = await request.app[RUNTIME].graph.jobs(100)
-    return render(request, "jobs.html", "Jobs", active="/jobs", jobs=found)
+    trees = await request.app[RUNTIME].graph.recent_trees(JOBS_LISTED)
+    rows = [job_row(t) for t in trees]
+    return render(request, "jobs.html", "Jobs", active="/jobs", jobs=rows)
 
 
 async def job(request: web.Request) -> web.Response:
@@ -59,6 +63,7 @@ async def job(request: web.Request) -> web.Response:
         active="/jobs",
         tree=tree,
         job_status=root.status if root else "running",
+        job_outcome=outcome(tree),
         fired=fired,
         trigger=trigger,
         slices=_slices(tree),
@@ -151,7 +156,7 @@ async def settings(request: web.Request) -> web.Response:
 
 
 PAGE_ROUTES = (
-    Route("GET", "/", overview),
+    Route("GET", "/system", system),
     Route("GET", "/jobs", jobs),
     Route("GET", "/jobs/{job_id}", job),
     Route("GET", "/tasks/{task_id}", task),

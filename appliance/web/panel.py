@@ -30,6 +30,7 @@ from appliance.web.console import CONSOLE, Console
 from appliance.web.credentials import Credentials
 from appliance.web.devices import DeviceCookies
 from appliance.web.errors import BadRequestBody
+from appliance.web.home import HOME_ROUTES
 from appliance.web.keys import (
     ACTIVITY,
     CLOCK,
@@ -119,6 +120,7 @@ PANEL_ROUTES = (
     Route("GET", "/setup", auth.setup_page),
     Route("POST", "/setup", auth.setup),
     Route("POST", "/logout", auth.logout),
+    *HOME_ROUTES,
     *PAGE_ROUTES,
     *SCHEDULE_PAGE,
     *API_ROUTES,

@@ -16,12 +16,14 @@ from appliance.templating import FILTERS, OPTIONS
 from appliance.web.keys import SESSION
 
 NAV = [
-    ("/", "Overview"),
+    ("/", "Home"),
+    ("/devices", "Devices"),
     ("/jobs", "Jobs"),
     ("/schedules", "Schedules"),
     ("/approvals", "Approvals"),
     ("/submit", "Submit"),
     ("/events", "Live events"),
+    ("/system", "System"),
     ("/settings", "Settings"),
 ]
 

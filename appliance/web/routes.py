@@ -63,11 +63,13 @@ class Route:
 
     def params(self) -> list[tuple[str, dict[str, Any]]]:
         """The path's parameters and their schemas: a choice of words (``{verb:a|b}``) is an
-        enum; any other is one of our identifiers."""
+        enum, another pattern is itself, and a bare name one of our identifiers."""
         out = []
         for name, regex in _PARAM.findall(self.path):
             if regex and _WORDS.fullmatch(regex):
                 out.append((name, {"type": "string", "enum": regex.split("|")}))
+            elif regex:
+                out.append((name, {"type": "string", "pattern": f"^{regex}$"}))
             else:
                 out.append((name, dict(IDENTIFIER)))
         return out

@@ -71,7 +71,7 @@ def appliance(tmp_path: Path, open_port: int) -> Iterator[tuple[str, str]]:
 
 
 def set_up(page: Page, base: str, token: str) -> None:
-    """First-time setup with the printed token; the panel then shows its Overview."""
+    """First-time setup with the printed token; the panel then shows its Home page."""
     from playwright.sync_api import expect
 
     page.goto(base + "/setup")
@@ -79,7 +79,7 @@ def set_up(page: Page, base: str, token: str) -> None:
     page.fill("#password", PASSWORD)
     page.fill("#confirm", PASSWORD)
     page.click("#set-password")
-    expect(page.locator("h1")).to_have_text("Overview")
+    expect(page.locator("h1")).to_have_text("Home")
 
 
 def test_setup_sign_in_submit_follow_and_sign_out(
@@ -108,16 +108,19 @@ def test_setup_sign_in_submit_follow_and_sign_out(
             page.fill("#password", PASSWORD)
             page.fill("#confirm", PASSWORD)
             page.click("#set-password")
-            expect(page.locator("h1")).to_have_text("Overview")
+            expect(page.locator("h1")).to_have_text("Home")
+            expect(page.locator("#first-scan")).to_contain_text("Nothing scanned yet")
+            shot("home-first")
+            page.goto(base + "/system")
             expect(page.locator("#router-provider")).to_contain_text("ExecutionProvider")
-            shot("overview")
+            shot("system")
 
             page.click("#logout")
             expect(page).to_have_url(re.compile(r"/login"))
             shot("login")
             page.fill("#password", PASSWORD)
             page.click("#sign-in")
-            expect(page.locator("h1")).to_have_text("Overview")
+            expect(page.locator("h1")).to_have_text("Home")
 
             live = context.new_page()  # watching before the job starts: nothing is missed
             live.goto(base + "/events")
@@ -242,8 +245,7 @@ def test_the_job_page_shows_its_findings_and_offers_the_report(
             page.click("#run")
             page.click("#job-link")
             expect(page.locator("#job-status")).to_contain_text("done")
-            page.reload()  # the report is drawn with the page: now with the job's end in it
-
+            # no reload: the page draws itself again as the job's tasks end, report included
             row = page.locator("#findings tr.finding")
             expect(row).to_have_count(1)
             expect(row).to_contain_text(str(open_port))
@@ -312,5 +314,74 @@ def test_an_approval_appears_by_itself_and_a_rejection_blocks_nothing(
             expect(approvals.locator("#actions").last).to_contain_text("rejected")
             listed = approvals.request.get(base + "/api/v1/actions").json()
             assert [(a["what"], a["state"]) for a in listed] == [("block 127.0.0.1", "rejected")]
+        finally:
+            browser.close()
+
+
+def _no_sideways_scroll(page: Page, width: int) -> None:
+    scroll = page.evaluate("document.scrollingElement.scrollWidth")
+    assert scroll <= width, (page.url, scroll)
+
+
+def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
+    appliance: tuple[str, str], open_port: int
+) -> None:
+    """Issue 17's owner's path at phone width: the home page, open before the scan, shows
+    the finding by itself (no reload); its device page; a command partly out of scope ends
+    refused, in words; the navigation folds into a Menu; no page scrolls sideways."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = appliance
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 390, "height": 844})
+            context.set_default_timeout(20_000)
+            home = context.new_page()
+            set_up(home, base, token)
+            expect(home.locator("#live-state")).to_have_text("live")
+            expect(home.locator("#nav")).not_to_be_visible()  # folded on a phone
+            home.click("button.menu")
+            expect(home.locator("#nav a", has_text="Devices")).to_be_visible()
+            home.screenshot(path=str(ARTIFACTS / "owner-phone-menu.png"), full_page=True)
+            home.click("button.menu")
+            _no_sideways_scroll(home, 390)
+
+            page = context.new_page()
+            page.goto(base + "/submit")
+            page.fill("#command-input", f"scan 127.0.0.1 ports {open_port}")
+            page.click("#run")
+            expect(page.locator("#job-link")).to_be_visible()
+
+            finding = home.locator("#findings-open tr.finding")  # no reload by hand
+            expect(finding).to_have_count(1)
+            expect(finding).to_contain_text(str(open_port))
+            expect(home.locator("#recent-jobs")).to_contain_text("done")
+            _no_sideways_scroll(home, 390)
+            home.screenshot(path=str(ARTIFACTS / "owner-phone-home.png"), full_page=True)
+
+            finding.locator("a", has_text="127.0.0.1").click()
+            expect(home.locator("h1")).to_have_text("Device 127.0.0.1")
+            expect(home.locator("#device-findings tr.finding")).to_have_count(1)
+            expect(home.locator("#device-history tbody tr")).to_have_count(1)
+            _no_sideways_scroll(home, 390)
+            home.screenshot(path=str(ARTIFACTS / "owner-phone-device.png"), full_page=True)
+
+            page.goto(base + "/submit")
+            page.fill("#command-input", "analyze network security posture of 127.0.0.1, 10.1.2.3")
+            page.click("#run")
+            page.click("#job-link")
+            status = page.locator("#job-status")
+            expect(status.locator(".badge")).to_have_text("refused")
+            expect(status).to_contain_text("outside the configured scope")
+            _no_sideways_scroll(page, 390)
+            page.screenshot(path=str(ARTIFACTS / "owner-phone-refused.png"), full_page=True)
+
+            for path in ("/jobs", "/devices", "/system", "/schedules", "/settings", "/events"):
+                page.goto(base + path)
+                _no_sideways_scroll(page, 390)
         finally:
             browser.close()

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("failed", [{}, {"tls_checker": "ImportError: no <module> named x"}])
-async def test_the_overview_says_which_extensions_failed(
+async def test_the_system_and_home_pages_say_which_extensions_failed(
     runtime: Runtime,
     credentials: Credentials,
     clock: FakeClock,
@@ -27,10 +27,12 @@ async def test_the_overview_says_which_extensions_failed(
     app[FAILED_EXTENSIONS] = failed
     client = await aiohttp_client(app)
     await sign_in(client, PASSWORD)
-    page = await (await client.get("/")).text()
+    page = await (await client.get("/system")).text()
+    home = await (await client.get("/")).text()
     status = await (await client.get("/api/v1/status")).json()
     assert status["failed_extensions"] == failed
     if failed:
         assert "Extensions that failed to load: tls_checker: ImportError: no &lt;module&gt;" in page
+        assert "The extension tls_checker did not load (ImportError: no &lt;module&gt;" in home
     else:
-        assert "Extensions that failed" not in page
+        assert "Extensions that failed" not in page and "did not load" not in home

@@ -126,35 +126,80 @@ function eventLine(item) {
   return `${new Date().toLocaleTimeString()}  ${what}  [${who}, ${item.job_id}]`;
 }
 
-function follow(list) {
+// A region the server draws again when what it shows changes: on a live event the page is
+// fetched and the region swapped for the new one (at most once a second). The HTML is the
+// server's own page, every string in it escaped, so nothing is built from event data here.
+function refresher(region) {
+  let timer = null;
+  let last = 0;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(async () => {
+      timer = null;
+      last = Date.now();
+      try {
+        const resp = await fetch(region.dataset.refresh, { credentials: "same-origin" });
+        if (!resp.ok) return;
+        const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+        const fresh = doc.getElementById(region.id);
+        if (fresh) region.replaceChildren(...fresh.childNodes);
+      } catch (err) {
+        /* the appliance restarting: the next event tries again */
+      }
+    }, Math.max(100, 1000 - (Date.now() - last)));
+  };
+}
+
+// A WebSocket on /api/v1/live that says on the page whether it is live, and comes back by
+// itself after the appliance restarts.
+function liveSocket(query, onEvents) {
   const state = document.getElementById("live-state");
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/api/v1/live?${list.dataset.live}`);
-  let treeTimer = null;
-  const refreshTree = () => {
-    const box = document.getElementById("tree");
-    if (!box || treeTimer) return;
-    treeTimer = setTimeout(async () => {
-      treeTimer = null;
-      const resp = await fetch(box.dataset.treeSrc, { credentials: "same-origin" });
-      if (resp.ok) box.innerHTML = await resp.text();  // server-rendered, every string escaped
-    }, 250);
+  const ws = new WebSocket(`${proto}//${location.host}/api/v1/live?${query}`);
+  ws.onopen = () => { if (state) { state.textContent = "live"; state.className = "live-state on"; } };
+  ws.onclose = (close) => {
+    if (state) { state.textContent = "reconnecting…"; state.className = "live-state off"; }
+    if (close.code !== 1008) setTimeout(() => liveSocket(query, onEvents), 3000);  // 1008: signed out
   };
-  ws.onopen = () => { state.textContent = "live"; state.className = "live-state on"; };
-  ws.onclose = () => { state.textContent = "disconnected"; state.className = "live-state off"; };
   ws.onmessage = (msg) => {
     const data = JSON.parse(msg.data);
+    onEvents(data);
+    if (data.dropped && state) state.textContent = `live (${data.dropped} dropped while the browser was slow)`;
+  };
+}
+
+function follow(list) {
+  const region = document.getElementById("live-main");
+  const refresh = region?.dataset.refresh ? refresher(region) : null;
+  liveSocket(list.dataset.live, (data) => {
     for (const item of data.events) {
       const li = document.createElement("li");
       li.className = "event";
       li.dataset.kind = item.event?.kind || "";
       li.textContent = eventLine(item);
       list.prepend(li);
-      if (list.dataset.followTree && (li.dataset.kind === "task.spawned" || li.dataset.kind === "task.status")) refreshTree();
+      if (refresh && (li.dataset.kind === "task.spawned" || li.dataset.kind === "task.status")) refresh();
     }
     while (list.children.length > 500) list.lastChild.remove();
-    if (data.dropped) state.textContent = `live (${data.dropped} dropped while the browser was slow)`;
-  };
+  });
+}
+
+// A page region that only refreshes (home, devices, a device): its own socket, the kinds
+// that change what it shows.
+function watch(region) {
+  const refresh = refresher(region);
+  liveSocket(`kinds=${encodeURIComponent(region.dataset.liveKinds)}`, (data) => {
+    if (data.events.length) refresh();
+  });
+}
+
+// The navigation folds into a Menu button on a phone.
+function menu(button) {
+  const nav = document.getElementById(button.getAttribute("aria-controls"));
+  button.addEventListener("click", () => {
+    const open = nav.classList.toggle("open");
+    button.setAttribute("aria-expanded", String(open));
+  });
 }
 
 // A list that follows its API: every few seconds, the ids the API lists; when they differ
@@ -177,6 +222,8 @@ function poll(box) {
 document.addEventListener("submit", sendForm);
 document.addEventListener("DOMContentLoaded", () => {
   for (const list of document.querySelectorAll("[data-live]")) follow(list);
+  for (const region of document.querySelectorAll("[data-live-kinds]")) watch(region);
+  for (const button of document.querySelectorAll("button.menu")) menu(button);
   for (const box of document.querySelectorAll("[data-poll]")) poll(box);
   for (const img of document.querySelectorAll("img[data-hide-on-error]")) img.addEventListener("error", () => img.remove());
 });
