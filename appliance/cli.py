@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from appliance import __version__
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, Refused
 from appliance.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,9 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         return result
     except (ApplianceError, ValueError) as err:
         print(f"qey: {err}", file=sys.stderr)
+        if _kind(err) == "NoConfidentMatch":
+            print("qey: or name the agent type: --agent TYPE (qey agents)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _kind(err: BaseException) -> str:
+    """What kind of refusal: raised here, or answered by the running appliance's API."""
+    return err.kind if isinstance(err, Refused) else type(err).__name__
 
 
 def _parser() -> argparse.ArgumentParser:

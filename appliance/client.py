@@ -12,7 +12,7 @@ import aiohttp
 import msgspec
 
 from appliance.actions.store import ActionRecord
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, Refused
 from appliance.schedules.store import ScheduleRecord
 
 
@@ -58,7 +58,7 @@ class ControlClient:
         async with self._session.request(method, f"http://qey{path}", **kw) as resp:
             body = await resp.json()
             if resp.status >= 400:
-                raise ApplianceError(body.get("message", f"HTTP {resp.status}"))
+                raise Refused(body.get("error", ""), body.get("message", f"HTTP {resp.status}"))
             return body
 
     async def submit(self, command: str, agent_type: str | None) -> dict[str, Any]:
@@ -79,7 +79,7 @@ class ControlClient:
         ) as resp:
             if resp.status >= 400:
                 body = await resp.json(content_type=None)
-                raise ApplianceError(body.get("message", f"HTTP {resp.status}"))
+                raise Refused(body.get("error", ""), body.get("message", f"HTTP {resp.status}"))
 
     async def schedules(self) -> list[ScheduleRecord]:
         """``qey schedules``: every schedule the appliance keeps."""
@@ -113,10 +113,10 @@ class ControlClient:
             body = await resp.read()
             if resp.status >= 400:
                 try:
-                    message = msgspec.json.decode(body, type=ApiError).message
+                    answer = msgspec.json.decode(body, type=ApiError)
                 except msgspec.DecodeError:
-                    message = f"HTTP {resp.status}"
-                raise ApplianceError(message)
+                    answer = ApiError("", f"HTTP {resp.status}")
+                raise Refused(answer.error, answer.message)
             return body
 
     async def report(self, job_id: str, fmt: str) -> bytes:

@@ -124,8 +124,18 @@ class NoConfidentMatch(BadCommand):
             said += f" The closest things it can do: {'; '.join(can_do)}."
         super().__init__(
             f"no agent type is a confident match for {command!r}; closest: {names}.{said} "
-            "Rephrase it, or name the agent type (--agent)."
+            "Rephrase it, or choose the agent type yourself."
         )
+
+
+class Refused(ApplianceError):
+    """An error the appliance's API answered with, as a client receives it: its kind (the
+    error's class name, e.g. "NoConfidentMatch") kept beside the message, so a client can
+    add what its own user does about it."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ActionFailed(ApplianceError):

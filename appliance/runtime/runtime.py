@@ -1341,11 +1341,19 @@ def _not_accepted(kind: AgentKind, event: Event) -> str:
 
 @asynccontextmanager
 async def running(runtime: Runtime, *, grace_s: float = 5.0) -> Any:
-    """Run ``runtime`` for the body of an ``async with``, in a TaskGroup this block owns."""
+    """Run ``runtime`` for the body of an ``async with``, in a TaskGroup this block owns.
+
+    An error the body raises comes out as itself, not wrapped in the TaskGroup's
+    ExceptionGroup: a caller's ``except BadCommand`` (the CLI's clear error) still works."""
+    raised: Exception | None = None
     async with asyncio.TaskGroup() as tg:
         tg.create_task(runtime.run(), name="qey-runtime")
         await runtime.wait_running()
         try:
             yield runtime
+        except Exception as err:
+            raised = err
         finally:
             await runtime.stop(grace_s)
+    if raised is not None:
+        raise raised

@@ -153,6 +153,21 @@ def test_setup_sign_in_submit_follow_and_sign_out(
 
             page.goto(base + "/settings")
             expect(page.locator("#scope-input")).to_have_value("127.0.0.1/32")
+            page.click("text=Save scope")
+            expect(page.locator("form[data-api='/api/v1/scope'] output")).to_contain_text(
+                "Saved and applied."
+            )
+            password = page.locator("form[data-api='/api/v1/password']")
+            password.locator("input[name=current]").fill(PASSWORD)
+            password.locator("#new-password").fill(PASSWORD + " two")
+            password.locator("#repeat-password").fill(PASSWORD + " too")
+            password.locator("button").click()
+            said = password.locator("output")
+            expect(said).to_have_text("The two passwords differ: type the new one again.")
+            password.locator("#repeat-password").fill(PASSWORD + " two")  # typing clears it
+            expect(said).to_have_text("")
+            password.locator("button").click()
+            expect(said).to_have_text("Password changed. Every other session was signed out.")
             shot("settings")
 
             page.click("#logout")

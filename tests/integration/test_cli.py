@@ -95,6 +95,16 @@ def test_bad_input_gets_a_clear_error_and_exit_status(settings: Settings) -> Non
     assert "outside the configured scope" in out_of_scope.stdout
     missing = qey(settings, "tasks", "tree", "job-nope")
     assert missing.returncode == 1 and "no job 'job-nope'" in missing.stderr
+    _not_understood(settings)
+
+
+def _not_understood(settings: Settings) -> None:
+    """A command nobody takes: the refusal in words, then what a CLI user can do about it
+    (the API's message stays free of CLI flags: the panel shows it too)."""
+    said = qey(settings, "submit", "make me a sandwich")
+    assert said.returncode == 1 and "no agent type is a confident match" in said.stderr
+    assert "--agent" not in said.stderr.splitlines()[0]
+    assert said.stderr.splitlines()[-1] == "qey: or name the agent type: --agent TYPE (qey agents)"
 
 
 def test_an_internal_type_cannot_be_submitted_to(settings: Settings) -> None:
@@ -133,6 +143,7 @@ def test_submit_talks_to_the_running_appliance(settings: Settings, open_ports: l
         assert outcome["status"] == "done", waited.stderr
         assert outcome["result"]["open"] == [{"host": "127.0.0.1", "open_ports": [open_ports[1]]}]
         assert "+ data_collector" in waited.stderr  # live events streamed from the appliance
+        _not_understood(settings)  # refused by the running appliance's API: the same words
     assert appliance.stdout is not None
     assert "qey stopped: store closed" in appliance.stdout.read()  # the graceful path, to its end
     assert not Path(sock).exists()

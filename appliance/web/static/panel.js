@@ -54,9 +54,26 @@ async function confirmPlan(command) {
   }
 }
 
+// What a refusal says to a person: its message, led by what kind of no it is; never the
+// error's class name.
+const REFUSALS = {
+  NoConfidentMatch: "Not understood",
+  OutOfScope: "Refused: outside the scan scope",
+  WrongPassword: "Wrong password",
+  TooManyAttempts: "Too many tries",
+  CsrfRejected: "This page is out of date: reload it and try again",
+  NotSignedIn: "Signed out: sign in again",
+  InboxFull: "Busy: try again in a moment",
+  RuntimeStopped: "The appliance is stopping",
+};
+
 function describe(data) {
-  if (!data || typeof data !== "object") return String(data ?? "done");
-  if (data.message) return `${data.error}: ${data.message}`;
+  if (!data || typeof data !== "object") return String(data ?? "Done.");
+  if (data.message) {
+    const message = data.message.charAt(0).toUpperCase() + data.message.slice(1);
+    const lead = REFUSALS[data.error];
+    return lead ? `${lead}. ${message}` : message;
+  }
   if (Array.isArray(data.steps) && data.command !== undefined) return describePlan(data);
   const route = data.route || (data.agent_type !== undefined && data.confidence !== undefined ? data : null);
   const parts = [];
@@ -84,6 +101,13 @@ async function sendForm(event) {
   const then = submitter && "then" in submitter.dataset ? submitter.dataset.then : form.dataset.then;
   if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
   const out = form.querySelector("output.result");
+  const differs = [...form.querySelectorAll("[data-repeat-of]")]
+    .find(el => el.value !== form.elements[el.dataset.repeatOf]?.value);
+  if (differs) {
+    if (out) { out.className = "result error"; out.textContent = "The two passwords differ: type the new one again."; }
+    differs.focus();
+    return;
+  }
   let body = formBody(form);
   if (form.id === "submit-form" && api === "/api/v1/jobs" && !body.agent_type
       && !(await confirmPlan(body.command))) return;
@@ -98,7 +122,11 @@ async function sendForm(event) {
       credentials: "same-origin",
     });
     const data = resp.status === 204 ? null : await resp.json();
-    if (out) { out.className = "result " + (resp.ok ? "ok" : "error"); out.textContent = resp.ok ? describe(data) : describe(data); }
+    if (out) {
+      out.className = "result " + (resp.ok ? "ok" : "error");
+      const done = resp.ok && form.dataset.done;
+      out.textContent = done ? (data ? `${done} ${describe(data)}` : done) : describe(data);
+    }
     if (!resp.ok) return;
     if (then === "job" && data?.job_id) {
       const link = document.createElement("a");
@@ -123,6 +151,7 @@ function eventLine(item) {
   else if (ev.kind === "handler.crashed") what += `: ${ev.error_type}: ${ev.message}`;
   else if (ev.kind === "event.refused") what += `: ${ev.event_kind}: ${ev.message}`;
   else if (ev.kind === "job.submitted") what += `: ${ev.command}`;
+  else if (ev.kind === "scan.progressed") what += `: ${ev.target} ${ev.probed}/${ev.total}, ${ev.open} open`;
   return `${new Date().toLocaleTimeString()}  ${what}  [${who}, ${item.job_id}]`;
 }
 
@@ -168,17 +197,65 @@ function liveSocket(query, onEvents) {
   };
 }
 
+// A running scan's progress as a bar per target: probes done of all, open ports, the rate
+// and the time left, from its scan.progressed events (instead of a line for each).
+function showProgress(box, ev) {
+  let row = [...box.children].find(r => r.dataset.target === ev.target);
+  if (!row) {
+    row = document.createElement("div");
+    row.className = "progress-row";
+    row.dataset.target = ev.target;
+    row.dataset.start = String(Date.now());
+    row.dataset.first = String(ev.probed);
+    const label = document.createElement("span");
+    const bar = document.createElement("progress");
+    row.append(label, bar);
+    box.append(row);
+  }
+  const [label, bar] = row.children;
+  bar.max = Math.max(ev.total, 1);
+  bar.value = ev.probed;
+  const seconds = (Date.now() - Number(row.dataset.start)) / 1000;
+  const rate = seconds > 0.5 ? (ev.probed - Number(row.dataset.first)) / seconds : 0;
+  const left = rate > 0 ? Math.ceil((ev.total - ev.probed) / rate) : null;
+  const done = ev.probed >= ev.total;
+  label.textContent = `${ev.target}: ${ev.probed.toLocaleString()} of ${ev.total.toLocaleString()} probes, `
+    + `${ev.open} open` + (done ? ", finished" : rate ? `, ${Math.round(rate).toLocaleString()}/s`
+    + (left !== null ? `, about ${left} s left` : "") : "");
+}
+
+// One line per task and kind in a row: a repeat is counted on the line it repeats.
+function addLine(list, item) {
+  const kind = item.event?.kind || "";
+  const key = `${kind}|${item.event?.task_id || item.target}|${item.job_id}`;
+  const top = list.firstElementChild;
+  if (top && top.dataset.key === key) {
+    top.dataset.count = String(Number(top.dataset.count) + 1);
+    top.textContent = `${eventLine(item)}  ×${top.dataset.count}`;
+    return;
+  }
+  const li = document.createElement("li");
+  li.className = "event";
+  li.dataset.kind = kind;
+  li.dataset.key = key;
+  li.dataset.count = "1";
+  li.textContent = eventLine(item);
+  list.prepend(li);
+}
+
 function follow(list) {
   const region = document.getElementById("live-main");
   const refresh = region?.dataset.refresh ? refresher(region) : null;
+  const progress = document.getElementById("progress");
   liveSocket(list.dataset.live, (data) => {
     for (const item of data.events) {
-      const li = document.createElement("li");
-      li.className = "event";
-      li.dataset.kind = item.event?.kind || "";
-      li.textContent = eventLine(item);
-      list.prepend(li);
-      if (refresh && (li.dataset.kind === "task.spawned" || li.dataset.kind === "task.status")) refresh();
+      const kind = item.event?.kind || "";
+      if (kind === "scan.progressed" && progress) {
+        showProgress(progress, item.event);
+        continue;
+      }
+      addLine(list, item);
+      if (refresh && (kind === "task.spawned" || kind === "task.status")) refresh();
     }
     while (list.children.length > 500) list.lastChild.remove();
   });
@@ -220,6 +297,11 @@ function poll(box) {
 }
 
 document.addEventListener("submit", sendForm);
+// typing again clears what a form said last, so an old error never sits beside new input
+document.addEventListener("input", (event) => {
+  const out = event.target.form?.querySelector("output.result");
+  if (out && out.textContent) { out.textContent = ""; out.className = "result"; }
+});
 document.addEventListener("DOMContentLoaded", () => {
   for (const list of document.querySelectorAll("[data-live]")) follow(list);
   for (const region of document.querySelectorAll("[data-live-kinds]")) watch(region);

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from appliance.errors import (
+    BadCommand,
     EventNotAccepted,
     HandlerFailed,
     InboxFull,
@@ -292,3 +293,15 @@ async def test_cancelling_a_job_stops_its_running_handlers_and_records_every_tas
     assert await runtime.wait_idle(1)  # the cancelled handlers are gone
     tree = await runtime.graph.tree(job.job_id)
     assert [(n.status, n.detail) for n in tree.tasks] == [("cancelled", "operator said so")] * 2
+
+
+async def test_an_error_in_a_running_block_comes_out_as_itself(store: Store) -> None:
+    """Not inside the block's TaskGroup's ExceptionGroup: ``qey submit`` with no appliance
+    running catches BadCommand to say it in words, not with a traceback."""
+    from appliance.runtime import running
+
+    runtime = Runtime(store)
+    with pytest.raises(BadCommand, match="a sandwich"):
+        async with running(runtime):
+            raise BadCommand("make me a sandwich")
+    assert not runtime.busy
