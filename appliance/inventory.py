@@ -32,6 +32,7 @@ class DeviceFinding(msgspec.Struct, frozen=True):
     severity: Severity
     title: str
     advice: str
+    since: float = 0.0  # the scan that first found it, of the unbroken run that still does
 
 
 class Sighting(msgspec.Struct, frozen=True):
@@ -104,13 +105,21 @@ def record_scan(
     by_host: dict[str, list[DeviceFinding]] = {}
     for f in findings:
         by_host.setdefault(f.host, []).append(
-            DeviceFinding(f.port, f.service, f.severity, f.title, f.advice)
+            DeviceFinding(f.port, f.service, f.severity, f.title, f.advice, at)
         )
     known = {key.removeprefix(PREFIX) for key in knowledge.keys(PREFIX)}
     gone = [host for host in known - found.keys() if host in probed]
     for host in [*found, *gone]:
         ports = sorted(found.get(host, []))
-        mine = sorted(by_host.get(host, []), key=lambda f: (-_rank(f.severity), f.port))
+        before = device(knowledge, host)
+        known_since = {(f.port, f.title): f.since for f in (before.findings if before else [])}
+        mine = sorted(
+            (
+                msgspec.structs.replace(f, since=known_since.get((f.port, f.title), at))
+                for f in by_host.get(host, [])
+            ),
+            key=lambda f: (-_rank(f.severity), f.port),
+        )
         sighting = Sighting(job_id, at, ports, len(mine), mine[0].severity if mine else None)
 
         knowledge.update(

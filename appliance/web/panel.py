@@ -48,6 +48,7 @@ from appliance.web.keys import (
     THROTTLE,
 )
 from appliance.web.live import live
+from appliance.web.notices import NOTICE_ROUTES
 from appliance.web.openapi import openapi_document
 from appliance.web.ops import OPS_ROUTES
 from appliance.web.pages import PAGE_ROUTES
@@ -121,6 +122,7 @@ PANEL_ROUTES = (
     Route("POST", "/setup", auth.setup),
     Route("POST", "/logout", auth.logout),
     *HOME_ROUTES,
+    *NOTICE_ROUTES,
     *PAGE_ROUTES,
     *SCHEDULE_PAGE,
     *API_ROUTES,

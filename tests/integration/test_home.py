@@ -47,6 +47,8 @@ async def test_home_shows_findings_devices_and_how_each_job_ended(
         device_page = await (await client.get("/devices/127.0.0.1")).text()
         unknown = await client.get("/api/v1/devices/127.0.0.7")
         jobs_page = await (await client.get("/jobs")).text()
+        notices = await (await client.get("/api/v1/notices")).json()
+        notices_page = await (await client.get("/notices")).text()
 
     # the findings, worst first, with what to do; only 127.0.0.1 answered
     assert home["attention"][0]["severity"] == "high"
@@ -70,3 +72,8 @@ async def test_home_shows_findings_devices_and_how_each_job_ended(
     assert [s["job_id"] for s in device["device"]["history"]] == [scan.job_id]
     assert "Bind it to localhost." in device_page and scan.job_id in device_page
     assert unknown.status == 404 and "no scan has seen" in (await unknown.json())["message"]
+
+    # the bell rings for the serious finding (high), not for the low ones
+    assert [(n["kind"], n["href"]) for n in notices] == [("finding", "/devices/127.0.0.1")]
+    assert notices[0]["text"] == f"High: Database port is reachable on 127.0.0.1 ({high}/test-db)"
+    assert notices[0]["text"].replace("High: ", "") in notices_page.replace("\n", " ")

@@ -36,6 +36,19 @@ async def test_scans_build_devices_and_a_quiet_one_keeps_its_last_answer(tmp_pat
     assert two.open_ports == [23, 80] and two.worst == "critical"
     assert [f.port for f in two.findings] == [23, 80]  # worst first
     assert two.first_seen == two.last_seen == t0 and two.last_job == "job-1"
+    assert {f.since for f in two.findings} == {t0}
+
+    await clock.advance(60)  # a rescan finds telnet still open and HTTP gone: telnet keeps its
+    inventory.record_scan(  # first sighting, so a bell rings once for it, not every scan
+        knowledge,
+        job_id="job-1b",
+        at=clock.now(),
+        probed={"127.0.0.2"},
+        found={"127.0.0.2": [23]},
+        findings=[TELNET],
+    )
+    again = inventory.device(knowledge, "127.0.0.2")
+    assert again is not None and [(f.port, f.since) for f in again.findings] == [(23, t0)]
 
     await clock.advance(3600)
     inventory.record_scan(
@@ -48,9 +61,10 @@ async def test_scans_build_devices_and_a_quiet_one_keeps_its_last_answer(tmp_pat
     )
     quiet = inventory.device(knowledge, "127.0.0.2")
     assert quiet is not None and quiet.open_ports == [] and quiet.findings == []
-    assert quiet.last_seen == t0 and quiet.last_scanned == t0 + 3600
+    assert quiet.last_seen == t0 + 60 and quiet.last_scanned == t0 + 3660
     assert [(s.job_id, s.findings, s.worst) for s in quiet.history] == [
         ("job-1", 2, "critical"),
+        ("job-1b", 1, "critical"),
         ("job-2", 0, None),
     ]
     untouched = inventory.device(knowledge, "127.0.0.10")

@@ -270,6 +270,29 @@ function watch(region) {
   });
 }
 
+// The bell: how many notices are newer than this browser last opened the Notifications
+// page (kept in this browser alone), every 15 s. Opening that page marks them seen.
+const SEEN = "qey-notices-seen";
+async function ring(bell) {
+  const count = document.getElementById("bell-count");
+  const check = async () => {
+    try {
+      const resp = await fetch("/api/v1/notices", { credentials: "same-origin" });
+      if (!resp.ok) return;
+      const seen = Number(localStorage.getItem(SEEN) || 0);
+      const fresh = (await resp.json()).filter(n => n.at > seen).length;
+      count.textContent = String(fresh);
+      count.hidden = fresh === 0;
+      bell.classList.toggle("ringing", fresh > 0);
+    } catch (err) {
+      /* the appliance restarting: try again next time */
+    }
+  };
+  if (document.querySelector("[data-seen]")) localStorage.setItem(SEEN, String(Date.now() / 1000));
+  await check();
+  setInterval(check, 15000);
+}
+
 // The navigation folds into a Menu button on a phone.
 function menu(button) {
   const nav = document.getElementById(button.getAttribute("aria-controls"));
@@ -306,6 +329,8 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const list of document.querySelectorAll("[data-live]")) follow(list);
   for (const region of document.querySelectorAll("[data-live-kinds]")) watch(region);
   for (const button of document.querySelectorAll("button.menu")) menu(button);
+  const bell = document.getElementById("bell");
+  if (bell) ring(bell);
   for (const box of document.querySelectorAll("[data-poll]")) poll(box);
   for (const img of document.querySelectorAll("img[data-hide-on-error]")) img.addEventListener("error", () => img.remove());
 });
