@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from appliance.errors import UnknownJob
-from appliance.reports import gather_report
+from appliance.reports import gather_report, outcome
 from appliance.runtime import FakeClock, KnowledgeStore, Store
 from tests.unit.reports.graphjobs import Jobs, finding, posture
 
@@ -199,3 +199,39 @@ async def test_findings_the_executor_recorded_are_marked(jobs: Jobs, store: Stor
 async def test_an_unknown_job_is_an_error(jobs: Jobs) -> None:
     with pytest.raises(UnknownJob):
         await gather_report(jobs.graph, None, "job-nope")
+
+
+async def test_a_job_that_ran_nothing_because_it_was_refused_is_refused_not_failed(
+    jobs: Jobs,
+) -> None:
+    jobs.job("j1", 100.0, "analyze network security posture of 10.1.2.3")
+    jobs.task(
+        "j1",
+        "r1",
+        "coordinator",
+        at=100.0,
+        status="failed",
+        detail="refused: BadCommand: 10.1.2.3 is outside the configured scope",
+    )
+    jobs.job("j2", 200.0, "block it")
+    plan = {
+        "steps": [{"id": "s1", "agent_type": "executor", "status": "failed", "reason": "no"}],
+        "ran": [],
+        "skipped": [],
+        "failed": ["s1"],
+    }
+    jobs.task("j2", "r2", "coordinator", at=200.0, result=plan)
+    jobs.job("j3", 300.0, "crashes")
+    jobs.task("j3", "r3", "coordinator", at=300.0, status="failed", detail="handler crashed")
+    await jobs.store.flush()
+
+    refused = await gather_report(jobs.graph, None, "j1")
+    assert (
+        refused.verdict == "refused"
+        and "outside the configured scope" in refused.problems[0].reason
+    )
+    assert (await gather_report(jobs.graph, None, "j2")).verdict == "refused"
+    assert (await gather_report(jobs.graph, None, "j3")).verdict == "failed"  # not a refusal
+    ended = outcome(await jobs.graph.tree("j1"))
+    assert (ended.verdict, ended.findings, ended.worst) == ("refused", 0, None)
+    assert ended.reason.startswith("refused: BadCommand: 10.1.2.3 is outside")
