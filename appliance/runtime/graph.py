@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -110,6 +111,43 @@ class TaskGraph:
                 db.query("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", [limit])
             )
         )
+
+    async def recent(
+        self,
+        limit: int,
+        *,
+        job_id: str | None = None,
+        task_id: str | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest records (spawns from the tasks table, the rest from the journal) as
+        their JSON bodies, oldest first: what a live view shows before its stream begins."""
+        wanted = list(kinds) if kinds is not None else None
+
+        def load(db: Any) -> list[dict[str, Any]]:
+            where, args = _where(job_id, task_id)
+            out: list[tuple[float, dict[str, Any]]] = []
+            if wanted is None or "task.spawned" in wanted:
+                rows = db.query(
+                    f"SELECT * FROM tasks {where} ORDER BY created_at DESC LIMIT ?",
+                    [*args, limit],
+                )
+                out += [(r["created_at"], _spawn_body(r)) for r in rows]
+            journal_kinds = [k for k in wanted or [] if k != "task.spawned"]
+            if wanted is None or journal_kinds:
+                kind_filter = ""
+                if wanted is not None:
+                    marks = ",".join("?" * len(journal_kinds))
+                    kind_filter = f"{'AND' if where else 'WHERE'} kind IN ({marks})"
+                rows = db.query(
+                    f"SELECT at, body FROM journal {where} {kind_filter} ORDER BY seq DESC LIMIT ?",
+                    [*args, *journal_kinds, limit],
+                )
+                out += [(r["at"], _without_result(r["body"])) for r in rows]
+            out.sort(key=lambda pair: pair[0])
+            return [body for _, body in out[-limit:]]
+
+        return await self._store.read(load)
 
     async def recent_trees(self, limit: int = 50) -> list[JobTree]:
         """The newest jobs' trees, newest first, in one trip to the store's thread."""
@@ -281,6 +319,37 @@ def _node(row: dict[str, Any], status: dict[str, Any] | None) -> TaskNode:
         result=status.get("result"),
         detail=status.get("detail", ""),
     )
+
+
+def _where(job_id: str | None, task_id: str | None) -> tuple[str, list[str]]:
+    clauses, args = [], []
+    for column, value in (("job_id", job_id), ("task_id", task_id)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _without_result(body: str) -> dict[str, Any]:
+    """A record's body less a task's result (a whole scan's, perhaps): a view of events
+    shows that a task ended, and its page the result."""
+    decoded: dict[str, Any] = msgspec.json.decode(body)
+    decoded.pop("result", None)
+    return decoded
+
+
+def _spawn_body(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "task.spawned",
+        "job_id": row["job_id"],
+        "task_id": row["task_id"],
+        "agent_type": row["agent_type"],
+        "parent_task_id": row["parent_task_id"],
+        "parent_agent": row["parent_agent"],
+        "objective": row["objective"],
+        "autonomous": bool(row["autonomous"]),
+        "at": row["created_at"],
+    }
 
 
 def _load_tree(db: Any, job_id: str) -> JobTree:

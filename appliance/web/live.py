@@ -1,7 +1,8 @@
 """Live events over a WebSocket, filtered by job, agent type, task and event kind.
 
-``GET /api/v1/live?job_id=&agent_type=&task_id=&kinds=a,b&traffic=1`` upgrades to a
-WebSocket that sends JSON text frames ``{"events": [...], "dropped": n}``. Events are
+``GET /api/v1/live?job_id=&agent_type=&task_id=&kinds=a,b&traffic=1&backlog=N`` upgrades to
+a WebSocket that sends JSON text frames ``{"events": [...], "dropped": n}``; with ``backlog``
+the first frame holds the newest N records already in the graph (``"backlog": true``). Events are
 batched: whatever the watch holds goes out in one message (up to ``BATCH``), and a message
 waits at most ``FLUSH_S`` to fill, so a flood costs few frames and a trickle little latency.
 The runtime never waits for a slow browser: its watch is bounded and drops the oldest,
@@ -18,13 +19,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from appliance.errors import BadCommand
 from appliance.events import Envelope, TaskRef, TypeRef
-from appliance.runtime import Watch
+from appliance.runtime import Runtime, Watch
 from appliance.web.keys import RUNTIME, SESSION, SESSIONS
 from appliance.web.sessions import Sessions
 
 BATCH = 500
 FLUSH_S = 0.05
 WATCH_LIMIT = 5000
+MAX_BACKLOG = 500
 
 
 class _Stop(Exception):
@@ -73,6 +75,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         _param(request, "job_id"), _param(request, "agent_type"), _param(request, "task_id")
     )
     traffic = request.query.get("traffic", "") in ("1", "true", "yes")
+    backlog = _backlog(request)
     session = request[SESSION]
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
     await ws.prepare(request)
@@ -81,6 +84,8 @@ async def live(request: web.Request) -> web.StreamResponse:
         job_id=wanted.job_id, kinds=kinds, traffic=traffic, limit=WATCH_LIMIT
     ) as watch:
         try:
+            if backlog:  # what already happened first; the watch holds what happens meanwhile
+                await _send_backlog(ws, runtime, wanted, kinds, backlog)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(_pump(ws, watch, wanted))
                 tg.create_task(_while_signed_in(request.app[SESSIONS], session.key))
@@ -96,6 +101,35 @@ async def live(request: web.Request) -> web.StreamResponse:
             pass
     await ws.close(code=code, message=why)
     return ws
+
+
+def _backlog(request: web.Request) -> int:
+    raw = request.query.get("backlog", "0")
+    if not raw.isdigit() or int(raw) > MAX_BACKLOG:
+        raise BadCommand(f"backlog must be a whole number of records up to {MAX_BACKLOG}")
+    return int(raw)
+
+
+async def _send_backlog(
+    ws: web.WebSocketResponse,
+    runtime: Runtime,
+    wanted: LiveFilter,
+    kinds: list[str] | None,
+    limit: int,
+) -> None:
+    """The newest records the graph holds for this filter, oldest first, as one message
+    marked ``backlog`` (a view opened late is not empty; delivered traffic is not kept)."""
+    bodies = await runtime.graph.recent(
+        limit, job_id=wanted.job_id, task_id=wanted.task_id, kinds=kinds
+    )
+    events = [
+        {"job_id": body.get("job_id"), "target": "", "event": body}
+        for body in bodies
+        if wanted.agent_type is None or body.get("agent_type") == wanted.agent_type
+    ]
+    await ws.send_str(
+        msgspec.json.encode({"events": events, "dropped": 0, "backlog": True}).decode()
+    )
 
 
 async def _while_signed_in(sessions: Sessions, key: str) -> None:

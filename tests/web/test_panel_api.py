@@ -175,6 +175,29 @@ async def test_live_events_follow_one_job(client: TestClient[Any, Any]) -> None:
     assert {"task.spawned", "task.status"} <= kinds
 
 
+async def test_a_late_live_view_gets_the_backlog_first(
+    client: TestClient[Any, Any], runtime: Runtime
+) -> None:
+    job = await (
+        await client.post(
+            "/api/v1/jobs", json={"command": "x y", "agent_type": "parent"}, headers=h(client)
+        )
+    ).json()
+    await client.get(f"/api/v1/jobs/{job['job_id']}?wait=5")
+    await runtime.commit()
+    async with client.ws_connect(f"/api/v1/live?job_id={job['job_id']}&backlog=50") as ws:
+        async with asyncio.timeout(5):
+            first = (await ws.receive()).json()
+    assert first["backlog"] is True
+    events = [e["event"] for e in first["events"]]
+    assert [e["kind"] for e in events].count("task.spawned") == 3  # parent and two echoes
+    assert [e["kind"] for e in events].count("task.status") == 3
+    assert all("result" not in e for e in events)  # that a task ended, not its whole result
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)  # oldest first
+    refused = await client.get("/api/v1/live?backlog=lots")
+    assert refused.status == 400 and "backlog" in (await refused.json())["message"]
+
+
 async def test_live_events_filter_by_job(client: TestClient[Any, Any]) -> None:
     one = await (
         await client.post(

@@ -152,7 +152,8 @@ function eventLine(item) {
   else if (ev.kind === "event.refused") what += `: ${ev.event_kind}: ${ev.message}`;
   else if (ev.kind === "job.submitted") what += `: ${ev.command}`;
   else if (ev.kind === "scan.progressed") what += `: ${ev.target} ${ev.probed}/${ev.total}, ${ev.open} open`;
-  return `${new Date().toLocaleTimeString()}  ${what}  [${who}, ${item.job_id}]`;
+  const when = ev.at ? new Date(ev.at * 1000) : new Date();
+  return `${when.toLocaleTimeString()}  ${what}  [${who}, ${item.job_id}]`;
 }
 
 // A region the server draws again when what it shows changes: on a live event the page is
@@ -247,7 +248,9 @@ function follow(list) {
   const region = document.getElementById("live-main");
   const refresh = region?.dataset.refresh ? refresher(region) : null;
   const progress = document.getElementById("progress");
-  liveSocket(list.dataset.live, (data) => {
+  // the newest records first (a view opened late is not empty), then what happens
+  liveSocket(`${list.dataset.live}&backlog=100`, (data) => {
+    if (data.backlog) list.replaceChildren();  // a reconnect brings the backlog again
     for (const item of data.events) {
       const kind = item.event?.kind || "";
       if (kind === "scan.progressed" && progress) {
@@ -255,7 +258,7 @@ function follow(list) {
         continue;
       }
       addLine(list, item);
-      if (refresh && (kind === "task.spawned" || kind === "task.status")) refresh();
+      if (refresh && !data.backlog && (kind === "task.spawned" || kind === "task.status")) refresh();
     }
     while (list.children.length > 500) list.lastChild.remove();
   });
