@@ -343,7 +343,8 @@ def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
 ) -> None:
     """Issue 17's owner's path at phone width: the home page, open before the scan, shows
     the finding by itself (no reload); its device page; a command partly out of scope ends
-    refused, in words; the navigation folds into a Menu; no page scrolls sideways."""
+    refused and one with a step it cannot do partial, each saying why; the navigation
+    folds into a Menu; no page scrolls sideways."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
     from playwright.sync_api import expect, sync_playwright
@@ -394,6 +395,21 @@ def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
             expect(status).to_contain_text("outside the configured scope")
             _no_sideways_scroll(page, 390)
             page.screenshot(path=str(ARTIFACTS / "owner-phone-refused.png"), full_page=True)
+
+            # a step it could not do (no ticket system configured): partial, and why
+            page.on("dialog", lambda dialog: dialog.accept())  # Run asks before acting
+            page.goto(base + "/submit")
+            page.fill("#command-input", "scan 127.0.0.1 then open a ticket for the findings")
+            page.click("#run")
+            page.click("#job-link")
+            expect(status.locator(".badge")).to_have_text("partial")
+            expect(status).to_contain_text("no ticket_url is configured")
+            expect(page.locator("#report-verdict")).to_contain_text("Partial")
+            _no_sideways_scroll(page, 390)
+            page.screenshot(path=str(ARTIFACTS / "owner-phone-partial.png"), full_page=True)
+            home.goto(base + "/jobs")
+            expect(home.locator("#jobs tr[data-status=partial]")).to_have_count(1)
+            expect(home.locator("#jobs tr[data-status=refused]")).to_have_count(1)
 
             for path in ("/jobs", "/devices", "/system", "/schedules", "/settings", "/events"):
                 page.goto(base + path)
