@@ -20,6 +20,7 @@ from appliance.settings import Settings
 
 if TYPE_CHECKING:
     from appliance.runtime import TaskGraph
+    from appliance.web.views import JobAccepted, JobView
 
 T = TypeVar("T")
 
@@ -290,31 +291,40 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from appliance.web.views import JobAccepted
+
     settings = Settings.load()
     outcome = asyncio.run(_submit(settings, args))
-    if args.json:
-        print(msgspec.json.encode(outcome).decode())
-    else:
-        print(_describe(outcome))
-    return 0 if outcome.get("status") in ("done", "running", "submitted") else 1
+    if isinstance(outcome, JobAccepted):  # not waited for: the running appliance has it
+        if args.json:
+            print(
+                msgspec.json.encode(
+                    {**msgspec.to_builtins(outcome), "status": "submitted"}
+                ).decode()
+            )
+        else:
+            print(outcome.job_id)
+        return 0
+    print(msgspec.json.encode(outcome).decode() if args.json else _describe(outcome))
+    return 0 if outcome.status in ("done", "running") else 1
 
 
-async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+async def _submit(settings: Settings, args: argparse.Namespace) -> JobAccepted | JobView:
     from appliance.client import ControlClient, NotRunning
 
     try:
         async with ControlClient(settings.control_socket) as client:
-            job = await client.submit(args.command, args.agent)
+            accepted = await client.submit(args.command, args.agent)
             if not args.wait:
-                return {**job, "status": "submitted"}
+                return accepted
             async with asyncio.timeout(args.timeout):
-                async for event in client.events(job["job_id"]):
+                async for event in client.events(accepted.job_id):
                     _progress(event)
-            return await client.job(job["job_id"], wait=args.timeout)
+            return await client.job(accepted.job_id, wait=args.timeout)
     except NotRunning as err:
         _ensure_no_appliance(settings, err)
     from appliance.app import in_process
-    from appliance.runtime.fanout import TaskOutcome
+    from appliance.web.api import job_view
 
     async with in_process(settings) as appliance:
         ctx, root, _route = await appliance.submit(args.command, args.agent)
@@ -326,15 +336,10 @@ async def _submit(settings: Settings, args: argparse.Namespace) -> dict[str, Any
 
             async with asyncio.timeout(args.timeout), asyncio.TaskGroup() as tg:
                 printer = tg.create_task(show_progress())
-                outcome: TaskOutcome = await appliance.runtime.wait_task(root)
+                await appliance.runtime.wait_task(root)
                 printer.cancel()
-        return {
-            "job_id": ctx.job_id,
-            "command": args.command,
-            "status": outcome.status,
-            "result": msgspec.to_builtins(outcome.result),
-            "detail": outcome.detail,
-        }
+        await appliance.runtime.commit()
+        return await job_view(appliance.runtime, await appliance.runtime.graph.tree(ctx.job_id))
 
 
 def _ensure_no_appliance(settings: Settings, unreachable: ApplianceError) -> None:
@@ -376,13 +381,13 @@ def _progress(event: dict[str, Any]) -> None:
         )
 
 
-def _describe(outcome: dict[str, Any]) -> str:
-    head = f"{outcome['job_id']} {outcome['status']}"
-    result = outcome.get("result")
-    if outcome["status"] == "submitted":
-        return str(outcome["job_id"])
-    if outcome.get("detail"):
-        head += f": {outcome['detail']}"
+def _describe(job: JobView) -> str:
+    head = f"{job.job_id} {job.status}"
+    if job.outcome.verdict not in (job.status, "done", "running"):
+        head += f" ({job.outcome.verdict})"  # it ended, but not all it asked was done
+    result = job.result
+    if job.detail:
+        head += f": {job.detail}"
     if isinstance(result, dict) and "steps" in result and "ran" in result:
         return head + _describe_plan(result)
     if isinstance(result, dict) and "findings" in result and "hosts_probed" in result:

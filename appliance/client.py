@@ -14,6 +14,7 @@ import msgspec
 from appliance.actions.store import ActionRecord
 from appliance.errors import ApplianceError, Refused
 from appliance.schedules.store import ScheduleRecord
+from appliance.web.views import JobAccepted, JobView
 
 
 class NotRunning(ApplianceError):
@@ -53,23 +54,15 @@ class ControlClient:
         if self._session is not None:
             await self._session.close()
 
-    async def _call(self, method: str, path: str, **kw: Any) -> Any:
-        assert self._session is not None
-        async with self._session.request(method, f"http://qey{path}", **kw) as resp:
-            body = await resp.json()
-            if resp.status >= 400:
-                raise Refused(body.get("error", ""), body.get("message", f"HTTP {resp.status}"))
-            return body
+    async def submit(self, command: str, agent_type: str | None) -> JobAccepted:
+        body = msgspec.json.encode({"command": command, "agent_type": agent_type})
+        headers = {"Content-Type": "application/json"}
+        answer = await self._raw("POST", "/api/v1/jobs", data=body, headers=headers)
+        return msgspec.json.decode(answer, type=JobAccepted)
 
-    async def submit(self, command: str, agent_type: str | None) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", "/api/v1/jobs", json={"command": command, "agent_type": agent_type}
-        )
-        return result
-
-    async def job(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", f"/api/v1/jobs/{job_id}?wait={wait}")
-        return result
+    async def job(self, job_id: str, *, wait: float = 0) -> JobView:
+        path = f"/api/v1/jobs/{quote(job_id, safe='')}?wait={wait}"
+        return msgspec.json.decode(await self._raw("GET", path), type=JobView)
 
     async def set_admin_password(self, password: str) -> None:
         """``qey passwd``: the panel's admin password, set whatever its throttle says."""
@@ -106,10 +99,10 @@ class ControlClient:
         path = f"/api/v1/actions/{quote(action_id, safe='')}/{verb}"
         return msgspec.json.decode(await self._raw("POST", path), type=ActionRecord)
 
-    async def _raw(self, method: str, path: str) -> bytes:
-        """The body of a 2xx answer, or ApplianceError with the API's message."""
+    async def _raw(self, method: str, path: str, **kw: Any) -> bytes:
+        """The body of a 2xx answer, or Refused with the API's error and message."""
         assert self._session is not None
-        async with self._session.request(method, f"http://qey{path}") as resp:
+        async with self._session.request(method, f"http://qey{path}", **kw) as resp:
             body = await resp.read()
             if resp.status >= 400:
                 try:

@@ -36,8 +36,15 @@ from appliance.errors import (
     UnknownTask,
 )
 from appliance.events import Envelope, Event, TaskRef, TaskSpawned, TaskStatusChanged
-from appliance.reports import FORMAT_NAMES, JobReport
-from appliance.runtime import Runtime, TaskNode, accepted_kinds, render_chain, render_tree
+from appliance.reports import FORMAT_NAMES, JobReport, outcome
+from appliance.runtime import (
+    JobTree,
+    Runtime,
+    TaskNode,
+    accepted_kinds,
+    render_chain,
+    render_tree,
+)
 from appliance.templating import environment
 from appliance.web.bodies import decoding
 from appliance.web.errors import (
@@ -54,6 +61,7 @@ from appliance.web.routes import JSON, OBJECT, OBJECTS, Query, Route, add_routes
 from appliance.web.schedules import SCHEDULE_ROUTES, SCHEDULES, ScheduleControl
 from appliance.web.submit import Submit
 from appliance.web.treepicture import tree_picture
+from appliance.web.views import JobAccepted, JobView
 
 __all__ = ["API_ROUTES", "RUNTIME", "SUBMIT", "Submit", "errors_as_json", "make_api"]
 
@@ -152,19 +160,20 @@ async def post_job(request: web.Request) -> web.Response:
     submitted = await request.app[SUBMIT](body.command, body.agent_type)
     job, root, route = submitted
     await request.app[RUNTIME].commit()  # accepted means on disk: a power cut keeps the job
-    return json_response(
-        {
-            "job_id": job.job_id,
-            "command_id": job.command_id,
-            "task_id": root.task_id,
-            "agent_type": root.agent_type,
-            "route": route,
-            # the planner's plan (None when the agent type was named), and any schedule made
-            "plan": getattr(submitted, "plan", None),
-            "schedule": getattr(submitted, "schedule", None),
-        },
-        202,
+    plan = getattr(submitted, "plan", None)
+    schedule = getattr(submitted, "schedule", None)
+    accepted = JobAccepted(
+        job_id=job.job_id,
+        command_id=job.command_id,
+        task_id=root.task_id,
+        agent_type=root.agent_type,
+        # the router's decision and the planner's plan (None when the agent type was named),
+        # and any schedule made: their own Structs, as the JSON objects they encode to
+        route=msgspec.to_builtins(route) if route is not None else None,
+        plan=msgspec.to_builtins(plan) if plan is not None else None,
+        schedule=schedule,
     )
+    return json_response(accepted, 202)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -188,20 +197,21 @@ async def get_job(request: web.Request) -> web.Response:
         except TimeoutError:
             pass
         tree = await runtime.graph.tree(job_id)
-        roots = tree.roots
-    root = roots[0] if roots else None
-    return json_response(
-        {
-            "job_id": tree.job_id,
-            "command": tree.command,
-            "autonomous": tree.autonomous,
-            # what started it on its own account (an agent's job.triggered link), or null
-            "triggered_by": await runtime.graph.trigger(job_id) if tree.autonomous else None,
-            "status": root.status if root else "running",
-            "result": root.result if root else None,
-            "detail": root.detail if root else "",
-            "tasks": len(tree.tasks),
-        }
+    return json_response(await job_view(runtime, tree))
+
+
+async def job_view(runtime: Runtime, tree: JobTree) -> JobView:
+    root = tree.roots[0] if tree.roots else None
+    return JobView(
+        job_id=tree.job_id,
+        command=tree.command,
+        autonomous=tree.autonomous,
+        status=root.status if root else "running",
+        outcome=outcome(tree),
+        result=root.result if root else None,
+        detail=root.detail if root else "",
+        tasks=len(tree.tasks),
+        triggered_by=await runtime.graph.trigger(tree.job_id) if tree.autonomous else None,
     )
 
 
@@ -330,7 +340,7 @@ API_ROUTES = (
         post_job,
         "Submit a command as a new job (the router picks the agent type unless named)",
         ok=202,
-        returns=OBJECT,
+        returns=JobAccepted,
         errors=(400, 403, 404, 422, 429, 503),
         body=JobRequest,
     ),
@@ -339,8 +349,8 @@ API_ROUTES = (
         "GET",
         _JOB,
         get_job,
-        "A job and its root task's outcome; ?wait=S waits up to S s for the end",
-        returns=OBJECT,
+        "A job, its root task's end and the job's outcome; ?wait=S waits up to S s for the end",
+        returns=JobView,
         errors=(400, 404),
         query=(_WAIT,),
     ),
