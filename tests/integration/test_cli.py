@@ -141,7 +141,8 @@ def test_submit_talks_to_the_running_appliance(settings: Settings, open_ports: l
         )
         outcome = json.loads(waited.stdout)
         assert outcome["status"] == "done", waited.stderr
-        assert outcome["outcome"] == {"verdict": "done", "reason": "", "findings": 1, "worst": "low"}
+        ended = {"verdict": "done", "reason": "", "findings": 1, "worst": "low"}
+        assert outcome["outcome"] == ended
         assert outcome["result"]["open"] == [{"host": "127.0.0.1", "open_ports": [open_ports[1]]}]
         assert "+ data_collector" in waited.stderr  # live events streamed from the appliance
         _not_understood(settings)  # refused by the running appliance's API: the same words
