@@ -72,7 +72,7 @@ from appliance.runtime.context import Context
 from appliance.runtime.fanout import TaskOutcome
 from appliance.runtime.graph import TaskGraph, UnfinishedTask
 from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
-from appliance.runtime.instance import AgentKind, Instance, InstanceInfo, Item
+from appliance.runtime.instance import AgentKind, Delivery, Instance, InstanceInfo
 from appliance.runtime.knowledge import KnowledgeStore
 from appliance.runtime.recovery import Action, Failure, LetItFail, Supervision
 from appliance.runtime.store import Store
@@ -110,7 +110,7 @@ class Runtime:
         self._types: dict[str, AgentKind] = {}
         self._instances: dict[str, Instance] = {}
         self._topics: dict[str, list[AgentKind]] = {}
-        self._ready: deque[Item] = deque()
+        self._ready: deque[Delivery] = deque()
         self._resumable: deque[Instance] = deque()
         self._scheduled = False
         self._suspended = 0
@@ -376,7 +376,7 @@ class Runtime:
                 caller_task_id=caller.task_id if caller else None,
                 caller_agent=caller.agent_type if caller else None,
             )
-            self._enqueue((inst, start_handler, env, None, True, 1))
+            self._enqueue(Delivery(inst, start_handler, env, None, True))
         return ref
 
     def _add_instance(
@@ -417,13 +417,13 @@ class Runtime:
             inst.generation += 1  # whatever its handlers do from now on is dropped
             for task, item in (inst.running or {}).items():
                 task.cancel()
-                if item[3] is not None:
-                    item[3].cancel()  # a requester waiting on it hears now, not at its timeout
+                if item.reply is not None:
+                    item.reply.cancel()  # a requester waiting on it hears now, not at its timeout
             inst.running = None
             inst.inflight = 0
             for item in inst.backlog or ():
-                if item[3] is not None:
-                    item[3].cancel()
+                if item.reply is not None:
+                    item.reply.cancel()
             inst.backlog = None
             self._retire(inst)
             if inst.outcome is None:
@@ -481,7 +481,7 @@ class Runtime:
             raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
         # _enqueue, inlined: this is the hottest line of the runtime
         inst.queued += 1
-        self._ready.append((inst, handler, env, None, False, 1))
+        self._ready.append(Delivery(inst, handler, env, None, False))
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._drain)  # type: ignore[union-attr]
@@ -554,7 +554,7 @@ class Runtime:
         while inst.queued >= inst.kind.inbox_size:
             await self._wait_space(inst.ref)
         reply: asyncio.Future[Any] = self._loop.create_future()
-        self._enqueue((inst, handler, env, reply, False, 1))
+        self._enqueue(Delivery(inst, handler, env, reply, False))
         # A timer, not asyncio.timeout: that needs a current task, which a handler's inline
         # first step does not have, and it costs more.
         timer = self._loop.call_later(timeout, _expire, reply, inst.name, timeout)
@@ -618,7 +618,7 @@ class Runtime:
         return [i.load for i in self._kind(agent_type).pool]
 
     def _publish_topic(self, target: TopicRef, env: Envelope[Any]) -> None:
-        items: list[Item] = []
+        items: list[Delivery] = []
         for kind in self._topics.get(target.topic, ()):
             handler = kind.handlers.get(type(env.event))
             if handler is None or kind.failed is not None:
@@ -626,7 +626,7 @@ class Runtime:
             for inst in kind.instances.values():
                 if inst.queued >= kind.inbox_size:
                     raise InboxFull(f"{inst.name} (subscribed to {target}) is full")
-                items.append((inst, handler, env, None, False, 1))
+                items.append(Delivery(inst, handler, env, None, False))
         for item in items:
             self._enqueue(item)
         for watch in self._watches:
@@ -653,15 +653,15 @@ class Runtime:
 
     # -- dispatch -------------------------------------------------------------------------
 
-    def _enqueue(self, item: Item) -> None:
-        item[0].queued += 1
+    def _enqueue(self, item: Delivery) -> None:
+        item.inst.queued += 1
         self._ready.append(item)
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._drain)  # type: ignore[union-attr]
         if self._taps:
             for tap in self._taps:
-                tap.offer(item[2])
+                tap.offer(item.env)
 
     def _drain(self) -> None:
         self._scheduled = False
@@ -673,7 +673,7 @@ class Runtime:
         ready = self._ready
         for _ in range(min(len(ready), _DRAIN_BATCH)):
             item = ready.popleft()
-            inst = item[0]
+            inst = item.inst
             if inst.backlog or inst.inflight >= inst.kind.concurrency:
                 if inst.backlog is None:
                     inst.backlog = deque()
@@ -683,8 +683,8 @@ class Runtime:
         if ready or self._resumable:
             self._schedule()
 
-    def _start(self, item: Item) -> None:
-        inst, handler, env, reply, _, _ = item
+    def _start(self, item: Delivery) -> None:
+        inst, handler, env, reply = item.inst, item.handler, item.env, item.reply
         inst.queued -= 1
         if not inst.alive:  # retired (its job was cancelled) after this was queued
             if reply is not None:
@@ -711,10 +711,10 @@ class Runtime:
         self._adopt(item, ctx, coro, step)
 
     def _adopt(
-        self, item: Item, ctx: Context[Any], coro: Coroutine[Any, Any, Any], step: Any
+        self, item: Delivery, ctx: Context[Any], coro: Coroutine[Any, Any, Any], step: Any
     ) -> None:
         """Give a handler that really waits a Task of its own, under its type's deadline."""
-        inst = item[0]
+        inst = item.inst
         assert self._tg is not None
         self._suspended += 1
         task = self._tg.create_task(self._resume(item, ctx, coro, step, inst.generation))
@@ -730,13 +730,13 @@ class Runtime:
 
     async def _resume(
         self,
-        item: Item,
+        item: Delivery,
         ctx: Context[Any],
         coro: Coroutine[Any, Any, Any],
         step: Any,
         generation: int,
     ) -> None:
-        inst = item[0]
+        inst = item.inst
         limit = inst.kind.cls.handler_timeout_s
         deadline = asyncio.timeout(limit)
         try:
@@ -771,7 +771,7 @@ class Runtime:
 
     def _finish(
         self,
-        item: Item,
+        item: Delivery,
         ctx: Context[Any],
         generation: int,
         result: Any,
@@ -779,7 +779,7 @@ class Runtime:
         *,
         cancelled: bool = False,
     ) -> None:
-        inst, _, env, reply, is_start, _ = item
+        inst, env, reply, is_start = item.inst, item.env, item.reply, item.is_start
         if generation != inst.generation:
             return  # a stale incarnation's handler: its event was requeued at the restart
         inst.inflight -= 1
@@ -824,9 +824,15 @@ class Runtime:
 
     # -- failures and recovery ------------------------------------------------------------
 
-    def _failed(self, item: Item, err: BaseException) -> None:
+    def _failed(self, item: Delivery, err: BaseException) -> None:
         """Ask the supervision policy what a failure means, then do it."""
-        inst, _, env, reply, is_start, attempt = item
+        inst, env, reply, is_start, attempt = (
+            item.inst,
+            item.env,
+            item.reply,
+            item.is_start,
+            item.attempt,
+        )
         kind = inst.kind
         decision = self.supervision.on_failure(
             Failure(
@@ -883,7 +889,7 @@ class Runtime:
         reason = decision.reason or f"{type(err).__name__}: {err}"
         if action is Action.RESTART or action is Action.RESTART_GROUP:
             # The task's own work is its start event: the new incarnation runs it again.
-            again = [(*item[:5], attempt + 1)] if is_start else []
+            again = [msgspec.structs.replace(item, attempt=attempt + 1)] if is_start else []
             if action is Action.RESTART:
                 self._restart(inst, reason, again)
             else:
@@ -925,15 +931,15 @@ class Runtime:
             return True
         return False
 
-    async def _redeliver(self, item: Item, delay: float) -> None:
+    async def _redeliver(self, item: Delivery, delay: float) -> None:
         """Deliver a failed event again after ``delay`` (its inbox slot was already paid)."""
         await self.clock.sleep(delay)
-        inst, handler, env, reply, is_start, attempt = item
+        inst, reply = item.inst, item.reply
         if self._instances.get(inst.ref.task_id) is not inst:
             if reply is not None and not reply.done():
                 reply.set_exception(UnknownTask(f"{inst.name} retired before its retry"))
             return
-        self._enqueue((inst, handler, env, reply, is_start, attempt + 1))
+        self._enqueue(msgspec.structs.replace(item, attempt=item.attempt + 1))
 
     def _group_of(self, inst: Instance) -> list[Instance]:
         """One-for-all: the instances of the type in the same job restart together."""
@@ -948,7 +954,7 @@ class Runtime:
             raise UnknownTask(f"no live instance {ref}")
         self._restart(inst, reason, [])
 
-    def _restart(self, inst: Instance, reason: str, again: list[Item]) -> None:
+    def _restart(self, inst: Instance, reason: str, again: list[Delivery]) -> None:
         """A new incarnation: fresh agent object, state from the last snapshot, and every event
         the old one had in flight back at the head of the inbox, in the order they started.
         The old incarnation's handlers are cancelled; whatever they changed is discarded with
@@ -1134,7 +1140,7 @@ class Runtime:
                 "resumed after the appliance restarted",
             )
             env = Envelope(event=start, job=job, target=inst.ref)
-            self._enqueue((inst, handler, env, None, True, 1))
+            self._enqueue(Delivery(inst, handler, env, None, True))
 
     def _stored_start(self, task: UnfinishedTask, kind: AgentKind | None) -> Event | None:
         if kind is None or task.start is None:
