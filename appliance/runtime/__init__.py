@@ -3,7 +3,6 @@
 from appliance.runtime.agent import Agent, NoState, accepted_kinds
 from appliance.runtime.clock import Clock, FakeClock, SystemClock
 from appliance.runtime.context import Context
-from appliance.runtime.fanout import TaskOutcome
 from appliance.runtime.graph import (
     JobResult,
     JobTree,
@@ -14,6 +13,7 @@ from appliance.runtime.graph import (
 )
 from appliance.runtime.instance import InstanceInfo
 from appliance.runtime.knowledge import KnowledgeStore
+from appliance.runtime.outcome import TaskOutcome
 from appliance.runtime.recovery import Action, Decision, Failure, LetItFail, Supervision
 from appliance.runtime.runtime import RUNTIME_TOPIC, HandlerHung, Runtime, running
 from appliance.runtime.step import SEVERITIES, Severity, StepInput, StepParams, TimeWindow

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from appliance.events import Envelope, Event, JobContext, Target, TaskRef, TypeRef
-from appliance.runtime.fanout import FanOut, TaskOutcome
+from appliance.runtime.fanout import FanOut
+from appliance.runtime.outcome import TaskOutcome
 
 if TYPE_CHECKING:
     from appliance.runtime.clock import Clock

@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
-import msgspec
-
-from appliance.events import Event, JobContext, TaskRef, TaskStatus
+from appliance.events import Event, JobContext, TaskRef
+from appliance.runtime.outcome import TaskOutcome
 
 if TYPE_CHECKING:
     from appliance.runtime.runtime import Runtime
-
-T = TypeVar("T")
-
-
-class TaskOutcome(msgspec.Struct, frozen=True):
-    """How a task ended (or that it had not ended by a deadline)."""
-
-    ref: TaskRef
-    status: TaskStatus
-    result: Any = None
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "done"
-
-    def result_as(self, type: type[T]) -> T:
-        """The result as ``type``: live results are objects already, stored ones are JSON."""
-        if isinstance(self.result, type):
-            return self.result
-        return msgspec.convert(self.result, type)
 
 
 class FanOut:

@@ -15,7 +15,7 @@ import msgspec
 
 from appliance.events import Envelope, JobContext, TaskRef, TaskStatus
 from appliance.runtime.agent import Agent, Handler
-from appliance.runtime.fanout import TaskOutcome
+from appliance.runtime.outcome import TaskOutcome
 
 Reply: TypeAlias = "asyncio.Future[Any] | None"
 

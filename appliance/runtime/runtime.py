@@ -69,11 +69,11 @@ from appliance.events import (
 from appliance.runtime.agent import Agent, DuplicateAgentType, Handler, accepted_kinds
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
-from appliance.runtime.fanout import TaskOutcome
 from appliance.runtime.graph import TaskGraph, UnfinishedTask
 from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
 from appliance.runtime.instance import AgentKind, Delivery, Instance, InstanceInfo
 from appliance.runtime.knowledge import KnowledgeStore
+from appliance.runtime.outcome import TaskOutcome
 from appliance.runtime.recovery import Action, Failure, LetItFail, Supervision
 from appliance.runtime.store import Store
 from appliance.runtime.watch import Watch
