@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import types
 import typing
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -66,6 +65,7 @@ from appliance.events import (
     TopicRef,
     TypeRef,
 )
+from appliance.runtime import eager
 from appliance.runtime.agent import Agent, DuplicateAgentType, Handler, accepted_kinds
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
@@ -82,7 +82,6 @@ log = logging.getLogger(__name__)
 
 RUNTIME_TOPIC = "runtime"
 _DRAIN_BATCH = 512
-_FRESH = object()  # a handler coroutine that has not taken its first step
 _encode = msgspec.json.encode
 
 
@@ -698,15 +697,15 @@ class Runtime:
         ctx: Context[Any] = Context(self, inst, env)
         coro: Coroutine[Any, Any, Any] = handler(inst.agent, env.event, ctx)  # type: ignore[assignment]
         if not inst.kind.eager:
-            self._adopt(item, ctx, coro, _FRESH)
+            self._adopt(item, ctx, coro, eager.FRESH)
             return
         try:
-            step = coro.send(None)
-        except StopIteration as done:
-            self._finish(item, ctx, inst.generation, done.value, None)
-            return
+            finished, step = eager.first_step(coro)
         except (Exception, asyncio.CancelledError) as err:
             self._finish(item, ctx, inst.generation, None, err)
+            return
+        if finished:
+            self._finish(item, ctx, inst.generation, step, None)
             return
         self._adopt(item, ctx, coro, step)
 
@@ -741,7 +740,7 @@ class Runtime:
         deadline = asyncio.timeout(limit)
         try:
             async with deadline:
-                result = await (coro if step is _FRESH else _continue(coro, step))
+                result = await eager.resume(coro, step)
         except asyncio.CancelledError as err:
             task = asyncio.current_task()
             if generation != inst.generation:
@@ -1300,28 +1299,6 @@ class Runtime:
         """Stop taking events, let handlers finish for up to ``grace_s``, then end ``run()``."""
         await self.wait_idle(grace_s)
         self._stopping.set()
-
-
-@types.coroutine
-def _continue(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
-    """Drive an already-started coroutine to its end from inside a Task: ``yield from`` for a
-    coroutine whose first step ran inline. Values and exceptions pass through unchanged."""
-    while True:
-        try:
-            value = yield step
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                step = coro.throw(exc)
-            except StopIteration as done:
-                return done.value
-            continue
-        try:
-            step = coro.send(value)
-        except StopIteration as done:
-            return done.value
 
 
 def _expire(reply: asyncio.Future[Any], name: str, timeout: float) -> None:
