@@ -338,13 +338,14 @@ def _no_sideways_scroll(page: Page, width: int) -> None:
     assert scroll <= width, (page.url, scroll)
 
 
+@pytest.mark.parametrize("width", [390, 1280])
 def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
-    appliance: tuple[str, str], open_port: int
+    appliance: tuple[str, str], open_port: int, width: int
 ) -> None:
-    """Issue 17's owner's path at phone width: the home page, open before the scan, shows
+    """Issue 17's owner's path on a phone and a desktop: the home page, open before the scan, shows
     the finding by itself (no reload); its device page; a command partly out of scope ends
     refused and one with a step it cannot do partial, each saying why; the navigation
-    folds into a Menu; no page scrolls sideways."""
+    folds into a Menu on the phone; no page scrolls sideways."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
     from playwright.sync_api import expect, sync_playwright
@@ -354,17 +355,22 @@ def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            context = browser.new_context(viewport={"width": 390, "height": 844})
+            context = browser.new_context(viewport={"width": width, "height": 844})
             context.set_default_timeout(20_000)
             home = context.new_page()
             set_up(home, base, token)
             expect(home.locator("#live-state")).to_have_text("live")
-            expect(home.locator("#nav")).not_to_be_visible()  # folded on a phone
-            home.click("button.menu")
-            expect(home.locator("#nav a", has_text="Devices")).to_be_visible()
-            home.screenshot(path=str(ARTIFACTS / "owner-phone-menu.png"), full_page=True)
-            home.click("button.menu")
-            _no_sideways_scroll(home, 390)
+            shot = f"owner-{'phone' if width < 720 else 'desktop'}"
+            if width < 720:
+                expect(home.locator("#nav")).not_to_be_visible()  # folded on a phone
+                home.click("button.menu")
+                expect(home.locator("#nav a", has_text="Devices")).to_be_visible()
+                home.screenshot(path=str(ARTIFACTS / f"{shot}-menu.png"), full_page=True)
+                home.click("button.menu")
+            else:
+                expect(home.locator("button.menu")).not_to_be_visible()
+                expect(home.locator("#nav a", has_text="Devices")).to_be_visible()
+            _no_sideways_scroll(home, width)
 
             page = context.new_page()
             page.goto(base + "/submit")
@@ -376,15 +382,15 @@ def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
             expect(finding).to_have_count(1)
             expect(finding).to_contain_text(str(open_port))
             expect(home.locator("#recent-jobs")).to_contain_text("done")
-            _no_sideways_scroll(home, 390)
-            home.screenshot(path=str(ARTIFACTS / "owner-phone-home.png"), full_page=True)
+            _no_sideways_scroll(home, width)
+            home.screenshot(path=str(ARTIFACTS / f"{shot}-home.png"), full_page=True)
 
             finding.locator("a", has_text="127.0.0.1").click()
             expect(home.locator("h1")).to_have_text("Device 127.0.0.1")
             expect(home.locator("#device-findings tr.finding")).to_have_count(1)
             expect(home.locator("#device-history tbody tr")).to_have_count(1)
-            _no_sideways_scroll(home, 390)
-            home.screenshot(path=str(ARTIFACTS / "owner-phone-device.png"), full_page=True)
+            _no_sideways_scroll(home, width)
+            home.screenshot(path=str(ARTIFACTS / f"{shot}-device.png"), full_page=True)
 
             page.goto(base + "/submit")
             page.fill("#command-input", "analyze network security posture of 127.0.0.1, 10.1.2.3")
@@ -393,8 +399,8 @@ def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
             status = page.locator("#job-status")
             expect(status.locator(".badge")).to_have_text("refused")
             expect(status).to_contain_text("outside the configured scope")
-            _no_sideways_scroll(page, 390)
-            page.screenshot(path=str(ARTIFACTS / "owner-phone-refused.png"), full_page=True)
+            _no_sideways_scroll(page, width)
+            page.screenshot(path=str(ARTIFACTS / f"{shot}-refused.png"), full_page=True)
 
             # a step it could not do (no ticket system configured): partial, and why
             page.on("dialog", lambda dialog: dialog.accept())  # Run asks before acting
@@ -405,14 +411,14 @@ def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
             expect(status.locator(".badge")).to_have_text("partial")
             expect(status).to_contain_text("no ticket_url is configured")
             expect(page.locator("#report-verdict")).to_contain_text("Partial")
-            _no_sideways_scroll(page, 390)
-            page.screenshot(path=str(ARTIFACTS / "owner-phone-partial.png"), full_page=True)
+            _no_sideways_scroll(page, width)
+            page.screenshot(path=str(ARTIFACTS / f"{shot}-partial.png"), full_page=True)
             home.goto(base + "/jobs")
             expect(home.locator("#jobs tr[data-status=partial]")).to_have_count(1)
             expect(home.locator("#jobs tr[data-status=refused]")).to_have_count(1)
 
             for path in ("/jobs", "/devices", "/system", "/schedules", "/settings", "/events"):
                 page.goto(base + path)
-                _no_sideways_scroll(page, 390)
+                _no_sideways_scroll(page, width)
         finally:
             browser.close()
