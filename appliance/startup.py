@@ -107,7 +107,9 @@ class StartupClock:
 
 
 def process_age(stat: Path = Path("/proc/self/stat")) -> float | None:
-    """Seconds since this process began (imports included), or None off Linux."""
+    """Seconds since this process began (imports included), or None off Linux. Read by hand:
+    psutil's ``create_time`` adds the kernel's boot time in whole seconds, and the startup
+    line wants tenths."""
     try:
         start_ticks = int(stat.read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])

@@ -1,40 +1,43 @@
-"""The host's own IPv4 addresses, so the console can say where the panel really is.
+"""The host's own addresses, so the console can say where the panel really is.
 
-A panel bound to 0.0.0.0 is reachable at every interface's address, and "0.0.0.0" is no use
-to someone reading the serial console. The standard library has no call for this; the
-SIOCGIFADDR ioctl on each interface from ``socket.if_nameindex()`` asks the kernel directly,
-sends nothing on any network, and needs no extra package.
+A panel bound to 0.0.0.0 (or [::]) is reachable at every interface's address, and a wildcard
+is no use to someone reading the serial console. psutil lists each interface's addresses
+from the kernel (IPv6 too); nothing is sent on any network.
 """
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import socket
-import struct
 
-_SIOCGIFADDR = 0x8915
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def local_ipv4_addresses() -> list[str]:
-    """Each up interface's IPv4 address, loopback last (it is reachable only from here)."""
-    found: list[str] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _, name in socket.if_nameindex():
-            request = struct.pack("256s", name.encode()[:15])
-            try:
-                reply = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, request)
-            except OSError:  # no IPv4 address on this interface
+def local_addresses(family: socket.AddressFamily = socket.AF_INET) -> list[str]:
+    """Each interface's addresses of ``family``, loopback last (reachable only from here);
+    IPv6 link-local ones are left out (they need an interface name to be of use)."""
+    import psutil  # here: 60 ms of imports, wanted only when the panel listens on a wildcard
+
+    found: set[Address] = set()
+    for addresses in psutil.net_if_addrs().values():
+        for a in addresses:
+            if a.family != family:
                 continue
-            found.append(socket.inet_ntoa(reply[20:24]))
-    return sorted(set(found), key=lambda a: (ipaddress.ip_address(a).is_loopback, a))
+            ip = ipaddress.ip_address(a.address.split("%", 1)[0])
+            if not ip.is_link_local:
+                found.add(ip)
+    return [str(ip) for ip in sorted(found, key=lambda ip: (ip.is_loopback, int(ip)))]
 
 
 def reachable_urls(url: str) -> list[str]:
-    """``url`` with a wildcard host replaced by each local address (as it is otherwise)."""
+    """``url`` with a wildcard host replaced by each local address of its family (as it is
+    otherwise)."""
     scheme, _, rest = url.partition("://")
-    host, _, tail = rest.partition(":")
-    if host not in ("0.0.0.0", "[::]"):
+    host, _, tail = rest.rpartition(":")
+    if host == "0.0.0.0":
+        addresses = local_addresses(socket.AF_INET)
+    elif host == "[::]":
+        addresses = [f"[{a}]" for a in local_addresses(socket.AF_INET6)]
+    else:
         return [url]
-    addresses = local_ipv4_addresses()
     return [f"{scheme}://{a}:{tail}" for a in addresses] or [url]
