@@ -19,7 +19,7 @@ from appliance.errors import ApplianceError, Refused
 from appliance.settings import Settings
 
 if TYPE_CHECKING:
-    from appliance.runtime import TaskGraph
+    from appliance.runtime import Store, TaskGraph
     from appliance.web.views import JobAccepted, JobView
 
 T = TypeVar("T")
@@ -82,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="list recent jobs", description="List recent jobs.")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
+
+    events = sub.add_parser(
+        "events",
+        help="the events a job's handlers took (the audit trail)",
+        description="Every event a handler of the job (or of one task) was handed, oldest "
+        "first, with how the handler ended: from the audit trail in the data directory.",
+    )
+    events.add_argument("job_id")
+    events.add_argument("--task", help="only this task's")
+    events.add_argument("--limit", type=int, default=1000, help="the newest this many")
+    events.add_argument("--json", action="store_true", help="one JSON object a line")
+    events.set_defaults(func=cmd_events)
 
     report = sub.add_parser(
         "report",
@@ -419,16 +431,28 @@ def _describe_plan(report: dict[str, Any]) -> str:
 
 
 def _query_graph(query: Callable[[TaskGraph], Coroutine[Any, Any, T]]) -> T:
-    """Run one query against the coordination graph in the data directory (the store is
-    opened read-side only for it; a running appliance may be writing at the same time)."""
-    from appliance.runtime import Store, TaskGraph
+    """Run one query against the coordination graph in the data directory."""
+    from appliance.runtime import TaskGraph
+
+    return _with_store(lambda store: query(TaskGraph(store)))
+
+
+def _query_store(query: Callable[[Any], T]) -> T:
+    """Run one read of the data directory's database on the store's thread."""
+    return _with_store(lambda store: store.read(query))
+
+
+def _with_store(use: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+    """The data directory's store, opened for one use (a running appliance may be writing
+    at the same time: WAL lets both)."""
+    from appliance.runtime import Store
 
     settings = Settings.load()
     if not settings.db_path.exists():
         raise ValueError(f"no appliance data in {settings.data_dir} yet")
     store = Store(settings.db_path)
     try:
-        return asyncio.run(query(TaskGraph(store)))
+        return asyncio.run(use(store))
     finally:
         store.close()
 
@@ -453,6 +477,24 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for job in _query_graph(lambda graph: graph.jobs(args.limit)):
         mark = " (autonomous)" if job["autonomous"] else ""
         print(f"{job['job_id']}  {job['command']}{mark}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from appliance.runtime.audit import read_entries
+
+    entries = _query_store(lambda db: read_entries(db, args.job_id, args.task, args.limit))
+    if not entries:
+        raise ValueError(f"no handled events recorded for job {args.job_id!r}")
+    for e in entries:
+        if args.json:
+            print(msgspec.json.encode(e).decode())
+            continue
+        when = datetime.fromtimestamp(e.at).strftime("%H:%M:%S.%f")[:-3]
+        body = msgspec.json.encode(e.event).decode()
+        print(f"{when}  {e.agent_type}/{e.task_id}  {e.kind}  {e.outcome}  {body}")
     return 0
 
 

@@ -72,12 +72,13 @@ async def plain_handler(event: Ping, state: PlainState) -> int:
 
 
 @asynccontextmanager
-async def bench_runtime(*agent_types: type[Agent]) -> AsyncIterator[Runtime]:
-    """A running Runtime with ``agent_types`` registered, on a SQLite store in a temp dir."""
+async def bench_runtime(*agent_types: type[Agent], audit: bool = True) -> AsyncIterator[Runtime]:
+    """A running Runtime with ``agent_types`` registered, on a SQLite store in a temp dir;
+    ``audit=False``: without the audit trail (a reference line for what it costs)."""
     with tempfile.TemporaryDirectory(prefix="qey-bench-") as tmp:
         store = Store(Path(tmp) / "bench.db")
         try:
-            runtime = Runtime(store)
+            runtime = Runtime(store) if audit else Runtime(store, audit_events=0)
             for cls in agent_types:
                 runtime.register(cls)
             async with running(runtime):

@@ -67,6 +67,8 @@ from appliance.events import (
 )
 from appliance.runtime import eager
 from appliance.runtime.agent import Agent, DuplicateAgentType, Handler, accepted_kinds
+from appliance.runtime.audit import DEFAULT_LIMIT as AUDIT_EVENTS
+from appliance.runtime.audit import AuditTrail
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
 from appliance.runtime.graph import TaskGraph, UnfinishedTask
@@ -100,12 +102,15 @@ class Runtime:
         *,
         clock: Clock | None = None,
         supervision: Supervision | None = None,
+        audit_events: int = AUDIT_EVENTS,
     ) -> None:
+        """``audit_events``: how many handled events the audit trail keeps (0: none)."""
         self.clock: Clock = clock or SystemClock()
         self.supervision: Supervision = supervision or LetItFail()
         self.store = store
         self.graph = TaskGraph(store)
         self.knowledge = KnowledgeStore(store, self.clock)
+        self.audit = AuditTrail(store, self.clock, limit=audit_events) if audit_events else None
         self._types: dict[str, AgentKind] = {}
         self._instances: dict[str, Instance] = {}
         self._topics: dict[str, list[AgentKind]] = {}
@@ -784,6 +789,15 @@ class Runtime:
         inst.inflight -= 1
         inst.handled += 1
         self.handled += 1
+        if self.audit is not None:
+            self.audit.record(
+                env.job.job_id,
+                inst.ref.task_id,
+                inst.kind.name,
+                env.event.__struct_config__.tag,
+                "cancelled" if cancelled else "done" if err is None else "failed",
+                env.event,
+            )
         if cancelled:
             if reply is not None and not reply.done():
                 reply.cancel()

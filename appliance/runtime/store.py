@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _APPEND_ONLY = ("jobs", "tasks", "journal")
 
@@ -39,6 +39,8 @@ _INSERT = {
     "journal": "INSERT INTO journal (at, kind, job_id, task_id, body) VALUES (?, ?, ?, ?, ?)",
     "states": "INSERT INTO states (task_id, job_id, agent_type, state, at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(task_id, job_id) DO UPDATE SET state = excluded.state, at = excluded.at",
+    "audit": "INSERT INTO audit (seq, at, entries) VALUES (?, ?, ?)",
+    "audit_keys": "INSERT INTO audit_keys (seq, job_id, task_id) VALUES (?, ?, ?)",
     "knowledge": "INSERT INTO knowledge (key, value, version, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
     "updated_at = excluded.updated_at",
@@ -75,6 +77,7 @@ class Store:
         self._pending: list[tuple[str, Row]] = []
         self._latest: dict[tuple[str, object], Row] = {}
         self._sources: list[Callable[[], list[tuple[str, object, Row]]]] = []
+        self._caps: dict[str, int] = {}  # table -> rows kept (the newest)
         self._dirty = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self.failed_flushes = 0
@@ -150,6 +153,20 @@ class Store:
                 pk="key",
                 if_not_exists=True,
             )
+            # the audit trail (runtime/audit.py): handled events in blocks, the newest kept;
+            # a block's index rows go with it
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, at REAL, entries BLOB)"
+            )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS audit_keys (seq INTEGER, job_id TEXT, task_id TEXT)"
+            )
+            for column in ("seq", "job_id", "task_id"):
+                db["audit_keys"].create_index([column], if_not_exists=True)
+            db.execute(
+                "CREATE TRIGGER IF NOT EXISTS audit_keys_go AFTER DELETE ON audit "
+                "BEGIN DELETE FROM audit_keys WHERE seq = old.seq; END"
+            )
             for table in _APPEND_ONLY:
                 for action in ("UPDATE", "DELETE"):
                     db.execute(
@@ -176,6 +193,11 @@ class Store:
         """Rows to upsert that are built only when a commit happens: ``collect()`` hands over
         (table, key, row) for everything changed since it was last called."""
         self._sources.append(collect)
+
+    def cap(self, table: str, rows: int) -> None:
+        """Keep only the newest ``rows`` of ``table`` (by its rowid): each commit drops the
+        oldest beyond that."""
+        self._caps[table] = rows
 
     def wake(self) -> None:
         """Tell the writer a source has something for the next commit."""
@@ -216,6 +238,11 @@ class Store:
                 conn.executemany(_INSERT[table], rows)
             for table, rows in _runs((t, row) for (t, _), row in latest.items()):
                 conn.executemany(_INSERT[table], rows)
+            for table, keep in self._caps.items():
+                conn.execute(
+                    f"DELETE FROM {table} WHERE rowid <= (SELECT max(rowid) FROM {table}) - ?",
+                    (keep,),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

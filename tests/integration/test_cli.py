@@ -87,6 +87,18 @@ def test_submit_runs_in_process_when_no_appliance_runs(
     chain = qey(settings, "tasks", "chain", executor_task)
     assert chain.stdout.count("←") == 4 and "User Command" in chain.stdout
 
+    handed = qey(settings, "events", job_id)  # the audit trail: what each handler was handed
+    assert handed.returncode == 0, handed.stderr
+    kinds = [line.split()[2] for line in handed.stdout.splitlines()]
+    assert kinds.count("task.start") == 1 and "scan.requested" in kinds
+    assert "analysis.requested" in kinds and all(
+        line.split()[3] == "done" for line in handed.stdout.splitlines()
+    )
+    only = qey(settings, "events", job_id, "--task", executor_task, "--json")
+    assert [json.loads(line)["task_id"] for line in only.stdout.splitlines()] == [executor_task]
+    none = qey(settings, "events", "job-nope")
+    assert none.returncode == 1 and "no handled events recorded for job 'job-nope'" in none.stderr
+
 
 def test_bad_input_gets_a_clear_error_and_exit_status(settings: Settings) -> None:
     _write_config(settings)

@@ -1,0 +1,114 @@
+"""The audit trail: every event a handler took, in compact form, kept on disk and bounded.
+
+The graph says which tasks ran and how they ended; the trail says what each was handed and
+how its handler ended. The hot path only appends a tuple (``record``). Every ``BLOCK``
+events, and at each commit of the store, the entries so far are sealed into one row: a
+MessagePack array (msgspec), with a small index row per job and task the block holds. One
+row per block, not per event, is what keeps the trail's cost to a few percent of the
+runtime's event rate; the index finds a job's or a task's blocks without reading the rest.
+The trail keeps its newest ``limit`` events (as blocks; the oldest dropped at each commit).
+``qey events JOB`` reads it back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from appliance.runtime.clock import Clock
+from appliance.runtime.store import Row, Store
+
+TABLE = "audit"
+KEYS = "audit_keys"
+BLOCK = 512
+DEFAULT_LIMIT = 100_000  # events: a few MB at the built-in agents' sizes
+
+# at, job, task, agent type, event kind, how it ended ("done", "failed", "cancelled"), event
+Entry = tuple[float, str, str, str, str, str, Any]
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    at: float
+    job_id: str
+    task_id: str
+    agent_type: str
+    kind: str
+    outcome: str
+    event: Any  # the event as it was handed over, decoded to plain data
+
+
+class AuditTrail:
+    def __init__(self, store: Store, clock: Clock, *, limit: int = DEFAULT_LIMIT) -> None:
+        self._store = store
+        self._clock = clock
+        self._now = clock.now
+        self._pending: list[Entry] = []
+        self._sealed: list[tuple[str, object, Row]] = []
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._seq = store.read_now(
+            lambda db: db.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()[0]
+        )
+        store.add_source(self.collect)
+        store.cap(TABLE, max(1, limit // BLOCK))
+
+    def record(
+        self, job_id: str, task_id: str, agent_type: str, kind: str, outcome: str, event: Any
+    ) -> None:
+        """One handled event (the runtime's hot path: an append, and a seal every BLOCK)."""
+        pending = self._pending
+        pending.append((self._now(), job_id, task_id, agent_type, kind, outcome, event))
+        if len(pending) >= BLOCK:
+            self._seal()
+        elif len(pending) == 1:
+            self._store.wake()
+
+    def _seal(self) -> None:
+        pending, self._pending = self._pending, []
+        self._seq += 1
+        seq = self._seq
+        self._sealed.append((TABLE, seq, (seq, pending[0][0], self._encode(pending))))
+        for job_id, task_id in {(e[1], e[2]) for e in pending}:
+            self._sealed.append((KEYS, (seq, job_id, task_id), (seq, job_id, task_id)))
+
+    def collect(self) -> list[tuple[str, object, Row]]:
+        """The store's source: the blocks sealed since its last commit, and the rest."""
+        if self._pending:
+            self._seal()
+        sealed, self._sealed = self._sealed, []
+        return sealed
+
+    async def entries(
+        self, *, job_id: str | None = None, task_id: str | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` entries of a job or task (or of all), oldest first."""
+        return await self._store.read(lambda db: read_entries(db, job_id, task_id, limit))
+
+
+def read_entries(db: Any, job_id: str | None, task_id: str | None, limit: int) -> list[AuditEntry]:
+    """The query itself, for the store's thread or a read-only store (``qey events``)."""
+    clauses, args = [], []
+    for column, value in (("job_id", job_id), ("task_id", task_id)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if clauses:
+        where = " AND ".join(clauses)
+        query = (
+            f"SELECT entries FROM {TABLE} WHERE seq IN "
+            f"(SELECT seq FROM {KEYS} WHERE {where}) ORDER BY seq DESC"
+        )
+    else:
+        query = f"SELECT entries FROM {TABLE} ORDER BY seq DESC"
+    decode = msgspec.msgpack.Decoder(list[tuple[float, str, str, str, str, str, Any]]).decode
+    found: list[AuditEntry] = []
+    for row in db.execute(query, args):
+        block = [
+            AuditEntry(*entry)
+            for entry in decode(row[0])
+            if (job_id is None or entry[1] == job_id) and (task_id is None or entry[2] == task_id)
+        ]
+        found[:0] = block
+        if len(found) >= limit:
+            break
+    return found[-limit:]

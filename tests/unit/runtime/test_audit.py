@@ -1,0 +1,70 @@
+"""The audit trail: every event a handler took is on disk with how the handler ended,
+readable by job and by task, and the table keeps only its newest rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from appliance.events import JobContext
+from appliance.runtime import Runtime, Store
+from appliance.runtime.audit import BLOCK, KEYS, TABLE, AuditTrail
+from appliance.runtime.clock import FakeClock
+from tests.support import Add, Crash
+
+pytestmark = pytest.mark.unit
+
+
+async def test_each_handled_event_is_kept_with_its_task_and_how_it_ended(
+    runtime: Runtime, job: JobContext
+) -> None:
+    a = runtime.spawn("counter", job, "a")
+    b = runtime.spawn("counter", job, "b")
+    await runtime.request(a, Add(by=2), job=job)
+    await runtime.request(b, Add(by=5, seq=1), job=job)
+    runtime.publish_nowait(a, Crash(message="kaput"), job=job)
+    await runtime.wait_idle(5)
+    await runtime.commit()
+
+    assert runtime.audit is not None
+    mine = await runtime.audit.entries(job_id=job.job_id)
+    handed = [(e.task_id, e.kind, e.outcome) for e in mine if e.kind != "task.start"]
+    assert handed == [
+        (a.task_id, "test.add", "done"),
+        (b.task_id, "test.add", "done"),
+        (a.task_id, "test.crash", "failed"),
+    ]
+    only_b = await runtime.audit.entries(task_id=b.task_id)
+    assert [e.event for e in only_b if e.kind == "test.add"] == [
+        {"kind": "test.add", "by": 5, "seq": 1, "suspend": False}
+    ]
+    assert all(e.job_id == job.job_id and e.agent_type == "counter" for e in mine)
+
+
+async def test_the_trail_keeps_its_newest_blocks_and_their_index(store: Store) -> None:
+    trail = AuditTrail(store, FakeClock(), limit=2 * BLOCK)
+    for job in ("job-1", "job-2", "job-3"):  # a commit each: a block each
+        for n in range(3):
+            trail.record(job, f"t-{job}", "counter", "test.add", "done", Add(seq=n))
+        await store.flush()
+    assert await trail.entries(job_id="job-1") == []  # the oldest block is gone
+    kept = await trail.entries(job_id="job-3")
+    assert [(e.task_id, e.event["seq"]) for e in kept] == [("t-job-3", n) for n in range(3)]
+    assert len(await trail.entries()) == 6
+
+    def count(db: Any, table: str) -> int:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    assert await store.read(lambda db: (count(db, TABLE), count(db, KEYS))) == (2, 2)
+
+
+async def test_a_full_block_is_sealed_at_once_and_a_job_spans_blocks(store: Store) -> None:
+    trail = AuditTrail(store, FakeClock())
+    for n in range(BLOCK + 10):
+        trail.record("job-1", "t1" if n % 2 else "t2", "counter", "test.add", "done", Add(seq=n))
+    await store.flush()
+    every = await trail.entries(job_id="job-1", limit=10_000)
+    assert [e.event["seq"] for e in every] == list(range(BLOCK + 10))
+    newest = await trail.entries(task_id="t1", limit=3)
+    assert [e.event["seq"] for e in newest] == [BLOCK + 5, BLOCK + 7, BLOCK + 9]
