@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from appliance import __version__
+from appliance import __version__, inventory
 from appliance.actions.firewall import Entries
 from appliance.actions.handoff import loader_for
 from appliance.actions.service import expire_approvals
@@ -273,6 +273,7 @@ class Appliance:
             async with running(self.runtime), asyncio.TaskGroup() as tg:
                 hardware = self._hardware()
                 self.actions.show_on_display = hardware.display.show_notice
+                hardware.display.status_extra = lambda: inventory.serious(self.runtime.knowledge)
                 panel, setup_token = self._panel(hardware)
                 tg.create_task(
                     expire_approvals(self.actions, self.runtime.clock), name="qey-approvals"

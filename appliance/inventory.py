@@ -176,3 +176,14 @@ def _address_key(address: str) -> tuple[int, int, str]:
     except ValueError:
         return (2, 0, address)
     return (ip.version // 6, int(ip), address)
+
+
+def serious(knowledge: Knowledge) -> str:
+    """The open critical and high findings in a few words ("1 critical, 2 high"), or "":
+    for the display's status line, where the owner sees them without the panel."""
+    counts = {"critical": 0, "high": 0}
+    for d in devices(knowledge):
+        for f in d.findings:
+            if f.severity in counts:
+                counts[f.severity] += 1
+    return ", ".join(f"{n} {severity}" for severity, n in counts.items() if n)

@@ -37,6 +37,7 @@ async def test_scans_build_devices_and_a_quiet_one_keeps_its_last_answer(tmp_pat
     assert [f.port for f in two.findings] == [23, 80]  # worst first
     assert two.first_seen == two.last_seen == t0 and two.last_job == "job-1"
     assert {f.since for f in two.findings} == {t0}
+    assert inventory.serious(knowledge) == "1 critical"  # the display's status line says so
 
     await clock.advance(60)  # a rescan finds telnet still open and HTTP gone: telnet keeps its
     inventory.record_scan(  # first sighting, so a bell rings once for it, not every scan
@@ -67,6 +68,7 @@ async def test_scans_build_devices_and_a_quiet_one_keeps_its_last_answer(tmp_pat
         ("job-1b", 1, "critical"),
         ("job-2", 0, None),
     ]
+    assert inventory.serious(knowledge) == ""  # nothing open on the quiet device now
     untouched = inventory.device(knowledge, "127.0.0.10")
     assert untouched is not None and untouched.last_job == "job-1"
 

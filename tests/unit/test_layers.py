@@ -13,6 +13,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "appliance"
 
 FORBIDDEN = {
     "events.py": ("appliance.",),
+    "templating.py": ("appliance.",),  # templates' environment: below everything that renders
+    "inventory.py": (
+        "appliance.web",
+        "appliance.agents",
+        "appliance.app",
+        "appliance.cli",
+        "appliance.hal",
+    ),
     "errors.py": ("appliance.",),
     "runtime": (
         "appliance.web",

@@ -119,6 +119,8 @@ class DisplayService:
         self._seq = 0
         self._texts: list[str] = []
         self._notice = ""
+        # what the status line adds after the counts (the open serious findings): app.py's
+        self.status_extra: Callable[[], str] = lambda: ""
         self._warned_unsendable = False
         # What the display shows, rebuilt here from the very bytes sent to it, so the panel
         # can show the picture without asking the display (which has no way to answer).
@@ -203,9 +205,10 @@ class DisplayService:
     def _queue_texts(self, snapshot: Snapshot) -> None:
         state = "busy" if self._runtime.busy else "ready"
         newest = list(snapshot.jobs.values())[-1] if snapshot.jobs else None
+        extra = self.status_extra()
         texts = [
             f"qEY-0 {state} · {_count(len(snapshot.jobs), 'job')} · "
-            f"{_count(snapshot.total, 'agent')}",
+            f"{_count(snapshot.total, 'agent')}{' · ' + extra if extra else ''}",
             (("* " if newest.autonomous else "> ") + newest.command[:60]) if newest else "",
             self._notice,
         ]
