@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
@@ -141,3 +141,11 @@ class FakeMonitor:
     async def events(self) -> AsyncIterator[DeviceChanged]:
         while True:
             yield await self._queue.get()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for what other tasks or threads change (a screen, an instance's counters):
+    the condition checked every 10 ms, a TimeoutError after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - state that threads and other tasks change
+            await asyncio.sleep(0.01)

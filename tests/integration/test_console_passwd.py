@@ -10,7 +10,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +21,12 @@ from appliance.cli import main
 from appliance.hal.display.emulator import DisplayEmulator, ListenEndpoint
 from appliance.settings import Settings
 from appliance.web.credentials import Credentials
+from tests.support import until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 NEW = "set at the console"
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - a screen another task draws
-            await asyncio.sleep(0.02)
 
 
 def _config(settings: Settings) -> None:

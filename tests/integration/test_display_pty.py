@@ -4,7 +4,7 @@ a real job in the runtime, and the picture the display would show."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -19,17 +19,11 @@ from appliance.hal.display.screen import DEFAULT_CAPABILITIES, Screen
 from appliance.hal.display.service import DisplayService
 from appliance.hal.hotplug import HotplugService
 from appliance.runtime import Runtime
-from tests.support import FakeMonitor
+from tests.support import FakeMonitor, until
 
 pytestmark = pytest.mark.integration
 
 DISPLAY_MATCH = {"SUBSYSTEM": "tty", "ID_VENDOR_ID": "0403", "ID_MODEL_ID": "6015"}
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - state that threads and other tasks change
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -24,7 +24,18 @@ from appliance.events import (
     TypeRef,
 )
 from appliance.runtime import Runtime, Store
-from tests.support import Add, Counter, CounterState, Crash, Get, Hang, Noticed, Pause, Unhandled
+from tests.support import (
+    Add,
+    Counter,
+    CounterState,
+    Crash,
+    Get,
+    Hang,
+    Noticed,
+    Pause,
+    Unhandled,
+    until,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -281,10 +292,9 @@ async def test_cancelling_a_job_stops_its_running_handlers_and_records_every_tas
     for _ in range(Counter.concurrency):
         runtime.publish_nowait(child, Pause(), job=job)  # running handlers
     queued = asyncio.ensure_future(runtime.request(child, Get(), job=job))  # waits its turn
-    await asyncio.sleep(0.01)
     running = asyncio.ensure_future(runtime.request(root, Pause(), job=job))  # in a handler
-    await asyncio.sleep(0.01)
-    assert runtime.instances("counter")[1].inflight == Counter.concurrency
+    await until(lambda: [i.inflight for i in runtime.instances("counter")] == [1, 4])
+    assert runtime.instances("counter")[1].queued == 1  # the Get, behind the four
     assert runtime.cancel_job(job.job_id, "operator said so") == [child, root]
     for waiting in (queued, running):
         with pytest.raises(asyncio.CancelledError):
