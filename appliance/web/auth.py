@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from appliance.web.bodies import read_form
+from appliance.web.bodies import media_type, read_form
 from appliance.web.devices import DEVICE_COOKIE
 from appliance.web.errors import CsrfRejected, NotSignedIn, TooManyAttempts
 from appliance.web.keys import CREDENTIALS, DEVICES, ON_CONFIGURED, SESSION, SESSIONS, THROTTLE
@@ -62,7 +62,7 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
         _check_origin(request)
     if request.method not in SAFE_METHODS:
         token = request.headers.get(CSRF_HEADER)
-        if token is None and request.content_type in (
+        if token is None and media_type(request) in (
             "application/x-www-form-urlencoded",
             "multipart/form-data",
         ):

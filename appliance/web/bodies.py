@@ -2,9 +2,11 @@
 BadRequestBody (400) that says what is wrong, never a library's exception turned into a 500.
 
 aiohttp's form parser raises its own parse errors, ValueError (a missing boundary, bytes that
-are not in the form's charset) or LookupError (a charset Python does not know); msgspec raises
-RecursionError for JSON nested deeper than the interpreter's stack. All are the client's
-doing, so all are translated here, once, and each reader uses these.
+are not in the form's charset) or LookupError (a charset Python does not know); the standard
+library's header parser, which aiohttp reads a Content-Type with, raises IndexError on some
+parameters (``text/plain; charset=;p*``); msgspec raises RecursionError for JSON nested deeper
+than the interpreter's stack. All are the client's doing, so all are translated here, once,
+and each reader uses these.
 """
 
 from __future__ import annotations
@@ -18,6 +20,16 @@ from aiohttp.http_exceptions import HttpProcessingError
 from appliance.web.errors import BadRequestBody
 
 _FORM_ERRORS = (HttpProcessingError, ValueError, LookupError)
+_HEADER_ERRORS = (ValueError, LookupError)  # IndexError is a LookupError
+
+
+def media_type(request: web.Request) -> str:
+    """The body's media type ("application/json"), or BadRequestBody if the Content-Type
+    header cannot be read."""
+    try:
+        return request.content_type
+    except _HEADER_ERRORS:
+        raise BadRequestBody("malformed Content-Type header") from None
 
 
 async def read_form(request: web.Request) -> dict[str, str]:

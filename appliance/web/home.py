@@ -106,7 +106,13 @@ async def build_home(app: web.Application) -> HomeView:
         n = sum(1 for a in attention if a.severity == severity)
         if n:
             counts[severity] = n
-    trees = await runtime.graph.recent_trees(RECENT_JOBS)
+    # the appliance's own standing jobs (the network watcher's) are no news to the owner
+    internal = {cls.name for cls in runtime.agent_types if cls.internal}
+    trees = [
+        t
+        for t in await runtime.graph.recent_trees(RECENT_JOBS + len(internal))
+        if not (t.roots and t.roots[0].agent_type in internal)
+    ][:RECENT_JOBS]
     schedules = app.get(SCHEDULES)
     records = await asyncio.to_thread(schedules.list) if schedules is not None else []
     upcoming = sorted(

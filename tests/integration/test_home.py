@@ -62,6 +62,7 @@ async def test_home_shows_findings_devices_and_how_each_job_ended(
 
     # each job's outcome: the scan done, the out-of-scope one refused and why
     by_job = {j["job_id"]: j["outcome"] for j in home["jobs"]}
+    assert set(by_job) == {scan.job_id, refused.job_id}  # not the watcher's standing job
     assert by_job[scan.job_id]["verdict"] == "done" and by_job[scan.job_id]["worst"] == "high"
     assert by_job[refused.job_id]["verdict"] == "refused"
     assert "outside the configured scope" in by_job[refused.job_id]["reason"]

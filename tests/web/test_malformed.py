@@ -53,6 +53,7 @@ BROKEN_FORMS = [
     ("multipart/form-data", b"no boundary"),
     (FORM, b"password=\xff\xfe"),
     (f"{FORM}; charset=bogus", b"password=x"),
+    (f"{FORM}; charset=;p*", b"password=x"),  # the stdlib's header parser: IndexError
     (MULTIPART, b'--xx\r\nContent-Disposition: form-data; name="a"\r\n\r\n\xff\r\n--xx--\r\n'),
 ]
 
