@@ -22,6 +22,7 @@ from appliance.inventory import Device
 from appliance.reports import JobOutcome, outcome
 from appliance.runtime import SEVERITIES, JobTree, Runtime, Severity
 from appliance.schedules.store import ScheduleRecord
+from appliance.web.api import json_response
 from appliance.web.approvals import ACTIONS
 from appliance.web.keys import FAILED_EXTENSIONS, NAMES, RUNTIME
 from appliance.web.render import render
@@ -170,21 +171,19 @@ def _device(request: web.Request) -> DeviceView:
     return DeviceView(found, names_of(request.app.get(NAMES) or {}, address))
 
 
-def _json(data: object) -> web.Response:
-    return web.Response(body=msgspec.json.encode(data), content_type="application/json")
-
-
 async def get_home(request: web.Request) -> web.Response:
-    return _json(await build_home(request.app))
+    return json_response(await build_home(request.app))
 
 
 async def list_devices(request: web.Request) -> web.Response:
     names = request.app.get(NAMES) or {}
-    return _json([_row(d, names) for d in inventory.devices(request.app[RUNTIME].knowledge)])
+    return json_response(
+        [_row(d, names) for d in inventory.devices(request.app[RUNTIME].knowledge)]
+    )
 
 
 async def get_device(request: web.Request) -> web.Response:
-    return _json(_device(request))
+    return json_response(_device(request))
 
 
 async def home_page(request: web.Request) -> web.Response:

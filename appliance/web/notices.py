@@ -17,6 +17,7 @@ from appliance import inventory
 from appliance.errors import UnknownJob
 from appliance.reports import outcome
 from appliance.runtime import Runtime
+from appliance.web.api import json_response
 from appliance.web.approvals import ACTIONS
 from appliance.web.keys import RUNTIME
 from appliance.web.render import render
@@ -80,8 +81,7 @@ async def build_notices(app: web.Application) -> list[Notice]:
 
 
 async def get_notices(request: web.Request) -> web.Response:
-    body = msgspec.json.encode(await build_notices(request.app))
-    return web.Response(body=body, content_type="application/json")
+    return json_response(await build_notices(request.app))
 
 
 async def notices_page(request: web.Request) -> web.Response:
