@@ -94,6 +94,13 @@ class Envelope(msgspec.Struct, Generic[E], frozen=True, kw_only=True):
     caller_task_id: str | None = None
     caller_agent: str | None = None
 
+    @property
+    def caller(self) -> TaskRef | None:
+        """The task this event came from, if it came from one."""
+        if self.caller_task_id is None:
+            return None
+        return TaskRef(self.caller_agent or "?", self.caller_task_id)
+
 
 TaskStatus: TypeAlias = Literal["running", "done", "failed", "cancelled", "restarted"]
 

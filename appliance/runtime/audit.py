@@ -1,8 +1,9 @@
 """The audit trail: every event a handler took, in compact form, kept on disk and bounded.
 
 The graph says which tasks ran and how they ended; the trail says what each was handed and
-how its handler ended. The hot path only appends a tuple (``record``). Every ``BLOCK``
-events, and at each commit of the store, the entries so far are sealed into one row: a
+how its handler ended. The hot path only appends a tuple of what it already holds
+(``record``). Every ``BLOCK`` events, and at each commit of the store, the entries so far are
+sealed into one row: a
 MessagePack array (msgspec), with a small index row per job and task the block holds. One
 row per block, not per event, is what keeps the trail's cost to a few percent of the
 runtime's event rate; the index finds a job's or a task's blocks without reading the rest.
@@ -16,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from appliance.events import Envelope, TaskRef
 from appliance.runtime.clock import Clock
 from appliance.runtime.store import Row, Store
 
@@ -26,6 +28,7 @@ DEFAULT_LIMIT = 100_000  # events: a few MB at the built-in agents' sizes
 
 # at, job, task, agent type, event kind, how it ended ("done", "failed", "cancelled"), event
 Entry = tuple[float, str, str, str, str, str, Any]
+_TAGS: dict[type, str] = {}
 
 
 class AuditEntry(msgspec.Struct, frozen=True):
@@ -43,7 +46,7 @@ class AuditTrail:
         self._store = store
         self._clock = clock
         self._now = clock.now
-        self._pending: list[Entry] = []
+        self._pending: list[tuple[float, Envelope[Any], TaskRef, str]] = []
         self._sealed: list[tuple[str, object, Row]] = []
         self._encode = msgspec.msgpack.Encoder().encode
         self._seq = store.read_now(
@@ -52,12 +55,11 @@ class AuditTrail:
         store.add_source(self.collect)
         store.cap(TABLE, max(1, limit // BLOCK))
 
-    def record(
-        self, job_id: str, task_id: str, agent_type: str, kind: str, outcome: str, event: Any
-    ) -> None:
-        """One handled event (the runtime's hot path: an append, and a seal every BLOCK)."""
+    def record(self, env: Envelope[Any], task: TaskRef, outcome: str) -> None:
+        """One handled event: the runtime's hot path, so only a clock read and an append; the
+        entry's fields are taken apart when its block is sealed, once per BLOCK events."""
         pending = self._pending
-        pending.append((self._now(), job_id, task_id, agent_type, kind, outcome, event))
+        pending.append((self._now(), env, task, outcome))
         if len(pending) >= BLOCK:
             self._seal()
         elif len(pending) == 1:
@@ -65,10 +67,21 @@ class AuditTrail:
 
     def _seal(self) -> None:
         pending, self._pending = self._pending, []
+        tags = _TAGS
+        entries: list[Entry] = []
+        keys = set()
+        for at, env, task, outcome in pending:
+            event = env.event
+            tag = tags.get(type(event))
+            if tag is None:  # reading __struct_config__ builds an object: once per type
+                tag = tags[type(event)] = str(event.__struct_config__.tag)
+            job_id = env.job.job_id
+            entries.append((at, job_id, task.task_id, task.agent_type, tag, outcome, event))
+            keys.add((job_id, task.task_id))
         self._seq += 1
         seq = self._seq
-        self._sealed.append((TABLE, seq, (seq, pending[0][0], self._encode(pending))))
-        for job_id, task_id in {(e[1], e[2]) for e in pending}:
+        self._sealed.append((TABLE, seq, (seq, entries[0][0], self._encode(entries))))
+        for job_id, task_id in keys:
             self._sealed.append((KEYS, (seq, job_id, task_id), (seq, job_id, task_id)))
 
     def collect(self) -> list[tuple[str, object, Row]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import typing
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -30,69 +29,57 @@ import msgspec
 
 from appliance.errors import (
     AgentTypeFailed,
-    ApplianceError,
     BadEvent,
     EventNotAccepted,
     EventNotAllowed,
-    HandlerFailed,
     InboxFull,
-    InternalAgentType,
     RequestTimeout,
     RuntimeStopped,
-    UnknownAgentType,
     UnknownTask,
 )
-from appliance.events import AgentTypeFailed as AgentTypeFailedRecord
 from appliance.events import (
-    AgentTypeReset,
     Envelope,
     Event,
-    EventRefused,
-    EventRetried,
-    EventShed,
-    HandlerCrashed,
-    InstanceRestarted,
     JobContext,
     JobSubmitted,
     JournalRecord,
-    RecordEvent,
     Started,
     Target,
     TaskRef,
     TaskSpawned,
     TaskStatus,
-    TaskStatusChanged,
     TopicRef,
     TypeRef,
 )
 from appliance.runtime import eager
-from appliance.runtime.agent import Agent, DuplicateAgentType, Handler, accepted_kinds
+from appliance.runtime.agent import Agent
 from appliance.runtime.audit import DEFAULT_LIMIT as AUDIT_EVENTS
 from appliance.runtime.audit import AuditTrail
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
+from appliance.runtime.failures import Failures, HandlerHung
 from appliance.runtime.graph import TaskGraph, UnfinishedTask
 from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
 from appliance.runtime.instance import AgentKind, Delivery, Instance, InstanceInfo
+from appliance.runtime.journal import RUNTIME_TOPIC, Journal
 from appliance.runtime.knowledge import KnowledgeStore
 from appliance.runtime.outcome import TaskOutcome
-from appliance.runtime.recovery import Action, Failure, LetItFail, Supervision
+from appliance.runtime.pools import Pools
+from appliance.runtime.recovery import LetItFail, Supervision
+from appliance.runtime.registry import TypeRegistry, not_accepted, start_handler
 from appliance.runtime.store import Store
 from appliance.runtime.watch import Watch
 
+__all__ = ["RUNTIME_TOPIC", "HandlerHung", "Runtime", "running"]
+
 log = logging.getLogger(__name__)
 
-RUNTIME_TOPIC = "runtime"
 _DRAIN_BATCH = 512
 _encode = msgspec.json.encode
 
 
 class _Stop(Exception):
     """Raised inside run()'s TaskGroup to end it (3.11 has no TaskGroup.cancel())."""
-
-
-class HandlerHung(TimeoutError):
-    """A handler overran its agent type's ``handler_timeout_s`` and was cancelled."""
 
 
 class Runtime:
@@ -106,14 +93,20 @@ class Runtime:
     ) -> None:
         """``audit_events``: how many handled events the audit trail keeps (0: none)."""
         self.clock: Clock = clock or SystemClock()
-        self.supervision: Supervision = supervision or LetItFail()
         self.store = store
         self.graph = TaskGraph(store)
         self.knowledge = KnowledgeStore(store, self.clock)
         self.audit = AuditTrail(store, self.clock, limit=audit_events) if audit_events else None
-        self._types: dict[str, AgentKind] = {}
+        self.types = TypeRegistry()
+        self.journal = Journal(self.graph, self.clock)
+        self.pools = Pools(self.types, self.journal, self)
+        self.failures = Failures(
+            self.types, self.journal, self.clock, supervision or LetItFail(), self
+        )
+        self._kinds = self.types.kinds  # read per event: one attribute away
+        self._topics = self.types.topics
+        self._taps = self.journal.taps
         self._instances: dict[str, Instance] = {}
-        self._topics: dict[str, list[AgentKind]] = {}
         self._ready: deque[Delivery] = deque()
         self._resumable: deque[Instance] = deque()
         self._scheduled = False
@@ -122,120 +115,84 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._watches: list[Watch] = []
-        self._taps: list[Watch] = []
         self._job_members: dict[str, list[Instance]] = {}
         self._job_roots: dict[str, str] = {}
-        self._event_types: set[type[Event]] = {Started}
-        self._decoder: msgspec.json.Decoder[Any] | None = None
-        self._type_listeners: list[Callable[[type[Agent]], None]] = []
         self._sent: asyncio.Future[None] | None = None
         self._unsaved: dict[tuple[str, str], Instance] = {}
-        self._fallbacks: dict[str, list[str]] = {}  # root task -> types to hand it to
         store.add_source(self._unsaved_snapshots)
         self.handled = 0
-        self.crashed = 0
 
-    # -- agent types ----------------------------------------------------------------------
+    @property
+    def supervision(self) -> Supervision:
+        return self.failures.supervision
+
+    @supervision.setter
+    def supervision(self, policy: Supervision) -> None:
+        self.failures.supervision = policy
+
+    @property
+    def crashed(self) -> int:
+        return self.failures.crashed
+
+    # -- agent types (the registry) --------------------------------------------------------
 
     def register(self, cls: type[Agent], factory: Callable[[], Agent] | None = None) -> None:
         """Make an agent type spawnable; from now on its events decode at every edge."""
-        if cls.name in self._types:
-            raise DuplicateAgentType(
-                f"agent type {cls.__qualname__}: name = {cls.name!r} is already registered "
-                f"(by {self._types[cls.name].cls.__module__}."
-                f"{self._types[cls.name].cls.__qualname__}); give it a name of its own"
-            )
-        kind = AgentKind(cls, factory or cls)
-        self._types[cls.name] = kind
-        for topic in cls.topics:
-            self._topics.setdefault(topic, []).append(kind)
-        self._event_types.update(cls.handlers)
-        self._decoder = None
-        for listener in self._type_listeners:
-            listener(cls)
+        self.types.register(cls, factory)
 
     def on_agent_type(self, listener: Callable[[type[Agent]], None]) -> None:
         """Call ``listener`` for every agent type registered, now and later (the router
         embeds each new type's description this way, so it is routable without retraining)."""
-        self._type_listeners.append(listener)
-        for kind in list(self._types.values()):
-            listener(kind.cls)
+        self.types.on_register(listener)
 
     @property
     def agent_types(self) -> list[type[Agent]]:
-        return [k.cls for k in self._types.values()]
+        return [k.cls for k in self._kinds.values()]
 
     def agent_class(self, name: str) -> type[Agent]:
-        return self._kind(name).cls
-
-    def _kind(self, name: str) -> AgentKind:
-        kind = self._types.get(name)
-        if kind is None:
-            raise UnknownAgentType(
-                f"no agent type {name!r}; known: {', '.join(sorted(self._types)) or 'none'}"
-            )
-        return kind
+        return self.types.kind(name).cls
 
     def startable(self, agent_type: str) -> type[Agent]:
         """The agent type, if a command or an admin may start it (or size its pool); an
         internal one raises InternalAgentType naming those that may."""
-        kind = self._kind(agent_type)
-        if kind.cls.internal:
-            raise InternalAgentType(
-                f"agent type {kind.name!r} is internal: the appliance runs it for itself, "
-                f"never for a command; commands go to: {', '.join(self.startable_types())}"
-            )
-        return kind.cls
+        return self.types.startable(agent_type)
 
     def startable_types(self) -> list[str]:
-        return sorted(name for name, kind in self._types.items() if not kind.cls.internal)
-
-    # -- the one typed decoder for every edge ---------------------------------------------
-
-    def _envelope_decoder(self) -> msgspec.json.Decoder[Any]:
-        if self._decoder is None:
-            union = _union(self._event_types)
-            self._decoder = msgspec.json.Decoder(Envelope[union])  # type: ignore[valid-type]
-        return self._decoder
+        return self.types.startable_types()
 
     def decode_envelope(self, data: bytes | str) -> Envelope[Event]:
         """Decode an envelope from the wire (HTTP, serial, SQLite) or raise BadEvent."""
-        try:
-            env: Envelope[Event] = self._envelope_decoder().decode(data)
-        except msgspec.DecodeError as err:
-            raise BadEvent(f"not a valid event envelope: {err}") from err
-        return env
+        return self.types.decode_envelope(data)
 
     def decode_event(self, data: bytes | str) -> Event:
-        try:
-            event: Event = msgspec.json.decode(data, type=_union(self._event_types))
-        except msgspec.DecodeError as err:
-            raise BadEvent(f"not a valid event: {err}") from err
-        return event
+        return self.types.decode_event(data)
 
     def client_kinds(self) -> list[str]:
         """The event kinds a client may send: those some non-internal type accepts. What only
         internal types take (a hardware event for the network watcher, a vote for its
         tracker) comes from inside the appliance alone."""
-        return sorted(
-            {
-                str(event_type.__struct_config__.tag)
-                for kind in self._types.values()
-                if not kind.cls.internal
-                for event_type in kind.handlers
-            }
-        )
+        return self.types.client_kinds()
+
+    def fail_type(self, agent_type: str, reason: str) -> None:
+        """Refuse the type's events until ``reset_type``: it restarted past its intensity."""
+        self.failures.fail_type(agent_type, reason)
+
+    def reset_type(self, agent_type: str) -> None:
+        self.failures.reset_type(agent_type)
+
+    def failed_types(self) -> dict[str, str]:
+        return self.types.failed()
+
+    # -- from the edges ---------------------------------------------------------------------
 
     def deliver(self, env: Envelope[Event]) -> None:
         """Hand a decoded envelope from an edge (a client) to its target, with
         ``publish_nowait`` semantics, if a client may send it: EventNotAllowed, nothing
         delivered or recorded, for a kind only the appliance sends or an internal target."""
         self._check_from_client(env)
-        caller = None
-        if env.caller_task_id is not None:
-            caller = TaskRef(env.caller_agent or "?", env.caller_task_id)
-        self.publish_nowait(env.target, env.event, job=env.job, caller=caller, sender=env.sender)
+        self.publish_nowait(
+            env.target, env.event, job=env.job, caller=env.caller, sender=env.sender
+        )
 
     def _check_from_client(self, env: Envelope[Event]) -> None:
         event_type = type(env.event)
@@ -262,7 +219,7 @@ class Runtime:
             inst = self._instances.get(target.task_id)
             return [inst.kind] if inst is not None else []
         if type(target) is TypeRef:
-            kind = self._types.get(target.agent_type)
+            kind = self._kinds.get(target.agent_type)
             return [kind] if kind is not None else []
         if type(target) is TopicRef:
             return list(self._topics.get(target.topic, ()))
@@ -290,8 +247,7 @@ class Runtime:
         """
         self.startable(agent_type)
         job, root = self._submit(command, agent_type, start=start, autonomous=autonomous)
-        if fallbacks:
-            self._fallbacks[root.task_id] = list(fallbacks)
+        self.failures.fallbacks(root.task_id, fallbacks)
         return job, root
 
     def start_internal(
@@ -305,10 +261,10 @@ class Runtime:
     def _submit(
         self, command: str, agent_type: str, *, start: Event | None, autonomous: bool
     ) -> tuple[JobContext, TaskRef]:
-        kind = self._kind(agent_type)
+        kind = self.types.kind(agent_type)
         if start is None:
             start = kind.cls.start_for(command)
-        self._check_spawnable(kind, start)
+        start_handler(kind, start)
         job = self.open_job(command, autonomous=autonomous)
         root = self.spawn(agent_type, job, command, start=start, autonomous=autonomous)
         self._job_roots[job.job_id] = root.task_id
@@ -319,7 +275,7 @@ class Runtime:
         appliance does on its own account (a supervisor growing pools), whose instances
         appear as roots of that job."""
         job = JobContext(new_job_id(), new_command_id())
-        self._record(
+        self.journal.record(
             JobSubmitted(
                 job_id=job.job_id,
                 command_id=job.command_id,
@@ -339,49 +295,57 @@ class Runtime:
         caller: TaskRef | None = None,
         start: Event | None = None,
         autonomous: bool = False,
-        idle: bool = False,
     ) -> TaskRef:
         """Create an instance, record it in the graph, and give it its start event.
 
         The start event (``start``, or ``Started(objective)`` when the type accepts that) is
-        the task: what its handler returns or raises becomes the task's outcome. ``idle``:
-        no start event at all, the instance just serves the events sent to it (a pool
-        member: its objective is no command, so a type that parses ``Started`` would fail).
-        """
-        kind = self._kind(agent_type)
+        the task: what its handler returns or raises becomes the task's outcome."""
+        return self._spawn(
+            self.types.kind(agent_type), job, objective, caller, start, autonomous, idle=False
+        ).ref
+
+    def spawn_idle(self, kind: AgentKind, job: JobContext, caller: TaskRef | None) -> Instance:
+        """An instance with no start event at all: it just serves the events sent to it (a
+        pool member: its objective is no command, so a type that parses ``Started`` would
+        fail)."""
+        return self._spawn(kind, job, f"{kind.name} pool", caller, None, False, idle=True)
+
+    def _spawn(
+        self,
+        kind: AgentKind,
+        job: JobContext,
+        objective: str,
+        caller: TaskRef | None,
+        start: Event | None,
+        autonomous: bool,
+        *,
+        idle: bool,
+    ) -> Instance:
         if kind.failed is not None:
             raise AgentTypeFailed(f"agent type {kind.name!r} is marked failed: {kind.failed}")
-        if idle and start is not None:
-            raise ValueError("an idle instance has no start event")
-        start_handler = None if idle else self._check_spawnable(kind, start)
+        handler = None if idle else start_handler(kind, start)
         if self._tg is None:
             raise RuntimeStopped("the runtime is not running")
         ref = TaskRef(kind.name, new_task_id())
         inst = self._add_instance(kind, ref, job, objective)
         event = start if start is not None else Started(objective=objective)
-        rec = TaskSpawned(
-            job_id=job.job_id,
-            task_id=ref.task_id,
-            agent_type=kind.name,
-            objective=objective,
-            parent_task_id=caller.task_id if caller else None,
-            parent_agent=caller.agent_type if caller else None,
-            autonomous=autonomous,
-            at=self.clock.now(),
+        self.journal.spawned(
+            TaskSpawned(
+                job_id=job.job_id,
+                task_id=ref.task_id,
+                agent_type=kind.name,
+                objective=objective,
+                parent_task_id=caller.task_id if caller else None,
+                parent_agent=caller.agent_type if caller else None,
+                autonomous=autonomous,
+                at=self.clock.now(),
+            ),
+            _encode(event) if handler is not None else None,
         )
-        self.graph.record_spawn(rec, _encode(event) if start_handler is not None else None)
-        self._notify(rec)
-        if start_handler is not None:
-            env = Envelope(
-                event=event,
-                job=job,
-                target=ref,
-                sender=caller.task_id if caller else None,
-                caller_task_id=caller.task_id if caller else None,
-                caller_agent=caller.agent_type if caller else None,
-            )
-            self._enqueue(Delivery(inst, start_handler, env, None, True))
-        return ref
+        if handler is not None:
+            env = _envelope(ref, event, job, caller, None)
+            self.enqueue(Delivery(inst, handler, env, None, True))
+        return inst
 
     def _add_instance(
         self, kind: AgentKind, ref: TaskRef, job: JobContext, objective: str
@@ -392,22 +356,17 @@ class Runtime:
         self._job_members.setdefault(job.job_id, []).append(inst)
         return inst
 
-    def _check_spawnable(self, kind: AgentKind, start: Event | None) -> Handler | None:
-        if start is None:
-            return kind.handlers.get(Started)
-        handler = kind.handlers.get(type(start))
-        if handler is None:
-            raise EventNotAccepted(_not_accepted(kind, start))
-        return handler
+    def live(self, task_id: str) -> Instance | None:
+        return self._instances.get(task_id)
 
     def stop_instance(self, ref: TaskRef, reason: str = "stopped") -> None:
         """Retire an instance: it takes no more events; handlers already running finish."""
         inst = self._instances.get(ref.task_id)
         if inst is None:
             raise UnknownTask(f"no live instance {ref}")
-        self._retire(inst)
+        self.retire(inst)
         if inst.outcome is None:
-            self._task_ended(inst, "cancelled", None, reason)
+            self.task_ended(inst, "cancelled", None, reason)
 
     def cancel_job(self, job_id: str, reason: str) -> list[TaskRef]:
         """Stop a job now: every task of it that has not ended is cancelled (its running
@@ -429,18 +388,63 @@ class Runtime:
                 if item.reply is not None:
                     item.reply.cancel()
             inst.backlog = None
-            self._retire(inst)
+            self.retire(inst)
             if inst.outcome is None:
                 cancelled.append(inst.ref)
-                self._task_ended(inst, "cancelled", None, reason)
+                self.task_ended(inst, "cancelled", None, reason)
         return cancelled
 
-    def _retire(self, inst: Instance) -> None:
+    def retire(self, inst: Instance) -> None:
         inst.alive = False
         self._instances.pop(inst.ref.task_id, None)
         inst.kind.instances.pop(inst.ref.task_id, None)
         if inst.pooled:
             inst.kind.pool.remove(inst)
+
+    def task_ended(self, inst: Instance, status: TaskStatus, result: Any, detail: str) -> None:
+        self.failures.ended(inst.ref.task_id)
+        try:
+            raw = msgspec.Raw(_encode(result)) if result is not None else None
+        except (TypeError, msgspec.EncodeError) as err:
+            raw, detail = None, f"{detail} (result not storable: {err})".strip()
+        inst.outcome = TaskOutcome(ref=inst.ref, status=status, result=result, detail=detail)
+        self.journal.status(
+            inst.home.job_id, inst.ref.task_id, inst.kind.name, status, detail, result=raw
+        )
+        if inst.waiters is not None and not inst.waiters.done():
+            inst.waiters.set_result(inst.outcome)
+        if self._job_roots.get(inst.home.job_id) == inst.ref.task_id:
+            self._job_ended(inst.home.job_id)
+
+    def _job_ended(self, job_id: str) -> None:
+        """A finished job's instances retire, so a long-running appliance does not grow with
+        every job; their records stay in the graph, and handlers still running finish."""
+        del self._job_roots[job_id]
+        for member in self._job_members.pop(job_id, []):
+            if not member.pooled:
+                self.retire(member)
+
+    # -- pools ------------------------------------------------------------------------------
+
+    def add_to_pool(self, agent_type: str, job: JobContext) -> TaskRef:
+        """Grow a type's pool by one idle instance (the supervisor scales pools with this)."""
+        return self.pools.grow(agent_type, job)
+
+    def remove_from_pool(self, agent_type: str) -> TaskRef | None:
+        """Shrink a type's pool by one idle instance (None if every one is busy)."""
+        return self.pools.shrink(agent_type)
+
+    def pin_pool(self, agent_type: str, size: int | None) -> None:
+        """Hold a type's pool at ``size`` (an admin's choice) so autoscaling leaves it be;
+        None hands it back to the supervisor."""
+        self.pools.pin(agent_type, size)
+
+    def pinned_pool(self, agent_type: str) -> int | None:
+        return self.pools.pinned(agent_type)
+
+    def pool_loads(self, agent_type: str) -> list[int]:
+        """In-flight plus queued events of each pool instance: what utilisation samples."""
+        return self.pools.loads(agent_type)
 
     # -- addressing -----------------------------------------------------------------------
 
@@ -456,17 +460,7 @@ class Runtime:
         """Deliver ``event`` or raise (unknown target, not accepted, inbox full): never half."""
         if self._tg is None:
             raise RuntimeStopped("the runtime is not running")
-        if caller is not None:
-            env = Envelope(
-                event=event,
-                job=job,
-                target=target,
-                sender=sender or caller.task_id,
-                caller_task_id=caller.task_id,
-                caller_agent=caller.agent_type,
-            )
-        else:
-            env = Envelope(event=event, job=job, target=target, sender=sender)
+        env = _envelope(target, event, job, caller, sender)
         if type(target) is TaskRef:  # the common case, resolved here rather than by a call
             inst = self._instances.get(target.task_id)
             if inst is None:
@@ -478,20 +472,12 @@ class Runtime:
             inst = self._resolve(target, env)
         handler = inst.handlers.get(type(event))
         if handler is None:
-            raise EventNotAccepted(_not_accepted(inst.kind, event))
+            raise EventNotAccepted(not_accepted(inst.kind, event))
         if inst.queued >= inst.kind.inbox_size:
             raise InboxFull(f"{inst.name} has {inst.queued} events waiting")
         if inst.kind.failed is not None:
             raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
-        # _enqueue, inlined: this is the hottest line of the runtime
-        inst.queued += 1
-        self._ready.append(Delivery(inst, handler, env, None, False))
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._drain)  # type: ignore[union-attr]
-        if self._taps:
-            for tap in self._taps:
-                tap.offer(env)
+        self.enqueue(Delivery(inst, handler, env, None, False))
 
     def send(
         self,
@@ -541,24 +527,17 @@ class Runtime:
         """Send and wait for the handler's return value; HandlerFailed if it raised."""
         if self._tg is None or self._loop is None:
             raise RuntimeStopped("the runtime is not running")
-        env = Envelope(
-            event=event,
-            job=job,
-            target=target,
-            sender=caller.task_id if caller else None,
-            caller_task_id=caller.task_id if caller else None,
-            caller_agent=caller.agent_type if caller else None,
-        )
+        env = _envelope(target, event, job, caller, None)
         inst = self._resolve(target, env)
         handler = inst.handlers.get(type(event))
         if handler is None:
-            raise EventNotAccepted(_not_accepted(inst.kind, event))
+            raise EventNotAccepted(not_accepted(inst.kind, event))
         if inst.kind.failed is not None:
             raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
         while inst.queued >= inst.kind.inbox_size:
             await self._wait_space(inst.ref)
         reply: asyncio.Future[Any] = self._loop.create_future()
-        self._enqueue(Delivery(inst, handler, env, reply, False))
+        self.enqueue(Delivery(inst, handler, env, reply, False))
         # A timer, not asyncio.timeout: that needs a current task, which a handler's inline
         # first step does not have, and it costs more.
         timer = self._loop.call_later(timeout, _expire, reply, inst.name, timeout)
@@ -574,52 +553,8 @@ class Runtime:
                 raise UnknownTask(f"no live instance {target}")
             return inst
         if type(target) is TypeRef:
-            return self._pick(self._kind(target.agent_type), env)
+            return self.pools.pick(self.types.kind(target.agent_type), env)
         raise TypeError(f"cannot address {target!r} this way")
-
-    def _pick(self, kind: AgentKind, env: Envelope[Any]) -> Instance:
-        """The least-loaded instance of the type's pool; the first one is spawned on demand."""
-        if not kind.pool:
-            caller = None
-            if env.caller_task_id is not None:
-                caller = TaskRef(env.caller_agent or "?", env.caller_task_id)
-            ref = self.spawn(kind.name, env.job, f"{kind.name} pool", caller=caller, idle=True)
-            self._instances[ref.task_id].pooled = True
-            kind.pool.append(self._instances[ref.task_id])
-        return min(kind.pool, key=lambda inst: inst.load)
-
-    def add_to_pool(self, agent_type: str, job: JobContext) -> TaskRef:
-        """Grow a type's pool by one idle instance (the supervisor scales pools with this)."""
-        kind = self._kind(agent_type)
-        ref = self.spawn(kind.name, job, f"{kind.name} pool", idle=True)
-        inst = self._instances[ref.task_id]
-        inst.pooled = True
-        kind.pool.append(inst)
-        return ref
-
-    def remove_from_pool(self, agent_type: str) -> TaskRef | None:
-        """Shrink a type's pool by one idle instance (None if every one is busy)."""
-        kind = self._kind(agent_type)
-        idle = next((i for i in reversed(kind.pool) if i.load == 0), None)
-        if idle is None:
-            return None
-        self._retire(idle)
-        self._record_status(
-            idle.home.job_id, idle.ref.task_id, kind.name, "done", "retired: pool scaled down"
-        )
-        return idle.ref
-
-    def pin_pool(self, agent_type: str, size: int | None) -> None:
-        """Hold a type's pool at ``size`` (an admin's choice) so autoscaling leaves it be;
-        None hands it back to the supervisor."""
-        self._kind(agent_type).pinned = size
-
-    def pinned_pool(self, agent_type: str) -> int | None:
-        return self._kind(agent_type).pinned
-
-    def pool_loads(self, agent_type: str) -> list[int]:
-        """In-flight plus queued events of each pool instance: what utilisation samples."""
-        return [i.load for i in self._kind(agent_type).pool]
 
     def _publish_topic(self, target: TopicRef, env: Envelope[Any]) -> None:
         items: list[Delivery] = []
@@ -632,15 +567,14 @@ class Runtime:
                     raise InboxFull(f"{inst.name} (subscribed to {target}) is full")
                 items.append(Delivery(inst, handler, env, None, False))
         for item in items:
-            self._enqueue(item)
-        for watch in self._watches:
-            watch.offer(env)
+            self.enqueue(item)
+        self.journal.offer(env)
 
     async def _wait_space(self, target: Target) -> None:
         if type(target) is TaskRef:
             insts: Iterable[Instance] = [self._instances[target.task_id]]
         elif type(target) is TypeRef:
-            insts = self._kind(target.agent_type).pool
+            insts = self.types.kind(target.agent_type).pool
         elif type(target) is TopicRef:
             insts = [i for k in self._topics.get(target.topic, ()) for i in k.instances.values()]
         else:
@@ -655,9 +589,9 @@ class Runtime:
         full.space.append(waiter)
         await waiter
 
-    # -- dispatch -------------------------------------------------------------------------
+    # -- dispatch: the hot path, in one place ------------------------------------------------
 
-    def _enqueue(self, item: Delivery) -> None:
+    def enqueue(self, item: Delivery) -> None:
         item.inst.queued += 1
         self._ready.append(item)
         if not self._scheduled:
@@ -666,6 +600,20 @@ class Runtime:
         if self._taps:
             for tap in self._taps:
                 tap.offer(item.env)
+
+    def requeue(self, inst: Instance, items: list[Delivery]) -> None:
+        """Put events back at the head of an instance's inbox (a restart's in-flight work)."""
+        if inst.backlog is None:
+            inst.backlog = deque()
+        inst.backlog.extendleft(reversed(items))
+        inst.queued += len(items)
+        self._resumable.append(inst)
+        self._schedule()
+
+    def background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the runtime's TaskGroup (a retry's delay)."""
+        assert self._tg is not None
+        self._tg.create_task(coro)
 
     def _drain(self) -> None:
         self._scheduled = False
@@ -791,18 +739,13 @@ class Runtime:
         self.handled += 1
         if self.audit is not None:
             self.audit.record(
-                env.job.job_id,
-                inst.ref.task_id,
-                inst.kind.name,
-                env.event.__struct_config__.tag,
-                "cancelled" if cancelled else "done" if err is None else "failed",
-                env.event,
+                env, inst.ref, "cancelled" if cancelled else "done" if err is None else "failed"
             )
         if cancelled:
             if reply is not None and not reply.done():
                 reply.cancel()
             if is_start:
-                self._task_ended(inst, "cancelled", None, "runtime stopped")
+                self.task_ended(inst, "cancelled", None, "runtime stopped")
         elif err is None:
             if inst.fault is not None:
                 inst.fault = None  # it handles events again: whatever crashed was the event's
@@ -823,9 +766,9 @@ class Runtime:
             if reply is not None and not reply.done():
                 reply.set_result(result)
             if is_start:
-                self._task_ended(inst, "done", result, "")
+                self.task_ended(inst, "done", result, "")
         else:
-            self._failed(item, err)
+            self.failures.failed(item, err)
         if inst.backlog:
             self._resumable.append(inst)
             self._schedule()
@@ -835,192 +778,6 @@ class Runtime:
             self._scheduled = True
             self._loop.call_soon(self._drain)  # type: ignore[union-attr]
 
-    # -- failures and recovery ------------------------------------------------------------
-
-    def _failed(self, item: Delivery, err: BaseException) -> None:
-        """Ask the supervision policy what a failure means, then do it."""
-        inst, env, reply, is_start, attempt = (
-            item.inst,
-            item.env,
-            item.reply,
-            item.is_start,
-            item.attempt,
-        )
-        kind = inst.kind
-        decision = self.supervision.on_failure(
-            Failure(
-                agent=kind.cls,
-                ref=inst.ref,
-                job=env.job,
-                event=env.event,
-                error=err,
-                attempt=attempt,
-                hung=isinstance(err, HandlerHung),
-            )
-        )
-        action = decision.action
-        tag = str(env.event.__struct_config__.tag)
-        if action is Action.RETRY:
-            self._record(
-                EventRetried(
-                    job_id=env.job.job_id,
-                    task_id=inst.ref.task_id,
-                    agent_type=kind.name,
-                    event_kind=tag,
-                    attempt=attempt,
-                    delay_s=decision.delay,
-                    reason=f"{type(err).__name__}: {err}",
-                    at=self.clock.now(),
-                )
-            )
-            assert self._tg is not None
-            self._tg.create_task(self._redeliver(item, decision.delay))
-            return
-        if action is Action.REFUSE:
-            self._refused(inst, env, err)
-            if reply is not None and not reply.done():
-                reply.set_exception(HandlerFailed(f"{inst.name}: {type(err).__name__}: {err}"))
-            if is_start and self._hand_over(inst, err):
-                return
-            if is_start:
-                self._task_ended(inst, "failed", None, f"refused: {type(err).__name__}: {err}")
-            return
-        self._crashed(inst, env, err)
-        if action is Action.SHED:
-            self._record(
-                EventShed(
-                    job_id=env.job.job_id,
-                    task_id=inst.ref.task_id,
-                    agent_type=kind.name,
-                    event_kind=tag,
-                    reason=decision.reason or f"{type(err).__name__}: {err}",
-                    at=self.clock.now(),
-                )
-            )
-        if reply is not None and not reply.done():
-            reply.set_exception(HandlerFailed(f"{inst.name}: {type(err).__name__}: {err}"))
-        reason = decision.reason or f"{type(err).__name__}: {err}"
-        if action is Action.RESTART or action is Action.RESTART_GROUP:
-            # The task's own work is its start event: the new incarnation runs it again.
-            again = [msgspec.structs.replace(item, attempt=attempt + 1)] if is_start else []
-            if action is Action.RESTART:
-                self._restart(inst, reason, again)
-            else:
-                for member in self._group_of(inst):
-                    self._restart(member, reason, again if member is inst else [])
-            return
-        if action is Action.FAIL_TYPE:
-            self.fail_type(kind.name, reason)
-        if is_start:
-            self._task_ended(inst, "failed", None, f"{type(err).__name__}: {err}")
-
-    def _hand_over(self, inst: Instance, err: BaseException) -> bool:
-        """A refused root task with fallbacks left: the next type that can parse its command
-        takes it as a child; the root ends as that child ends. False: none could."""
-        left = self._fallbacks.pop(inst.ref.task_id, [])
-        while left:
-            name = left.pop(0)
-            kind = self._types.get(name)
-            if kind is None or kind.cls.internal or kind.failed is not None:
-                continue
-            try:
-                start = kind.cls.start_for(inst.objective)
-                self._check_spawnable(kind, start)
-                child = self.spawn(name, inst.home, inst.objective, caller=inst.ref, start=start)
-            except ApplianceError as refused:
-                log.info("%s can't take %r either: %s", name, inst.objective, refused)
-                continue
-            if left:
-                self._fallbacks[child.task_id] = left
-            why = f"{name} took it after {inst.kind.name} refused it ({type(err).__name__}: {err})"
-
-            def settle(done: asyncio.Future[TaskOutcome], why: str = why) -> None:
-                if inst.outcome is None and not done.cancelled():
-                    out = done.result()
-                    detail = f"{why}; {out.detail}" if out.detail else why
-                    self._task_ended(inst, out.status, out.result, detail)
-
-            self.outcome_future(child).add_done_callback(settle)
-            return True
-        return False
-
-    async def _redeliver(self, item: Delivery, delay: float) -> None:
-        """Deliver a failed event again after ``delay`` (its inbox slot was already paid)."""
-        await self.clock.sleep(delay)
-        inst, reply = item.inst, item.reply
-        if self._instances.get(inst.ref.task_id) is not inst:
-            if reply is not None and not reply.done():
-                reply.set_exception(UnknownTask(f"{inst.name} retired before its retry"))
-            return
-        self._enqueue(msgspec.structs.replace(item, attempt=item.attempt + 1))
-
-    def _group_of(self, inst: Instance) -> list[Instance]:
-        """One-for-all: the instances of the type in the same job restart together."""
-        job_id = inst.home.job_id
-        return [i for i in inst.kind.instances.values() if i.home.job_id == job_id]
-
-    def restart(self, ref: TaskRef, reason: str) -> None:
-        """Restart an instance from its last committed state (the supervisor's health check
-        does this to an instance that stopped making progress)."""
-        inst = self._instances.get(ref.task_id)
-        if inst is None:
-            raise UnknownTask(f"no live instance {ref}")
-        self._restart(inst, reason, [])
-
-    def _restart(self, inst: Instance, reason: str, again: list[Delivery]) -> None:
-        """A new incarnation: fresh agent object, state from the last snapshot, and every event
-        the old one had in flight back at the head of the inbox, in the order they started.
-        The old incarnation's handlers are cancelled; whatever they changed is discarded with
-        its state, so each of those events takes effect once, in the new incarnation."""
-        inst.generation += 1
-        inst.agent = inst.kind.factory()
-        inst.fault = None  # a new incarnation: whatever failed went with the old one
-        inst.recover_states()
-        stale = inst.running or {}
-        inst.running = None
-        inst.inflight = 0
-        requeue = again + list(stale.values())
-        for task in stale:
-            task.cancel()
-        if requeue:
-            if inst.backlog is None:
-                inst.backlog = deque()
-            inst.backlog.extendleft(reversed(requeue))
-            inst.queued += len(requeue)
-            self._resumable.append(inst)
-            self._schedule()
-        now = self.clock.now()
-        self._record(
-            InstanceRestarted(
-                job_id=inst.home.job_id,
-                task_id=inst.ref.task_id,
-                agent_type=inst.kind.name,
-                reason=reason,
-                generation=inst.generation,
-                requeued=len(requeue),
-                at=now,
-            )
-        )
-        self._record_status(inst.home.job_id, inst.ref.task_id, inst.kind.name, "restarted", reason)
-
-    def fail_type(self, agent_type: str, reason: str) -> None:
-        """Refuse the type's events until ``reset_type``: it restarted past its intensity."""
-        kind = self._kind(agent_type)
-        if kind.failed is None:
-            kind.failed = reason
-            self._record(
-                AgentTypeFailedRecord(agent_type=kind.name, reason=reason, at=self.clock.now())
-            )
-
-    def reset_type(self, agent_type: str) -> None:
-        kind = self._kind(agent_type)
-        if kind.failed is not None:
-            kind.failed = None
-            self._record(AgentTypeReset(agent_type=kind.name, at=self.clock.now()))
-
-    def failed_types(self) -> dict[str, str]:
-        return {k.name: k.failed for k in self._types.values() if k.failed is not None}
-
     def _unsaved_snapshots(self) -> list[tuple[str, object, tuple[Any, ...]]]:
         unsaved, self._unsaved = self._unsaved, {}
         now = self.clock.now()
@@ -1029,97 +786,15 @@ class Runtime:
             for key, inst in unsaved.items()
         ]
 
-    def _refused(self, inst: Instance, env: Envelope[Any], err: BaseException) -> None:
-        log.info(
-            "%s: refused %s: %s: %s",
-            inst.name,
-            env.event.__struct_config__.tag,
-            type(err).__name__,
-            err,
-            extra={"job_id": env.job.job_id, "task_id": inst.ref.task_id},
-        )
-        self._record(
-            EventRefused(
-                job_id=env.job.job_id,
-                task_id=inst.ref.task_id,
-                agent_type=inst.kind.name,
-                event_kind=str(env.event.__struct_config__.tag),
-                error_type=type(err).__name__,
-                message=str(err),
-                at=self.clock.now(),
-            )
-        )
+    def restart(self, ref: TaskRef, reason: str) -> None:
+        """Restart an instance from its last committed state (the supervisor's health check
+        does this to an instance that stopped making progress)."""
+        inst = self._instances.get(ref.task_id)
+        if inst is None:
+            raise UnknownTask(f"no live instance {ref}")
+        self.failures.restart(inst, reason, [])
 
-    def _crashed(self, inst: Instance, env: Envelope[Any], err: BaseException) -> None:
-        self.crashed += 1
-        inst.fault = f"{type(err).__name__}: {err}"  # until it restarts or handles an event
-        kind = env.event.__struct_config__.tag
-        log.warning(
-            "%s: handler for %s failed: %s: %s",
-            inst.name,
-            kind,
-            type(err).__name__,
-            err,
-            extra={"job_id": env.job.job_id, "task_id": inst.ref.task_id},
-            exc_info=(type(err), err, err.__traceback__)
-            if log.isEnabledFor(logging.DEBUG)
-            else None,
-        )
-        self._record(
-            HandlerCrashed(
-                job_id=env.job.job_id,
-                task_id=inst.ref.task_id,
-                agent_type=inst.kind.name,
-                event_kind=str(kind),
-                error_type=type(err).__name__,
-                message=str(err),
-                at=self.clock.now(),
-            )
-        )
-
-    def _record_status(
-        self,
-        job_id: str,
-        task_id: str,
-        agent_type: str,
-        status: TaskStatus,
-        detail: str,
-        result: msgspec.Raw | None = None,
-    ) -> None:
-        self._record(
-            TaskStatusChanged(
-                job_id=job_id,
-                task_id=task_id,
-                agent_type=agent_type,
-                status=status,
-                detail=detail,
-                result=result,
-                at=self.clock.now(),
-            )
-        )
-
-    def _task_ended(self, inst: Instance, status: TaskStatus, result: Any, detail: str) -> None:
-        self._fallbacks.pop(inst.ref.task_id, None)
-        try:
-            raw = msgspec.Raw(_encode(result)) if result is not None else None
-        except (TypeError, msgspec.EncodeError) as err:
-            raw, detail = None, f"{detail} (result not storable: {err})".strip()
-        inst.outcome = TaskOutcome(ref=inst.ref, status=status, result=result, detail=detail)
-        self._record_status(
-            inst.home.job_id, inst.ref.task_id, inst.kind.name, status, detail, result=raw
-        )
-        if inst.waiters is not None and not inst.waiters.done():
-            inst.waiters.set_result(inst.outcome)
-        if self._job_roots.get(inst.home.job_id) == inst.ref.task_id:
-            self._job_ended(inst.home.job_id)
-
-    def _job_ended(self, job_id: str) -> None:
-        """A finished job's instances retire, so a long-running appliance does not grow with
-        every job; their records stay in the graph, and handlers still running finish."""
-        del self._job_roots[job_id]
-        for member in self._job_members.pop(job_id, []):
-            if not member.pooled:
-                self._retire(member)
+    # -- recovery after a process restart -------------------------------------------------
 
     async def _resume_unfinished(self) -> None:
         """After a process restart: every job whose root task had not ended runs its root
@@ -1127,10 +802,10 @@ class Runtime:
         recorded as cancelled (the root spawns what it still needs)."""
         assert self._loop is not None
         for task in await self.graph.unfinished():
-            kind = self._types.get(task.agent_type)
+            kind = self._kinds.get(task.agent_type)
             start = self._stored_start(task, kind)
             if kind is None or start is None or not task.is_root or kind.failed is not None:
-                self._record_status(
+                self.journal.status(
                     task.job_id,
                     task.task_id,
                     task.agent_type,
@@ -1145,15 +820,15 @@ class Runtime:
                 inst.snapshot(job_id, data)
             inst.recover_states()
             self._job_roots[job.job_id] = task.task_id
-            self._record_status(
+            self.journal.status(
                 task.job_id,
                 task.task_id,
                 kind.name,
                 "restarted",
                 "resumed after the appliance restarted",
             )
-            env = Envelope(event=start, job=job, target=inst.ref)
-            self._enqueue(Delivery(inst, handler, env, None, True))
+            env = _envelope(inst.ref, start, job, None, None)
+            self.enqueue(Delivery(inst, handler, env, None, True))
 
     def _stored_start(self, task: UnfinishedTask, kind: AgentKind | None) -> Event | None:
         if kind is None or task.start is None:
@@ -1167,22 +842,7 @@ class Runtime:
 
     def record(self, rec: JournalRecord) -> None:
         """Append a record made outside the runtime (the supervisor's decisions)."""
-        self._record(rec)
-
-    def _record(self, rec: RecordEvent) -> None:
-        if type(rec) is JobSubmitted:
-            self.graph.record_job(rec)
-        elif type(rec) is not TaskSpawned:
-            self.graph.record(rec)  # type: ignore[arg-type]
-        self._notify(rec)
-
-    def _notify(self, rec: RecordEvent) -> None:
-        if self._watches:
-            env = Envelope(
-                event=rec, job=JobContext(rec.job_id, ""), target=TopicRef(RUNTIME_TOPIC)
-            )
-            for watch in self._watches:
-                watch.offer(env)
+        self.journal.record(rec)
 
     # -- waiting and introspection --------------------------------------------------------
 
@@ -1212,7 +872,7 @@ class Runtime:
         return inst.state_for(job_id or inst.home.job_id)
 
     def instances(self, agent_type: str | None = None) -> list[InstanceInfo]:
-        kinds = [self._kind(agent_type)] if agent_type else list(self._types.values())
+        kinds = [self.types.kind(agent_type)] if agent_type else list(self._kinds.values())
         return [
             InstanceInfo(
                 ref=i.ref,
@@ -1240,23 +900,7 @@ class Runtime:
     ) -> Watch:
         """Follow what happens: records (spawns, status, crashes), topic events, and with
         ``traffic=True`` every delivered event too. Filter by job and by event tag."""
-        wanted = frozenset(kinds) if kinds is not None else None
-
-        def accepts(env: Envelope[Any]) -> bool:
-            if job_id is not None and env.job.job_id != job_id:
-                return False
-            return wanted is None or env.event.__struct_config__.tag in wanted
-
-        def forget(w: Watch) -> None:
-            for group in (self._watches, self._taps):
-                if w in group:
-                    group.remove(w)
-
-        w = Watch(accepts, limit, forget)
-        self._watches.append(w)
-        if traffic:
-            self._taps.append(w)
-        return w
+        return self.journal.watch(job_id=job_id, kinds=kinds, traffic=traffic, limit=limit)
 
     @property
     def busy(self) -> bool:
@@ -1286,8 +930,7 @@ class Runtime:
         finally:
             self._tg = None
             self._running.clear()
-            for w in list(self._watches):
-                w.close()
+            self.journal.close()
         await self.store.flush()
 
     async def wait_running(self) -> None:
@@ -1320,19 +963,19 @@ def _expire(reply: asyncio.Future[Any], name: str, timeout: float) -> None:
         reply.set_exception(RequestTimeout(f"{name} did not reply within {timeout}s"))
 
 
-def _union(types_: Iterable[type[Event]]) -> Any:
-    ordered = tuple(sorted(types_, key=lambda t: str(t.__struct_config__.tag)))
-    if len(ordered) == 1:
-        return ordered[0]
-
-    return typing.Union[ordered]  # noqa: UP007
-
-
-def _not_accepted(kind: AgentKind, event: Event) -> str:
-    tag = event.__struct_config__.tag
-    return (
-        f"agent type {kind.name!r} does not accept {tag!r} events; it accepts: "
-        f"{', '.join(accepted_kinds(kind.cls)) or 'nothing'}"
+def _envelope(
+    target: Target, event: Event, job: JobContext, caller: TaskRef | None, sender: str | None
+) -> Envelope[Any]:
+    """The one place an envelope is made: its sender is the calling task unless named."""
+    if caller is None:
+        return Envelope(event=event, job=job, target=target, sender=sender)
+    return Envelope(
+        event=event,
+        job=job,
+        target=target,
+        sender=sender or caller.task_id,
+        caller_task_id=caller.task_id,
+        caller_agent=caller.agent_type,
     )
 
 

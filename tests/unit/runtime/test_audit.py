@@ -7,13 +7,17 @@ from typing import Any
 
 import pytest
 
-from appliance.events import JobContext
+from appliance.events import Envelope, Event, JobContext, TaskRef
 from appliance.runtime import Runtime, Store
 from appliance.runtime.audit import BLOCK, KEYS, TABLE, AuditTrail
 from appliance.runtime.clock import FakeClock
 from tests.support import Add, Crash
 
 pytestmark = pytest.mark.unit
+
+
+def handed(job_id: str, event: Event) -> Envelope[Event]:
+    return Envelope(event=event, job=JobContext(job_id, "c"), target=TaskRef("counter", "t"))
 
 
 async def test_each_handled_event_is_kept_with_its_task_and_how_it_ended(
@@ -46,7 +50,7 @@ async def test_the_trail_keeps_its_newest_blocks_and_their_index(store: Store) -
     trail = AuditTrail(store, FakeClock(), limit=2 * BLOCK)
     for job in ("job-1", "job-2", "job-3"):  # a commit each: a block each
         for n in range(3):
-            trail.record(job, f"t-{job}", "counter", "test.add", "done", Add(seq=n))
+            trail.record(handed(job, Add(seq=n)), TaskRef("counter", f"t-{job}"), "done")
         await store.flush()
     assert await trail.entries(job_id="job-1") == []  # the oldest block is gone
     kept = await trail.entries(job_id="job-3")
@@ -62,7 +66,8 @@ async def test_the_trail_keeps_its_newest_blocks_and_their_index(store: Store) -
 async def test_a_full_block_is_sealed_at_once_and_a_job_spans_blocks(store: Store) -> None:
     trail = AuditTrail(store, FakeClock())
     for n in range(BLOCK + 10):
-        trail.record("job-1", "t1" if n % 2 else "t2", "counter", "test.add", "done", Add(seq=n))
+        task = TaskRef("counter", "t1" if n % 2 else "t2")
+        trail.record(handed("job-1", Add(seq=n)), task, "done")
     await store.flush()
     every = await trail.entries(job_id="job-1", limit=10_000)
     assert [e.event["seq"] for e in every] == list(range(BLOCK + 10))
