@@ -33,7 +33,6 @@ from appliance.errors import (
     EventNotAccepted,
     EventNotAllowed,
     InboxFull,
-    RequestTimeout,
     RuntimeStopped,
     UnknownTask,
 )
@@ -57,6 +56,7 @@ from appliance.runtime.audit import DEFAULT_LIMIT as AUDIT_EVENTS
 from appliance.runtime.audit import AuditTrail
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
+from appliance.runtime.deadlines import Deadlines
 from appliance.runtime.failures import Failures, HandlerHung
 from appliance.runtime.graph import TaskGraph, UnfinishedTask
 from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
@@ -118,6 +118,7 @@ class Runtime:
         self._job_members: dict[str, list[Instance]] = {}
         self._job_roots: dict[str, str] = {}
         self._sent: asyncio.Future[None] | None = None
+        self._deadlines: Deadlines | None = None
         self._unsaved: dict[tuple[str, str], Instance] = {}
         store.add_source(self._unsaved_snapshots)
         self.handled = 0
@@ -538,13 +539,10 @@ class Runtime:
             await self._wait_space(inst.ref)
         reply: asyncio.Future[Any] = self._loop.create_future()
         self.enqueue(Delivery(inst, handler, env, reply, False))
-        # A timer, not asyncio.timeout: that needs a current task, which a handler's inline
-        # first step does not have, and it costs more.
-        timer = self._loop.call_later(timeout, _expire, reply, inst.name, timeout)
-        try:
-            return await reply
-        finally:
-            timer.cancel()
+        # Not asyncio.timeout: that needs a current task, which a handler's inline first step
+        # does not have, and it costs more.
+        self._deadlines.watch(reply, timeout, inst.name)  # type: ignore[union-attr]
+        return await reply
 
     def _resolve(self, target: Target, env: Envelope[Any]) -> Instance:
         if type(target) is TaskRef:
@@ -915,6 +913,7 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self._sent = self._loop.create_future()
         self._sent.set_result(None)
+        self._deadlines = Deadlines(self._loop)
         self._stopping.clear()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -931,6 +930,7 @@ class Runtime:
             self._tg = None
             self._running.clear()
             self.journal.close()
+            self._deadlines.close()
         await self.store.flush()
 
     async def wait_running(self) -> None:
@@ -956,11 +956,6 @@ class Runtime:
         """Stop taking events, let handlers finish for up to ``grace_s``, then end ``run()``."""
         await self.wait_idle(grace_s)
         self._stopping.set()
-
-
-def _expire(reply: asyncio.Future[Any], name: str, timeout: float) -> None:
-    if not reply.done():
-        reply.set_exception(RequestTimeout(f"{name} did not reply within {timeout}s"))
 
 
 def _envelope(
