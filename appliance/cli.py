@@ -213,12 +213,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     route.add_argument("command", help='the command, or "-" to read one per line from stdin')
     route.add_argument(
-        "--provider",
+        "--device",
         action="append",
-        help="execution provider, in order (default: the board profile's)",
+        choices=["NPU", "GPU", "CPU"],
+        help="device type wanted for the model, most wanted first (default: the board "
+        "profile's router.devices)",
     )
     route.add_argument(
-        "--strict", action="store_true", help="refuse to fall back from the first provider"
+        "--plugin",
+        metavar="LIBRARY",
+        help="plugin execution provider: a library's absolute path or the Python package "
+        "that ships it (default: the board profile's router.plugin)",
+    )
+    route.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to run on a device of a type not wanted (no CPU fallback)",
     )
     route.set_defaults(func=cmd_route)
 
@@ -583,13 +593,17 @@ def cmd_display_emulator(args: argparse.Namespace) -> int:
 def cmd_route(args: argparse.Namespace) -> int:
     from appliance.extensions.loader import with_builtin
     from appliance.hal.board import load_board
-    from appliance.router import Router
+    from appliance.router import Plugin, Router
     from appliance.startup import router_settings
 
     app_settings = Settings.load()
     settings = router_settings(load_board(app_settings.board), app_settings)
-    if args.provider:
-        settings = msgspec.structs.replace(settings, providers=args.provider)
+    if args.device:
+        settings = msgspec.structs.replace(settings, devices=args.device)
+    if args.plugin:
+        named = args.plugin
+        plugin = Plugin(path=named) if named.startswith("/") else Plugin(package=named)
+        settings = msgspec.structs.replace(settings, plugin=plugin)
     if args.strict:
         settings = msgspec.structs.replace(settings, strict=True)
     router = Router(settings)

@@ -27,13 +27,20 @@ if TYPE_CHECKING:
 
 
 def router_settings(board: BoardProfile, settings: Settings) -> RouterSettings:
-    """The router as the board wants it: its execution providers in order, strict or not,
-    with the phrases' vectors kept in the data directory between starts."""
-    from appliance.router import RouterSettings
+    """The router as the board wants it: its plugin provider, the device types it wants in
+    order, strict or not, with the phrases' vectors kept in the data directory between
+    starts."""
+    from appliance.router import Plugin, RouterSettings
 
+    wanted = board.router
+    plugin = None
+    if wanted.plugin is not None:
+        p = wanted.plugin
+        plugin = Plugin(path=p.path, package=p.package, provider=p.provider, options=p.options)
     return RouterSettings(
-        providers=board.router.execution_providers,
-        strict=board.router.strict,
+        plugin=plugin,
+        devices=list(wanted.devices),
+        strict=wanted.strict,
         cache_dir=settings.data_dir / "router",
     )
 

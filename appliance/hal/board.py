@@ -22,6 +22,7 @@ BOARDS_DIR = Path(__file__).resolve().parents[2] / "hw" / "boards"
 Pin = Annotated[int, msgspec.Meta(ge=0, le=27, description="BCM GPIO number")]
 Baud = Annotated[int, msgspec.Meta(ge=1200, le=4_000_000)]
 Fps = Annotated[float, msgspec.Meta(gt=0, le=60)]
+DeviceType = Literal["NPU", "GPU", "CPU"]  # onnxruntime's OrtHardwareDeviceType
 _SERIAL_URLS = ("socket://", "loop://", "rfc2217://", "spy://", "hwgrep://")
 
 
@@ -67,9 +68,26 @@ class DisplayConfig(_Strict, frozen=True):
     match: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class PluginConfig(_Strict, frozen=True):
+    """The board's plugin execution provider library (the vendor's provider for its NPU):
+    ``path``, the file, or ``package``, the Python package that ships it; one of the two.
+    ``provider`` picks one of the library's providers where it has several; ``options`` go
+    to that provider as they are."""
+
+    path: str = ""
+    package: str = ""
+    provider: str = ""
+    options: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class RouterConfig(_Strict, frozen=True):
-    execution_providers: list[str]
-    strict: bool = False  # refuse to start unless the first provider runs the model
+    """Where the router's model runs: the first of ``devices`` (most wanted first) that the
+    plugin lists, or that the CPU provider is ("CPU"). None of them: onnxruntime's CPU
+    provider, said as a fallback with its reason, or with ``strict`` a refused start."""
+
+    devices: list[DeviceType]
+    plugin: PluginConfig | None = None
+    strict: bool = False
 
 
 class WebConfig(_Strict, frozen=True):
@@ -115,6 +133,12 @@ def parse_board(text: str, source: str) -> BoardProfile:
         raise BadBoardProfile(f"{source}: not valid TOML: {err}") from None
     if "source" in data:
         raise BadBoardProfile(f"{source}: unknown field `source`")
+    router = data.get("router")
+    if isinstance(router, dict) and "execution_providers" in router:  # the old [router]
+        raise BadBoardProfile(
+            f"{source}: router.execution_providers: replaced by router.devices and "
+            "router.plugin (hw/README.md)"
+        )
     data["source"] = source
     try:
         board = msgspec.convert(data, BoardProfile)
@@ -147,9 +171,25 @@ def _check(board: BoardProfile) -> None:
             f"{board.source}: display.port: {display.port!r} is not a pyserial URL "
             f"({', '.join(_SERIAL_URLS)})"
         )
-    if not board.router.execution_providers:
-        raise BadBoardProfile(f"{board.source}: router.execution_providers: name at least one")
+    _check_router(board.router, board.source)
     for i, address in enumerate(board.web.listen):
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise BadBoardProfile(f"{board.source}: web.listen[{i}]: {address!r} is not HOST:PORT")
+
+
+def _check_router(router: RouterConfig, source: str) -> None:
+    devices = router.devices
+    if not devices:
+        raise BadBoardProfile(f"{source}: router.devices: name at least one device type")
+    if len(set(devices)) != len(devices):
+        raise BadBoardProfile(f"{source}: router.devices: {devices} names a type twice")
+    plugin = router.plugin
+    if plugin is None:
+        return
+    if bool(plugin.path) == bool(plugin.package):
+        raise BadBoardProfile(f"{source}: router.plugin: give either a path or a package")
+    if plugin.path and not plugin.path.startswith("/"):
+        raise BadBoardProfile(
+            f"{source}: router.plugin.path: {plugin.path!r} is not an absolute path"
+        )

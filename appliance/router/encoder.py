@@ -1,4 +1,5 @@
-"""The sentence encoder: all-MiniLM-L6-v2 as int8 ONNX, run by onnxruntime on a chosen provider.
+"""The sentence encoder: all-MiniLM-L6-v2 as int8 ONNX, run by onnxruntime where the board
+wants it (placement.py: a plugin provider's device, or the CPU provider).
 
 Only onnxruntime, tokenizers and numpy are needed here: pooling and normalisation live inside
 the ONNX graph (models/export_router.py), so ``embed`` returns unit vectors and a dot product
@@ -21,10 +22,19 @@ from tokenizers import Tokenizer
 
 from appliance import offline
 from appliance.errors import ModelUnavailable, ProviderUnavailable, TelemetryNotOff
+from appliance.router.placement import (
+    CPU,
+    Choice,
+    Placement,
+    Plugin,
+    choose_device,
+    cpu_offer,
+    offers,
+    placement_of,
+)
 
 log = logging.getLogger(__name__)
 
-CPU = "CPUExecutionProvider"
 MODEL_FILE = "router.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 SUMS_FILE = "SHA256SUMS"
@@ -42,33 +52,6 @@ def packaged_model_dir() -> Path:
     return Path(str(resources.files("appliance.router") / "model"))
 
 
-def choose_providers(wanted: Sequence[str], available: Sequence[str], *, strict: bool) -> list[str]:
-    """The execution providers to ask onnxruntime for, in the board's order.
-
-    A provider the board names but this onnxruntime lacks is dropped (and said in the log):
-    asking for it would only make onnxruntime warn and fall back anyway. Strict mode refuses
-    instead, because a board that must run the router on its NPU should not quietly burn CPU.
-    CPU always comes last unless strict, so a session can always be made.
-    """
-    if not wanted:
-        raise ProviderUnavailable("no execution provider named; name at least one")
-    if strict:
-        if wanted[0] not in available:
-            raise ProviderUnavailable(
-                f"strict mode: {wanted[0]} is not available here "
-                f"(onnxruntime offers: {', '.join(available)})"
-            )
-        return [wanted[0]]
-    missing = [p for p in wanted if p not in available]
-    if missing:
-        log.warning(
-            "router: execution provider(s) %s not available here; using the next in order",
-            ", ".join(missing),
-        )
-    usable = [p for p in dict.fromkeys(wanted) if p in available and p != CPU]
-    return [*usable, CPU]
-
-
 class Encoder:
     """Texts in, unit-length float32 embeddings out. Thread-safe: onnxruntime sessions allow
     concurrent ``run`` calls, and the tokenizer is only read."""
@@ -77,11 +60,14 @@ class Encoder:
         self,
         model_dir: Path | None = None,
         *,
-        providers: Sequence[str] = (CPU,),
+        plugin: Plugin | None = None,
+        devices: Sequence[str] = ("CPU",),
         strict: bool = False,
         threads: int = 1,
         verify: bool = True,
     ) -> None:
+        """``plugin``: the board's plugin execution provider library, if any; ``devices``:
+        the device types wanted for the model, most wanted first (placement.py)."""
         if offline.IMPORTED_TOO_EARLY:
             raise TelemetryNotOff(
                 "onnxruntime was imported before the appliance, so its telemetry is on: "
@@ -95,38 +81,62 @@ class Encoder:
         except Exception as err:  # tokenizers raises plain Exception for a bad or missing file
             raise ModelUnavailable(f"cannot load the router tokenizer {tokenizer}: {err}") from err
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
-
-        chosen = choose_providers(providers, ort.get_available_providers(), strict=strict)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # one was faster than two for a ~10-token input
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # onnxruntime's own warnings go to stderr otherwise
-        if strict and chosen[0] != CPU:  # onnxruntime refuses the flag with CPU itself asked
-            options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         if not model.is_file():
             raise ModelUnavailable(f"no router model at {model}; build it with ./build.sh model")
-        try:
-            self._session = ort.InferenceSession(str(model), options, providers=chosen)
-        except Exception as err:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeError
-            if strict:
-                raise ProviderUnavailable(
-                    f"strict mode: {chosen[0]} cannot run the router model: {err}"
-                ) from err
-            raise ModelUnavailable(f"cannot load the router model {model}: {err}") from err
-        self.provider: str = self._session.get_providers()[0]
-        """The provider that really runs the model (onnxruntime may have fallen back)."""
+
+        choice = choose_device(plugin, devices, strict=strict)
+        self._session, choice = self._session_on(model, choice, plugin, threads, strict=strict)
+        self.placement: Placement = placement_of(choice, devices, self._session)
+        """Where the model really runs, as onnxruntime built the session."""
+        self.provider: str = self.placement.provider
+        device = self.placement.device
         self.model_path = model
+        # a plugin's vectors depend on its device too; the CPU provider's fingerprint stays
+        # as it was, so the phrase caches made before plugins (the image's seed) still match
+        where = self.provider if self.provider == CPU else f"{self.provider} on {device}"
         self.fingerprint: str | None = (
-            f"{sums[MODEL_FILE]}/{sums[TOKENIZER_FILE]}/{self.provider}/onnxruntime "
+            f"{sums[MODEL_FILE]}/{sums[TOKENIZER_FILE]}/{where}/onnxruntime "
             f"{ort.__version__}/{platform.machine()}"
             if sums
             else None
         )
         """What a vector depends on besides its text; None when the files were not checked."""
-        if self.provider != providers[0]:
-            log.warning("router: runs on %s, not %s as asked", self.provider, providers[0])
+        if self.placement.fallback:
+            log.warning("router: runs on %s", self.placement.summary())
         else:
-            log.info("router: runs on %s", self.provider)
+            log.info("router: runs on %s", self.placement.summary())
+
+    @staticmethod
+    def _session_on(
+        model: Path, choice: Choice, plugin: Plugin | None, threads: int, *, strict: bool
+    ) -> tuple[ort.InferenceSession, Choice]:
+        """The session on the chosen device. A plugin that cannot build it (an operator it
+        lacks, a device that fails) leaves a strict board refused and any other on the CPU
+        provider, saying why."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # one was faster than two for a ~10-token input
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # onnxruntime's own warnings go to stderr otherwise
+        # which provider took which node: what placement_of reports
+        options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+        offer = choice.offer
+        if offer.provider == CPU:
+            try:
+                return ort.InferenceSession(str(model), options, providers=[CPU]), choice
+            except Exception as err:  # onnxruntime raises its own Fail/InvalidProtobuf
+                raise ModelUnavailable(f"cannot load the router model {model}: {err}") from err
+        if strict:  # every node on the wanted device, none quietly on the CPU
+            options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+        try:
+            options.add_provider_for_devices([offer.handle], plugin.options if plugin else {})
+            return ort.InferenceSession(str(model), options), choice
+        except Exception as err:  # onnxruntime raises its own Fail/RuntimeError
+            why = f"{offer.provider} on {offer.device} cannot run the router model: {err}"
+            if strict:
+                raise ProviderUnavailable(f"strict mode: {why}") from err
+        return Encoder._session_on(
+            model, Choice(cpu_offer(offers()), why), None, threads, strict=False
+        )
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """One unit vector per text (shape ``len(texts) x 384``); blocks for ~1 ms a text.

@@ -38,11 +38,12 @@ import msgspec
 import numpy as np
 
 from appliance.errors import BadCommand
-from appliance.router.encoder import CPU, DIMENSIONS, Encoder
+from appliance.router.encoder import DIMENSIONS, Encoder
 from appliance.router.head import DEFAULT_L2, TypeHead
 from appliance.router.lexical import LexicalIndex, Speller
 from appliance.router.negatives import OUT_OF_DOMAIN
 from appliance.router.phrase_cache import CACHE_FILE, PhraseCache
+from appliance.router.placement import DeviceType, Placement, Plugin
 from appliance.router.structure import clauses_of, is_sequenced, shape_of
 from appliance.runtime import Agent
 
@@ -98,11 +99,14 @@ class RouteDecision(msgspec.Struct, frozen=True):
 
 
 class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """How the router runs. ``providers`` come from the board profile, most wanted first."""
+    """How the router runs. ``plugin``, ``devices`` and ``strict`` come from the board
+    profile: the plugin execution provider library, and the device types wanted for the
+    model, most wanted first (placement.py)."""
 
     model_dir: Path | None = None  # None: the model that ships in the package
-    providers: list[str] = msgspec.field(default_factory=lambda: [CPU])
-    strict: bool = False  # refuse to start without providers[0] (no silent CPU fallback)
+    plugin: Plugin | None = None  # None: onnxruntime's own CPU provider only
+    devices: list[DeviceType] = msgspec.field(default_factory=lambda: ["CPU"])
+    strict: bool = False  # refuse to start on no device of those types (no CPU fallback)
     threads: int = 1
     threshold: float = DEFAULT_THRESHOLD
     lexical_weight: float = DEFAULT_LEXICAL_WEIGHT  # 0: embedding only, 1: words only
@@ -139,7 +143,12 @@ class Router:
         self.settings = settings or RouterSettings()
         s = self.settings
         self._encoder = Encoder(
-            s.model_dir, providers=s.providers, strict=s.strict, threads=s.threads, verify=s.verify
+            s.model_dir,
+            plugin=s.plugin,
+            devices=s.devices,
+            strict=s.strict,
+            threads=s.threads,
+            verify=s.verify,
         )
         fingerprint = self._encoder.fingerprint
         self._cache = (
@@ -157,6 +166,11 @@ class Router:
     def provider(self) -> str:
         """The execution provider that runs the model, as onnxruntime reports it."""
         return self._encoder.provider
+
+    @property
+    def placement(self) -> Placement:
+        """The provider and device that run the model, and why not the board's first wish."""
+        return self._encoder.placement
 
     @property
     def agent_types(self) -> list[str]:

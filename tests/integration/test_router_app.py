@@ -118,8 +118,8 @@ def test_qey_route_strict_without_the_provider_fails_clearly(settings: Settings)
             "-m",
             "appliance.cli",
             "route",
-            "--provider",
-            "NoSuchExecutionProvider",
+            "--device",
+            "NPU",
             "--strict",
             "scan 127.0.0.1",
         ],
@@ -129,7 +129,10 @@ def test_qey_route_strict_without_the_provider_fails_clearly(settings: Settings)
         check=False,
     )
     assert done.returncode == 1
-    assert "strict mode: NoSuchExecutionProvider is not available here" in done.stderr
+    assert (
+        "strict mode: the router needs a device of type NPU and there is none: "
+        "the board names no plugin execution provider"
+    ) in done.stderr
 
 
 def board_with_router(tmp_path: Path, router: str) -> Path:
@@ -141,24 +144,25 @@ def board_with_router(tmp_path: Path, router: str) -> Path:
     return board
 
 
-def test_a_strict_board_without_its_npu_refuses_to_start(
+def test_a_strict_board_without_its_npu_library_refuses_to_start(
     settings: Settings, tmp_path: Path
 ) -> None:
     board = board_with_router(
         tmp_path,
-        '[router]\nexecution_providers = ["NoSuchNpuExecutionProvider", "CPUExecutionProvider"]'
-        "\nstrict = true\n",
+        f'[router]\ndevices = ["NPU"]\nstrict = true\nplugin = {{ path = "{tmp_path}/npu.so" }}\n',
     )
-    with pytest.raises(ProviderUnavailable, match="strict mode: NoSuchNpuExecutionProvider"):
+    with pytest.raises(
+        ProviderUnavailable, match=f"^strict mode: no provider library at {tmp_path}/npu.so$"
+    ):
         Appliance(msgspec.structs.replace(settings, board=str(board)))
 
 
 async def test_the_boards_providers_reach_the_router_and_its_phrases_are_kept(
     settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    (tmp_path / "npu.so").write_bytes(b"\x7fELF but not really a library" * 8)
     board = board_with_router(
-        tmp_path,
-        '[router]\nexecution_providers = ["NoSuchNpuExecutionProvider", "CPUExecutionProvider"]\n',
+        tmp_path, f'[router]\ndevices = ["NPU"]\nplugin = {{ path = "{tmp_path}/npu.so" }}\n'
     )
     with caplog.at_level(logging.WARNING, logger="appliance.router"):
         async with (
@@ -166,7 +170,7 @@ async def test_the_boards_providers_reach_the_router_and_its_phrases_are_kept(
             in_process(msgspec.structs.replace(settings, board=str(board))) as appliance,
         ):
             assert appliance.router.provider == "CPUExecutionProvider"
-    # the board's first provider was asked for (a default router never names it), and the
-    # fallback was said
-    assert "NoSuchNpuExecutionProvider not available here" in caplog.text
+            assert appliance.router.placement.wanted == ["NPU"]
+    # the board's library was tried (a default router names none), and the fallback was said
+    assert f"a fallback: cannot load the provider library {tmp_path}/npu.so" in caplog.text
     assert (settings.data_dir / "router" / CACHE_FILE).stat().st_size > 10_000

@@ -22,7 +22,7 @@ status = { red = 16, green = 20, blue = 21 }
 [display]
 port = "loop://"
 [router]
-execution_providers = ["CPUExecutionProvider"]
+devices = ["CPU"]
 [web]
 listen = ["127.0.0.1:8080"]
 """
@@ -61,7 +61,26 @@ def test_an_unknown_board_names_the_file_and_the_known_ones() -> None:
         ('port = "loop://"', "", r"display\.port: give a port, a match, or both"),
         ("power = 5", "power = 6", r"leds: GPIO \[6\] used by more than one LED"),
         ('"127.0.0.1:8080"', '"127.0.0.1"', r"web\.listen\[0\]: '127\.0\.0\.1' is not HOST:PORT"),
-        ('["CPUExecutionProvider"]', "[]", r"router\.execution_providers: name at least one"),
+        ('devices = ["CPU"]', "devices = []", r"router\.devices: name at least one device"),
+        (
+            'devices = ["CPU"]',
+            'devices = ["TPU"]',
+            r"router\.devices\[0\]: Invalid enum value 'TPU'",
+        ),
+        ('["CPU"]', '["NPU", "CPU", "NPU"]', r"router\.devices: .* names a type twice"),
+        ('["CPU"]', '["NPU"]\nplugin = {}', r"router\.plugin: give either a path or a package"),
+        (
+            '["CPU"]',
+            '["NPU"]\nplugin = { path = "/x.so", package = "x" }',
+            r"router\.plugin: give either a path or a package",
+        ),
+        ('["CPU"]', '["NPU"]\nplugin = { path = "x.so" }', r"router\.plugin\.path: 'x\.so' is not"),
+        ('["CPU"]', '["NPU"]\nplugin = { package = "x", lib = 1 }', r"router\.plugin: .*`lib`"),
+        (
+            'devices = ["CPU"]',
+            'execution_providers = ["CPUExecutionProvider"]',
+            r"router\.execution_providers: replaced by router\.devices and router\.plugin",
+        ),
         ("[gpio]", "[gpio", r"not valid TOML"),
     ],
 )
@@ -75,3 +94,24 @@ def test_a_profile_missing_a_section_names_it() -> None:
     text = GOOD.split("[router]")[0]
     with pytest.raises(BadBoardProfile, match=r"board\.toml: .*required field `router`"):
         parse_board(text, "board.toml")
+
+
+def test_the_device_names_no_xnnpack_as_its_npu_but_its_plugin_and_the_npu() -> None:
+    router = load_board("qey0").router
+    assert router.devices == ["NPU"] and router.plugin is not None
+    assert router.plugin.path.startswith("/") and not router.strict
+    assert "Xnnpack" not in (BOARDS_DIR / "qey0.toml").read_text()
+
+
+def test_a_plugin_names_its_library_and_options() -> None:
+    text = GOOD.replace(
+        'devices = ["CPU"]',
+        'devices = ["NPU", "GPU", "CPU"]\nstrict = true\n'
+        '[router.plugin]\npackage = "onnxruntime_ep_openvino"\n'
+        'provider = "OpenVINOExecutionProvider"\noptions = { num_of_threads = "1" }',
+    )
+    router = parse_board(text, "board.toml").router
+    assert router.devices == ["NPU", "GPU", "CPU"] and router.strict
+    assert router.plugin is not None
+    assert (router.plugin.package, router.plugin.path) == ("onnxruntime_ep_openvino", "")
+    assert router.plugin.options == {"num_of_threads": "1"}

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 import threading
 import time
 from pathlib import Path
 
 import msgspec
-import onnxruntime as ort
 import pytest
 
 from appliance.agents import BUILTIN_TYPES
 from appliance.errors import ModelUnavailable, ProviderUnavailable
 from appliance.events import Event
-from appliance.router import RouteDecision, Router, RouterSettings
-from appliance.router.encoder import choose_providers, file_sha256, packaged_model_dir
+from appliance.router import Plugin, RouteDecision, Router, RouterSettings
+from appliance.router.encoder import file_sha256, packaged_model_dir
 from appliance.router.head import TypeHead
 from appliance.runtime import Agent, Context, NoState, Runtime
 
@@ -206,36 +207,68 @@ def test_nothing_registered_is_a_clear_error() -> None:
         Router().route_blocking("scan 127.0.0.1")
 
 
-def test_a_missing_provider_falls_back_to_cpu_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    router = Router(RouterSettings(providers=["NoSuchExecutionProvider", "CPUExecutionProvider"]))
+def test_a_board_wanting_an_npu_without_a_plugin_runs_on_cpu_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = Router(RouterSettings(devices=["NPU", "GPU"]))
     router.add_type(BUILTIN_TYPES[1])
     assert router.provider == "CPUExecutionProvider"
     assert router.route_blocking("scan 127.0.0.1").provider == "CPUExecutionProvider"
-    assert "NoSuchExecutionProvider not available" in caplog.text
-    assert "runs on CPUExecutionProvider, not NoSuchExecutionProvider" in caplog.text
+    assert (router.placement.device, router.placement.wanted) == ("CPU", ["NPU", "GPU"])
+    assert router.placement.fallback == "the board names no plugin execution provider"
+    assert (
+        "router: runs on CPUExecutionProvider on CPU" in caplog.text
+        and "a fallback: the board names no plugin execution provider" in caplog.text
+    )
 
 
-def test_strict_mode_refuses_to_start_without_the_first_provider() -> None:
-    with pytest.raises(ProviderUnavailable, match="strict mode: NoSuchExecutionProvider"):
-        Router(
-            RouterSettings(
-                providers=["NoSuchExecutionProvider", "CPUExecutionProvider"], strict=True
-            )
-        )
+@pytest.mark.parametrize(
+    ("library", "reason"),
+    [
+        ("missing.so", r"no provider library at .*missing\.so"),
+        ("garbage.so", r"cannot load the provider library .*garbage\.so: .*invalid ELF header"),
+    ],
+)
+def test_a_missing_or_broken_plugin_library_falls_back_to_cpu_saying_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, library: str, reason: str
+) -> None:
+    (tmp_path / "garbage.so").write_bytes(b"not a shared library\n" * 64)
+    plugin = Plugin(path=str(tmp_path / library))
+    router = Router(RouterSettings(plugin=plugin, devices=["NPU"]))
+    assert router.placement.provider == "CPUExecutionProvider"
+    assert re.fullmatch(reason, router.placement.fallback), router.placement.fallback
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(re.search(reason, m) and "CPUExecutionProvider" in m for m in warned), warned
 
 
-def test_strict_mode_runs_when_the_first_provider_is_there() -> None:
-    router = Router(RouterSettings(providers=["CPUExecutionProvider"], strict=True))
+@pytest.mark.parametrize("library", ["missing.so", "garbage.so"])
+def test_a_strict_board_refuses_to_start_without_its_plugin_library(
+    tmp_path: Path, library: str
+) -> None:
+    (tmp_path / "garbage.so").write_bytes(b"not a shared library\n" * 64)
+    plugin = Plugin(path=str(tmp_path / library))
+    with pytest.raises(ProviderUnavailable, match=rf"^strict mode: .*{library}"):
+        Router(RouterSettings(plugin=plugin, devices=["NPU"], strict=True))
+
+
+def test_a_plugin_package_that_is_not_installed_is_a_fallback_that_names_it() -> None:
+    router = Router(RouterSettings(plugin=Plugin(package="no_such_ep_package"), devices=["NPU"]))
+    assert router.placement.fallback.startswith("no Python package no_such_ep_package")
+
+
+def test_strict_mode_refuses_to_start_without_a_wanted_device() -> None:
+    with pytest.raises(
+        ProviderUnavailable,
+        match="strict mode: the router needs a device of type NPU and there is none",
+    ):
+        Router(RouterSettings(devices=["NPU"], strict=True))
+
+
+def test_strict_mode_runs_when_the_wanted_device_is_there() -> None:
+    router = Router(RouterSettings(devices=["CPU"], strict=True))
     assert router.provider == "CPUExecutionProvider"
-
-
-def test_providers_keep_the_boards_order_and_end_with_cpu() -> None:
-    available = ["XnnpackExecutionProvider", "CPUExecutionProvider"]
-    wanted = ["NpuExecutionProvider", "XnnpackExecutionProvider", "CPUExecutionProvider"]
-    assert choose_providers(wanted, available, strict=False) == available
-    assert choose_providers(
-        ["CPUExecutionProvider"], ort.get_available_providers(), strict=False
-    ) == ["CPUExecutionProvider"]
+    assert router.placement.fallback == ""
+    assert router.placement.nodes_on_provider == router.placement.nodes > 0
 
 
 @pytest.fixture
