@@ -30,7 +30,7 @@ from appliance.hal.hardware import Hardware
 from appliance.hal.interfaces import reachable_urls
 from appliance.planner.plan import Plan
 from appliance.planner.planner import Planner
-from appliance.router import Candidate, RouteDecision, Router
+from appliance.router import Candidate, Placement, RouteDecision, Router
 from appliance.router.router import Reason
 from appliance.runtime import Runtime, Store, running
 from appliance.schedules.cadence import describe
@@ -48,7 +48,7 @@ from appliance.startup import (
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.web.api import make_api
 from appliance.web.approvals import APPROVALS_PAGE, add_action_routes
-from appliance.web.capabilities import DeviceStatus
+from appliance.web.capabilities import DeviceStatus, RouterStatus
 from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
 from appliance.web.keys import FAILED_EXTENSIONS, NAMES
@@ -291,7 +291,8 @@ class Appliance:
                 bound = sock.stat()
                 print(
                     f"qey ready {__version__} {boot_slot()} data={self.settings.data_dir} "
-                    f"scope={','.join(self.settings.scope)} router={self.router.provider}",
+                    f"scope={','.join(self.settings.scope)} "
+                    f"router={self.router.placement.summary()}",
                     flush=True,
                 )
                 if panel is not None:
@@ -351,7 +352,7 @@ class Appliance:
             self.runtime,
             self.submit,
             credentials,
-            provider=self.router.provider,
+            router=router_status(self.router.placement),
             route=self.router.route,
             plan=self.planner.plan,
             device=_BoardView(hardware, self.settings.data_dir),
@@ -421,6 +422,20 @@ def _panel_tls(data_dir: Path, listen: list[str]) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     return context
+
+
+def router_status(placement: Placement) -> RouterStatus:
+    """The router's placement as the panel's layer knows it (web/ may not import the router)."""
+    return RouterStatus(
+        provider=placement.provider,
+        device=placement.device,
+        vendor=placement.vendor,
+        wanted=placement.wanted,
+        library=placement.library,
+        fallback=placement.fallback,
+        nodes=placement.nodes,
+        nodes_on_provider=placement.nodes_on_provider,
+    )
 
 
 class _BoardView:

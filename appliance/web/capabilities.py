@@ -33,6 +33,23 @@ class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
     data_free_bytes: int = 0  # where the store lives: a full disk is an operator's problem
 
 
+class RouterStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the router's model runs, as built at start: the execution provider and the
+    device that really run it (``app.py`` copies the router's placement), what the board
+    wanted, most wanted first, and why not the first of that when it is not (``fallback``,
+    empty when it is). ``nodes_on_provider`` of the model's ``nodes`` run on ``provider``;
+    the CPU provider runs the rest."""
+
+    provider: str
+    device: str = ""
+    vendor: str = ""
+    wanted: list[str] = msgspec.field(default_factory=list)
+    library: str = ""
+    fallback: str = ""
+    nodes: int = 0
+    nodes_on_provider: int = 0
+
+
 class DeviceView(Protocol):
     def status(self) -> DeviceStatus: ...
 

@@ -8,7 +8,13 @@ from aiohttp import web
 
 from appliance.runtime import Clock, Runtime
 from appliance.web.activity import Activity
-from appliance.web.capabilities import DeviceView, PlanPreview, RoutePreview, ScopeControl
+from appliance.web.capabilities import (
+    DeviceView,
+    PlanPreview,
+    RoutePreview,
+    RouterStatus,
+    ScopeControl,
+)
 from appliance.web.credentials import Credentials
 from appliance.web.devices import DeviceCookies
 from appliance.web.sessions import Session, Sessions
@@ -29,7 +35,8 @@ DEVICE: web.AppKey[DeviceView | None] = web.AppKey("device")
 SCOPE: web.AppKey[ScopeControl | None] = web.AppKey("scope")
 # called once the admin password is set (the setup token is spent): app.py clears its notice
 ON_CONFIGURED: web.AppKey[Callable[[], None]] = web.AppKey("on_configured")
-PROVIDER: web.AppKey[str] = web.AppKey("provider")
+# where the router's model runs (None: this appliance has no router)
+ROUTER: web.AppKey[RouterStatus | None] = web.AppKey("router")
 # extension entry points that did not load at start, and why (app.py's Extensions.failed)
 FAILED_EXTENSIONS: web.AppKey[Mapping[str, str]] = web.AppKey("failed_extensions")
 # on a request that passed the panel's guard (auth.require_session): whose session it is

@@ -24,8 +24,8 @@ from appliance.web.keys import (
     DEVICE,
     FAILED_EXTENSIONS,
     PLAN,
-    PROVIDER,
     ROUTE,
+    ROUTER,
     RUNTIME,
     SCOPE,
     SESSION,
@@ -78,7 +78,7 @@ async def get_status(request: web.Request) -> web.Response:
     app = request.app
     failed = app.get(FAILED_EXTENSIONS)
     return json_response(
-        build_status(app[RUNTIME], app[ACTIVITY], app[PROVIDER], app[DEVICE], failed)
+        build_status(app[RUNTIME], app[ACTIVITY], app[ROUTER], app[DEVICE], failed)
     )
 
 

@@ -13,7 +13,7 @@ import msgspec
 
 from appliance.runtime import InstanceInfo, Runtime, accepted_kinds
 from appliance.web.activity import Activity
-from appliance.web.capabilities import DeviceStatus, DeviceView
+from appliance.web.capabilities import DeviceStatus, DeviceView, RouterStatus
 
 
 class InstanceView(msgspec.Struct, frozen=True):
@@ -51,13 +51,16 @@ class StatusView(msgspec.Struct, frozen=True):
     busy: bool
     handled: int
     crashed: int
-    router_provider: str
+    router_provider: str  # the provider's name alone: router.provider
     failed_types: dict[str, str]
     types: list[TypeView]
     instances: list[InstanceView]
     device: DeviceStatus | None
     # extension entry points that failed to load at start, and why: their types are absent
     failed_extensions: dict[str, str] = {}
+    # where the router's model runs: provider, device, vendor, and why not the board's first
+    # wish when it is not (None: this appliance has no router)
+    router: RouterStatus | None = None
 
 
 def instance_view(info: InstanceInfo) -> InstanceView:
@@ -79,7 +82,7 @@ def instance_view(info: InstanceInfo) -> InstanceView:
 def build_status(
     runtime: Runtime,
     activity: Activity,
-    provider: str,
+    router: RouterStatus | None,
     device: DeviceView | None,
     failed_extensions: Mapping[str, str] | None = None,
 ) -> StatusView:
@@ -124,10 +127,11 @@ def build_status(
         busy=runtime.busy,
         handled=runtime.handled,
         crashed=runtime.crashed,
-        router_provider=provider,
+        router_provider=router.provider if router is not None else "",
         failed_types=failed,
         types=types,
         instances=instances,
         device=device.status() if device is not None else None,
         failed_extensions=dict(failed_extensions or {}),
+        router=router,
     )

@@ -15,7 +15,7 @@ from appliance.reports.model import VERDICT_TEXT
 from appliance.reports.render_json import render_json
 from appliance.runtime import JobTree, render_tree
 from appliance.web.home import job_row
-from appliance.web.keys import ACTIVITY, DEVICE, FAILED_EXTENSIONS, PROVIDER, RUNTIME, SCOPE
+from appliance.web.keys import ACTIVITY, DEVICE, FAILED_EXTENSIONS, ROUTER, RUNTIME, SCOPE
 from appliance.web.overview import build_status
 from appliance.web.render import render
 from appliance.web.reports import job_report
@@ -38,7 +38,7 @@ async def system(request: web.Request) -> web.Response:
     """The internals: agent types, pools, instances, the board, the router."""
     app = request.app
     failed = app.get(FAILED_EXTENSIONS)
-    status = build_status(app[RUNTIME], app[ACTIVITY], app[PROVIDER], app[DEVICE], failed)
+    status = build_status(app[RUNTIME], app[ACTIVITY], app[ROUTER], app[DEVICE], failed)
     return render(request, "system.html", "System", active="/system", s=status)
 
 

@@ -25,7 +25,13 @@ from appliance.runtime import Clock, Runtime
 from appliance.web import auth
 from appliance.web.activity import Activity
 from appliance.web.api import API_ROUTES, errors_as_json, json_response
-from appliance.web.capabilities import DeviceView, PlanPreview, RoutePreview, ScopeControl
+from appliance.web.capabilities import (
+    DeviceView,
+    PlanPreview,
+    RoutePreview,
+    RouterStatus,
+    ScopeControl,
+)
 from appliance.web.console import CONSOLE, Console
 from appliance.web.credentials import Credentials
 from appliance.web.devices import DeviceCookies
@@ -39,8 +45,8 @@ from appliance.web.keys import (
     DEVICES,
     ON_CONFIGURED,
     PLAN,
-    PROVIDER,
     ROUTE,
+    ROUTER,
     RUNTIME,
     SCOPE,
     SESSIONS,
@@ -141,6 +147,7 @@ def make_panel(
     *,
     clock: Clock | None = None,
     provider: str = "",
+    router: RouterStatus | None = None,
     route: RoutePreview | None = None,
     plan: PlanPreview | None = None,
     device: DeviceView | None = None,
@@ -151,7 +158,9 @@ def make_panel(
     on_configured: Callable[[], None] | None = None,
 ) -> web.Application:
     """The panel's app. ``on_configured`` is called once the admin password is set, by the
-    setup page or the console (the hardware's notice of the setup token goes then)."""
+    setup page or the console (the hardware's notice of the setup token goes then).
+    ``router`` says where the router's model runs; ``provider`` alone will do where nothing
+    more is known (the benchmarks, the tests)."""
     clock = clock or runtime.clock
     app = web.Application(
         middlewares=[security_headers, errors_as_json, auth.require_session, errors_as_pages],
@@ -170,7 +179,7 @@ def make_panel(
     app[CONSOLE] = Console(credentials, sessions, app[THROTTLE], app[ON_CONFIGURED])
     app[DEVICES] = DeviceCookies(credentials.signing_key)
     app[ACTIVITY] = activity or Activity()
-    app[PROVIDER] = provider
+    app[ROUTER] = router or (RouterStatus(provider=provider) if provider else None)
     app[ROUTE] = route
     app[PLAN] = plan
     app[DEVICE] = device

@@ -132,10 +132,12 @@ async def test_a_loaded_type_is_registered_with_the_scope_it_asks_for(
 
 def test_the_status_api_lists_failed_extensions(tmp_path: Path) -> None:
     from appliance.web.activity import Activity
+    from appliance.web.capabilities import RouterStatus
     from appliance.web.overview import build_status
 
     runtime = Runtime(Store(tmp_path / "qey.db"))
     failed = {"broken": "importing broken:Thing: ModuleNotFoundError: no module"}
-    status = build_status(runtime, Activity(), "cpu", None, failed)
+    cpu = RouterStatus(provider="cpu")
+    status = build_status(runtime, Activity(), cpu, None, failed)
     assert status.failed_extensions == failed
-    assert build_status(runtime, Activity(), "cpu", None).failed_extensions == {}
+    assert build_status(runtime, Activity(), cpu, None).failed_extensions == {}
