@@ -46,7 +46,8 @@ class AuditTrail:
         self._store = store
         self._clock = clock
         self._now = clock.now
-        self._pending: list[tuple[float, Envelope[Any], TaskRef, str]] = []
+        # at, what was handed over, to which task, how its handler ended
+        self.pending: list[tuple[float, Envelope[Any], TaskRef, str]] = []
         self._sealed: list[tuple[str, object, Row]] = []
         self._encode = msgspec.msgpack.Encoder().encode
         self._seq = store.read_now(
@@ -56,37 +57,44 @@ class AuditTrail:
         store.cap(TABLE, max(1, limit // BLOCK))
 
     def record(self, env: Envelope[Any], task: TaskRef, outcome: str) -> None:
-        """One handled event: the runtime's hot path, so only a clock read and an append; the
-        entry's fields are taken apart when its block is sealed, once per BLOCK events."""
-        pending = self._pending
-        pending.append((self._now(), env, task, outcome))
-        if len(pending) >= BLOCK:
+        """One handled event (the runtime inlines this: see ``Runtime._finish``)."""
+        self.pending.append((self._now(), env, task, outcome))
+        self.grew()
+
+    def grew(self) -> None:
+        """``pending`` grew by one: the first of a block wakes the store's writer, a full
+        block is sealed at once."""
+        n = len(self.pending)
+        if n >= BLOCK:
             self._seal()
-        elif len(pending) == 1:
+        elif n == 1:
             self._store.wake()
 
     def _seal(self) -> None:
-        pending, self._pending = self._pending, []
-        tags = _TAGS
-        entries: list[Entry] = []
-        keys = set()
-        for at, env, task, outcome in pending:
-            event = env.event
-            tag = tags.get(type(event))
-            if tag is None:  # reading __struct_config__ builds an object: once per type
-                tag = tags[type(event)] = str(event.__struct_config__.tag)
-            job_id = env.job.job_id
-            entries.append((at, job_id, task.task_id, task.agent_type, tag, outcome, event))
-            keys.add((job_id, task.task_id))
+        pending = self.pending[:]
+        self.pending.clear()  # the same list: the runtime holds it
+        tag = _TAGS.get
+        entries = [
+            (
+                at,
+                env.job.job_id,
+                task.task_id,
+                task.agent_type,
+                tag(type(env.event)) or _learn_tag(env.event),
+                out,
+                env.event,
+            )
+            for at, env, task, out in pending
+        ]
         self._seq += 1
         seq = self._seq
         self._sealed.append((TABLE, seq, (seq, entries[0][0], self._encode(entries))))
-        for job_id, task_id in keys:
+        for job_id, task_id in {(e[1], e[2]) for e in entries}:
             self._sealed.append((KEYS, (seq, job_id, task_id), (seq, job_id, task_id)))
 
     def collect(self) -> list[tuple[str, object, Row]]:
         """The store's source: the blocks sealed since its last commit, and the rest."""
-        if self._pending:
+        if self.pending:
             self._seal()
         sealed, self._sealed = self._sealed, []
         return sealed
@@ -125,3 +133,9 @@ def read_entries(db: Any, job_id: str | None, task_id: str | None, limit: int) -
         if len(found) >= limit:
             break
     return found[-limit:]
+
+
+def _learn_tag(event: Any) -> str:
+    """An event type's tag: reading ``__struct_config__`` builds an object, so once per type."""
+    tag = _TAGS[type(event)] = str(event.__struct_config__.tag)
+    return tag

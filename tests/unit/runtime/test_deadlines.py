@@ -24,7 +24,7 @@ async def test_an_unanswered_request_fails_at_its_deadline_and_an_answered_one_n
     deadlines.watch(stuck, 0.05, "slow")
     deadlines.watch(answered, 0.05, "quick")
     answered.set_result(1)
-    with pytest.raises(RequestTimeout, match="slow did not reply within 0.05s"):
+    with pytest.raises(RequestTimeout, match=r"slow did not reply within 0\.05s"):
         await asyncio.wait_for(stuck, 2)
     assert answered.result() == 1
 
