@@ -55,7 +55,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     scope_confirm_large: bool = False  # the admin means a range past the size limit
     ports: list[int] = msgspec.field(default_factory=lambda: list(COMMON_PORTS))
     probe_timeout_s: float = 1.0
-    scan_concurrency: int = 128
+    scan_concurrency: int = 512  # the most; fewer where the open-files limit is low
     rules_file: Path | None = None  # port rules for the analyzer; None: the packaged ones
     board: str = "sim"  # hw/boards/<board>.toml, or a path to a profile ($QEY_BOARD)
     # the admin panel's HOST:PORTs ($QEY_WEB_LISTEN; empty: no panel); None: the board's

@@ -19,7 +19,7 @@ from appliance.agents.messages import (
     ScanRequested,
     merged_facts,
 )
-from appliance.agents.portscan import scan
+from appliance.agents.portscan import probe_window, scan
 from appliance.errors import BadCommand
 from appliance.events import TopicRef, TypeRef
 from appliance.runtime import Agent, Context, NoState, StepInput, StepParams
@@ -448,7 +448,7 @@ class DataCollector(Agent):
             found = await scan(
                 hosts,
                 ports,
-                concurrency=self._concurrency,
+                concurrency=probe_window(self._concurrency, self.pool_max),
                 timeout=self._timeout,
                 progress=progress,
             )
@@ -530,7 +530,10 @@ class DataCollector(Agent):
             self._scope.check(host)
         started = ctx.clock.monotonic()
         found = await scan(
-            event.hosts, event.ports, concurrency=self._concurrency, timeout=self._timeout
+            event.hosts,
+            event.ports,
+            concurrency=probe_window(self._concurrency, self.pool_max),
+            timeout=self._timeout,
         )
         return ChunkScanned(
             first=event.hosts[0],
