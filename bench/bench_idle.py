@@ -11,7 +11,11 @@ start), and with bytecode cached (".pyc cached": that variable unset, PYTHONPYCA
 temp dir, so nothing is written into the repo), which is how an installed appliance runs.
 Reference lines say where the time and the memory go.
 
-Goals: RSS <= 25 MB, import time <= 0.15 s.
+A started runtime's RSS is measured on its first start (the store makes its schema, which
+imports sqlite-utils) and on a later one (the schema is current: every boot after the first),
+whose figure the goal is for.
+
+Goals: RSS <= 25 MB, import time <= 0.1 s.
 """
 
 from __future__ import annotations
@@ -53,25 +57,24 @@ print(json.dumps({{"rss": rss(), "peak": rss("VmHWM:")}}))
 RUNTIME_CHILD = (
     _RSS
     + """
-import asyncio, json, tempfile
+import asyncio, json
 from pathlib import Path
 from appliance.agents import register_builtin
 from appliance.runtime import Runtime, Store, running
 from appliance.settings import Settings
 
 async def main():
-    with tempfile.TemporaryDirectory(prefix="qey-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp))
-        store = Store(settings.db_path)
-        try:
-            runtime = Runtime(store)
-            register_builtin(runtime, settings)
-            assert len(runtime.agent_types) >= 4
-            async with running(runtime):
-                await asyncio.sleep({idle})
-                now, peak = rss(), rss("VmHWM:")
-        finally:
-            store.close()
+    settings = Settings(data_dir=Path({data_dir!r}))
+    store = Store(settings.db_path)
+    try:
+        runtime = Runtime(store)
+        register_builtin(runtime, settings)
+        assert len(runtime.agent_types) >= 4
+        async with running(runtime):
+            await asyncio.sleep({idle})
+            now, peak = rss(), rss("VmHWM:")
+    finally:
+        store.close()
     print(json.dumps({{"rss": now, "peak": peak}}))
 
 asyncio.run(main())
@@ -124,10 +127,26 @@ def import_breakdown(module: str, env: Mapping[str, str]) -> dict[str, float]:
     return found
 
 
-def rss(code: str, env: Mapping[str, str]) -> tuple[float, float]:
+def rss(code: str, env: Mapping[str, str], **fields: str) -> tuple[float, float]:
     """Median VmRSS at the end of the idle second, and median peak RSS, both in bytes."""
-    runs = [run_child(["-c", code.format(idle=IDLE_S)], env=env) for _ in range(RSS_REPS)]
+    runs = [run_child(["-c", code.format(idle=IDLE_S, **fields)], env=env) for _ in range(RSS_REPS)]
     return median([r["rss"] for r in runs]), median([r["peak"] for r in runs])
+
+
+def started(env: Mapping[str, str], *, first: bool) -> tuple[float, float]:
+    """A started runtime's RSS: on its first start (the store makes its schema, with
+    sqlite-utils) or on a later one (the schema is current), as an appliance starts at every
+    boot after its first."""
+    with tempfile.TemporaryDirectory(prefix="qey-bench-data-") as data_dir:
+        if not first:
+            run_child(["-c", RUNTIME_CHILD.format(idle=0, data_dir=data_dir)], env=env)
+            return rss(RUNTIME_CHILD, env, data_dir=data_dir)
+        measured = []
+        for _ in range(RSS_REPS):
+            with tempfile.TemporaryDirectory(prefix="qey-bench-data-") as fresh:
+                one = RUNTIME_CHILD.format(idle=IDLE_S, data_dir=fresh)
+                measured.append(run_child(["-c", one], env=env))
+        return median([r["rss"] for r in measured]), median([r["peak"] for r in measured])
 
 
 def main() -> None:
@@ -147,7 +166,7 @@ def main() -> None:
             ours_import = import_seconds("appliance.runtime", env)
             figure(f"import appliance.runtime ({name})", ours_import * 1000, "ms")
             ratio("  ours / baseline", ours_import, bare_import, higher_is_better=False)
-            goal(f"import time, {name}", ours_import * 1000, 150.0, "ms")
+            goal(f"import time, {name}", ours_import * 1000, 100.0, "ms")
         print("  where it goes (-X importtime, cumulative, one run, .pyc cached):")
         found = import_breakdown("appliance.runtime", cached)
         for module, us in sorted(found.items(), key=lambda kv: -kv[1]):
@@ -165,8 +184,11 @@ def main() -> None:
         figure("bare python + asyncio, idle 1 s (baseline)", bare_rss / 2**20, "MiB")
         figure("  its peak RSS (VmHWM)", bare_peak / 2**20, "MiB")
         for name, env in conditions.items():
-            ours_rss, ours_peak = rss(RUNTIME_CHILD, env)
-            figure(f"runtime + 4 agents, idle 1 s ({name})", ours_rss / 2**20, "MiB")
+            first_rss, first_peak = started(env, first=True)
+            figure(f"first start, 4 agents, idle 1 s ({name})", first_rss / 2**20, "MiB")
+            figure("  its peak RSS (VmHWM)", first_peak / 2**20, "MiB")
+            ours_rss, ours_peak = started(env, first=False)
+            figure(f"later start, 4 agents, idle 1 s ({name})", ours_rss / 2**20, "MiB")
             figure("  its peak RSS (VmHWM)", ours_peak / 2**20, "MiB")
             figure("  above the baseline", (ours_rss - bare_rss) / 2**20, "MiB")
             ratio("  ours / baseline", ours_rss, bare_rss, higher_is_better=False)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,9 @@ async def test_records_survive_a_reopen(tmp_path: Path) -> None:
     store.close()
     again = Store(tmp_path / "qey.db")
     try:
-        assert await again.read(lambda db: db["jobs"].count) == 1
+        assert (
+            await again.read(lambda db: db.execute("SELECT count(*) FROM jobs").fetchone()[0]) == 1
+        )
     finally:
         again.close()
 
@@ -83,3 +87,22 @@ def test_the_database_files_are_the_owners_alone(tmp_path: Path) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_store_whose_schema_is_current_opens_without_sqlite_utils(tmp_path: Path) -> None:
+    """Only making or migrating the schema needs sqlite-utils (about 5 MB resident): every
+    start after the first must not import it."""
+    probe = (
+        "import sys; from pathlib import Path; from appliance.runtime.store import Store; "
+        f"s = Store(Path({str(tmp_path / 'qey.db')!r})); "
+        "print('sqlite_utils' in sys.modules); s.close()"
+    )
+
+    def imported() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    assert imported() == "True"  # the first open makes the schema
+    assert imported() == "False"
