@@ -6,7 +6,15 @@ targets in the same run, inside a network namespace of its own (loopback address
    packets to three of the ports on every host (they time out) and four ports are open.
 
 Both must find the same open ports. nmap is installed for the benchmark (apt) if missing;
-the appliance never ships or runs it.
+the appliance never ships or runs it. The scanner runs as a collector instance would: the
+probes in flight the settings and the descriptor limit allow (``probe_window``), each timeout
+learnt from the round trips up to the settings' probe timeout.
+
+Each round runs nmap and then qey on both fixtures; ``--rounds N`` (default 3) repeats them,
+and the summary gives each fixture's medians and the paired ratios' median [min-max], since
+one round on a shared machine says little.
+
+Goals: firewalled <= 0.5x nmap's time, answering <= 1.0x.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import figure, header, ratio
+from _common import figure, goal, header, median
 
-from appliance.agents.portscan import scan
+from appliance.agents.collector import DataCollector
+from appliance.agents.portscan import probe_window, scan
 from appliance.settings import Settings
 from appliance.startup import allow_open_files
 from tests.support import new_network_namespace
@@ -37,6 +46,7 @@ OPEN = {"answering": ["127.30.1.9", "127.30.3.200"], "firewalled": ["127.31.0.77
 OPEN_PORTS = (22, 8080)
 DROPPED = (23, 445, 3389)
 TARGETS = {"answering": "127.30.0.0/22", "firewalled": "127.31.0.0/23"}
+GOALS = {"answering": 1.0, "firewalled": 0.5}
 
 
 def ensure_nmap() -> str:
@@ -89,42 +99,58 @@ def nmap_scan(nmap: str, target: str) -> tuple[float, set[tuple[str, int]]]:
 
 async def qey_scan(target: str, settings: Settings) -> tuple[float, set[tuple[str, int]]]:
     hosts = [str(h) for h in ipaddress.ip_network(target).hosts()]
+    window = probe_window(settings.scan_concurrency, DataCollector.pool_max)
     started = time.perf_counter()
-    found = await scan(
-        hosts, PORTS, concurrency=settings.scan_concurrency, timeout=settings.probe_timeout_s
-    )
+    found = await scan(hosts, PORTS, concurrency=window, timeout=settings.probe_timeout_s)
     secs = time.perf_counter() - started
     return secs, {(h, p) for h, ports in found.items() for p in ports}
 
 
-def inside() -> None:
+def inside(rounds: int) -> None:
     nmap = shutil.which("nmap")
     assert nmap, "no nmap: run this file without --inside (it installs nmap first)"
     listeners = fixture()
     allow_open_files()
     settings = Settings(data_dir=Path("/nonexistent"))  # the defaults: never opened
+    window = probe_window(settings.scan_concurrency, DataCollector.pool_max)
     header(
-        f"scanner against nmap -sT -T4, {len(PORTS)} ports; concurrency "
-        f"{settings.scan_concurrency}, probe timeout {settings.probe_timeout_s} s"
+        f"scanner against nmap -sT -T4, {len(PORTS)} ports, {rounds} rounds; {window} probes "
+        f"in flight, timeouts learnt up to {settings.probe_timeout_s} s"
     )
-    for name, target in TARGETS.items():
-        nmap_secs, nmap_found = nmap_scan(nmap, target)
-        qey_secs, qey_found = asyncio.run(qey_scan(target, settings))
-        expected = {(h, p) for h in OPEN[name] for p in OPEN_PORTS}
-        assert nmap_found == expected, (name, "nmap", sorted(nmap_found))
-        assert qey_found == expected, (name, "qey", sorted(qey_found))
-        hosts = ipaddress.ip_network(target).num_addresses - 2
-        figure(f"{name}: nmap", nmap_secs, "s", note=f"{target}, {hosts * len(PORTS):,} probes")
-        figure(f"{name}: qey", qey_secs, "s", note=f"same {len(qey_found)} open ports")
-        ratio(f"{name}: qey against nmap (wall time)", qey_secs, nmap_secs, higher_is_better=False)
+    times: dict[str, dict[str, list[float]]] = {n: {"nmap": [], "qey": []} for n in TARGETS}
+    for round_ in range(1, rounds + 1):
+        for name, target in TARGETS.items():
+            nmap_secs, nmap_found = nmap_scan(nmap, target)
+            qey_secs, qey_found = asyncio.run(qey_scan(target, settings))
+            expected = {(h, p) for h in OPEN[name] for p in OPEN_PORTS}
+            assert nmap_found == expected, (name, "nmap", sorted(nmap_found))
+            assert qey_found == expected, (name, "qey", sorted(qey_found))
+            times[name]["nmap"].append(nmap_secs)
+            times[name]["qey"].append(qey_secs)
+            hosts = ipaddress.ip_network(target).num_addresses - 2
+            note = f"{target}, {hosts * len(PORTS):,} probes"
+            figure(f"round {round_} {name}: nmap", nmap_secs, "s", note=note)
+            figure(f"round {round_} {name}: qey", qey_secs, "s", note=f"same {len(qey_found)} open")
+    header("summary: medians; ratios paired by round, median [min-max]")
+    for name, both in times.items():
+        ratios = sorted(q / n for q, n in zip(both["qey"], both["nmap"], strict=True))
+        figure(f"{name}: nmap", median(both["nmap"]), "s", note=_spread(both["nmap"]))
+        figure(f"{name}: qey", median(both["qey"]), "s", note=_spread(both["qey"]))
+        goal(f"{name} vs nmap", median(ratios), GOALS[name], "x", note=_spread(ratios))
     for s in listeners:
         s.close()
 
 
+def _spread(values: list[float]) -> str:
+    return f"[{min(values):.2f}-{max(values):.2f}]"
+
+
 if __name__ == "__main__":
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
     if "--inside" in sys.argv:
-        inside()
+        inside(rounds)
     else:
         ensure_nmap()  # here, where the package mirror can be reached: the namespace has none
         command = [*new_network_namespace(), sys.executable, __file__, "--inside"]
+        command += ["--rounds", str(rounds)]
         sys.exit(subprocess.run(command).returncode)
