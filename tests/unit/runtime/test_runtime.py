@@ -150,9 +150,12 @@ async def test_concurrency_limit_holds_later_events_in_order(
         runtime.publish_nowait(ref, Pause(), job=job)
     runtime.publish_nowait(ref, Add(seq=1), job=job)
     runtime.publish_nowait(ref, Add(seq=2), job=job)
-    await asyncio.sleep(0.01)
-    info = runtime.instances("counter")[0]
-    assert (info.inflight, info.queued) == (Counter.concurrency, 2)
+
+    def held() -> bool:
+        info = runtime.instances("counter")[0]
+        return (info.inflight, info.queued) == (Counter.concurrency, 2)
+
+    await until(held)  # the pauses in flight, the adds held back behind them
     runtime._instances[ref.task_id].agent.gate.set()  # type: ignore[attr-defined]
     assert await runtime.request(ref, Get(), job=job) == 2
     state = runtime.state_of(ref, job.job_id)
