@@ -248,7 +248,7 @@ def source_files() -> list[Path]:
     return sorted(ROOT / n for n in names if (ROOT / n).is_file())
 
 
-# --- stages -----------------------------------------------------------------------------------
+# --- the cached inputs, and the parts the stages below are made of ----------------------------
 
 
 def base_tarball(target: Target, epoch: int) -> Path:
@@ -595,14 +595,7 @@ def mkfs_ext4(
     )
 
 
-def make_esp(image: Path, tree: Path, target: Target, cmdline: str, volume_id: str) -> None:
-    kernel = max((tree / "boot").glob("vmlinuz-*"))
-    initrd = tree / "boot" / kernel.name.replace("vmlinuz", "initrd.img")
-    efi = (
-        tree
-        / "usr/lib/systemd/boot/efi"
-        / {"amd64": "systemd-bootx64.efi", "arm64": "systemd-bootaa64.efi"}[target.arch]
-    )
+def make_esp(image: Path, boot: BootFiles, target: Target, cmdline: str, volume_id: str) -> None:
     run(
         "mkfs.fat",
         "-C",
@@ -637,9 +630,9 @@ def make_esp(image: Path, tree: Path, target: Target, cmdline: str, volume_id: s
             f"options {cmdline}\n"
         )
         for src, dst in [
-            (efi, "::/EFI/BOOT/" + target.efi_binary),
-            (kernel, "::/qey/a/vmlinuz"),
-            (initrd, "::/qey/a/initrd.img"),
+            (boot.loader, "::/EFI/BOOT/" + target.efi_binary),
+            (boot.kernel, "::/qey/a/vmlinuz"),
+            (boot.initrd, "::/qey/a/initrd.img"),
             (t / "loader.conf", "::/loader/loader.conf"),
             (t / "qey-a.conf", "::/loader/entries/qey-a.conf"),
         ]:
@@ -658,32 +651,112 @@ def write_sparse(disk: Path, offset: int, part: Path) -> None:
                 dst.write(chunk)
 
 
-def build(name: str, force: bool) -> Path:
-    target = TARGETS[name]
-    epoch = int(git("log", "-1", "--format=%ct"))
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(
-        git(
-            "status",
-            "--porcelain",
-            "--",
-            "appliance",
-            "pyproject.toml",
-            "hw",
-            "rootfs-overlay",
-            "image",
-        )
-    )
-    dest = OUT / name
-    dest.mkdir(parents=True, exist_ok=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    step = Step(8)
+def write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n")
 
-    step(f"Debian {SUITE} {target.arch} base (mmdebstrap)")
-    base = base_tarball(target, epoch)
-    step(f"wheels for {target.machine}, Python {PYTHON}")
-    wheel_dir = wheels(target)
-    inputs = digest(
+
+# --- the build: its records and stages, in the order build() runs them ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """The commit the image is made from, read once before the first stage: its time is the
+    build's SOURCE_DATE_EPOCH (the base's and the ext4 filesystems'), and the manifest names
+    it."""
+
+    commit: str
+    epoch: int
+    dirty: bool  # uncommitted changes under what the image is made from
+
+    @classmethod
+    def read(cls) -> Checkout:
+        epoch = int(git("log", "-1", "--format=%ct"))
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(
+            git(
+                "status",
+                "--porcelain",
+                "--",
+                "appliance",
+                "pyproject.toml",
+                "hw",
+                "rootfs-overlay",
+                "image",
+            )
+        )
+        return cls(commit=commit, epoch=epoch, dirty=dirty)
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    """What every stage after the up-to-date check reads, so that a stage's other arguments
+    are only what earlier stages made: an update bundle's stage can take the same ones."""
+
+    name: str  # in every id: qemu-arm64 and qey0 are one recipe with their own ids
+    target: Target
+    checkout: Checkout
+    ids: dict[str, str]  # partition_ids(name)
+    work: Path  # scratch beside the outputs, removed after the build
+
+    @property
+    def dest(self) -> Path:
+        return OUT / self.name
+
+    @property
+    def raw(self) -> Path:
+        return raw_image(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class BootFiles:
+    """What a slot boots, taken out of the root tree: the ESP carries the kernel and initrd
+    (one pair per slot), so the read-only root needs no copy."""
+
+    kernel: Path
+    initrd: Path
+    loader: Path  # systemd-boot's EFI binary, the ESP's default boot path
+
+
+@dataclass(frozen=True, slots=True)
+class RootFilesystem:
+    """Slot A's ext4 image; root-B gets a partition of the same size for the next version."""
+
+    image: Path
+    mib: int
+    used_bytes: int  # the tree's apparent size, what the partition size follows
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    name: str
+    mib: int
+    type_guid: str
+
+
+def raw_image(name: str) -> Path:
+    return OUT / name / f"qey-{name}.img"
+
+
+def partition_ids(name: str) -> dict[str, str]:
+    """Derived from the target's name alone: the same image always has the same GPT and
+    filesystem UUIDs, and the kernel command line can name the root before any exists."""
+    return {
+        p: str(uuid.uuid5(NAMESPACE, f"{name}/{p}"))
+        for p in ("disk", "esp", "root-a", "root-b", "data", "fs-root-a", "fs-data")
+    }
+
+
+def kernel_cmdline(target: Target, ids: dict[str, str]) -> str:
+    return (
+        f"root=PARTUUID={ids['root-a']} ro rootfstype=ext4 rootwait "
+        f"console={target.console},115200 quiet systemd.show_status=1 qey.slot=a"
+    )
+
+
+def inputs_digest(name: str, base: Path, wheel_dir: Path, epoch: int) -> str:
+    """Everything the image is made from (the cached stages by their keys, the sources by
+    content, this recipe itself): when it matches the last build's, the build is skipped."""
+    return digest(
         base.name,
         wheel_dir.name,
         name,
@@ -691,115 +764,223 @@ def build(name: str, force: bool) -> Path:
         sha256(Path(__file__)),
         epoch,
     )
-    raw = dest / f"qey-{name}.img"
-    stamp = dest / "inputs"
-    if not force and stamp.exists() and stamp.read_text() == inputs and raw.exists():
-        print(f"==> up to date (inputs {inputs}): {raw.relative_to(ROOT)}", file=sys.stderr)
-        return raw
+
+
+def up_to_date(name: str, inputs: str) -> bool:
+    stamp = OUT / name / "inputs"
+    return stamp.exists() and stamp.read_text() == inputs and raw_image(name).exists()
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[Path]:
+    """The build's work directory, under OUT so that a finished disk image is renamed into
+    place rather than copied; removed whatever happens."""
     work = Path(tempfile.mkdtemp(prefix="image-", dir=OUT))
     try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def root_tree(b: Build, base: Path, wheel_dir: Path, app: Path) -> Path:
+    """What the root filesystem holds, kernel and initrd still in /boot (the ESP stage takes
+    them out)."""
+    tree = b.work / "root"
+    tree.mkdir()
+    run("tar", "-xpf", base, "--numeric-owner", "-C", tree)
+    install_venv(tree, wheel_dir, app, b.target)
+    trim_kernel_modules(tree)
+    lay_overlay(tree, ROOT / "hw" / "boards")
+    remake_initramfs(tree, base, b.target.arch)
+    return tree
+
+
+def data_tree(b: Build, tree: Path) -> Path:
+    """/data as the first boot finds it: the appliance's home, its user's alone, holding the
+    router's phrase cache so that boot does not compute it under TCG."""
+    data = b.work / "data"
+    home = data / "qey"
+    uid, gid = owner(tree, "qey")
+    home.mkdir(parents=True)
+    seed_router_cache(tree, home, b.target.arch)
+    for path in [home, *home.rglob("*")]:
+        os.chown(path, uid, gid)
+    home.chmod(0o700)
+    return data
+
+
+def take_boot_files(b: Build, tree: Path) -> BootFiles:
+    """Moved (timestamps kept) out of the root tree, which then keeps no kernel or initrd."""
+    kernel = max((tree / "boot").glob("vmlinuz-*"))
+    initrd = tree / "boot" / kernel.name.replace("vmlinuz", "initrd.img")
+    efi = {"amd64": "systemd-bootx64.efi", "arm64": "systemd-bootaa64.efi"}[b.target.arch]
+    boot = b.work / "boot"
+    boot.mkdir()
+    taken = BootFiles(
+        kernel=boot / "vmlinuz", initrd=boot / "initrd.img", loader=boot / b.target.efi_binary
+    )
+    shutil.move(kernel, taken.kernel)
+    shutil.move(initrd, taken.initrd)
+    shutil.copy2(tree / "usr/lib/systemd/boot/efi" / efi, taken.loader)
+    drop_boot_files(tree)
+    return taken
+
+
+def esp_image(b: Build, boot: BootFiles, cmdline: str) -> Path:
+    image = b.work / "esp.vfat"
+    make_esp(image, boot, b.target, cmdline, b.ids["esp"][:8])
+    return image
+
+
+def root_filesystem(b: Build, tree: Path) -> RootFilesystem:
+    """Sized from what the tree holds (plus 30 %, in 64 MiB steps, at least ROOT_MIN_MIB), so
+    the root partitions grow with the image and never by hand."""
+    used = du_bytes(tree)
+    mib = max(ROOT_MIN_MIB, -(-int(used * 1.3) // (64 * MiB)) * 64)
+    print(f"    root-a: {mib} MiB, {used / 1e6:.0f} MB used", file=sys.stderr)
+    image = b.work / "root.ext4"
+    mkfs_ext4(image, tree, "root-a", mib, b.ids["fs-root-a"], b.checkout.epoch)
+    return RootFilesystem(image=image, mib=mib, used_bytes=used)
+
+
+def data_filesystem(b: Build, data: Path) -> Path:
+    image = b.work / "data.ext4"
+    mkfs_ext4(image, data, "data", DATA_MIB, b.ids["fs-data"], b.checkout.epoch)
+    return image
+
+
+def partition_layout(target: Target, root_mib: int) -> list[Partition]:
+    return [
+        Partition("esp", ESP_MIB, GPT_ESP),
+        Partition("root-a", root_mib, GPT_ROOT[target.arch]),
+        Partition("root-b", root_mib, GPT_ROOT[target.arch]),
+        Partition("data", DATA_MIB, GPT_LINUX),
+    ]
+
+
+def gpt_disk(b: Build, layout: list[Partition], filesystems: dict[str, Path]) -> Path:
+    """The raw disk: a GPT written by sfdisk into a sparse file, each partition's filesystem
+    at its offset (one not in filesystems, root-B, stays empty). Renamed into place whole, so
+    an interrupted build never leaves a half-written image under the final name."""
+    total_mib = 1 + sum(p.mib for p in layout) + 1
+    disk = b.work / "disk.img"
+    with disk.open("wb") as f:
+        f.truncate(total_mib * MiB)
+    lines = ["label: gpt", f"label-id: {b.ids['disk']}", "unit: sectors", "first-lba: 2048"]
+    start = 1
+    offsets = {}
+    for p in layout:
+        offsets[p.name] = start * MiB
+        lines.append(
+            f"start={start * 2048}, size={p.mib * 2048}, type={p.type_guid}, "
+            f'uuid={b.ids[p.name]}, name="{p.name}"'
+        )
+        start += p.mib
+    run(
+        "sfdisk",
+        "-q",
+        "--no-reread",
+        "--no-tell-kernel",
+        disk,
+        input="\n".join(lines) + "\n",
+        text=True,
+    )
+    for name, fs in filesystems.items():
+        write_sparse(disk, offsets[name], fs)
+    os.replace(disk, b.raw)
+    return b.raw
+
+
+def compress(raw: Path) -> Path:
+    """raw.zst beside raw, and a .sha256 for each."""
+    zst = raw.with_name(raw.name + ".zst")
+    run("zstd", "-q", "-f", "-T0", "-10", "--sparse", raw, "-o", zst)
+    for made in (raw, zst):
+        made.with_name(made.name + ".sha256").write_text(f"{sha256(made)}  {made.name}\n")
+    return zst
+
+
+def image_manifest(
+    b: Build, cmdline: str, layout: list[Partition], tree: Path, wheel_dir: Path, app: Path
+) -> dict[str, object]:
+    """What the image holds, by version and hash: two builds of one commit give the same one
+    (tests/qemu/test_image_manifest.py), so it names a root filesystem as well as the disk."""
+    model_dir = ROOT / "appliance" / "router" / "model"
+    return {
+        "target": b.name,
+        "target_config": asdict(b.target),
+        "suite": SUITE,
+        "git_commit": b.checkout.commit,
+        "git_dirty": b.checkout.dirty,
+        "source_date_epoch": b.checkout.epoch,
+        "kernel_cmdline": cmdline,
+        "partitions": [
+            {"name": p.name, "mib": p.mib, "type": p.type_guid, "uuid": b.ids[p.name]}
+            for p in layout
+        ],
+        "debian_packages": dpkg_versions(tree),
+        "wheels": {w.name: sha256(w) for w in runtime_wheels(wheel_dir)},
+        "appliance_wheel_files": _wheel_record_hash(app),
+        "model": {f.name: sha256(f) for f in sorted(model_dir.glob("*")) if f.name != "SHA256SUMS"},
+    }
+
+
+def image_sizes(raw: Path, zst: Path, root: RootFilesystem) -> dict[str, int]:
+    return {
+        "raw_bytes": raw.stat().st_size,
+        "raw_allocated_bytes": raw.stat().st_blocks * 512,
+        "root_used_bytes": root.used_bytes,
+        "zst_bytes": zst.stat().st_size,
+    }
+
+
+def build(name: str, force: bool) -> Path:
+    """The stages in order, each announced. After the two cached ones the whole build is skipped
+    when its inputs are unchanged. The root filesystem, the boot files and the manifest are
+    stages of their own so that an update bundle (issue 14) can take them as they are."""
+    target = TARGETS[name]
+    checkout = Checkout.read()
+    (OUT / name).mkdir(parents=True, exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    step = Step(11)
+
+    step(f"Debian {SUITE} {target.arch} base (mmdebstrap)")
+    base = base_tarball(target, checkout.epoch)
+    step(f"wheels for {target.machine}, Python {PYTHON}")
+    wheel_dir = wheels(target)
+    inputs = inputs_digest(name, base, wheel_dir, checkout.epoch)
+    if not force and up_to_date(name, inputs):
+        raw = raw_image(name)
+        print(f"==> up to date (inputs {inputs}): {raw.relative_to(ROOT)}", file=sys.stderr)
+        return raw
+    with scratch() as work:
+        b = Build(name=name, target=target, checkout=checkout, ids=partition_ids(name), work=work)
+        cmdline = kernel_cmdline(target, b.ids)
         step("root tree: base, appliance venv, overlay")
-        tree = work / "root"
-        tree.mkdir()
-        run("tar", "-xpf", base, "--numeric-owner", "-C", tree)
         app = app_wheel(work)
-        install_venv(tree, wheel_dir, app, target)
-        trim_kernel_modules(tree)
-        lay_overlay(tree, ROOT / "hw" / "boards")
-        remake_initramfs(tree, base, target.arch)
-        uid, gid = owner(tree, "qey")
-        data_tree = work / "data"
-        (data_tree / "qey").mkdir(parents=True)
-        seed_router_cache(tree, data_tree / "qey", target.arch)
-        for path in [data_tree / "qey", *(data_tree / "qey").rglob("*")]:
-            os.chown(path, uid, gid)
-        (data_tree / "qey").chmod(0o700)
-
-        ids = {
-            p: str(uuid.uuid5(NAMESPACE, f"{name}/{p}"))
-            for p in ("disk", "esp", "root-a", "root-b", "data", "fs-root-a", "fs-data")
-        }
-        cmdline = (
-            f"root=PARTUUID={ids['root-a']} ro rootfstype=ext4 rootwait "
-            f"console={target.console},115200 quiet systemd.show_status=1 qey.slot=a"
-        )
-        make_esp(work / "esp.vfat", tree, target, cmdline, ids["esp"][:8])
-        drop_boot_files(tree)  # the ESP has the kernel and initrd; the root needs no copy
-        used = du_bytes(tree)
-        root_mib = max(ROOT_MIN_MIB, -(-int(used * 1.3) // (64 * MiB)) * 64)
-
-        step(f"filesystems: ESP, root-a ext4 ({root_mib} MiB, {used / 1e6:.0f} MB used), data")
-        mkfs_ext4(work / "root.ext4", tree, "root-a", root_mib, ids["fs-root-a"], epoch)
-        mkfs_ext4(work / "data.ext4", data_tree, "data", DATA_MIB, ids["fs-data"], epoch)
-
+        tree = root_tree(b, base, wheel_dir, app)
+        step("data tree: the appliance's home, the router's phrase cache")
+        data = data_tree(b, tree)
+        step("ESP: systemd-boot, slot A's kernel and initrd")
+        boot = take_boot_files(b, tree)
+        esp = esp_image(b, boot, cmdline)
+        step("root filesystem: root-a ext4")
+        root = root_filesystem(b, tree)
+        step("data filesystem: ext4")
+        data_fs = data_filesystem(b, data)
         step("GPT disk image: ESP, root-A, root-B (empty), data")
-        layout = [
-            ("esp", ESP_MIB, GPT_ESP),
-            ("root-a", root_mib, GPT_ROOT[target.arch]),
-            ("root-b", root_mib, GPT_ROOT[target.arch]),
-            ("data", DATA_MIB, GPT_LINUX),
-        ]
-        total_mib = 1 + sum(m for _, m, _ in layout) + 1
-        tmp_raw = work / "disk.img"
-        with tmp_raw.open("wb") as f:
-            f.truncate(total_mib * MiB)
-        lines = ["label: gpt", f"label-id: {ids['disk']}", "unit: sectors", "first-lba: 2048"]
-        start = 1
-        offsets = {}
-        for part, mib, type_ in layout:
-            offsets[part] = start * MiB
-            lines.append(
-                f"start={start * 2048}, size={mib * 2048}, type={type_}, "
-                f'uuid={ids[part]}, name="{part}"'
-            )
-            start += mib
-        run(
-            "sfdisk",
-            "-q",
-            "--no-reread",
-            "--no-tell-kernel",
-            tmp_raw,
-            input="\n".join(lines) + "\n",
-            text=True,
-        )
-        for part, fs in [("esp", "esp.vfat"), ("root-a", "root.ext4"), ("data", "data.ext4")]:
-            write_sparse(tmp_raw, offsets[part], work / fs)
-        os.replace(tmp_raw, raw)
-
+        layout = partition_layout(target, root.mib)
+        raw = gpt_disk(b, layout, {"esp": esp, "root-a": root.image, "data": data_fs})
         step("compress (zstd)")
-        zst = raw.with_name(raw.name + ".zst")
-        run("zstd", "-q", "-f", "-T0", "-10", "--sparse", raw, "-o", zst)
-        for made in (raw, zst):
-            made.with_name(made.name + ".sha256").write_text(f"{sha256(made)}  {made.name}\n")
-
+        zst = compress(raw)
         step("manifest")
-        model_dir = ROOT / "appliance" / "router" / "model"
-        manifest = {
-            "target": name,
-            "target_config": asdict(target),
-            "suite": SUITE,
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "source_date_epoch": epoch,
-            "kernel_cmdline": cmdline,
-            "partitions": [{"name": p, "mib": m, "type": t, "uuid": ids[p]} for p, m, t in layout],
-            "debian_packages": dpkg_versions(tree),
-            "wheels": {w.name: sha256(w) for w in runtime_wheels(wheel_dir)},
-            "appliance_wheel_files": _wheel_record_hash(app),
-            "model": {
-                f.name: sha256(f) for f in sorted(model_dir.glob("*")) if f.name != "SHA256SUMS"
-            },
-        }
-        (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        write_json(
+            b.dest / "manifest.json", image_manifest(b, cmdline, layout, tree, wheel_dir, app)
+        )
         step("done")
-        sizes = {
-            "raw_bytes": raw.stat().st_size,
-            "raw_allocated_bytes": raw.stat().st_blocks * 512,
-            "root_used_bytes": used,
-            "zst_bytes": zst.stat().st_size,
-        }
-        (dest / "sizes.json").write_text(json.dumps(sizes, indent=2) + "\n")
-        stamp.write_text(inputs)
+        sizes = image_sizes(raw, zst, root)
+        write_json(b.dest / "sizes.json", sizes)
+        (b.dest / "inputs").write_text(inputs)
         print(
             f"    {raw.relative_to(ROOT)}: {sizes['raw_bytes'] / 1e6:.0f} MB "
             f"({sizes['raw_allocated_bytes'] / 1e6:.0f} MB allocated), compressed "
@@ -807,8 +988,6 @@ def build(name: str, force: bool) -> Path:
             file=sys.stderr,
         )
         return raw
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _wheel_record_hash(wheel: Path) -> str:
