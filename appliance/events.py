@@ -80,11 +80,15 @@ Target: TypeAlias = TaskRef | TypeRef | TopicRef
 E = TypeVar("E")
 
 
-class Envelope(msgspec.Struct, Generic[E], frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, Generic[E], frozen=True, kw_only=True, gc=False):
     """An event in transit: what it is, for which job, to whom, and on whose behalf.
 
     ``caller_task_id``/``caller_agent`` name the task that caused this event (None for a
     user command or an autonomous action); they are how any action traces back to its cause.
+
+    ``gc=False``: the garbage collector never scans envelopes. One is made per event and a
+    burst keeps many alive at once; an envelope holds only its event and immutable refs, so
+    it can never be part of a reference cycle.
     """
 
     event: E

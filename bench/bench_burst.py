@@ -1,0 +1,118 @@
+"""2. A burst: N events published at once, without waiting, then handled: events/s and peak
+memory, against plain asyncio.
+
+Baseline: ``put_nowait`` of N events into an unbounded ``asyncio.Queue``, then one consumer
+task awaiting the handler inline for each. Ours: ``runtime.publish_nowait`` of N events to
+one warm instance whose inbox takes N + 1, then one ``request`` behind them (per-instance
+FIFO: its reply means every event before it was handled). Everything published is alive at
+once, so this is where what each event carries (envelope, delivery) and the garbage
+collector's passes over it show. For reference, ours with the collector off.
+
+Goals: >= 0.8x the baseline's events/s; peak memory <= 1.2x the baseline's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from _common import (
+    JOB,
+    Counter,
+    Ping,
+    PlainState,
+    bench_runtime,
+    figure,
+    goal,
+    header,
+    median,
+    plain_handler,
+    ratio,
+    timed,
+    traced_peak,
+)
+
+from appliance.events import TaskRef
+from appliance.runtime import Runtime
+
+N = 100_000
+REPS = 5
+MEMORY_REPS = 3
+
+
+class BurstCounter(Counter):
+    """``Counter`` with an inbox that takes the whole burst."""
+
+    name = "burst-counter"
+    inbox_size = N + 1
+
+
+async def plain_burst(n: int) -> None:
+    queue: asyncio.Queue[Ping] = asyncio.Queue()
+    state = PlainState()
+    for i in range(n):
+        queue.put_nowait(Ping(n=i))
+
+    async def consume() -> None:
+        for _ in range(n):
+            await plain_handler(await queue.get(), state)
+
+    await consume()
+    assert state.count == n
+
+
+async def ours_burst(runtime: Runtime, ref: TaskRef, n: int) -> None:
+    before = runtime.handled
+    for i in range(n):
+        runtime.publish_nowait(ref, Ping(n=i), job=JOB)
+    await runtime.request(ref, Ping(n=n), job=JOB, timeout=60)
+    assert runtime.handled - before == n + 1
+
+
+async def without_gc(runtime: Runtime, ref: TaskRef) -> None:
+    gc.disable()
+    try:
+        await ours_burst(runtime, ref, N)
+    finally:
+        gc.enable()
+
+
+async def main() -> None:
+    header(f"burst: {N:,} events published at once, then handled (median of {REPS})")
+    async with bench_runtime(BurstCounter) as runtime:
+        ref = runtime.spawn(BurstCounter.name, JOB, "bench instance")
+        await ours_burst(runtime, ref, 10_000)  # warm-up
+        await plain_burst(10_000)
+        plain_s: list[float] = []
+        ours_s: list[float] = []
+        nogc_s: list[float] = []
+        for _ in range(REPS):  # interleaved, so drift on a shared machine hits them all
+            plain_s.append(await timed(lambda: plain_burst(N)))
+            ours_s.append(await timed(lambda: ours_burst(runtime, ref, N)))
+            nogc_s.append(await timed(lambda: without_gc(runtime, ref)))
+        plain_rate = N / median(plain_s)
+        ours_rate = N / median(ours_s)
+        figure("plain asyncio (put_nowait, then 1 consumer)", plain_rate, "events/s")
+        figure("ours (publish_nowait to one instance)", ours_rate, "events/s")
+        figure("ours, garbage collector off (reference)", N / median(nogc_s), "events/s")
+        speed = ratio("ours / plain", ours_rate, plain_rate, higher_is_better=True)
+        goal("burst speed vs plain", speed, 0.8, "x", at_least=True)
+
+        plain_mem: list[int] = []
+        ours_mem: list[int] = []
+        for _ in range(MEMORY_REPS):
+            plain_mem.append(await traced_peak(lambda: plain_burst(N)))
+            ours_mem.append(await traced_peak(lambda: ours_burst(runtime, ref, N)))
+    print(f"  peak memory above the start of the run (tracemalloc, median of {MEMORY_REPS}):")
+    plain_peak = median(plain_mem)
+    ours_peak = median(ours_mem)
+    figure("plain asyncio", plain_peak / 2**20, "MiB")
+    figure("ours", ours_peak / 2**20, "MiB")
+    figure("  per event: plain", plain_peak / N, "bytes")
+    figure("  per event: ours", ours_peak / N, "bytes")
+    memory = ratio("ours / plain (peak memory)", ours_peak, plain_peak, higher_is_better=False)
+    goal("burst peak memory vs plain", memory, 1.2, "x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
