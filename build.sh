@@ -51,12 +51,17 @@ cmd_lint() {
 
 # What the tests need from Debian, installed once and named in full (no Recommends: what a
 # fresh machine gets is exactly this list): Chromium for the browser tests (never a browser
-# download), strace for the no-egress test, nftables for the egress policy's rules.
+# download), strace for the no-egress test, nftables for the egress policy's rules, RAUC,
+# squashfs-tools and openssl for update bundles.
 ensure_test_tools() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v strace >/dev/null 2>&1 || missing+=(strace)
   command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+  # update bundles: RAUC makes and checks them, unsquashfs reads them, openssl signs them
+  command -v rauc >/dev/null 2>&1 || missing+=(rauc)
+  command -v unsquashfs >/dev/null 2>&1 || missing+=(squashfs-tools)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (apt)"
     need_root apt-get update -q

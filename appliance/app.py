@@ -46,6 +46,7 @@ from appliance.startup import (
     router_settings,
 )
 from appliance.supervisor import ConsensusTracker, Supervisor
+from appliance.update.entries import boot_slot
 from appliance.web.api import make_api
 from appliance.web.approvals import APPROVALS_PAGE, add_action_routes
 from appliance.web.capabilities import DeviceStatus, RouterStatus
@@ -399,16 +400,6 @@ async def _announce(panel: Panel, setup_token: str | None) -> None:
             f"qey setup token {setup_token} (open {urls[0]}setup to set the admin password)",
             flush=True,
         )
-
-
-def boot_slot(cmdline: Path = Path("/proc/cmdline")) -> str:
-    """The root slot this system booted from (``qey.slot=a`` on the kernel command line of
-    the image), or ``host`` when the appliance runs on an ordinary machine."""
-    try:
-        words = cmdline.read_text().split()
-    except OSError:
-        return "host"
-    return next((w.split("=", 1)[1] for w in words if w.startswith("qey.slot=")), "host")
 
 
 def _panel_tls(data_dir: Path, listen: list[str]) -> ssl.SSLContext | None:

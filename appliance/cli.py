@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -287,6 +288,28 @@ def _parser() -> argparse.ArgumentParser:
     flash.add_argument("target", type=Path, metavar="TARGET")
     flash.add_argument("-y", "--yes", action="store_true", help="do not ask before writing")
     flash.set_defaults(func=cmd_flash)
+
+    update = sub.add_parser(
+        "update",
+        help="install a signed update bundle, or show both root slots",
+        description="qey update BUNDLE: check BUNDLE (signed by this appliance's update key, "
+        "for this board, newer than what runs, its contents as signed), write it into the "
+        "slot not running and set that slot to be tried at the next boot, a few times at "
+        "most; it is committed once the appliance has been healthy on it, and if it never "
+        "is, the old slot boots again by itself, with its data. qey update status: both "
+        "slots and the last update. gate and boot-check are what the boot runs.",
+    )
+    update.add_argument("what", metavar="BUNDLE|status|gate|boot-check")
+    update.add_argument(
+        "--allow-downgrade", action="store_true", help="install a bundle older than what runs"
+    )
+    update.add_argument("--reboot", action="store_true", help="reboot into it once installed")
+    update.add_argument("--json", action="store_true", help="status as JSON")
+    update.add_argument(
+        "--healthy-for", type=float, default=60.0, help="gate: seconds of health to commit"
+    )
+    update.add_argument("--timeout", type=float, default=900.0, help="gate: seconds to wait")
+    update.set_defaults(func=cmd_update)
     return parser
 
 
@@ -738,3 +761,49 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from appliance.update import console
+
+    settings = Settings.load()
+    data_dir = settings.data_dir
+    if args.what == "status":
+        view = console.status(data_dir)
+        if args.json:
+            print(msgspec.json.encode(view).decode())
+            return 0
+        for slot in view.slots:
+            marks = [
+                m for m, on in (("running", slot.booted), ("boots next", slot.boots_next)) if on
+            ]
+            print(
+                f"slot {slot.slot}: {slot.version or 'no version recorded'}, {slot.state}"
+                + (f" ({', '.join(marks)})" if marks else "")
+            )
+        last = view.last
+        if last is None:
+            print("last update: none")
+        else:
+            print(f"last update: {last.version} into slot {last.to_slot}: {last.state}")
+            if last.reason:
+                print(f"  {last.reason}")
+        return 0
+    if args.what == "boot-check":
+        print(f"qey update: {console.boot_check(data_dir)}")
+        return 0
+    if args.what == "gate":
+        socket = settings.control_socket
+        print(
+            "qey update: "
+            + console.gate(data_dir, socket, healthy_for_s=args.healthy_for, timeout_s=args.timeout)
+        )
+        return 0
+    rec = console.install(Path(args.what), data_dir, allow_downgrade=args.allow_downgrade)
+    print(
+        f"qey update: version {rec.version} is in slot {rec.to_slot}; it is tried at the next "
+        f"boot and committed once healthy (slot {rec.from_slot} boots again if it never is)"
+    )
+    if args.reboot:
+        subprocess.run(["systemctl", "reboot"], check=True)
+    return 0

@@ -64,6 +64,11 @@ class ControlClient:
         path = f"/api/v1/jobs/{quote(job_id, safe='')}?wait={wait}"
         return msgspec.json.decode(await self._raw("GET", path), type=JobView)
 
+    async def health(self) -> str:
+        """The appliance's overall health ("ok", "degraded", "failed"): the update's gate."""
+        status = msgspec.json.decode(await self._raw("GET", "/api/v1/status"))
+        return str(status.get("health", "unknown"))
+
     async def set_admin_password(self, password: str) -> None:
         """``qey passwd``: the panel's admin password, set whatever its throttle says."""
         assert self._session is not None

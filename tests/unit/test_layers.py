@@ -22,6 +22,16 @@ FORBIDDEN = {
         "appliance.hal",
     ),
     "errors.py": ("appliance.",),
+    "update": (  # the boot's own steps and qey update: console.py asks appliance.client
+        "appliance.web",
+        "appliance.agents",
+        "appliance.app",
+        "appliance.cli",
+        "appliance.hal",
+        "appliance.router",
+        "appliance.runtime",
+        "appliance.planner",
+    ),
     "runtime": (
         "appliance.web",
         "appliance.hal",

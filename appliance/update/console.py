@@ -1,0 +1,213 @@
+"""``qey update``: install a bundle into the other slot, show both slots, and the two steps the
+boot runs on its own (the health gate that commits a new slot, and the check that notices a
+rollback and gives the old version its data back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from appliance import __version__
+from appliance.errors import ApplianceError
+from appliance.update import bundles, entries, record
+from appliance.update.backend import ESP, TRIES
+from appliance.update.entries import Slot
+
+SYSTEM_CONF = Path("/etc/rauc/system.conf")
+IMAGE_VERSION = Path("/usr/lib/qey/image-version")
+
+
+class UpdateFailed(ApplianceError):
+    """The update could not be done; the message says why and what was left as it was."""
+
+
+class SlotView(msgspec.Struct, frozen=True):
+    slot: Slot
+    version: str | None  # what RAUC installed there (the running one's own for the booted)
+    booted: bool
+    boots_next: bool
+    state: str  # good (committed), trying (tries left), bad (given up), empty
+
+
+class UpdateStatus(msgspec.Struct, frozen=True):
+    slots: list[SlotView]
+    last: record.UpdateRecord | None
+
+
+def status(data_dir: Path) -> UpdateStatus:
+    """Both slots, which runs and which boots next, each one's state, and the last update."""
+    booted = entries.boot_slot()
+    versions = _installed_versions()
+    upcoming = entries.next_boot(ESP)
+    views = []
+    for slot in entries.SLOTS:
+        entry = entries.entry_of(ESP, slot)
+        version = running_version() if slot == booted else versions.get(slot)
+        views.append(
+            SlotView(
+                slot=slot,
+                version=version,
+                booted=slot == booted,
+                boots_next=upcoming is not None and upcoming.slot == slot,
+                state=entry.state if entry is not None else "empty",
+            )
+        )
+    return UpdateStatus(slots=views, last=record.load(data_dir))
+
+
+def _installed_versions() -> dict[str, str]:
+    """What RAUC recorded installing into each slot (its status file on the data partition)."""
+    try:
+        done = subprocess.run(
+            ["rauc", "status", "--output-format=json"], capture_output=True, text=True, check=True
+        )
+        found = msgspec.json.decode(bundles.json_part(done.stdout))
+    except (OSError, subprocess.CalledProcessError, msgspec.DecodeError):
+        return {}
+    versions = {}
+    for group in found.get("slots", []):
+        for info in group.values():
+            bundle = (info.get("slot_status") or {}).get("bundle") or {}
+            if info.get("bootname") and bundle.get("version"):
+                versions[info["bootname"]] = bundle["version"]
+    return versions
+
+
+def running_version() -> str:
+    try:
+        return IMAGE_VERSION.read_text().strip()
+    except OSError:
+        return __version__
+
+
+def system_config(path: Path = SYSTEM_CONF) -> tuple[str, Path]:
+    """This appliance's compatible string and update keyring, from RAUC's own config."""
+    parser = configparser.ConfigParser()
+    if not parser.read(path):
+        raise UpdateFailed(f"{path}: missing: this system cannot be updated (not the image?)")
+    return parser["system"]["compatible"], Path(parser["keyring"]["path"])
+
+
+def install(bundle: Path, data_dir: Path, *, allow_downgrade: bool) -> record.UpdateRecord:
+    """Check the bundle, write it into the slot not running, and set that slot to be tried
+    at the next boot; the database is copied aside first. Nothing is written for a bundle
+    that fails any check."""
+    compatible, keyring = system_config()
+    current = running_version()
+    info = bundles.inspect(bundle, keyring)
+    bundles.check_target(
+        info, compatible=compatible, current=current, allow_downgrade=allow_downgrade
+    )
+    print(f"checking {bundle.name} (version {info.version}) ...", flush=True)
+    bundles.check_payload(bundle, info, progress=_progress("checked"))
+    booted = entries.boot_slot()
+    if booted not in entries.SLOTS:
+        raise UpdateFailed(f"not booted from a slot (qey.slot={booted}): nothing to update")
+    from_slot = entries.slot_of(booted)
+    rec = record.UpdateRecord(
+        state="installing",
+        version=info.version,
+        from_version=current,
+        from_slot=from_slot,
+        to_slot=entries.other(from_slot),
+        started_at=time.time(),
+    )
+    record.save(data_dir, rec)
+    done = subprocess.run(["rauc", "install", str(bundle)], check=False, text=True)
+    if done.returncode != 0:
+        record.finish(data_dir, rec, "failed", f"rauc install exited {done.returncode}")
+        raise UpdateFailed(
+            f"installing {bundle.name} failed; slot {from_slot} still boots, as before"
+        )
+    db = data_dir / "qey.db"
+    copied = db.exists()
+    if copied:
+        record.snapshot(db, data_dir)
+    rec = msgspec.structs.replace(rec, state="trying", snapshot=copied)
+    record.save(data_dir, rec)
+    return rec
+
+
+def boot_check(data_dir: Path, *, booted: str | None = None, esp: Path = ESP) -> str:
+    """At boot, before the appliance starts: if the slot being tried was given up on and the
+    old one booted instead, say so in the record and give the old version its data back."""
+    rec = record.load(data_dir)
+    if rec is None or rec.state != "trying":
+        return "nothing to check"
+    if (booted or entries.boot_slot()) != rec.from_slot:
+        return f"trying version {rec.version} in slot {rec.to_slot}"
+    entry = entries.entry_of(esp, rec.to_slot)
+    why = (
+        f"slot {rec.to_slot} (version {rec.version}) did not become healthy within its "
+        f"{TRIES} tries; back on slot "
+        f"{rec.from_slot} (version {rec.from_version})"
+    )
+    if entry is not None and entry.state != "bad":
+        entries.mark(esp, rec.to_slot, "bad")  # a manual boot of the old slot: stop trying
+        why = f"slot {rec.from_slot} was booted while slot {rec.to_slot} was being tried"
+    restored = rec.snapshot and record.restore(data_dir / "qey.db", data_dir)
+    if restored:
+        why += "; the data was restored to how it was before the update"
+    record.finish(data_dir, rec, "rolled-back", why)
+    return why
+
+
+def gate(data_dir: Path, socket: Path, *, healthy_for_s: float, timeout_s: float) -> str:
+    """The health gate: the slot being tried is committed once the appliance has answered,
+    healthy, for ``healthy_for_s`` in a row; not within ``timeout_s``, it fails (and its unit
+    reboots the device, costing the slot one of its tries)."""
+    booted = entries.boot_slot()
+    entry = entries.entry_of(ESP, entries.slot_of(booted)) if booted in entries.SLOTS else None
+    if entry is None or entry.state != "trying":
+        return "nothing to commit: this slot is already known good"
+    asyncio.run(_healthy(socket, healthy_for_s, timeout_s))
+    subprocess.run(["rauc", "status", "mark-good", "booted"], check=True)
+    entries.mark(ESP, entry.slot, "good")  # rauc's mark-good did this through the backend
+    rec = record.load(data_dir)
+    if rec is not None and rec.state == "trying" and rec.to_slot == entry.slot:
+        record.finish(data_dir, rec, "committed", f"healthy for {healthy_for_s:.0f} s")
+        (data_dir / record.SNAPSHOT).unlink(missing_ok=True)
+    return f"slot {entry.slot} committed"
+
+
+async def _healthy(socket: Path, healthy_for_s: float, timeout_s: float) -> None:
+    from appliance.client import ControlClient, NotRunning
+
+    deadline = time.monotonic() + timeout_s
+    since: float | None = None
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        health: str | None = None
+        try:
+            async with ControlClient(socket) as client:
+                health = await client.health()
+        except (NotRunning, OSError) as err:
+            last = str(err)
+        if health is not None and health != "failed":
+            since = since or time.monotonic()
+            if time.monotonic() - since >= healthy_for_s:
+                return
+        else:
+            since = None
+            last = f"health {health}" if health is not None else last
+        await asyncio.sleep(1)
+    raise UpdateFailed(f"not healthy for {healthy_for_s:.0f} s in a row ({last})")
+
+
+def _progress(verb: str) -> Callable[[int, int], None]:
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        if pct // 10 != last[0] // 10:
+            last[0] = pct
+            print(f"  {verb} {pct}% ({done / 1e6:.0f} of {total / 1e6:.0f} MB)", flush=True)
+
+    return show

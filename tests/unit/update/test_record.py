@@ -1,0 +1,96 @@
+"""The update's record and the database's copy: an abandoned new slot leaves the old version
+its data exactly as it was, and the record says what happened, in words."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.update import console, entries, record
+
+pytestmark = pytest.mark.unit
+
+
+def database(path: Path, *rows: str) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=wal")
+        db.execute("CREATE TABLE IF NOT EXISTS jobs (command TEXT)")
+        db.executemany("INSERT INTO jobs VALUES (?)", [(r,) for r in rows])
+    path.chmod(0o600)
+
+
+def commands(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [r[0] for r in db.execute("SELECT command FROM jobs ORDER BY rowid")]
+
+
+def trying(data: Path, *, snapshot: bool = True) -> record.UpdateRecord:
+    rec = record.UpdateRecord(
+        state="trying",
+        version="0.1.0+200",
+        from_version="0.1.0+100",
+        from_slot="a",
+        to_slot="b",
+        started_at=time.time(),
+        snapshot=snapshot,
+    )
+    record.save(data, rec)
+    return rec
+
+
+def test_a_rollback_gives_the_old_version_its_data_back_and_says_why(tmp_path: Path) -> None:
+    data, esp = tmp_path / "data", tmp_path / "esp"
+    data.mkdir()
+    (esp / entries.ENTRIES).mkdir(parents=True)
+    (esp / entries.ENTRIES / "qey-000001-a.conf").write_text("")
+    (esp / entries.ENTRIES / "qey-000002-b+0-3.conf").write_text("")  # out of tries
+    db = data / "qey.db"
+    database(db, "scan 127.0.0.1")
+    record.snapshot(db, data)
+    trying(data)
+    database(db, "what the new version wrote")  # then migrated, say, in its own way
+
+    said = console.boot_check(data, booted="a", esp=esp)
+
+    assert "did not become healthy within its 3 tries" in said
+    assert "the data was restored" in said
+    assert commands(db) == ["scan 127.0.0.1"]
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    rec = record.load(data)
+    assert rec is not None
+    assert (rec.state, rec.finished_at is not None) == ("rolled-back", True)
+    assert console.boot_check(data, booted="a", esp=esp) == "nothing to check"
+
+
+def test_booting_the_new_slot_leaves_the_record_to_the_gate(tmp_path: Path) -> None:
+    data = tmp_path
+    trying(data)
+    assert (
+        console.boot_check(data, booted="b", esp=tmp_path) == "trying version 0.1.0+200 in slot b"
+    )
+    rec = record.load(data)
+    assert rec is not None
+    assert rec.state == "trying"
+
+
+def test_the_old_slot_booted_by_hand_stops_the_new_one_being_tried(tmp_path: Path) -> None:
+    data, esp = tmp_path / "data", tmp_path / "esp"
+    data.mkdir()
+    (esp / entries.ENTRIES).mkdir(parents=True)
+    (esp / entries.ENTRIES / "qey-000002-b+2-1.conf").write_text("")
+    trying(data, snapshot=False)
+    said = console.boot_check(data, booted="a", esp=esp)
+    assert "slot a was booted while slot b was being tried" in said
+    entry = entries.entry_of(esp, "b")
+    assert entry is not None
+    assert entry.state == "bad"
+
+
+def test_a_record_cut_short_reads_as_none(tmp_path: Path) -> None:
+    (tmp_path / record.RECORD).write_bytes(b'{"state": "tryi')
+    assert record.load(tmp_path) is None
+    assert console.boot_check(tmp_path, booted="a", esp=tmp_path) == "nothing to check"
