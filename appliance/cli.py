@@ -759,10 +759,6 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def cmd_update(args: argparse.Namespace) -> int:
     from appliance.update import console
 
@@ -807,3 +803,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     if args.reboot:
         subprocess.run(["systemctl", "reboot"], check=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
