@@ -181,6 +181,22 @@ cmd_image() {
   need_root "$PY" image/build.py "$@"
 }
 
+# A signed update bundle of a built image (image/bundle.py): as root, like the image, so that
+# both use the same update key (~/.config/qey/update-keys of the user that builds).
+cmd_bundle() {
+  ensure_venv
+  local missing=()
+  command -v rauc >/dev/null 2>&1 || missing+=(rauc)
+  command -v mksquashfs >/dev/null 2>&1 || missing+=(squashfs-tools)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    need_root apt-get update -q
+    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${missing[@]}"
+  fi
+  need_root "$PY" image/bundle.py "$@"
+}
+
 cmd_qemu() {
   local target
   target=$(image_target "$@")
@@ -209,6 +225,7 @@ usage: ./build.sh COMMAND
   eval-planner the planner's exact-plan, per-construct and parameter accuracy and latency on
                models/plans/ (--split tune|test, --show to print the misses)
   image   build the OS image: --target qemu-amd64|qemu-arm64|qey0 (build/image/TARGET/)
+  bundle  a signed update bundle of a built image: --target T (build/image/T/qey-T-VERSION.raucb)
   qemu    build (cached) and boot the image under QEMU: --target qemu-amd64|qemu-arm64
   qemu-test  only the QEMU boot tests (tests/qemu: amd64, then arm64)
 USAGE
@@ -218,7 +235,7 @@ case "${1:-}" in
   run|test|bench|lint|venv|model) cmd=$1; shift; "cmd_$cmd" "$@" ;;
   eval-router) shift; cmd_eval_router "$@" ;;
   eval-planner) shift; cmd_eval_planner "$@" ;;
-  image|qemu) cmd=$1; shift; "cmd_$cmd" "$@" ;;
+  image|qemu|bundle) cmd=$1; shift; "cmd_$cmd" "$@" ;;
   qemu-test) shift; cmd_qemu_test "$@" ;;
   *) usage; exit 2 ;;
 esac

@@ -32,7 +32,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bundle import signing_key
+
 ROOT = Path(__file__).resolve().parents[1]
+FIRST_ENTRY = "qey-000001-a.conf"  # slot A's boot entry, known good (no boot counter)
 OUT = ROOT / "build" / "image"
 # Outside the checkout, so a fresh clone (CI) reuses a base whose inputs have not changed.
 CACHE = Path(os.environ.get("QEY_IMAGE_CACHE") or Path.home() / ".cache" / "qey-image")
@@ -115,6 +118,11 @@ PACKAGES = [
     "fdisk",
     "e2fsprogs",
     "nftables",  # the appliance user's egress policy (qey-egress.service)
+    # updates: RAUC writes a signed bundle into the other root slot (its D-Bus service, which
+    # qey update asks), unsquashfs reads a bundle through before anything is written
+    "rauc",
+    "rauc-service",
+    "squashfs-tools",
 ]
 EXCLUDES = [
     "path-exclude=/usr/share/man/*",
@@ -142,6 +150,8 @@ ENABLE = {  # unit -> target.wants it goes into
     "systemd-networkd.service": "multi-user.target",
     "qey-egress.path": "multi-user.target",
     "qey-actions.path": "multi-user.target",
+    "qey-update-boot.service": "multi-user.target",
+    "qey-update-gate.service": "multi-user.target",
 }
 # Kernel modules for hardware a wired network appliance does not have (Wi-Fi, sound, video
 # capture, InfiniBand, discrete PCIe GPUs, Fibre Channel) and the kernel's self-tests: a third
@@ -177,6 +187,12 @@ WHEELS_LEFT_OUT = [
 # hvc0 is the display's port under QEMU (hw/boards/qemu.toml), not a login console
 MASK = [
     "serial-getty@hvc0.service",
+    # the health gate (qey-update-gate.service) commits a slot through RAUC, which drops the
+    # boot counter itself: systemd's own blessing would only race it
+    "systemd-bless-boot.service",
+    # RAUC's D-Bus brings the bus into the image, and logind starts with the bus (and fails,
+    # again and again, on a read-only root): the appliance has no user sessions to manage
+    "systemd-logind.service",
     # Boot work a headless appliance with a read-only root has no use for, each a process
     # or more started under TCG at the busiest moment of the boot: logins on the six virtual
     # terminals (no screen; the serial console keeps its login), ext4 snapshot checks for LVM
@@ -382,14 +398,6 @@ def trim_kernel_modules(tree: Path) -> None:
                 else:
                     path.unlink()
         run("depmod", "-b", tree, kernel_dir.name)
-
-
-def drop_boot_files(tree: Path) -> None:
-    for pattern in ("vmlinuz*", "initrd.img*"):
-        for path in (tree / "boot").glob(pattern):
-            path.unlink()
-    for link in ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"):
-        (tree / link).unlink(missing_ok=True)
 
 
 def install_venv(tree: Path, wheel_dir: Path, app: Path, target: Target) -> None:
@@ -624,8 +632,9 @@ def make_esp(image: Path, boot: BootFiles, target: Target, cmdline: str, volume_
     )
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        (t / "loader.conf").write_text("default qey-a.conf\ntimeout 0\nconsole-mode keep\n")
-        (t / "qey-a.conf").write_text(
+        # the newest slot not out of tries boots (appliance/update/entries.py)
+        (t / "loader.conf").write_text("default qey-*\ntimeout 0\nconsole-mode keep\n")
+        (t / FIRST_ENTRY).write_text(
             "title qEY-0 (slot A)\nlinux /qey/a/vmlinuz\ninitrd /qey/a/initrd.img\n"
             f"options {cmdline}\n"
         )
@@ -634,7 +643,7 @@ def make_esp(image: Path, boot: BootFiles, target: Target, cmdline: str, volume_
             (boot.kernel, "::/qey/a/vmlinuz"),
             (boot.initrd, "::/qey/a/initrd.img"),
             (t / "loader.conf", "::/loader/loader.conf"),
-            (t / "qey-a.conf", "::/loader/entries/qey-a.conf"),
+            (t / FIRST_ENTRY, f"::/loader/entries/{FIRST_ENTRY}"),
         ]:
             run("mcopy", "-i", image, "-m", src, dst, env=env)
 
@@ -747,9 +756,11 @@ def partition_ids(name: str) -> dict[str, str]:
 
 
 def kernel_cmdline(target: Target, ids: dict[str, str]) -> str:
+    """Slot A's; panic=10: a slot that cannot boot reboots, and the loader counts the try."""
     return (
         f"root=PARTUUID={ids['root-a']} ro rootfstype=ext4 rootwait "
-        f"console={target.console},115200 quiet systemd.show_status=1 qey.slot=a"
+        f"console={target.console},115200 quiet systemd.show_status=1 qey.slot=a "
+        "rauc.slot=a panic=10"
     )
 
 
@@ -762,6 +773,7 @@ def inputs_digest(name: str, base: Path, wheel_dir: Path, epoch: int) -> str:
         name,
         [(str(f.relative_to(ROOT)), sha256(f)) for f in source_files()],
         sha256(Path(__file__)),
+        sha256(signing_key()[1]),  # the image checks bundles against this certificate
         epoch,
     )
 
@@ -791,8 +803,57 @@ def root_tree(b: Build, base: Path, wheel_dir: Path, app: Path) -> Path:
     install_venv(tree, wheel_dir, app, b.target)
     trim_kernel_modules(tree)
     lay_overlay(tree, ROOT / "hw" / "boards")
+    update_config(b, tree)
     remake_initramfs(tree, base, b.target.arch)
     return tree
+
+
+def update_config(b: Build, tree: Path) -> None:
+    """What updates need in the root: RAUC's config (this image's compatible string, the two
+    root slots, the boot loader backend), the update key's certificate to check bundles
+    against, this image's version, and the ESP's mount point."""
+    rauc = tree / "etc" / "rauc"
+    rauc.mkdir(parents=True, exist_ok=True)
+    (rauc / "system.conf").write_text(system_conf(b.target))
+    _key, cert = signing_key()
+    shutil.copyfile(cert, rauc / "keyring.pem")
+    (tree / "usr/lib/qey").mkdir(parents=True, exist_ok=True)
+    (tree / "usr/lib/qey/image-version").write_text(image_version(b.checkout.epoch) + "\n")
+    (tree / "efi").mkdir(exist_ok=True)
+
+
+def compatible(target: Target) -> str:
+    """What a bundle must be for: one per image (qey0 and qemu-arm64 share the arm64 one)."""
+    return f"qey-{target.arch}"
+
+
+def image_version(epoch: int) -> str:
+    """The package's version and the commit's time: newer commits, newer images (PEP 440)."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    return f"{version}+{epoch}"
+
+
+def system_conf(target: Target) -> str:
+    return (
+        "[system]\n"
+        f"compatible={compatible(target)}\n"
+        "bootloader=custom\n"
+        "data-directory=/data/rauc\n"
+        "bundle-formats=-plain\n\n"
+        "[handlers]\n"
+        "bootloader-custom-backend=/usr/lib/qey/rauc-boot\n\n"
+        "[keyring]\n"
+        "path=/etc/rauc/keyring.pem\n\n"
+        "[slot.rootfs.0]\n"
+        "device=/dev/disk/by-partlabel/root-a\n"
+        "type=ext4\n"
+        "bootname=a\n\n"
+        "[slot.rootfs.1]\n"
+        "device=/dev/disk/by-partlabel/root-b\n"
+        "type=ext4\n"
+        "bootname=b\n"
+    )
 
 
 def data_tree(b: Build, tree: Path) -> Path:
@@ -810,7 +871,9 @@ def data_tree(b: Build, tree: Path) -> Path:
 
 
 def take_boot_files(b: Build, tree: Path) -> BootFiles:
-    """Moved (timestamps kept) out of the root tree, which then keeps no kernel or initrd."""
+    """Copied (timestamps kept) for the ESP. The root keeps them in /boot, linked as
+    /boot/vmlinuz and /boot/initrd.img: an update's root filesystem carries its own kernel,
+    which the boot loader backend copies to the ESP when it makes that slot primary."""
     kernel = max((tree / "boot").glob("vmlinuz-*"))
     initrd = tree / "boot" / kernel.name.replace("vmlinuz", "initrd.img")
     efi = {"amd64": "systemd-bootx64.efi", "arm64": "systemd-bootaa64.efi"}[b.target.arch]
@@ -819,10 +882,16 @@ def take_boot_files(b: Build, tree: Path) -> BootFiles:
     taken = BootFiles(
         kernel=boot / "vmlinuz", initrd=boot / "initrd.img", loader=boot / b.target.efi_binary
     )
-    shutil.move(kernel, taken.kernel)
-    shutil.move(initrd, taken.initrd)
+    shutil.copy2(kernel, taken.kernel)
+    shutil.copy2(initrd, taken.initrd)
     shutil.copy2(tree / "usr/lib/systemd/boot/efi" / efi, taken.loader)
-    drop_boot_files(tree)
+    for link in ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"):
+        (tree / link).unlink(missing_ok=True)
+    for path in (tree / "boot").glob("*.old"):
+        path.unlink()
+    for link, to in (("vmlinuz", kernel.name), ("initrd.img", initrd.name)):
+        (tree / "boot" / link).unlink(missing_ok=True)
+        (tree / "boot" / link).symlink_to(to)
     return taken
 
 
@@ -889,6 +958,13 @@ def gpt_disk(b: Build, layout: list[Partition], filesystems: dict[str, Path]) ->
         write_sparse(disk, offsets[name], fs)
     os.replace(disk, b.raw)
     return b.raw
+
+
+def keep_for_bundles(b: Build, root: RootFilesystem) -> None:
+    """Slot A's root filesystem, its compatible string and version, for ./build.sh bundle."""
+    os.replace(root.image, b.dest / "root.ext4")
+    (b.dest / "compatible").write_text(compatible(b.target) + "\n")
+    (b.dest / "version").write_text(image_version(b.checkout.epoch) + "\n")
 
 
 def compress(raw: Path) -> Path:
@@ -971,6 +1047,7 @@ def build(name: str, force: bool) -> Path:
         step("GPT disk image: ESP, root-A, root-B (empty), data")
         layout = partition_layout(target, root.mib)
         raw = gpt_disk(b, layout, {"esp": esp, "root-a": root.image, "data": data_fs})
+        keep_for_bundles(b, root)
         step("compress (zstd)")
         zst = compress(raw)
         step("manifest")

@@ -54,8 +54,11 @@ def command(
     display_port: int = 4555,
     memory_mib: int = 1536,
     monitor: Path | None = None,
+    reboot: bool = False,
 ) -> list[str]:
-    """The QEMU command line; ``console`` is a -serial backend (``file:PATH``, ``mon:stdio``)."""
+    """The QEMU command line; ``console`` is a -serial backend (``file:PATH``, ``mon:stdio``).
+    ``reboot``: the guest's reboots restart it, as on a board (the update tests' rollbacks);
+    otherwise QEMU exits when the guest reboots."""
     disk, efivars = state / "disk.qcow2", state / "efivars.fd"
     forward = f"user,id=net0,hostfwd=tcp:127.0.0.1:{panel_port}-:8080"
     display = f"socket,id=display,host=127.0.0.1,port={display_port},server=on,wait=off"
@@ -90,7 +93,7 @@ def command(
         "-chardev", display,
         "-device", "virtconsole,chardev=display,name=qey.display",
         "-display", "none",
-        "-no-reboot",
+        *([] if reboot else ["-no-reboot"]),
         *(["-monitor", f"unix:{monitor},server=on,wait=off"] if monitor else []),
     ]  # fmt: skip
 

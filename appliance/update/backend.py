@@ -1,7 +1,8 @@
 """RAUC's boot loader backend for this appliance (``bootloader=custom`` in system.conf).
 
 RAUC writes the inactive slot; this tells the boot loader about it. RAUC calls it as
-``get-primary``, ``set-primary SLOT``, ``get-state SLOT`` and ``set-state SLOT good|bad``.
+``get-primary``, ``set-primary SLOT``, ``get-state SLOT``, ``set-state SLOT good|bad`` (and,
+from newer versions, ``get-current``).
 Making a slot primary copies its kernel and initrd (from the root filesystem just written) to
 the ESP and gives it a new entry with a few tries; marking it good drops the counter. The
 counting itself is systemd-boot's: see ``entries``.
@@ -95,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print("no boot entry on the ESP", file=sys.stderr)
                     return 1
                 print(entry.slot)
+            case ["get-current"]:  # newer RAUCs ask; 1.8 reads rauc.slot= itself
+                booted = _booted()
+                if booted is None:
+                    print("not booted from a slot", file=sys.stderr)
+                    return 1
+                print(booted)
             case ["set-primary", slot]:
                 set_primary(entries.slot_of(slot))
             case ["get-state", slot]:

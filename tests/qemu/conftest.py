@@ -33,9 +33,10 @@ def free_port() -> int:
 class Guest:
     """One QEMU process on a disk overlay that outlives it (so a reboot keeps the data)."""
 
-    def __init__(self, target: str, state: Path) -> None:
+    def __init__(self, target: str, state: Path, *, reboot: bool = False) -> None:
         self.target = target
         self.state = state
+        self.reboot = reboot  # the guest's reboots restart it instead of ending QEMU
         self.console = state / "console.log"
         self.monitor = state / "monitor.sock"
         self.panel_port = free_port()
@@ -56,6 +57,7 @@ class Guest:
             panel_port=self.panel_port,
             display_port=self.display_port,
             monitor=self.monitor,
+            reboot=self.reboot,
         )
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
