@@ -297,9 +297,10 @@ def _parser() -> argparse.ArgumentParser:
         "slot not running and set that slot to be tried at the next boot, a few times at "
         "most; it is committed once the appliance has been healthy on it, and if it never "
         "is, the old slot boots again by itself, with its data. qey update status: both "
-        "slots and the last update. gate and boot-check are what the boot runs.",
+        "slots and the last update. gate and boot-check are what the boot runs; apply installs "
+        "what the panel handed over.",
     )
-    update.add_argument("what", metavar="BUNDLE|status|gate|boot-check")
+    update.add_argument("what", metavar="BUNDLE|status|gate|boot-check|apply")
     update.add_argument(
         "--allow-downgrade", action="store_true", help="install a bundle older than what runs"
     )
@@ -784,6 +785,9 @@ def cmd_update(args: argparse.Namespace) -> int:
             print(f"last update: {last.version} into slot {last.to_slot}: {last.state}")
             if last.reason:
                 print(f"  {last.reason}")
+        return 0
+    if args.what == "apply":
+        console.apply_request(data_dir)  # it says what it did before it reboots
         return 0
     if args.what == "boot-check":
         print(f"qey update: {console.boot_check(data_dir)}")

@@ -66,8 +66,8 @@ class ControlClient:
 
     async def health(self) -> str:
         """The appliance's overall health ("ok", "degraded", "failed"): the update's gate."""
-        status = msgspec.json.decode(await self._raw("GET", "/api/v1/status"))
-        return str(status.get("health", "unknown"))
+        answer = msgspec.json.decode(await self._raw("GET", "/api/v1/health"))
+        return str(answer.get("health", "unknown"))
 
     async def set_admin_password(self, password: str) -> None:
         """``qey passwd``: the panel's admin password, set whatever its throttle says."""

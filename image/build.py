@@ -152,6 +152,7 @@ ENABLE = {  # unit -> target.wants it goes into
     "qey-actions.path": "multi-user.target",
     "qey-update-boot.service": "multi-user.target",
     "qey-update-gate.service": "multi-user.target",
+    "qey-update.path": "multi-user.target",
 }
 # Kernel modules for hardware a wired network appliance does not have (Wi-Fi, sound, video
 # capture, InfiniBand, discrete PCIe GPUs, Fibre Channel) and the kernel's self-tests: a third

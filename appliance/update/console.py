@@ -16,8 +16,9 @@ import msgspec
 
 from appliance import __version__
 from appliance.errors import ApplianceError
-from appliance.update import bundles, entries, record
+from appliance.update import bundles, entries, handoff, record
 from appliance.update.backend import ESP, TRIES
+from appliance.update.bundles import BundleRefused
 from appliance.update.entries import Slot
 
 SYSTEM_CONF = Path("/etc/rauc/system.conf")
@@ -98,33 +99,43 @@ def system_config(path: Path = SYSTEM_CONF) -> tuple[str, Path]:
 def install(bundle: Path, data_dir: Path, *, allow_downgrade: bool) -> record.UpdateRecord:
     """Check the bundle, write it into the slot not running, and set that slot to be tried
     at the next boot; the database is copied aside first. Nothing is written for a bundle
-    that fails any check."""
-    compatible, keyring = system_config()
-    current = running_version()
-    info = bundles.inspect(bundle, keyring)
-    bundles.check_target(
-        info, compatible=compatible, current=current, allow_downgrade=allow_downgrade
-    )
-    print(f"checking {bundle.name} (version {info.version}) ...", flush=True)
-    bundles.check_payload(bundle, info, progress=_progress("checked"))
-    booted = entries.boot_slot()
-    if booted not in entries.SLOTS:
-        raise UpdateFailed(f"not booted from a slot (qey.slot={booted}): nothing to update")
-    from_slot = entries.slot_of(booted)
+    that fails any check, and the record says why it was refused or failed."""
+    started = time.time()
+    version = ""
+    try:
+        compatible, keyring = system_config()
+        info = bundles.inspect(bundle, keyring)
+        version = info.version
+        bundles.check_target(
+            info, compatible=compatible, current=running_version(), allow_downgrade=allow_downgrade
+        )
+        print(f"checking {bundle.name} (version {info.version}) ...", flush=True)
+        bundles.check_payload(bundle, info, progress=_progress("checked"))
+        return _write(bundle, data_dir, info.version, started)
+    except BundleRefused as err:
+        _ended(data_dir, "refused", str(err), started, version)
+        raise
+    except UpdateFailed as err:
+        _ended(data_dir, "failed", str(err), started, version)
+        raise
+
+
+def _write(bundle: Path, data_dir: Path, version: str, started: float) -> record.UpdateRecord:
+    from_slot = _booted_slot()
     rec = record.UpdateRecord(
         state="installing",
-        version=info.version,
-        from_version=current,
+        version=version,
+        from_version=running_version(),
         from_slot=from_slot,
         to_slot=entries.other(from_slot),
-        started_at=time.time(),
+        started_at=started,
     )
     record.save(data_dir, rec)
     done = subprocess.run(["rauc", "install", str(bundle)], check=False, text=True)
     if done.returncode != 0:
-        record.finish(data_dir, rec, "failed", f"rauc install exited {done.returncode}")
         raise UpdateFailed(
-            f"installing {bundle.name} failed; slot {from_slot} still boots, as before"
+            f"rauc install exited {done.returncode} (journalctl -u rauc); slot {from_slot} "
+            "still boots, as before"
         )
     db = data_dir / "qey.db"
     copied = db.exists()
@@ -133,6 +144,54 @@ def install(bundle: Path, data_dir: Path, *, allow_downgrade: bool) -> record.Up
     rec = msgspec.structs.replace(rec, state="trying", snapshot=copied)
     record.save(data_dir, rec)
     return rec
+
+
+def _booted_slot() -> Slot:
+    booted = entries.boot_slot()
+    if booted not in entries.SLOTS:
+        raise UpdateFailed(f"not booted from a slot (qey.slot={booted}): nothing to update")
+    return entries.slot_of(booted)
+
+
+def _ended(data_dir: Path, state: record.State, reason: str, started: float, version: str) -> None:
+    booted = entries.boot_slot()
+    slot = entries.slot_of(booted) if booted in entries.SLOTS else "a"
+    record.save(
+        data_dir,
+        record.UpdateRecord(
+            state=state,
+            version=version,
+            from_version=running_version(),
+            from_slot=slot,
+            to_slot=entries.other(slot),
+            started_at=started,
+            finished_at=time.time(),
+            reason=reason,
+        ),
+    )
+
+
+def apply_request(data_dir: Path) -> str:
+    """Root's side of a panel upload: install the handed-over bundle (its outcome recorded
+    either way), clear the hand-over, and reboot if asked."""
+    try:
+        wanted = handoff.read_request(data_dir)
+        bundle = handoff.bundle_path(data_dir, wanted)
+    except handoff.BadHandOff as err:
+        _ended(data_dir, "refused", str(err), time.time(), "")
+        handoff.clear(data_dir)
+        raise
+    try:
+        rec = install(bundle, data_dir, allow_downgrade=wanted.allow_downgrade)
+    finally:
+        handoff.clear(data_dir)
+    said = f"version {rec.version} installed in slot {rec.to_slot}; " + (
+        "rebooting into it" if wanted.reboot else "it is tried at the next boot"
+    )
+    print(f"qey update: {said}", flush=True)  # before the reboot takes the console
+    if wanted.reboot:
+        subprocess.run(["systemctl", "reboot"], check=True)
+    return said
 
 
 def boot_check(data_dir: Path, *, booted: str | None = None, esp: Path = ESP) -> str:
@@ -178,7 +237,7 @@ def gate(data_dir: Path, socket: Path, *, healthy_for_s: float, timeout_s: float
 
 
 async def _healthy(socket: Path, healthy_for_s: float, timeout_s: float) -> None:
-    from appliance.client import ControlClient, NotRunning
+    from appliance.client import ControlClient
 
     deadline = time.monotonic() + timeout_s
     since: float | None = None
@@ -188,7 +247,7 @@ async def _healthy(socket: Path, healthy_for_s: float, timeout_s: float) -> None
         try:
             async with ControlClient(socket) as client:
                 health = await client.health()
-        except (NotRunning, OSError) as err:
+        except (ApplianceError, OSError) as err:  # not up yet, or not answering: wait
             last = str(err)
         if health is not None and health != "failed":
             since = since or time.monotonic()

@@ -18,7 +18,7 @@ import msgspec
 
 from appliance.update.entries import Slot
 
-State = Literal["installing", "trying", "committed", "rolled-back", "failed"]
+State = Literal["installing", "trying", "committed", "rolled-back", "failed", "refused"]
 
 RECORD = "update.json"
 SNAPSHOT = "update-snapshot.db"

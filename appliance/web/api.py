@@ -302,6 +302,21 @@ def _key(ev: Event) -> tuple[str, str]:
     return ("", "")
 
 
+class HealthView(msgspec.Struct, frozen=True):
+    health: str  # "ok", "degraded" (an instance is failing now), "failed" (a type stopped)
+
+
+def overall_health(runtime: Runtime) -> str:
+    if runtime.failed_types():
+        return "failed"
+    return "degraded" if any(i.fault for i in runtime.instances()) else "ok"
+
+
+async def get_health(request: web.Request) -> web.Response:
+    """One word, cheap: what the update's health gate polls before it commits a new slot."""
+    return json_response(HealthView(overall_health(request.app[RUNTIME])))
+
+
 async def list_agents(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     return json_response(
@@ -398,6 +413,14 @@ API_ROUTES = (
         "A task and its ancestors back to the command",
         returns=OBJECT,
         errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/api/v1/health",
+        get_health,
+        "The appliance's health in one word: ok, degraded (an instance is failing now) or "
+        "failed (an agent type was stopped after repeated crashes)",
+        returns=HealthView,
     ),
     Route(
         "GET",

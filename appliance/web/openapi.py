@@ -31,6 +31,7 @@ _REASONS = {
     403: "CSRF token missing or wrong, request from another origin, or a wrong password",
     404: "no such job, task, agent type, schedule, action or picture",
     409: "the action cannot be done in the present state",
+    413: "the body is larger than the operation takes (an update bundle over 4 GiB)",
     422: "the input is well formed but refused (no confident route, event not accepted)",
     429: "too many failed attempts, or an inbox is full: retry later",
     502: "the action could not be carried out (the firewall refused it): nothing changed",
@@ -84,7 +85,7 @@ def _operation(route: Route, described: Described) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {JSON: {"schema": _of(route.body, described)}},
+            "content": {route.body_media: {"schema": _of(route.body, described)}},
         }
     if route.method != "GET":  # every change needs the CSRF token as well as the session
         op["security"] = [{"session": [], "csrf": []}]

@@ -65,6 +65,7 @@ from appliance.web.sessions import Sessions
 from appliance.web.sessionstore import SESSIONS_FILE, SessionStore
 from appliance.web.submit import Submit
 from appliance.web.throttle import LoginThrottle
+from appliance.web.update import UPDATE_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ PANEL_ROUTES = (
     *API_ROUTES,
     *OPS_ROUTES,
     *SCHEDULE_ROUTES,
+    *UPDATE_ROUTES,
     Route("GET", "/api/v1/live", live),  # a WebSocket: described in the document's text
     Route("GET", "/api/v1/openapi.json", get_openapi),
 )

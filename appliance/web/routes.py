@@ -48,7 +48,8 @@ class Route:
     ok: int = 200
     returns: Schema = None
     errors: tuple[int, ...] = ()
-    body: Schema = None  # the request's JSON body
+    body: Schema = None  # the request's body (JSON unless body_media says otherwise)
+    body_media: str = "application/json"
     query: tuple[Query, ...] = ()
     media: tuple[str, ...] = ("application/json",)  # the ok answer's media types
 

@@ -107,3 +107,15 @@ async def test_health_recovers_once_the_failed_instance_is_restarted_or_scaled_a
         healthy = await _status(client)
         assert healthy["health"] == "ok" and _type(healthy, "counter")["failing"] == 0
     assert runtime.crashed == 2  # the history stays where it is counted
+
+
+async def test_the_one_word_health_agrees_with_the_status_page(
+    client: TestClient[Any, Any], runtime: Runtime
+) -> None:
+    """What the update's gate polls (/api/v1/health, also on the control socket) says what
+    the status endpoint says overall."""
+    word = await (await client.get("/api/v1/health")).json()
+    assert word == {"health": (await _status(client))["health"]} == {"health": "ok"}
+    runtime.fail_type(runtime.agent_types[0].name, "crashed five times in a minute")
+    word = await (await client.get("/api/v1/health")).json()
+    assert word == {"health": (await _status(client))["health"]} == {"health": "failed"}

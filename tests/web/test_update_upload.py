@@ -1,0 +1,103 @@
+"""An update through the panel: the bundle is streamed to the data directory and handed to
+root's update service with a request it can trust the shape of; what was asked and the last
+update's record come back from GET /api/v1/update. Bad uploads are refused in words."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient
+
+from appliance.update import handoff, record
+
+pytestmark = pytest.mark.unit
+
+BUNDLE = bytes(range(256)) * 8192  # 2 MiB: more than one chunk
+
+
+def headers(
+    client: TestClient[Any, Any], media: str = "application/octet-stream"
+) -> dict[str, str]:
+    return {"X-CSRF-Token": client.csrf, "Content-Type": media}  # type: ignore[attr-defined]
+
+
+async def test_an_upload_is_handed_to_root_whole(
+    client: TestClient[Any, Any], data_dir: Path
+) -> None:
+    resp = await client.post("/api/v1/update?reboot=1", data=BUNDLE, headers=headers(client))
+    assert resp.status == 202, await resp.text()
+    bundle = data_dir / handoff.INCOMING
+    assert bundle.read_bytes() == BUNDLE
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o644
+    wanted = handoff.read_request(data_dir)
+    assert (wanted.reboot, wanted.allow_downgrade, wanted.size) == (True, False, len(BUNDLE))
+    assert handoff.bundle_path(data_dir, wanted) == bundle
+    view = await (await client.get("/api/v1/update")).json()
+    assert view["requested"] is True
+    assert view["booted_slot"] == "host"
+    assert view["last"] is None
+
+
+async def test_bad_uploads_are_refused_and_leave_nothing(
+    client: TestClient[Any, Any], data_dir: Path
+) -> None:
+    empty = await client.post("/api/v1/update", data=b"", headers=headers(client))
+    assert empty.status == 400
+    assert "empty" in (await empty.json())["message"]
+    as_form = await client.post(
+        "/api/v1/update", data=BUNDLE, headers=headers(client, "text/plain")
+    )
+    assert as_form.status == 400
+    assert "application/octet-stream" in (await as_form.json())["message"]
+    assert not (data_dir / handoff.REQUEST).exists()
+    update = data_dir / "update"
+    assert not update.exists() or not any(update.iterdir())  # no half-written bundle left
+
+
+async def test_the_upload_needs_the_sessions_csrf_token(client: TestClient[Any, Any]) -> None:
+    resp = await client.post(
+        "/api/v1/update",
+        data=BUNDLE,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert resp.status == 403
+
+
+async def test_the_last_update_record_is_what_the_panel_shows(
+    client: TestClient[Any, Any], data_dir: Path
+) -> None:
+    record.save(
+        data_dir,
+        record.UpdateRecord(
+            state="refused",
+            version="0.1.0+50",
+            from_version="0.1.0+100",
+            from_slot="a",
+            to_slot="b",
+            started_at=1.0,
+            finished_at=2.0,
+            reason="version 0.1.0+50 is older than the running 0.1.0+100",
+        ),
+    )
+    view = await (await client.get("/api/v1/update")).json()
+    last = msgspec.convert(view["last"], record.UpdateRecord)
+    assert (last.state, last.reason) == (
+        "refused",
+        "version 0.1.0+50 is older than the running 0.1.0+100",
+    )
+
+
+def test_a_hand_over_that_is_not_a_plain_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "update").mkdir()
+    (tmp_path / "elsewhere").write_bytes(b"x")
+    (tmp_path / handoff.INCOMING).symlink_to(tmp_path / "elsewhere")
+    wanted = handoff.UpdateRequest(allow_downgrade=False, reboot=False, at=0.0, size=1)
+    with pytest.raises(handoff.BadHandOff, match="not a plain file"):
+        handoff.bundle_path(tmp_path, wanted)
+    (tmp_path / handoff.REQUEST).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(handoff.BadHandOff, match="unreadable update request"):
+        handoff.read_request(tmp_path)
