@@ -146,7 +146,8 @@ image_target() {
 ensure_image_tools() {
   local target=$1 missing=() tool pkg
   for tool in mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs mkfs.fat:dosfstools mcopy:mtools \
-    sfdisk:fdisk zstd:zstd qemu-img:qemu-utils depmod:kmod gpg:gpg; do
+    sfdisk:fdisk zstd:zstd qemu-img:qemu-utils depmod:kmod gpg:gpg \
+    openssl:openssl rauc:rauc mksquashfs:squashfs-tools; do  # the last three: update bundles
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
   done
   case "$target" in
@@ -185,15 +186,7 @@ cmd_image() {
 # both use the same update key (~/.config/qey/update-keys of the user that builds).
 cmd_bundle() {
   ensure_venv
-  local missing=()
-  command -v rauc >/dev/null 2>&1 || missing+=(rauc)
-  command -v mksquashfs >/dev/null 2>&1 || missing+=(squashfs-tools)
-  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-  if [ ${#missing[@]} -gt 0 ]; then
-    need_root apt-get update -q
-    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      "${missing[@]}"
-  fi
+  ensure_image_tools "$(image_target "$@")"
   need_root "$PY" image/bundle.py "$@"
 }
 

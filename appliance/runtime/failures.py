@@ -252,25 +252,9 @@ class Failures:
         self._dispatch.enqueue(msgspec.structs.replace(item, attempt=item.attempt + 1))
 
     def _refused(self, inst: Instance, env: Envelope[Any], err: BaseException) -> None:
-        log.info(
-            "%s: refused %s: %s: %s",
-            inst.name,
-            _tag(env),
-            type(err).__name__,
-            err,
-            extra={"job_id": env.job.job_id, "task_id": inst.ref.task_id},
-        )
-        self._journal.record(
-            EventRefused(
-                job_id=env.job.job_id,
-                task_id=inst.ref.task_id,
-                agent_type=inst.kind.name,
-                event_kind=_tag(env),
-                error_type=type(err).__name__,
-                message=str(err),
-                at=self._clock.now(),
-            )
-        )
+        log.info("%s: refused %s: %s: %s", inst.name, _tag(env), type(err).__name__, err,
+                 extra=_where(inst, env))  # fmt: skip
+        self._journal.record(EventRefused(**self._what_failed(inst, env, err)))
 
     def _crashed(self, inst: Instance, env: Envelope[Any], err: BaseException) -> None:
         self.crashed += 1
@@ -281,22 +265,26 @@ class Failures:
             _tag(env),
             type(err).__name__,
             err,
-            extra={"job_id": env.job.job_id, "task_id": inst.ref.task_id},
+            extra=_where(inst, env),
             exc_info=(type(err), err, err.__traceback__)
             if log.isEnabledFor(logging.DEBUG)
             else None,
         )
-        self._journal.record(
-            HandlerCrashed(
-                job_id=env.job.job_id,
-                task_id=inst.ref.task_id,
-                agent_type=inst.kind.name,
-                event_kind=_tag(env),
-                error_type=type(err).__name__,
-                message=str(err),
-                at=self._clock.now(),
-            )
-        )
+        self._journal.record(HandlerCrashed(**self._what_failed(inst, env, err)))
+
+    def _what_failed(
+        self, inst: Instance, env: Envelope[Any], err: BaseException
+    ) -> dict[str, Any]:
+        """A refusal's and a crash's record say the same things."""
+        return {
+            "job_id": env.job.job_id,
+            "task_id": inst.ref.task_id,
+            "agent_type": inst.kind.name,
+            "event_kind": _tag(env),
+            "error_type": type(err).__name__,
+            "message": str(err),
+            "at": self._clock.now(),
+        }
 
 
 def _group_of(inst: Instance) -> list[Instance]:
@@ -307,3 +295,8 @@ def _group_of(inst: Instance) -> list[Instance]:
 
 def _tag(env: Envelope[Any]) -> str:
     return str(env.event.__struct_config__.tag)
+
+
+def _where(inst: Instance, env: Envelope[Any]) -> dict[str, str]:
+    """``extra=`` for log lines: the job and task they belong to."""
+    return {"job_id": env.job.job_id, "task_id": inst.ref.task_id}
