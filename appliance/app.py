@@ -9,6 +9,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -46,6 +47,7 @@ from appliance.startup import (
     router_settings,
 )
 from appliance.supervisor import ConsensusTracker, Supervisor
+from appliance.update import record as update_record
 from appliance.update.entries import boot_slot
 from appliance.web.api import make_api
 from appliance.web.approvals import APPROVALS_PAGE, add_action_routes
@@ -380,6 +382,7 @@ class Appliance:
             clock=self.runtime.clock,
             hotplug_sink=start_watching(self.runtime),
             appliance_version=__version__,
+            update_phase=partial(update_record.phase, self.settings.data_dir, boot_slot()),
         )
 
 

@@ -18,7 +18,7 @@ from appliance.hal.display.service import DisplayService
 from appliance.hal.gpio import make_pin_factory
 from appliance.hal.hotplug import DeviceChanged, DeviceMonitor, HotplugService, UdevMonitor
 from appliance.hal.leds import GpioStatusLeds
-from appliance.hal.status import StatusLedService
+from appliance.hal.status import StatusLedService, UpdatePhase
 from appliance.runtime import Clock, Runtime
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,11 @@ class Hardware:
         hotplug_sink: Callable[[DeviceChanged], None],
         monitor: DeviceMonitor | None = None,
         appliance_version: str = "",
+        update_phase: Callable[[], UpdatePhase | None] | None = None,
     ) -> None:
         self.board = board
         self.leds = GpioStatusLeds(board.leds, pin_factory=make_pin_factory(board.gpio))
-        self.status = StatusLedService(runtime, self.leds, clock=clock)
+        self.status = StatusLedService(runtime, self.leds, clock=clock, update_phase=update_phase)
         self.display = DisplayService(
             runtime,
             board.display,

@@ -15,7 +15,7 @@ import msgspec
 from appliance.hal.board import LedPins
 from appliance.hal.gpio import PinFactory
 
-LedState: TypeAlias = Literal["off", "booting", "ready", "busy", "error", "updating"]
+LedState: TypeAlias = Literal["off", "booting", "ready", "busy", "error", "updating", "trying"]
 Rgb: TypeAlias = tuple[float, float, float]
 
 BLACK: Rgb = (0.0, 0.0, 0.0)
@@ -49,6 +49,9 @@ PATTERNS: dict[LedState, Pattern] = {
     "busy": Pattern(power=True, color=GREEN, activity_half_period_s=BUSY_HALF_PERIOD_S),
     "error": Pattern(power=True, color=RED, mode="blink", half_period_s=0.25),
     "updating": Pattern(power=True, color=AMBER, mode="pulse", half_period_s=0.5),
+    # a new version runs and is not committed yet: amber on and off, slowly, until the
+    # health gate commits it (or the device goes back to the old one)
+    "trying": Pattern(power=True, color=AMBER, mode="blink", half_period_s=1.0),
 }
 
 

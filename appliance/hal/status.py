@@ -3,15 +3,18 @@
 booting until the runtime runs; then ready when idle, busy while handlers run (the blink rate
 follows the number of live tasks); error while the supervisor holds an agent type failed, and
 for ``error_hold_s`` after a handler crashed or a task failed, so a crash that lasts a
-millisecond is still seen; updating while an update is being applied (``updating(True)``).
-The state is re-decided on a fixed tick rather than per event, so a storm of events costs the
-LEDs nothing.
+millisecond is still seen. An update comes first: updating while a bundle is checked and
+written, trying while a new version runs uncommitted (``update_phase``, which reads the update
+record root keeps on the data partition; asked once a second). The state is re-decided on a
+fixed tick rather than per event, so a storm of events costs the LEDs nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Literal
 
 from appliance.events import HandlerCrashed, TaskSpawned, TaskStatusChanged
 from appliance.hal.leds import LedState, StatusLeds
@@ -20,6 +23,8 @@ from appliance.runtime import Clock, Runtime, Watch
 log = logging.getLogger(__name__)
 
 _FOLLOWED = ("task.spawned", "task.status", "handler.crashed")
+UpdatePhase = Literal["installing", "trying"]
+PHASE_EVERY_S = 1.0
 
 
 class StatusLedService:
@@ -31,6 +36,7 @@ class StatusLedService:
         clock: Clock,
         tick_s: float = 0.2,
         error_hold_s: float = 5.0,
+        update_phase: Callable[[], UpdatePhase | None] | None = None,
     ) -> None:
         self._runtime = runtime
         self._leds = leds
@@ -38,15 +44,12 @@ class StatusLedService:
         self._tick_s = tick_s
         self._error_hold_s = error_hold_s
         self._error_until = float("-inf")
-        self._updating = False
+        self._update_phase = update_phase
+        self._phase: UpdatePhase | None = None
+        self._phase_at = float("-inf")
         self._live: set[str] = set()
         self.state: LedState = "booting"
         leds.show("booting")
-
-    def updating(self, active: bool) -> None:
-        """The updater says an update is being applied (True) or is over (False)."""
-        self._updating = active
-        self._show()
 
     @property
     def load(self) -> int:
@@ -85,11 +88,27 @@ class StatusLedService:
             self._error_until = self._clock.monotonic() + self._error_hold_s
 
     def decide(self) -> LedState:
-        if self._updating:
+        phase = self._update()
+        if phase == "installing":
             return "updating"
         if self._runtime.failed_types() or self._clock.monotonic() < self._error_until:
             return "error"  # a type the supervisor gave up on stays an error until reset
+        if phase == "trying":
+            return "trying"
         return "busy" if self._runtime.busy else "ready"
+
+    def _update(self) -> UpdatePhase | None:
+        if self._update_phase is None:
+            return None
+        now = self._clock.monotonic()
+        if now - self._phase_at >= PHASE_EVERY_S:
+            self._phase_at = now
+            try:
+                self._phase = self._update_phase()
+            except OSError as err:  # the data partition unreadable: the LEDs go on
+                log.warning("status LEDs: cannot read the update record: %s", err)
+                self._phase = None
+        return self._phase
 
     def _show(self) -> None:
         state = self.decide()

@@ -174,6 +174,8 @@ def _ended(data_dir: Path, state: record.State, reason: str, started: float, ver
 def apply_request(data_dir: Path) -> str:
     """Root's side of a panel upload: install the handed-over bundle (its outcome recorded
     either way), clear the hand-over, and reboot if asked."""
+    if not (data_dir / handoff.REQUEST).exists():
+        return "nothing handed over"  # the boot's check dropped an interrupted one
     try:
         wanted = handoff.read_request(data_dir)
         bundle = handoff.bundle_path(data_dir, wanted)
@@ -198,9 +200,12 @@ def boot_check(data_dir: Path, *, booted: str | None = None, esp: Path = ESP) ->
     """At boot, before the appliance starts: if the slot being tried was given up on and the
     old one booted instead, say so in the record and give the old version its data back."""
     rec = record.load(data_dir)
+    booted = booted or entries.boot_slot()
+    if rec is not None and rec.state == "installing":
+        return _interrupted(data_dir, rec, booted, esp)
     if rec is None or rec.state != "trying":
         return "nothing to check"
-    if (booted or entries.boot_slot()) != rec.from_slot:
+    if booted != rec.from_slot:
         return f"trying version {rec.version} in slot {rec.to_slot}"
     entry = entries.entry_of(esp, rec.to_slot)
     why = (
@@ -215,6 +220,27 @@ def boot_check(data_dir: Path, *, booted: str | None = None, esp: Path = ESP) ->
     if restored:
         why += "; the data was restored to how it was before the update"
     record.finish(data_dir, rec, "rolled-back", why)
+    return why
+
+
+def _interrupted(data_dir: Path, rec: record.UpdateRecord, booted: str, esp: Path) -> str:
+    """The device restarted while RAUC was writing (a power cut, a crash). On the old slot
+    the new one is left unbootable and the bundle is dropped: nothing retries by itself in a
+    loop, and the next upload starts afresh. On the new slot RAUC had finished: it is tried
+    like any other (without the snapshot, which was not taken)."""
+    if booted == rec.to_slot:
+        record.save(data_dir, msgspec.structs.replace(rec, state="trying", snapshot=False))
+        return f"trying version {rec.version} in slot {rec.to_slot} (its install had finished)"
+    entry = entries.entry_of(esp, rec.to_slot)
+    if entry is not None and entry.state != "bad":
+        entries.mark(esp, rec.to_slot, "bad")
+    handoff.clear(data_dir)
+    why = (
+        f"the device restarted while version {rec.version} was being written into slot "
+        f"{rec.to_slot}; slot {rec.from_slot} (version {rec.from_version}) runs as before; "
+        "install the bundle again"
+    )
+    record.finish(data_dir, rec, "failed", why)
     return why
 
 

@@ -16,9 +16,11 @@ from typing import Literal
 
 import msgspec
 
+from appliance.update import handoff
 from appliance.update.entries import Slot
 
 State = Literal["installing", "trying", "committed", "rolled-back", "failed", "refused"]
+Phase = Literal["installing", "trying"]
 
 RECORD = "update.json"
 SNAPSHOT = "update-snapshot.db"
@@ -101,3 +103,19 @@ def _same_owner(original: Path, copy: Path) -> None:
     os.chmod(copy, info.st_mode & 0o777)
     if os.geteuid() == 0:
         os.chown(copy, info.st_uid, info.st_gid)
+
+
+def phase(data_dir: Path, booted: str) -> Phase | None:
+    """What the status LEDs say of an update: ``installing`` from the moment a bundle is
+    handed over (root checks and writes it) until its outcome is recorded; ``trying`` while
+    the slot that runs is the new one and not yet committed."""
+    if (data_dir / handoff.REQUEST).exists():
+        return "installing"
+    rec = load(data_dir)
+    if rec is None:
+        return None
+    if rec.state == "installing":
+        return "installing"
+    if rec.state == "trying" and rec.to_slot == booted:
+        return "trying"
+    return None

@@ -78,6 +78,16 @@ def test_updating_pulses_amber(leds: GpioStatusLeds, board: BoardProfile, pin_fa
     assert max(levels(p["green"])) <= 0.5 + 1e-9 and max(levels(p["blue"])) == 0
 
 
+def test_trying_a_new_version_blinks_amber_slowly(
+    leds: GpioStatusLeds, board: BoardProfile, pin_factory: Any
+) -> None:
+    p = pins(board, pin_factory)
+    leds.show("trying")
+    wait_until(lambda: rising_edges(p["red"]) >= 2, timeout=10)
+    assert set(levels(p["red"])) <= {0.0, 1.0}, "on and off, not a pulse"
+    assert max(levels(p["green"])) == pytest.approx(0.5) and max(levels(p["blue"])) == 0
+
+
 def test_showing_the_same_state_again_keeps_the_rhythm(
     leds: GpioStatusLeds, board: BoardProfile, pin_factory: Any
 ) -> None:
@@ -126,6 +136,6 @@ def test_busy_rate_doubles_per_load_step(load: int, half_period: float) -> None:
 
 
 def test_only_busy_lights_the_activity_led() -> None:
-    states = ("off", "booting", "ready", "busy", "error", "updating")
+    states = ("off", "booting", "ready", "busy", "error", "updating", "trying")
     lit = [s for s in states if pattern_for(s, 5).activity_half_period_s > 0]
     assert lit == ["busy"]

@@ -11,7 +11,7 @@ import pytest
 from appliance.events import JobContext
 from appliance.hal.board import BoardProfile
 from appliance.hal.leds import GpioStatusLeds
-from appliance.hal.status import StatusLedService
+from appliance.hal.status import StatusLedService, UpdatePhase
 from appliance.runtime import FakeClock, Runtime, Store, running
 from tests.support import Counter, Crash, Pause
 
@@ -66,12 +66,35 @@ async def test_busy_while_a_handler_runs_with_load_from_live_tasks(
         task.cancel()
 
 
-async def test_updating_wins_over_everything(runtime: Runtime, leds: GpioStatusLeds) -> None:
-    service = StatusLedService(runtime, leds, clock=FakeClock())
-    service.updating(True)
-    assert service.state == "updating"
-    service.updating(False)
-    assert service.state == "ready"
+async def test_an_update_being_installed_wins_over_everything_and_a_tried_one_over_ready(
+    runtime: Runtime, leds: GpioStatusLeds
+) -> None:
+    clock = FakeClock()
+    phase: list[UpdatePhase | None] = ["installing"]
+    service = StatusLedService(
+        runtime, leds, clock=clock, error_hold_s=5.0, update_phase=lambda: phase[0]
+    )
+    runtime.fail_type("counter", "restarted too often")
+    assert service.decide() == "updating"  # over an error: the device is being rewritten
+    phase[0] = "trying"
+    assert service.decide() == "updating", "asked once a second, not at every tick"
+    await clock.advance(1.0)
+    assert service.decide() == "error", "an error says more than an update on trial"
+    runtime.reset_type("counter")
+    assert service.decide() == "trying"
+    phase[0] = None
+    await clock.advance(1.0)
+    assert service.decide() == "ready"
+
+
+async def test_an_unreadable_update_record_leaves_the_leds_going(
+    runtime: Runtime, leds: GpioStatusLeds
+) -> None:
+    def unreadable() -> UpdatePhase | None:
+        raise PermissionError("/data/qey/update.json")
+
+    service = StatusLedService(runtime, leds, clock=FakeClock(), update_phase=unreadable)
+    assert service.decide() == "ready"
 
 
 async def test_a_type_the_supervisor_gave_up_on_keeps_the_leds_on_error(

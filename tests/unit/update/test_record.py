@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.update import console, entries, record
+from appliance.update import console, entries, handoff, record
 
 pytestmark = pytest.mark.unit
 
@@ -28,9 +28,11 @@ def commands(path: Path) -> list[str]:
         return [r[0] for r in db.execute("SELECT command FROM jobs ORDER BY rowid")]
 
 
-def trying(data: Path, *, snapshot: bool = True) -> record.UpdateRecord:
+def trying(
+    data: Path, *, snapshot: bool = True, state: record.State = "trying"
+) -> record.UpdateRecord:
     rec = record.UpdateRecord(
-        state="trying",
+        state=state,
         version="0.1.0+200",
         from_version="0.1.0+100",
         from_slot="a",
@@ -94,3 +96,65 @@ def test_a_record_cut_short_reads_as_none(tmp_path: Path) -> None:
     (tmp_path / record.RECORD).write_bytes(b'{"state": "tryi')
     assert record.load(tmp_path) is None
     assert console.boot_check(tmp_path, booted="a", esp=tmp_path) == "nothing to check"
+
+
+def test_a_restart_in_the_middle_of_an_install_is_recorded_and_not_retried(
+    tmp_path: Path,
+) -> None:
+    data, esp = tmp_path / "data", tmp_path / "esp"
+    (data / "update").mkdir(parents=True)
+    (esp / entries.ENTRIES).mkdir(parents=True)
+    (esp / entries.ENTRIES / "qey-000001-a.conf").write_text("")
+    (esp / entries.ENTRIES / "qey-000002-b+3.conf").write_text("")  # an earlier slot b
+    (data / handoff.REQUEST).write_text("{}")
+    (data / handoff.INCOMING).write_bytes(b"half a bundle")
+    trying(data, snapshot=False, state="installing")
+
+    said = console.boot_check(data, booted="a", esp=esp)
+
+    assert "restarted while version 0.1.0+200 was being written into slot b" in said
+    assert "install the bundle again" in said
+    rec = record.load(data)
+    assert rec is not None
+    assert (rec.state, rec.reason) == ("failed", said)
+    entry = entries.entry_of(esp, "b")
+    assert entry is not None and entry.state == "bad", "what was half written never boots"
+    assert not (data / handoff.REQUEST).exists() and not (data / handoff.INCOMING).exists()
+    assert console.apply_request(data) == "nothing handed over"
+    assert record.load(data) == rec, "nothing to install is not a refusal"
+
+
+def test_an_install_that_finished_before_the_restart_is_tried(tmp_path: Path) -> None:
+    trying(tmp_path, snapshot=True, state="installing")
+    said = console.boot_check(tmp_path, booted="b", esp=tmp_path)
+    assert said == "trying version 0.1.0+200 in slot b (its install had finished)"
+    rec = record.load(tmp_path)
+    assert rec is not None
+    assert (rec.state, rec.snapshot) == ("trying", False), "no copy of the data was taken"
+
+
+@pytest.mark.parametrize(
+    ("state", "booted", "handed_over", "phase"),
+    [
+        (None, "a", True, "installing"),  # uploaded, root checks it
+        ("installing", "a", False, "installing"),
+        ("trying", "a", False, None),  # installed, the reboot into it still to come
+        ("trying", "b", False, "trying"),
+        ("committed", "b", False, None),
+        ("rolled-back", "a", False, None),
+        (None, "a", False, None),
+    ],
+)
+def test_what_the_leds_say_of_an_update(
+    tmp_path: Path,
+    state: record.State | None,
+    booted: str,
+    handed_over: bool,
+    phase: record.Phase | None,
+) -> None:
+    if state is not None:
+        trying(tmp_path, state=state)
+    if handed_over:
+        (tmp_path / "update").mkdir()
+        (tmp_path / handoff.REQUEST).write_text("{}")
+    assert record.phase(tmp_path, booted) == phase
