@@ -786,6 +786,15 @@ def cmd_update(args: argparse.Namespace) -> int:
             if last.reason:
                 print(f"  {last.reason}")
         return 0
+    try:
+        return _update_step(args, settings, data_dir)
+    finally:  # what changed, for the panel (which may read neither the ESP nor RAUC)
+        console.publish_slots(data_dir)
+
+
+def _update_step(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
+    from appliance.update import console
+
     if args.what == "apply":
         console.apply_request(data_dir)  # it says what it did before it reboots
         return 0
@@ -805,6 +814,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         f"boot and committed once healthy (slot {rec.from_slot} boots again if it never is)"
     )
     if args.reboot:
+        console.publish_slots(data_dir)
         subprocess.run(["systemctl", "reboot"], check=True)
     return 0
 

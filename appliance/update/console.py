@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from appliance import __version__
+from appliance.durable import write_atomic
 from appliance.errors import ApplianceError
 from appliance.update import bundles, entries, handoff, record
 from appliance.update.backend import ESP, TRIES
@@ -22,6 +23,7 @@ from appliance.update.bundles import BundleRefused
 from appliance.update.entries import Slot
 
 SYSTEM_CONF = Path("/etc/rauc/system.conf")
+SLOTS = "update-slots.json"  # under the data directory: root's view of the slots
 IMAGE_VERSION = Path("/usr/lib/qey/image-version")
 
 
@@ -61,6 +63,25 @@ def status(data_dir: Path) -> UpdateStatus:
             )
         )
     return UpdateStatus(slots=views, last=record.load(data_dir))
+
+
+def publish_slots(data_dir: Path) -> None:
+    """Both slots as root sees them, for the panel: the appliance may read neither the ESP
+    nor RAUC's bus. Written whenever root's update steps run (each boot once an update was
+    started, after an install, after a commit), so it is as current as the boot entries."""
+    try:
+        view = status(data_dir)
+        write_atomic(data_dir / SLOTS, msgspec.json.encode(view.slots), mode=0o644)
+    except OSError as err:  # the panel shows less; the update step itself goes on
+        print(f"qey update: could not publish the slots for the panel: {err}", flush=True)
+
+
+def published_slots(data_dir: Path) -> list[SlotView] | None:
+    """What ``publish_slots`` last wrote, None before any update step ran."""
+    try:
+        return msgspec.json.decode((data_dir / SLOTS).read_bytes(), type=list[SlotView])
+    except (OSError, msgspec.DecodeError):
+        return None
 
 
 def _installed_versions() -> dict[str, str]:
@@ -192,6 +213,7 @@ def apply_request(data_dir: Path) -> str:
     )
     print(f"qey update: {said}", flush=True)  # before the reboot takes the console
     if wanted.reboot:
+        publish_slots(data_dir)
         subprocess.run(["systemctl", "reboot"], check=True)
     return said
 

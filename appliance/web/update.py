@@ -20,12 +20,13 @@ from aiohttp import web
 
 from appliance.durable import write_atomic
 from appliance.update import record
-from appliance.update.console import running_version
+from appliance.update.console import SlotView, published_slots, running_version
 from appliance.update.entries import boot_slot
 from appliance.update.handoff import INCOMING, REQUEST, UpdateRequest
 from appliance.web.api import json_response
 from appliance.web.errors import BadRequestBody
 from appliance.web.keys import CREDENTIALS
+from appliance.web.render import render
 from appliance.web.routes import Query, Route
 
 MAX_BUNDLE = 4 * 1024**3  # more than a root slot holds
@@ -37,22 +38,27 @@ class UpdateView(msgspec.Struct, frozen=True):
     booted_slot: str  # "a", "b", or "host" off the image
     requested: bool  # a bundle waits for root's service to take it
     last: record.UpdateRecord | None
+    # both slots as root last saw them (version, state, which boots next); None until the
+    # first update step ran: then slot A runs and slot B was never written
+    slots: list[SlotView] | None = None
 
 
 def _data_dir(request: web.Request) -> Path:
     return Path(request.app[CREDENTIALS].data_dir)
 
 
-async def get_update(request: web.Request) -> web.Response:
-    data_dir = _data_dir(request)
-    return json_response(
-        UpdateView(
-            running_version=running_version(),
-            booted_slot=boot_slot(),
-            requested=(data_dir / REQUEST).exists(),
-            last=record.load(data_dir),
-        )
+def update_view(data_dir: Path) -> UpdateView:
+    return UpdateView(
+        running_version=running_version(),
+        booted_slot=boot_slot(),
+        requested=(data_dir / REQUEST).exists(),
+        last=record.load(data_dir),
+        slots=published_slots(data_dir),
     )
+
+
+async def get_update(request: web.Request) -> web.Response:
+    return json_response(update_view(_data_dir(request)))
 
 
 async def post_update(request: web.Request) -> web.Response:
@@ -92,6 +98,12 @@ async def post_update(request: web.Request) -> web.Response:
     return json_response(wanted, status=202)
 
 
+async def update_page(request: web.Request) -> web.Response:
+    """Both slots, the last update's result, and an upload that shows its progress."""
+    view = update_view(_data_dir(request))
+    return render(request, "update.html", "Update", active="/update", u=view)
+
+
 def _flag(request: web.Request, name: str) -> bool:
     value = request.query.get(name, "0")
     if value not in ("0", "1"):
@@ -100,6 +112,7 @@ def _flag(request: web.Request, name: str) -> bool:
 
 
 UPDATE_ROUTES = (
+    Route("GET", "/update", update_page),
     Route(
         "GET",
         "/api/v1/update",

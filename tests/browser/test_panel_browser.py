@@ -422,3 +422,62 @@ def test_the_owner_sees_findings_arrive_on_home_then_the_device_and_a_refusal(
                 _no_sideways_scroll(page, width)
         finally:
             browser.close()
+
+
+def test_an_update_upload_shows_its_progress_then_the_devices_verdict(
+    appliance: tuple[str, str], tmp_path: Path
+) -> None:
+    """Issue 14's upload on the Update page: the bar follows the upload, the page then follows
+    root's check, and shows its verdict when the record says one. Off the image nothing
+    installs, so the test does what root's update service would: it takes the hand-over and
+    records a refusal."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from appliance.update import handoff, record
+
+    base, token = appliance
+    data = tmp_path / "data"
+    bundle = tmp_path / "qey-qemu-amd64-0.1.0+2.raucb"
+    bundle.write_bytes(os.urandom(24 << 20))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(20_000)
+            page = context.new_page()
+            set_up(page, base, token)
+            page.click("nav >> text=Update")
+            expect(page.locator("main")).to_contain_text("runs on an ordinary machine")
+            expect(page.locator("#last-update")).to_have_text("None yet.")
+            page.set_input_files("#update-form input[type=file]", str(bundle))
+            page.click("#update-form button[type=submit]")
+            out = page.locator("#update-form output.result")
+            expect(out).to_contain_text("checks the bundle's signature")
+            expect(page.locator("#update-form progress")).to_be_visible()
+            wanted = handoff.read_request(data)
+            assert wanted.size == bundle.stat().st_size and wanted.reboot
+            page.screenshot(path=str(ARTIFACTS / "update-uploaded.png"), full_page=True)
+
+            why = "the bundle's signature does not verify with this device's update key"
+            handoff.clear(data)
+            record.save(
+                data,
+                record.UpdateRecord(
+                    state="refused",
+                    version="",
+                    from_version="0.1.0",
+                    from_slot="a",
+                    to_slot="b",
+                    started_at=1.5,
+                    finished_at=2.0,
+                    reason=why,
+                ),
+            )
+            expect(page.locator("#last-update")).to_contain_text(why)
+            expect(page.locator("#last-update .badge")).to_have_text("refused")
+            page.screenshot(path=str(ARTIFACTS / "update-refused.png"), full_page=True)
+        finally:
+            browser.close()

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from appliance.update import handoff, record
+from appliance.update import console, handoff, record
 
 pytestmark = pytest.mark.unit
 
@@ -89,6 +89,68 @@ async def test_the_last_update_record_is_what_the_panel_shows(
         "refused",
         "version 0.1.0+50 is older than the running 0.1.0+100",
     )
+
+
+async def test_off_the_image_the_update_page_says_so(client: TestClient[Any, Any]) -> None:
+    page = await (await client.get("/update")).text()
+    assert "ordinary machine" in page and 'id="slots"' not in page
+    assert 'data-upload="/api/v1/update"' in page
+
+
+async def test_the_update_page_shows_both_slots_the_last_result_and_an_upload(
+    client: TestClient[Any, Any], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("appliance.web.update.boot_slot", lambda: "b")  # the kernel's word
+    page = await (await client.get("/update")).text()
+    assert 'id="slots"' in page and "empty" in page, "before any update: slot B never written"
+    assert "None yet." in page
+    assert 'data-upload="/api/v1/update"' in page and 'type="file"' in page
+    assert "<progress" in page
+
+    slots = [
+        console.SlotView(
+            slot="a", version="0.1.0+100", booted=False, boots_next=False, state="good"
+        ),
+        console.SlotView(
+            slot="b", version="0.1.0+200 <b>", booted=True, boots_next=True, state="trying"
+        ),
+    ]
+    (data_dir / console.SLOTS).write_bytes(msgspec.json.encode(slots))
+    record.save(
+        data_dir,
+        record.UpdateRecord(
+            state="rolled-back",
+            version="0.1.0+200",
+            from_version="0.1.0+100",
+            from_slot="a",
+            to_slot="b",
+            started_at=1.0,
+            finished_at=2.0,
+            reason="slot b did not become healthy within its 3 tries",
+        ),
+    )
+    view = await (await client.get("/api/v1/update")).json()
+    assert msgspec.convert(view["slots"], list[console.SlotView]) == slots
+    page = await (await client.get("/update")).text()
+    assert "0.1.0+200 &lt;b&gt;" in page, "what root published is escaped like any text"
+    assert "rolled-back" in page and "did not become healthy within its 3 tries" in page
+    assert "boots next" in page
+
+
+async def test_slots_published_by_root_that_do_not_decode_read_as_unknown(
+    client: TestClient[Any, Any], data_dir: Path
+) -> None:
+    (data_dir / console.SLOTS).write_bytes(b'[{"slot": "c"')
+    view = await (await client.get("/api/v1/update")).json()
+    assert view["slots"] is None
+    assert (await client.get("/update")).status == 200
+
+
+def test_root_publishes_what_it_sees_of_the_slots(tmp_path: Path) -> None:
+    console.publish_slots(tmp_path)  # off the image: no ESP, no RAUC
+    slots = console.published_slots(tmp_path)
+    assert slots is not None and [s.slot for s in slots] == ["a", "b"]
+    assert stat.S_IMODE((tmp_path / console.SLOTS).stat().st_mode) == 0o644
 
 
 def test_a_hand_over_that_is_not_a_plain_file_is_refused(tmp_path: Path) -> None:

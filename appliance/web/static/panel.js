@@ -322,6 +322,68 @@ function poll(box) {
   }, 3000);
 }
 
+// The Update page: the bundle goes up as the request's body (XMLHttpRequest, for its upload
+// progress), then the page follows root's check and install through GET /api/v1/update
+// until its record says how it ended (or the device reboots into it).
+function uploadBundle(event) {
+  const form = event.target.closest("form[data-upload]");
+  if (!form) return;
+  event.preventDefault();
+  const file = form.elements.bundle.files[0];
+  const bar = form.querySelector("progress");
+  const out = form.querySelector("output.result");
+  const say = (cls, text) => { out.className = "result " + cls; out.textContent = text; };
+  if (!file) { say("error", "Choose a bundle first."); return; }
+  const flags = ["reboot", "allow_downgrade"].map(f => `${f}=${form.elements[f].checked ? 1 : 0}`);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", `${form.dataset.upload}?${flags.join("&")}`);
+  xhr.setRequestHeader("Content-Type", "application/octet-stream");
+  xhr.setRequestHeader("X-CSRF-Token", csrf());
+  bar.hidden = false;
+  bar.value = 0;
+  xhr.upload.onprogress = (ev) => {
+    if (!ev.lengthComputable) return;
+    bar.value = Math.floor(100 * ev.loaded / ev.total);
+    say("pending", `Uploading: ${bar.value}% of ${(ev.total / 1e6).toFixed(0)} MB`);
+  };
+  xhr.onerror = () => say("error", "The upload failed: the connection was lost.");
+  xhr.onload = () => {
+    if (xhr.status !== 202) {
+      let why = xhr.statusText;
+      try { why = describe(JSON.parse(xhr.responseText)); } catch (err) { /* not JSON */ }
+      say("error", `Refused: ${why}`);
+      return;
+    }
+    bar.removeAttribute("value"); // indeterminate: root checks and writes it now
+    followUpdate(form);
+  };
+  form.querySelector("button[type=submit]").disabled = true;
+  xhr.send(file);
+}
+
+// The hand-over's outcome is a new record (another started_at than the page was drawn with).
+function followUpdate(form) {
+  const drawn = Number(form.dataset.last || 0);
+  const out = form.querySelector("output.result");
+  out.className = "result pending";
+  out.textContent = "Uploaded. The device checks the bundle's signature, board and version, then writes it…";
+  const timer = setInterval(async () => {
+    try {
+      const resp = await fetch(form.dataset.upload, { credentials: "same-origin" });
+      if (!resp.ok) return;
+      const view = await resp.json();
+      const last = view.last;
+      if (view.requested || !last || last.started_at === drawn) return;
+      if (last.state === "installing") { out.textContent = `Writing version ${last.version} into slot ${last.to_slot.toUpperCase()}…`; return; }
+      clearInterval(timer);
+      window.location.reload();
+    } catch (err) {
+      out.textContent = "The device is restarting into the new version…";
+    }
+  }, 2000);
+}
+
+document.addEventListener("submit", uploadBundle);
 document.addEventListener("submit", sendForm);
 // typing again clears what a form said last, so an old error never sits beside new input
 document.addEventListener("input", (event) => {
@@ -335,5 +397,6 @@ document.addEventListener("DOMContentLoaded", () => {
   const bell = document.getElementById("bell");
   if (bell) ring(bell);
   for (const box of document.querySelectorAll("[data-poll]")) poll(box);
+  for (const form of document.querySelectorAll("form[data-upload][data-follow='1']")) followUpdate(form);
   for (const img of document.querySelectorAll("img[data-hide-on-error]")) img.addEventListener("error", () => img.remove());
 });
