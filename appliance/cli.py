@@ -305,6 +305,9 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-downgrade", action="store_true", help="install a bundle older than what runs"
     )
     update.add_argument("--reboot", action="store_true", help="reboot into it once installed")
+    update.add_argument(
+        "--reboot-at", metavar="HH:MM", help="reboot into it at this time of the device's day"
+    )
     update.add_argument("--json", action="store_true", help="status as JSON")
     update.add_argument(
         "--healthy-for", type=float, default=60.0, help="gate: seconds of health to commit"
@@ -793,7 +796,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def _update_step(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
-    from appliance.update import console
+    from appliance.update import console, handoff
 
     if args.what == "apply":
         console.apply_request(data_dir)  # it says what it did before it reboots
@@ -808,12 +811,16 @@ def _update_step(args: argparse.Namespace, settings: Settings, data_dir: Path) -
             + console.gate(data_dir, socket, healthy_for_s=args.healthy_for, timeout_s=args.timeout)
         )
         return 0
+    if args.reboot_at is not None:
+        handoff.time_of_day(args.reboot_at)  # before minutes of checking and writing
     rec = console.install(Path(args.what), data_dir, allow_downgrade=args.allow_downgrade)
     print(
         f"qey update: version {rec.version} is in slot {rec.to_slot}; it is tried at the next "
         f"boot and committed once healthy (slot {rec.from_slot} boots again if it never is)"
     )
-    if args.reboot:
+    if args.reboot_at is not None:
+        print(f"qey update: {console.schedule_reboot(args.reboot_at)}")
+    elif args.reboot:
         console.publish_slots(data_dir)
         subprocess.run(["systemctl", "reboot"], check=True)
     return 0

@@ -208,14 +208,36 @@ def apply_request(data_dir: Path) -> str:
         rec = install(bundle, data_dir, allow_downgrade=wanted.allow_downgrade)
     finally:
         handoff.clear(data_dir)
-    said = f"version {rec.version} installed in slot {rec.to_slot}; " + (
-        "rebooting into it" if wanted.reboot else "it is tried at the next boot"
-    )
+    if wanted.reboot_at is not None:
+        when = schedule_reboot(wanted.reboot_at)
+    else:
+        when = "rebooting into it" if wanted.reboot else "it is tried at the next boot"
+    said = f"version {rec.version} installed in slot {rec.to_slot}; {when}"
     print(f"qey update: {said}", flush=True)  # before the reboot takes the console
-    if wanted.reboot:
+    if wanted.reboot and wanted.reboot_at is None:
         publish_slots(data_dir)
         subprocess.run(["systemctl", "reboot"], check=True)
     return said
+
+
+REBOOT_UNIT = "qey-update-reboot"
+
+
+def schedule_reboot(at: str) -> str:
+    """Reboot at the next ``at`` (HH:MM, the device's local time) with a transient timer of
+    PID 1's (logind, which ``shutdown -r TIME`` needs, is not in the image). A later
+    schedule replaces an earlier one; the timer is gone after the reboot."""
+    handoff.time_of_day(at)
+    subprocess.run(["systemctl", "stop", f"{REBOOT_UNIT}.timer"], check=False, capture_output=True)
+    done = subprocess.run(
+        ["systemd-run", f"--unit={REBOOT_UNIT}", f"--on-calendar=*-*-* {at}:00",
+         "--timer-property=AccuracySec=1s", "--description=qEY-0 update: reboot into it",
+         "/usr/bin/systemctl", "reboot"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise UpdateFailed(f"could not schedule the reboot at {at}: {done.stderr.strip()}")
+    return f"rebooting into it at {at}"
 
 
 def boot_check(data_dir: Path, *, booted: str | None = None, esp: Path = ESP) -> str:

@@ -10,6 +10,7 @@ and reboots if asked.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -23,9 +24,20 @@ REQUEST = Path("update") / "request.json"
 
 class UpdateRequest(msgspec.Struct, frozen=True):
     allow_downgrade: bool
-    reboot: bool
+    reboot: bool  # at once, when installed
     at: float
     size: int  # the bundle's bytes as uploaded
+    reboot_at: str | None = None  # or at this local time of day (HH:MM), the next time it comes
+
+
+_TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def time_of_day(text: str) -> str:
+    """``text`` if it is a time of day as HH:MM (24-hour); ValueError in words if not."""
+    if not _TIME_OF_DAY.fullmatch(text):
+        raise ValueError(f"a reboot time is HH:MM (24-hour, the device's time), not {text!r}")
+    return text
 
 
 class BadHandOff(ApplianceError):
@@ -35,8 +47,11 @@ class BadHandOff(ApplianceError):
 def read_request(data_dir: Path) -> UpdateRequest:
     try:
         raw = _read_plain(data_dir / REQUEST, limit=4096)
-        return msgspec.json.decode(raw, type=UpdateRequest)
-    except (OSError, msgspec.DecodeError) as err:
+        wanted = msgspec.json.decode(raw, type=UpdateRequest)
+        if wanted.reboot_at is not None:
+            time_of_day(wanted.reboot_at)
+        return wanted
+    except (OSError, msgspec.DecodeError, ValueError) as err:
         raise BadHandOff(f"{data_dir / REQUEST}: unreadable update request: {err}") from err
 
 

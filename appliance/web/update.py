@@ -22,7 +22,7 @@ from appliance.durable import write_atomic
 from appliance.update import record
 from appliance.update.console import SlotView, published_slots, running_version
 from appliance.update.entries import boot_slot
-from appliance.update.handoff import INCOMING, REQUEST, UpdateRequest
+from appliance.update.handoff import INCOMING, REQUEST, UpdateRequest, time_of_day
 from appliance.web.api import json_response
 from appliance.web.errors import BadRequestBody
 from appliance.web.keys import CREDENTIALS
@@ -66,6 +66,13 @@ async def post_update(request: web.Request) -> web.Response:
     if request.content_type != "application/octet-stream":
         raise BadRequestBody("send the bundle as the body, Content-Type: application/octet-stream")
     reboot, allow_downgrade = _flag(request, "reboot"), _flag(request, "allow_downgrade")
+    reboot_at = request.query.get("reboot_at") or None
+    if reboot_at is not None:
+        try:
+            time_of_day(reboot_at)
+        except ValueError as err:
+            raise BadRequestBody(str(err)) from err
+        reboot = False  # at that time, not at once
     data_dir = _data_dir(request)
     bundle = data_dir / INCOMING
     bundle.parent.mkdir(mode=0o755, exist_ok=True)
@@ -93,6 +100,7 @@ async def post_update(request: web.Request) -> web.Response:
         reboot=reboot,
         at=time.time(),
         size=size,
+        reboot_at=reboot_at,
     )
     write_atomic(data_dir / REQUEST, msgspec.json.encode(wanted), mode=0o644)
     return json_response(wanted, status=202)
@@ -134,6 +142,8 @@ UPDATE_ROUTES = (
         errors=(400, 413),
         query=(
             Query("reboot", {"type": "string", "enum": ["0", "1"]}),  # 1: reboot into it
+            # or reboot into it at this time of the device's day (instead of at once)
+            Query("reboot_at", {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}),
             Query("allow_downgrade", {"type": "string", "enum": ["0", "1"]}),
         ),
     ),

@@ -163,3 +163,34 @@ def test_a_hand_over_that_is_not_a_plain_file_is_refused(tmp_path: Path) -> None
     (tmp_path / handoff.REQUEST).symlink_to(tmp_path / "elsewhere")
     with pytest.raises(handoff.BadHandOff, match="unreadable update request"):
         handoff.read_request(tmp_path)
+
+
+async def test_a_reboot_at_a_time_of_day_is_handed_over_and_a_bad_one_refused(
+    client: TestClient[Any, Any], data_dir: Path
+) -> None:
+    resp = await client.post(
+        "/api/v1/update?reboot_at=03:30&reboot=1", data=BUNDLE, headers=headers(client)
+    )
+    assert resp.status == 202, await resp.text()
+    wanted = handoff.read_request(data_dir)
+    assert (wanted.reboot, wanted.reboot_at) == (False, "03:30"), "at that time, not at once"
+    handoff.clear(data_dir)
+    for query, why in (
+        ("reboot_at=3:30", "HH:MM"),
+        ("reboot_at=24:00", "HH:MM"),
+        ("reboot_at=03:30;reboot", "HH:MM"),
+    ):
+        bad = await client.post(f"/api/v1/update?{query}", data=BUNDLE, headers=headers(client))
+        assert bad.status == 400, query
+        assert why in (await bad.json())["message"]
+        assert not (data_dir / handoff.REQUEST).exists()
+
+
+def test_a_hand_over_with_a_reboot_time_root_cannot_read_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "update").mkdir()
+    (tmp_path / handoff.REQUEST).write_text(
+        '{"allow_downgrade": false, "reboot": false, "at": 1.0, "size": 1, '
+        '"reboot_at": "now; reboot"}'
+    )
+    with pytest.raises(handoff.BadHandOff, match="HH:MM"):
+        handoff.read_request(tmp_path)

@@ -334,7 +334,10 @@ function uploadBundle(event) {
   const out = form.querySelector("output.result");
   const say = (cls, text) => { out.className = "result " + cls; out.textContent = text; };
   if (!file) { say("error", "Choose a bundle first."); return; }
-  const flags = ["reboot", "allow_downgrade"].map(f => `${f}=${form.elements[f].checked ? 1 : 0}`);
+  const at = form.elements.reboot_at.value; // "HH:MM", or "" for none
+  const flags = [`reboot=${form.elements.reboot.checked && !at ? 1 : 0}`,
+    `allow_downgrade=${form.elements.allow_downgrade.checked ? 1 : 0}`];
+  if (at) flags.push(`reboot_at=${encodeURIComponent(at)}`);
   const xhr = new XMLHttpRequest();
   xhr.open("POST", `${form.dataset.upload}?${flags.join("&")}`);
   xhr.setRequestHeader("Content-Type", "application/octet-stream");
