@@ -28,15 +28,22 @@ def image_path(target: str) -> Path:
     return ROOT / "build" / "image" / target / f"qey-{target}.img"
 
 
-def prepare(target: str, state: Path, disk_size: str = "4G", fresh: bool = False) -> Path:
-    """The guest's disk (an overlay on the image) and firmware variables, in ``state``."""
+def prepare(
+    target: str,
+    state: Path,
+    disk_size: str = "4G",
+    fresh: bool = False,
+    image: Path | None = None,
+) -> Path:
+    """The guest's disk (an overlay on the image, or on ``image``: a copy a test edited) and
+    firmware variables, in ``state``."""
     state.mkdir(parents=True, exist_ok=True)
     disk = state / "disk.qcow2"
     if fresh or not disk.exists():
         disk.unlink(missing_ok=True)
         subprocess.run(
             ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-             str(image_path(target)), str(disk), disk_size],
+             str(image or image_path(target)), str(disk), disk_size],
             check=True,
         )  # fmt: skip
         vars_src = OVMF_VARS if target == "qemu-amd64" else AAVMF_VARS
@@ -93,6 +100,10 @@ def command(
         "-chardev", display,
         "-device", "virtconsole,chardev=display,name=qey.display",
         "-display", "none",
+        # a hardware watchdog (PCI, so on both machines) that systemd pets; when it bites it
+        # resets the machine, as the board's does
+        "-device", "i6300esb",
+        "-action", "watchdog=reset",
         *([] if reboot else ["-no-reboot"]),
         *(["-monitor", f"unix:{monitor},server=on,wait=off"] if monitor else []),
     ]  # fmt: skip
