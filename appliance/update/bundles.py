@@ -129,6 +129,25 @@ def check_payload(
             raise BundleRefused(f"{bundle.name}: {image.filename} is damaged: {why}")
 
 
+def written_intact(
+    device: Path, image: Image, progress: Callable[[int, int], None] | None = None
+) -> bool:
+    """Whether the first ``image.size`` bytes of ``device`` (the slot just written) read back
+    as the signed checksum: what the storage kept, not what was sent to it."""
+    digest = hashlib.sha256()
+    left = image.size
+    with device.open("rb", buffering=0) as slot:
+        while left > 0:
+            chunk = slot.read(min(_CHUNK, left))
+            if not chunk:
+                return False  # the slot is smaller than the image
+            digest.update(chunk)
+            left -= len(chunk)
+            if progress is not None:
+                progress(image.size - left, image.size)
+    return digest.hexdigest() == image.checksum
+
+
 def parse_version(text: str) -> Version:
     try:
         return Version(text)

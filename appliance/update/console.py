@@ -18,7 +18,7 @@ from appliance import __version__
 from appliance.durable import write_atomic
 from appliance.errors import ApplianceError
 from appliance.update import bundles, entries, handoff, record
-from appliance.update.backend import ESP, TRIES
+from appliance.update.backend import ESP, TRIES, slot_device
 from appliance.update.bundles import BundleRefused
 from appliance.update.entries import Slot
 
@@ -132,7 +132,7 @@ def install(bundle: Path, data_dir: Path, *, allow_downgrade: bool) -> record.Up
         )
         print(f"checking {bundle.name} (version {info.version}) ...", flush=True)
         bundles.check_payload(bundle, info, progress=_progress("checked"))
-        return _write(bundle, data_dir, info.version, started)
+        return _write(bundle, data_dir, info, started)
     except BundleRefused as err:
         _ended(data_dir, "refused", str(err), started, version)
         raise
@@ -141,7 +141,10 @@ def install(bundle: Path, data_dir: Path, *, allow_downgrade: bool) -> record.Up
         raise
 
 
-def _write(bundle: Path, data_dir: Path, version: str, started: float) -> record.UpdateRecord:
+def _write(
+    bundle: Path, data_dir: Path, info: bundles.BundleInfo, started: float
+) -> record.UpdateRecord:
+    version = info.version
     from_slot = _booted_slot()
     rec = record.UpdateRecord(
         state="installing",
@@ -158,6 +161,7 @@ def _write(bundle: Path, data_dir: Path, version: str, started: float) -> record
             f"rauc install exited {done.returncode} (journalctl -u rauc); slot {from_slot} "
             "still boots, as before"
         )
+    _read_back(info, rec.to_slot, from_slot)
     db = data_dir / "qey.db"
     copied = db.exists()
     if copied:
@@ -165,6 +169,20 @@ def _write(bundle: Path, data_dir: Path, version: str, started: float) -> record
     rec = msgspec.structs.replace(rec, state="trying", snapshot=copied)
     record.save(data_dir, rec)
     return rec
+
+
+def _read_back(info: bundles.BundleInfo, slot: Slot, from_slot: Slot) -> None:
+    """RAUC wrote the slot from verified data; this reads it back, so storage that dropped
+    or changed what it was given is caught before the slot is ever booted."""
+    device = slot_device(slot)
+    for image in info.images:
+        print(f"verifying slot {slot} as written ...", flush=True)
+        if not bundles.written_intact(device, image, progress=_progress("verified")):
+            entries.mark(ESP, slot, "bad")
+            raise UpdateFailed(
+                f"slot {slot} does not read back as written (its storage may be failing); "
+                f"slot {from_slot} still boots, as before"
+            )
 
 
 def _booted_slot() -> Slot:
