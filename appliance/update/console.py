@@ -53,13 +53,16 @@ def status(data_dir: Path) -> UpdateStatus:
     for slot in entries.SLOTS:
         entry = entries.entry_of(ESP, slot)
         version = running_version() if slot == booted else versions.get(slot)
+        state = "empty" if entry is None else entry.state
+        if entry is not None and slot == booted and entry.on_trial:
+            state = "trying"  # its last try, running now
         views.append(
             SlotView(
                 slot=slot,
                 version=version,
                 booted=slot == booted,
                 boots_next=upcoming is not None and upcoming.slot == slot,
-                state=entry.state if entry is not None else "empty",
+                state=state,
             )
         )
     return UpdateStatus(slots=views, last=record.load(data_dir))
@@ -306,17 +309,25 @@ def _interrupted(data_dir: Path, rec: record.UpdateRecord, booted: str, esp: Pat
     return why
 
 
-def gate(data_dir: Path, socket: Path, *, healthy_for_s: float, timeout_s: float) -> str:
+def gate(
+    data_dir: Path,
+    socket: Path,
+    *,
+    healthy_for_s: float,
+    timeout_s: float,
+    booted: str | None = None,
+    esp: Path = ESP,
+) -> str:
     """The health gate: the slot being tried is committed once the appliance has answered,
     healthy, for ``healthy_for_s`` in a row; not within ``timeout_s``, it fails (and its unit
     reboots the device, costing the slot one of its tries)."""
-    booted = entries.boot_slot()
-    entry = entries.entry_of(ESP, entries.slot_of(booted)) if booted in entries.SLOTS else None
-    if entry is None or entry.state != "trying":
+    booted = booted or entries.boot_slot()
+    entry = entries.entry_of(esp, entries.slot_of(booted)) if booted in entries.SLOTS else None
+    if entry is None or not entry.on_trial:
         return "nothing to commit: this slot is already known good"
     asyncio.run(_healthy(socket, healthy_for_s, timeout_s))
     subprocess.run(["rauc", "status", "mark-good", "booted"], check=True)
-    entries.mark(ESP, entry.slot, "good")  # rauc's mark-good did this through the backend
+    entries.mark(esp, entry.slot, "good")  # rauc's mark-good did this through the backend
     rec = record.load(data_dir)
     if rec is not None and rec.state == "trying" and rec.to_slot == entry.slot:
         record.finish(data_dir, rec, "committed", f"healthy for {healthy_for_s:.0f} s")

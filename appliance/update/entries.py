@@ -49,6 +49,13 @@ class Entry(msgspec.Struct, frozen=True):
         return "bad" if self.tries_left == 0 else "trying"
 
     @property
+    def on_trial(self) -> bool:
+        """Still counted, so not committed: booted with none left (``+0-3``) it is its last
+        try, which the health gate must judge like the others (systemd-boot counts a try
+        down before it boots it)."""
+        return self.tries_left is not None
+
+    @property
     def id(self) -> str:
         """The id systemd-boot sorts by: the name without its counter."""
         return f"qey-{self.generation:06d}-{self.slot}.conf"

@@ -158,3 +158,31 @@ def test_what_the_leds_say_of_an_update(
         (tmp_path / "update").mkdir()
         (tmp_path / handoff.REQUEST).write_text("{}")
     assert record.phase(tmp_path, booted) == phase
+
+
+@pytest.mark.parametrize("name", ["qey-000002-b+2-1.conf", "qey-000002-b+0-3.conf"])
+def test_the_gate_judges_every_try_the_last_one_too(tmp_path: Path, name: str) -> None:
+    """systemd-boot counts a try down before it boots it: the last try runs as +0-3, and an
+    appliance that is not healthy then must still fail the gate (whose unit reboots)."""
+    (tmp_path / entries.ENTRIES).mkdir(parents=True)
+    (tmp_path / entries.ENTRIES / "qey-000001-a.conf").write_text("")
+    (tmp_path / entries.ENTRIES / name).write_text("")
+    trying(tmp_path, snapshot=False)
+    with pytest.raises(console.UpdateFailed, match="not healthy for 1 s in a row"):
+        console.gate(
+            tmp_path,
+            tmp_path / "no-appliance.sock",
+            healthy_for_s=1,
+            timeout_s=0.5,
+            booted="b",
+            esp=tmp_path,
+        )
+
+
+def test_the_gate_leaves_a_committed_slot_alone(tmp_path: Path) -> None:
+    (tmp_path / entries.ENTRIES).mkdir(parents=True)
+    (tmp_path / entries.ENTRIES / "qey-000002-b.conf").write_text("")
+    said = console.gate(
+        tmp_path, tmp_path / "x.sock", healthy_for_s=1, timeout_s=0.5, booted="b", esp=tmp_path
+    )
+    assert said == "nothing to commit: this slot is already known good"
