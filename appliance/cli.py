@@ -789,6 +789,9 @@ def cmd_update(args: argparse.Namespace) -> int:
             if last.reason:
                 print(f"  {last.reason}")
         return 0
+    if args.what == "apply":  # publishes the slots itself, before it hands back
+        console.apply_request(data_dir)  # it says what it did before it reboots
+        return 0
     try:
         return _update_step(args, settings, data_dir)
     finally:  # what changed, for the panel (which may read neither the ESP nor RAUC)
@@ -798,9 +801,6 @@ def cmd_update(args: argparse.Namespace) -> int:
 def _update_step(args: argparse.Namespace, settings: Settings, data_dir: Path) -> int:
     from appliance.update import console, handoff
 
-    if args.what == "apply":
-        console.apply_request(data_dir)  # it says what it did before it reboots
-        return 0
     if args.what == "boot-check":
         print(f"qey update: {console.boot_check(data_dir)}")
         return 0

@@ -223,12 +223,12 @@ def apply_request(data_dir: Path) -> str:
         bundle = handoff.bundle_path(data_dir, wanted)
     except handoff.BadHandOff as err:
         _ended(data_dir, "refused", str(err), time.time(), "")
-        handoff.clear(data_dir)
+        _handed_back(data_dir)
         raise
     try:
         rec = install(bundle, data_dir, allow_downgrade=wanted.allow_downgrade)
     finally:
-        handoff.clear(data_dir)
+        _handed_back(data_dir)
     if wanted.reboot_at is not None:
         when = schedule_reboot(wanted.reboot_at)
     else:
@@ -236,9 +236,15 @@ def apply_request(data_dir: Path) -> str:
     said = f"version {rec.version} installed in slot {rec.to_slot}; {when}"
     print(f"qey update: {said}", flush=True)  # before the reboot takes the console
     if wanted.reboot and wanted.reboot_at is None:
-        publish_slots(data_dir)
         subprocess.run(["systemctl", "reboot"], check=True)
     return said
+
+
+def _handed_back(data_dir: Path) -> None:
+    """The slots first, then the hand-over goes: its going is what the panel takes for
+    'root is done', and the slots it then shows must be the new ones."""
+    publish_slots(data_dir)
+    handoff.clear(data_dir)
 
 
 REBOOT_UNIT = "qey-update-reboot"
