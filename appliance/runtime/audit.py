@@ -1,14 +1,29 @@
 """The audit trail: every event a handler took, in compact form, kept on disk and bounded.
 
 The graph says which tasks ran and how they ended; the trail says what each was handed and
-how its handler ended. The hot path only appends a tuple of what it already holds
-(``record``). Every ``BLOCK`` events, and at each commit of the store, the entries so far are
-sealed into one row: a
-MessagePack array (msgspec), with a small index row per job and task the block holds. One
-row per block, not per event, is what keeps the trail's cost to a few percent of the
-runtime's event rate; the index finds a job's or a task's blocks without reading the rest.
-The trail keeps its newest ``limit`` events (as blocks; the oldest dropped at each commit).
-``qey events JOB`` reads it back.
+how its handler ended. The hot path (``record``; ``Runtime._finish`` inlines it) only puts
+what it already holds at the end of one flat list, ``FIELDS`` items per event: when, the
+job, the instance's name (``agent_type/task_id``), how the handler ended, and the event.
+After each batch the runtime dispatches, ``CHUNK`` events or more are encoded at once
+(msgspec MessagePack, in C) into the open block, by column, each column sliced out of the
+flat list in C. A block is one row, with a small index row per job and task it holds; the
+open block is written at each commit of the store, again with more in it at the next, until
+it holds ``BLOCK`` events.
+
+Why so: the trail's cost was per-event Python work and memory held. A tuple per event, and
+every event, kept until its block was sealed, made the garbage collector run (it counts
+objects made and not yet freed) and walk them all; building a row per entry at the seal ran
+Python code per event, and repeating the job and task in every entry doubled what was
+written. Columns of a flat list, encoded a chunk at a time, need none of that. Few rows, not
+one per event, keep the store's writer short (each row it writes hands the interpreter lock
+back and forth with the event loop); the index finds a job's or a task's blocks without
+reading the rest. The trail keeps its newest ``limit`` events (as blocks; the oldest dropped
+at each commit). ``qey events JOB`` reads it back.
+
+A block is ``[FORMAT, [chunk, ...]]``; a chunk is ``[ats, job ids, names, outcomes, events]``,
+a column of one value repeated stored as that value. Blocks written before the format marker
+(a bare array of ``[at, job, task, agent type, kind, outcome, event]`` entries) still read:
+nothing on disk is left behind by a change of format.
 """
 
 from __future__ import annotations
@@ -17,18 +32,23 @@ from typing import Any
 
 import msgspec
 
-from appliance.events import Envelope, TaskRef
+from appliance.events import TAG_FIELD, Envelope, TaskRef
 from appliance.runtime.clock import Clock
 from appliance.runtime.store import Row, Store
 
 TABLE = "audit"
 KEYS = "audit_keys"
-BLOCK = 512
+BLOCK = 2048  # events a block holds, but for the open one
+CHUNK = 128  # events encoded at once into the block being filled
 DEFAULT_LIMIT = 100_000  # events: a few MB at the built-in agents' sizes
+FORMAT = 2  # a block's first item; a block without it is of the first format
 
-# at, job, task, agent type, event kind, how it ended ("done", "failed", "cancelled"), event
-Entry = tuple[float, str, str, str, str, str, Any]
-_TAGS: dict[type, str] = {}
+# One event's items in the flat list, in this order: at, job id, the instance's name
+# ("agent_type/task_id"), how its handler ended ("done", "failed", "cancelled"), the event as
+# it was handed over. Its kind is its tag, inside the encoded event: not stored twice.
+FIELDS = 5
+# the first format's entry: at, job id, task id, agent type, kind, outcome, event
+FirstEntry = tuple[float, str, str, str, str, str, Any]
 
 
 class AuditEntry(msgspec.Struct, frozen=True):
@@ -46,64 +66,115 @@ class AuditTrail:
         self._store = store
         self._clock = clock
         self._now = clock.now
-        # at, what was handed over, to which task, how its handler ended
-        self.pending: list[tuple[float, Envelope[Any], TaskRef, str]] = []
-        self._sealed: list[tuple[str, object, Row]] = []
-        self._encode = msgspec.msgpack.Encoder().encode
+        self.pending: list[Any] = []  # FIELDS items per event; the runtime appends to it
+        # the open block: its seq, its chunks (encoded), how many events they hold, when the
+        # first was handled, its (job, task) pairs and those of them already written
         self._seq = store.read_now(
             lambda db: db.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()[0]
         )
+        self._chunks: list[msgspec.Raw] = []
+        self._chunked = 0
+        self._first_at = 0.0
+        self._keys: set[tuple[str, str]] = set()
+        self._indexed: set[tuple[str, str]] = set()
+        self._rows: list[tuple[str, object, Row]] = []  # for the store's next commit
+        self._encode = msgspec.msgpack.Encoder().encode
         store.add_source(self.collect)
         store.cap(TABLE, max(1, limit // BLOCK))
 
     def record(self, env: Envelope[Any], task: TaskRef, outcome: str) -> None:
         """One handled event (the runtime inlines this: see ``Runtime._finish``)."""
-        self.pending.append((self._now(), env, task, outcome))
+        self.pending += (self._now(), env.job.job_id, str(task), outcome, env.event)
         self.grew()
 
     def grew(self) -> None:
-        """``pending`` grew by one: the first of a block wakes the store's writer, a full
-        block is sealed at once."""
-        n = len(self.pending)
-        if n >= BLOCK:
-            self._seal()
-        elif n == 1:
-            self._store.wake()
+        """``pending`` grew (the runtime calls this after each batch it dispatched): a
+        chunk's worth is encoded, a full block written, and the store's writer is told
+        there is something for its next commit."""
+        if len(self.pending) >= CHUNK * FIELDS:
+            self._encode_pending()
+            if self._chunked >= BLOCK:
+                self._write_block()
+        self._store.wake()
 
-    def _seal(self) -> None:
-        pending = self.pending[:]
-        self.pending.clear()  # the same list: the runtime holds it
-        tag = _TAGS.get
-        entries = [
-            (
-                at,
-                env.job.job_id,
-                task.task_id,
-                task.agent_type,
-                tag(type(env.event)) or _learn_tag(env.event),
-                out,
-                env.event,
-            )
-            for at, env, task, out in pending
-        ]
-        self._seq += 1
+    def _encode_pending(self) -> None:
+        """Encode what is pending into the open block, and let its events go: held until
+        their block is written, a block's events would cost a run of the garbage collector
+        (it counts objects made and not yet freed).
+
+        A chunk is stored by column, each sliced out of the flat list in C: the times, the
+        job ids, the instances' names, the outcomes and the events. A column of one value
+        repeated (the job, the instance, "done", nearly always) is stored once.
+        """
+        items = self.pending
+        ats = items[0::FIELDS]
+        job_ids = items[1::FIELDS]
+        names = items[2::FIELDS]
+        outcomes = items[3::FIELDS]
+        events = items[4::FIELDS]
+        items.clear()  # the same list: the runtime holds it
+        jobs, instances = _distinct(job_ids), _distinct(names)
+        chunk = (
+            ats,
+            _column(job_ids, jobs),
+            _column(names, instances),
+            _column(outcomes, _distinct(outcomes)),
+            events,
+        )
+        if not self._chunks:
+            self._seq += 1
+            self._first_at = ats[0]
+        self._chunks.append(msgspec.Raw(self._encode(chunk)))  # in C: no Python per event
+        self._chunked += len(ats)
+        if len(jobs) == 1 or len(instances) == 1:  # then every pair of the two occurred
+            self._keys.update((job_id, _task_id(name)) for job_id in jobs for name in instances)
+        else:  # several jobs and several instances: paired event by event
+            self._keys.update(zip(job_ids, map(_task_id, names), strict=True))
+
+    def _write_block(self) -> None:
+        """The open block as a row, with the index rows it does not have yet. A block that
+        is not full yet is written again at the next commit, with what it holds by then, so
+        a quiet trail fills its blocks too: the table's cap counts blocks."""
         seq = self._seq
-        self._sealed.append((TABLE, seq, (seq, entries[0][0], self._encode(entries))))
-        for job_id, task_id in {(e[1], e[2]) for e in entries}:
-            self._sealed.append((KEYS, (seq, job_id, task_id), (seq, job_id, task_id)))
+        block = self._encode((FORMAT, self._chunks))
+        self._rows.append((TABLE, seq, (seq, self._first_at, block)))
+        for job_id, task_id in self._keys - self._indexed:
+            self._rows.append((KEYS, (seq, job_id, task_id), (seq, job_id, task_id)))
+        self._indexed |= self._keys
+        if self._chunked >= BLOCK:  # full: the next chunk opens a new one
+            self._chunks, self._chunked = [], 0
+            self._keys, self._indexed = set(), set()
 
     def collect(self) -> list[tuple[str, object, Row]]:
-        """The store's source: the blocks sealed since its last commit, and the rest."""
+        """The store's source: the blocks written since its last commit, and the open one."""
         if self.pending:
-            self._seal()
-        sealed, self._sealed = self._sealed, []
-        return sealed
+            self._encode_pending()
+        if self._chunks:
+            self._write_block()
+        rows, self._rows = self._rows, []
+        return rows
 
     async def entries(
         self, *, job_id: str | None = None, task_id: str | None = None, limit: int = 1000
     ) -> list[AuditEntry]:
         """The newest ``limit`` entries of a job or task (or of all), oldest first."""
         return await self._store.read(lambda db: read_entries(db, job_id, task_id, limit))
+
+
+def _distinct(values: list[str]) -> set[str]:
+    """``set(values)``, quicker for the usual run of one value (``count`` compares by
+    identity first, and hashes nothing)."""
+    first = values[0]
+    return {first} if values.count(first) == len(values) else set(values)
+
+
+def _column(values: list[str], distinct: set[str]) -> str | list[str]:
+    """A column as stored: its one value, if it holds only one."""
+    return next(iter(distinct)) if len(distinct) == 1 else values
+
+
+def _task_id(name: str) -> str:
+    return name.rpartition("/")[2]  # a task id has no "/"; an agent type might
 
 
 def read_entries(db: Any, job_id: str | None, task_id: str | None, limit: int) -> list[AuditEntry]:
@@ -121,13 +192,13 @@ def read_entries(db: Any, job_id: str | None, task_id: str | None, limit: int) -
         )
     else:
         query = f"SELECT entries FROM {TABLE} ORDER BY seq DESC"
-    decode = msgspec.msgpack.Decoder(list[tuple[float, str, str, str, str, str, Any]]).decode
     found: list[AuditEntry] = []
     for row in db.execute(query, args):
         block = [
-            AuditEntry(*entry)
-            for entry in decode(row[0])
-            if (job_id is None or entry[1] == job_id) and (task_id is None or entry[2] == task_id)
+            entry
+            for entry in decode_block(row[0])
+            if (job_id is None or entry.job_id == job_id)
+            and (task_id is None or entry.task_id == task_id)
         ]
         found[:0] = block
         if len(found) >= limit:
@@ -135,7 +206,29 @@ def read_entries(db: Any, job_id: str | None, task_id: str | None, limit: int) -
     return found[-limit:]
 
 
-def _learn_tag(event: Any) -> str:
-    """An event type's tag: reading ``__struct_config__`` builds an object, so once per type."""
-    tag = _TAGS[type(event)] = str(event.__struct_config__.tag)
-    return tag
+Column = str | list[str]  # one value for every event, or a value each
+Chunk = tuple[list[float], Column, Column, Column, list[Any]]
+_decode_block = msgspec.msgpack.Decoder(tuple[int, list[Chunk]]).decode
+_decode_first = msgspec.msgpack.Decoder(list[FirstEntry]).decode
+
+
+def decode_block(data: bytes) -> list[AuditEntry]:
+    """One stored block's entries, oldest first, in either format."""
+    try:
+        version, chunks = _decode_block(data)
+    except msgspec.ValidationError:  # no format marker: a block of the first format
+        return [AuditEntry(*entry) for entry in _decode_first(data)]
+    if version != FORMAT:
+        raise ValueError(f"audit block of unknown format {version}")
+    found = []
+    for ats, *columns, events in chunks:
+        job_ids, names, outcomes = (
+            [column] * len(ats) if isinstance(column, str) else column for column in columns
+        )
+        for at, job_id, name, outcome, event in zip(
+            ats, job_ids, names, outcomes, events, strict=True
+        ):
+            agent_type, _, task_id = name.rpartition("/")
+            kind = event.get(TAG_FIELD, "") if isinstance(event, dict) else ""
+            found.append(AuditEntry(at, job_id, task_id, agent_type, str(kind), outcome, event))
+    return found

@@ -52,7 +52,6 @@ from appliance.events import (
 )
 from appliance.runtime import eager
 from appliance.runtime.agent import Agent
-from appliance.runtime.audit import BLOCK as AUDIT_BLOCK
 from appliance.runtime.audit import DEFAULT_LIMIT as AUDIT_EVENTS
 from appliance.runtime.audit import AuditTrail
 from appliance.runtime.clock import Clock, SystemClock
@@ -100,7 +99,7 @@ class Runtime:
         self.audit = AuditTrail(store, self.clock, limit=audit_events) if audit_events else None
         self._trail = self.audit.pending if self.audit is not None else None
         self._now = self.clock.now
-        self._at = 0.0  # while a batch is dispatched: when it began
+        self._at: float | None = None  # while a batch is dispatched: when it began
         self.types = TypeRegistry()
         self.journal = Journal(self.graph, self.clock)
         self.pools = Pools(self.types, self.journal, self)
@@ -635,7 +634,9 @@ class Runtime:
                 inst.backlog.append(item)
                 continue
             self._start(item)
-        self._at = 0.0
+        self._at = None
+        if self._trail:  # the batch's handled events: is a chunk due?
+            self.audit.grew()  # type: ignore[union-attr]
         if ready or self._resumable:
             self._schedule()
 
@@ -683,6 +684,8 @@ class Runtime:
 
     def _adopted_done(self, task: asyncio.Task[None]) -> None:
         self._suspended -= 1
+        if self._trail:  # it finished outside a batch, whose end _drain checks
+            self.audit.grew()  # type: ignore[union-attr]
 
     async def _resume(
         self,
@@ -741,18 +744,16 @@ class Runtime:
         inst.inflight -= 1
         inst.handled += 1
         self.handled += 1
-        trail = self._trail
-        if trail is not None:  # AuditTrail.record, inlined: this runs for every event
-            outcome = "cancelled" if cancelled else "done" if err is None else "failed"
-            trail.append((self._at or self._now(), env, inst.ref, outcome))
-            if len(trail) == 1 or len(trail) >= AUDIT_BLOCK:
-                self.audit.grew()  # type: ignore[union-attr]
         if cancelled:
+            self._audit(env, inst, "cancelled")
             if reply is not None and not reply.done():
                 reply.cancel()
             if is_start:
                 self.task_ended(inst, "cancelled", None, "runtime stopped")
         elif err is None:
+            trail = self._trail
+            if trail is not None:  # _audit, inlined: this runs for every event
+                trail += (self._at or self._now(), env.job.job_id, inst.name, "done", env.event)
             if inst.fault is not None:
                 inst.fault = None  # it handles events again: whatever crashed was the event's
             state = ctx.state_used
@@ -774,10 +775,18 @@ class Runtime:
             if is_start:
                 self.task_ended(inst, "done", result, "")
         else:
+            self._audit(env, inst, "failed")
             self.failures.failed(item, err)
         if inst.backlog:
             self._resumable.append(inst)
             self._schedule()
+
+    def _audit(self, env: Envelope[Any], inst: Instance, outcome: str) -> None:
+        """``AuditTrail.record``, for the trail the runtime holds: a handled event goes on
+        its flat list; the end of the batch (``_drain``) or of the adopted handler
+        (``_adopted_done``) checks whether a chunk is due."""
+        if self._trail is not None:
+            self._trail += (self._at or self._now(), env.job.job_id, inst.name, outcome, env.event)
 
     def _schedule(self) -> None:
         if not self._scheduled:

@@ -39,7 +39,9 @@ _INSERT = {
     "journal": "INSERT INTO journal (at, kind, job_id, task_id, body) VALUES (?, ?, ?, ?, ?)",
     "states": "INSERT INTO states (task_id, job_id, agent_type, state, at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(task_id, job_id) DO UPDATE SET state = excluded.state, at = excluded.at",
-    "audit": "INSERT INTO audit (seq, at, entries) VALUES (?, ?, ?)",
+    # a block not full yet is written again with more in it (runtime/audit.py)
+    "audit": "INSERT INTO audit (seq, at, entries) VALUES (?, ?, ?) "
+    "ON CONFLICT(seq) DO UPDATE SET entries = excluded.entries",
     "audit_keys": "INSERT INTO audit_keys (seq, job_id, task_id) VALUES (?, ?, ?)",
     "knowledge": "INSERT INTO knowledge (key, value, version, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "

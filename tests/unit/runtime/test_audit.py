@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from appliance.events import Envelope, Event, JobContext, TaskRef
 from appliance.runtime import Runtime, Store
-from appliance.runtime.audit import BLOCK, KEYS, TABLE, AuditTrail
+from appliance.runtime.audit import BLOCK, CHUNK, KEYS, TABLE, AuditTrail
 from appliance.runtime.clock import FakeClock
 from tests.support import Add, Crash
 
@@ -46,21 +47,50 @@ async def test_each_handled_event_is_kept_with_its_task_and_how_it_ended(
     assert all(e.job_id == job.job_id and e.agent_type == "counter" for e in mine)
 
 
+async def test_handlers_that_wait_are_kept_too_across_chunks(
+    runtime: Runtime, job: JobContext
+) -> None:
+    a = runtime.spawn("counter", job, "a")
+    n = CHUNK + 10  # each finishes in its own Task, outside the batch that started it
+    for seq in range(n):
+        await runtime.send(a, Add(seq=seq, suspend=True), job=job)
+    await runtime.wait_idle(5)
+    await runtime.commit()
+
+    assert runtime.audit is not None
+    kept = await runtime.audit.entries(task_id=a.task_id, limit=10_000)
+    added = [e for e in kept if e.kind == "test.add"]
+    assert sorted(e.event["seq"] for e in added) == list(range(n))
+    assert {e.outcome for e in added} == {"done"}
+
+
+def count(db: Any, table: str) -> int:
+    return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
 async def test_the_trail_keeps_its_newest_blocks_and_their_index(store: Store) -> None:
     trail = AuditTrail(store, FakeClock(), limit=2 * BLOCK)
-    for job in ("job-1", "job-2", "job-3"):  # a commit each: a block each
-        for n in range(3):
+    for job in ("job-1", "job-2", "job-3"):  # a block's worth each
+        for n in range(BLOCK):
             trail.record(handed(job, Add(seq=n)), TaskRef("counter", f"t-{job}"), "done")
         await store.flush()
     assert await trail.entries(job_id="job-1") == []  # the oldest block is gone
-    kept = await trail.entries(job_id="job-3")
-    assert [(e.task_id, e.event["seq"]) for e in kept] == [("t-job-3", n) for n in range(3)]
-    assert len(await trail.entries()) == 6
-
-    def count(db: Any, table: str) -> int:
-        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-
+    kept = await trail.entries(job_id="job-3", limit=BLOCK)
+    assert [(e.task_id, e.event["seq"]) for e in kept] == [("t-job-3", n) for n in range(BLOCK)]
+    assert len(await trail.entries(limit=10 * BLOCK)) == 2 * BLOCK
     assert await store.read(lambda db: (count(db, TABLE), count(db, KEYS))) == (2, 2)
+
+
+async def test_a_quiet_trail_fills_its_block_across_commits(store: Store) -> None:
+    trail = AuditTrail(store, FakeClock(), limit=2 * BLOCK)
+    for job in ("job-1", "job-2", "job-1"):  # a few events a commit, as an idle appliance
+        for n in range(3):
+            trail.record(handed(job, Add(seq=n)), TaskRef("counter", "t1"), "done")
+        await store.flush()
+    expected = ["job-1"] * 3 + ["job-2"] * 3 + ["job-1"] * 3
+    assert [e.job_id for e in await trail.entries()] == expected
+    # one block, written again at each commit; each of its pairs indexed once
+    assert await store.read(lambda db: (count(db, TABLE), count(db, KEYS))) == (1, 2)
 
 
 async def test_a_full_block_is_sealed_at_once_and_a_job_spans_blocks(store: Store) -> None:
@@ -73,3 +103,42 @@ async def test_a_full_block_is_sealed_at_once_and_a_job_spans_blocks(store: Stor
     assert [e.event["seq"] for e in every] == list(range(BLOCK + 10))
     newest = await trail.entries(task_id="t1", limit=3)
     assert [e.event["seq"] for e in newest] == [BLOCK + 5, BLOCK + 7, BLOCK + 9]
+
+
+async def test_a_block_of_the_first_format_still_reads_beside_new_ones(store: Store) -> None:
+    # as the trail wrote blocks before its format marker: a bare array of 7-item entries
+    old = [
+        (1.0, "job-1", "t-old", "counter", "test.add", "done", {"kind": "test.add", "seq": 0}),
+        (2.0, "job-1", "t-old", "counter", "test.crash", "failed", {"kind": "test.crash"}),
+    ]
+    store.append(TABLE, (1, 1.0, msgspec.msgpack.encode(old)))
+    store.append(KEYS, (1, "job-1", "t-old"))
+    await store.flush()
+    trail = AuditTrail(store, FakeClock())  # carries on after the stored block
+    trail.record(handed("job-1", Add(seq=1)), TaskRef("counter", "t-new"), "done")
+    await store.flush()
+
+    every = await trail.entries(job_id="job-1")
+    assert [(e.task_id, e.agent_type, e.kind, e.outcome) for e in every] == [
+        ("t-old", "counter", "test.add", "done"),
+        ("t-old", "counter", "test.crash", "failed"),
+        ("t-new", "counter", "test.add", "done"),
+    ]
+    assert [e.event for e in await trail.entries(task_id="t-old")] == [
+        {"kind": "test.add", "seq": 0},
+        {"kind": "test.crash"},
+    ]
+
+
+async def test_a_block_of_several_jobs_and_tasks_indexes_only_the_pairs_it_holds(
+    store: Store,
+) -> None:
+    trail = AuditTrail(store, FakeClock())
+    for job, task in (("job-1", "t1"), ("job-2", "t2"), ("job-1", "t3")):
+        trail.record(handed(job, Add()), TaskRef("counter", task), "done")
+    await store.flush()
+    pairs = await store.read(
+        lambda db: db.execute(f"SELECT job_id, task_id FROM {KEYS}").fetchall()
+    )
+    assert sorted(pairs) == [("job-1", "t1"), ("job-1", "t3"), ("job-2", "t2")]
+    assert [e.task_id for e in await trail.entries(job_id="job-1")] == ["t1", "t3"]
