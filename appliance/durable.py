@@ -8,13 +8,12 @@ metadata every few seconds), and a password set just before would be gone.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data``; the file has ``mode`` from its first byte."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")  # secrets.token_hex's source
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -8,7 +8,6 @@ Allow-listed hosts are accepted before anything is dropped, so an exemption alwa
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 
@@ -18,7 +17,6 @@ from appliance.actions.model import AllowList, AnyAction, Block, Quarantine, Rev
 from appliance.errors import ActionFailed
 
 TABLE = "qey_actions"
-NFT = shutil.which("nft") or "/usr/sbin/nft"
 
 
 class Entries(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -111,8 +109,12 @@ def ruleset(current: Entries) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load(current: Entries, nft: str = NFT) -> None:
+def load(current: Entries, nft: str | None = None) -> None:
     """Load the table; ActionFailed says why not (no nft, no CAP_NET_ADMIN, a bad rule)."""
+    if nft is None:
+        import shutil  # here, not at the top: a start does not need it (bz2, lzma)
+
+        nft = shutil.which("nft") or "/usr/sbin/nft"
     try:
         run = subprocess.run(
             [nft, "-f", "-"],

@@ -9,7 +9,6 @@ any thread (async callers use ``asyncio.to_thread``)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, Literal
 
 import msgspec
@@ -82,6 +81,8 @@ class ActionLog:
     ) -> ActionRecord:
         """A new row; an action applied at once (``state`` applied) is decided now, by
         ``decided_by``."""
+        import secrets  # here, not at the top: a start does not need it (hashlib, hmac)
+
         action_id = f"act-{secrets.token_hex(4)}"
         self._write(
             f"INSERT INTO actions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",

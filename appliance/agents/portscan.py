@@ -4,7 +4,6 @@ learnt from the answers (the engine is ``sweep.ConnectSweep``)."""
 from __future__ import annotations
 
 import asyncio
-import resource
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +55,8 @@ def probe_window(most: int, sharers: int = 1) -> int:
     store, its panel's connections), and the rest is shared by the ``sharers`` scans that may
     run at once (a collector pool's instances), so a scan's sockets never starve the others
     of descriptors."""
+    import resource  # here, not at the top: a start does not need it
+
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return max(1, most)

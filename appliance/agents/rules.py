@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from importlib import resources
 from pathlib import Path
 
 import msgspec
@@ -38,7 +37,8 @@ class PortRules:
     @classmethod
     def load(cls, path: Path | None = None) -> PortRules:
         """The packaged rules, or a file the operator provides; errors name the file."""
-        source = path or resources.files("appliance.agents") / "port_rules.toml"
+        # beside this module: importlib.resources would bring zipfile and tempfile to a start
+        source = path or Path(__file__).with_name("port_rules.toml")
         try:
             data = tomllib.loads(source.read_text(encoding="utf-8"))
             return cls(msgspec.convert(data, _RuleFile))

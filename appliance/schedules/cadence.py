@@ -23,7 +23,6 @@ Fields that hold a cadence should be annotated ``AnyCadence`` (the union of the 
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +129,8 @@ def next_fire(cadence: Cadence, after: datetime) -> datetime | None:
     if isinstance(cadence, Monthly):
         year, month = after.year, after.month
         while True:
+            import calendar  # here, not at the top: a start does not need it
+
             last = calendar.monthrange(year, month)[1]
             candidate = datetime(year, month, min(cadence.day, last), cadence.hour, cadence.minute)
             if candidate > after and (month - 1) % cadence.months == 0:

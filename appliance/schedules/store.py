@@ -14,7 +14,6 @@ naive local time, turned into instants by ``following`` (see ``cadence.py`` on D
 from __future__ import annotations
 
 import builtins
-import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -107,6 +106,8 @@ class Schedules:
         first = following(cadence, now)
         if first is None:
             raise BadCommand(f"{describe(cadence)} has already passed: it would never run")
+        import secrets  # here, not at the top: a start does not need it (hashlib, hmac)
+
         schedule_id = f"sched-{secrets.token_hex(4)}"
         self._write(
             "INSERT INTO schedules (id, command, cadence, created_by, created_at, next_fire) "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 
 import msgspec
 
@@ -175,6 +174,8 @@ def open_vote(
     the ConsensusReached/ConsensusFailed outcome."""
     if not 0 < quorum <= len(participants):
         raise ValueError(f"quorum must be within 1..{len(participants)}, got {quorum}")
+    import secrets  # here, not at the top: a start does not need it (hashlib, hmac)
+
     vote_id = f"vote-{secrets.token_hex(4)}"
     return runtime.spawn(
         ConsensusTracker.name,

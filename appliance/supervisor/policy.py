@@ -6,12 +6,15 @@ gets the right treatment by where it sits in the hierarchy, not by a string in a
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from appliance.errors import ApplianceError, ResourceError, TransientError
 from appliance.runtime import Agent, HandlerHung
 from appliance.runtime.agent import ErrorClass
+
+if TYPE_CHECKING:
+    import random
 
 DEFAULT_CLASSES: Mapping[type[BaseException], ErrorClass] = {
     HandlerHung: "fatal",  # before TimeoutError: a hang says the instance is stuck
@@ -51,7 +54,11 @@ class Backoff:
         self.base_s = base_s
         self.cap_s = cap_s
         self.max_attempts = max_attempts
-        self._rng = rng or random.Random()
+        if rng is None:
+            import random  # here, not at the top: a start does not need it
+
+            rng = random.Random()
+        self._rng = rng
 
     def delay(self, attempt: int) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``; None once attempts are used up."""

@@ -10,8 +10,8 @@ stops. Every decision is an event in the runtime's journal.
 from __future__ import annotations
 
 import logging
-import random
 from collections import defaultdict, deque
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -21,6 +21,9 @@ from appliance.runtime.agent import Agent
 from appliance.supervisor.intensity import RestartIntensity
 from appliance.supervisor.policy import Backoff, classify
 from appliance.supervisor.systemd import SystemdNotifier
+
+if TYPE_CHECKING:
+    import random
 
 log = logging.getLogger(__name__)
 
