@@ -435,7 +435,8 @@ def test_an_update_upload_shows_its_progress_then_the_devices_verdict(
         pytest.skip("Debian's chromium is not installed (./build.sh test installs it)")
     from playwright.sync_api import expect, sync_playwright
 
-    from appliance.update import handoff, record
+    from appliance.update import handoff
+    from tests.web.test_update_upload import ended
 
     base, token = appliance
     data = tmp_path / "data"
@@ -463,19 +464,7 @@ def test_an_update_upload_shows_its_progress_then_the_devices_verdict(
 
             why = "the bundle's signature does not verify with this device's update key"
             handoff.clear(data)
-            record.save(
-                data,
-                record.UpdateRecord(
-                    state="refused",
-                    version="",
-                    from_version="0.1.0",
-                    from_slot="a",
-                    to_slot="b",
-                    started_at=1.5,
-                    finished_at=2.0,
-                    reason=why,
-                ),
-            )
+            ended(data, "refused", why, "")
             expect(page.locator("#last-update")).to_contain_text(why)
             expect(page.locator("#last-update .badge")).to_have_text("refused")
             page.screenshot(path=str(ARTIFACTS / "update-refused.png"), full_page=True)

@@ -25,7 +25,7 @@ import qemu
 import requests
 from bundle import KEYS as OUR_KEYS  # image/bundle.py: the key ./build.sh image trusts
 
-from tests.integration.test_update_bundles import root_image
+from tests.integration.test_update_bundles import bundle as small_bundle
 from tests.qemu.conftest import READY_DEADLINE_S, ROOT, Guest, build_image
 from tests.qemu.test_boot import COMMAND, csrf_of, login
 
@@ -73,37 +73,26 @@ def refused_bundles(image: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
     other = "qey-arm64" if compatible != "qey-arm64" else "qey-amd64"
     made = {
         "another key": (
-            small_bundle(tmp, tmp / "their-keys", f"{base}+{int(stamp) + 5}", compatible),
+            small_bundle(
+                tmp, tmp / "their-keys", version=f"{base}+{int(stamp) + 5}", compatible=compatible
+            ),
             "not signed by this appliance's update key",
         ),
         "another board": (
-            small_bundle(tmp, ours, f"{base}+{int(stamp) + 6}", other),
+            small_bundle(tmp, ours, version=f"{base}+{int(stamp) + 6}", compatible=other),
             f"for '{other}'; this appliance is '{compatible}'",
         ),
         "a downgrade": (
-            small_bundle(tmp, ours, f"{base}+{int(stamp) - 1}", compatible),
+            small_bundle(tmp, ours, version=f"{base}+{int(stamp) - 1}", compatible=compatible),
             "needs --allow-downgrade",
         ),
     }
-    damaged = small_bundle(tmp, ours, f"{base}+{int(stamp) + 7}", compatible)
+    damaged = small_bundle(tmp, ours, version=f"{base}+{int(stamp) + 7}", compatible=compatible)
     data = bytearray(damaged.read_bytes())
     data[len(data) // 3] ^= 0xFF  # in the root image: the signature still verifies
     damaged.write_bytes(bytes(data))
     made["damaged"] = (damaged, "root.ext4 is damaged")
     return made
-
-
-def small_bundle(tmp: Path, keys: Path, version: str, compatible: str) -> Path:
-    out = tmp / f"small-{compatible}-{version}.raucb"
-    work = tmp / out.stem
-    work.mkdir()
-    subprocess.run(
-        [sys.executable, str(ROOT / "image" / "bundle.py"), "--root-image",
-         str(root_image(work)), "--compatible", compatible, "--version", version,
-         "--out", str(out), "--keys", str(keys)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return out
 
 
 def next_record(s: requests.Session, base: str, after: float, deadline_s: float) -> dict[str, Any]:

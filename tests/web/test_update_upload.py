@@ -19,6 +19,23 @@ pytestmark = pytest.mark.unit
 BUNDLE = bytes(range(256)) * 8192  # 2 MiB: more than one chunk
 
 
+def ended(data_dir: Path, state: record.State, reason: str, version: str) -> None:
+    """The record root's update service leaves when it is done with an update."""
+    record.save(
+        data_dir,
+        record.UpdateRecord(
+            state=state,
+            version=version,
+            from_version="0.1.0+100",
+            from_slot="a",
+            to_slot="b",
+            started_at=1.0,
+            finished_at=2.0,
+            reason=reason,
+        ),
+    )
+
+
 def headers(
     client: TestClient[Any, Any], media: str = "application/octet-stream"
 ) -> dict[str, str]:
@@ -70,19 +87,7 @@ async def test_the_upload_needs_the_sessions_csrf_token(client: TestClient[Any, 
 async def test_the_last_update_record_is_what_the_panel_shows(
     client: TestClient[Any, Any], data_dir: Path
 ) -> None:
-    record.save(
-        data_dir,
-        record.UpdateRecord(
-            state="refused",
-            version="0.1.0+50",
-            from_version="0.1.0+100",
-            from_slot="a",
-            to_slot="b",
-            started_at=1.0,
-            finished_at=2.0,
-            reason="version 0.1.0+50 is older than the running 0.1.0+100",
-        ),
-    )
+    ended(data_dir, "refused", "version 0.1.0+50 is older than the running 0.1.0+100", "0.1.0+50")
     view = await (await client.get("/api/v1/update")).json()
     last = msgspec.convert(view["last"], record.UpdateRecord)
     assert (last.state, last.reason) == (
@@ -116,19 +121,7 @@ async def test_the_update_page_shows_both_slots_the_last_result_and_an_upload(
         ),
     ]
     (data_dir / console.SLOTS).write_bytes(msgspec.json.encode(slots))
-    record.save(
-        data_dir,
-        record.UpdateRecord(
-            state="rolled-back",
-            version="0.1.0+200",
-            from_version="0.1.0+100",
-            from_slot="a",
-            to_slot="b",
-            started_at=1.0,
-            finished_at=2.0,
-            reason="slot b did not become healthy within its 3 tries",
-        ),
-    )
+    ended(data_dir, "rolled-back", "slot b did not become healthy within its 3 tries", "0.1.0+200")
     view = await (await client.get("/api/v1/update")).json()
     assert msgspec.convert(view["slots"], list[console.SlotView]) == slots
     page = await (await client.get("/update")).text()
