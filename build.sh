@@ -52,7 +52,7 @@ cmd_lint() {
 # What the tests need from Debian, installed once and named in full (no Recommends: what a
 # fresh machine gets is exactly this list): Chromium for the browser tests (never a browser
 # download), strace for the no-egress test, nftables for the egress policy's rules, RAUC,
-# squashfs-tools and openssl for update bundles.
+# squashfs-tools and openssl for update bundles, nats-server for the fleet's broker.
 ensure_test_tools() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -62,6 +62,7 @@ ensure_test_tools() {
   command -v rauc >/dev/null 2>&1 || missing+=(rauc)
   command -v unsquashfs >/dev/null 2>&1 || missing+=(squashfs-tools)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (apt)"
     need_root apt-get update -q

@@ -24,6 +24,8 @@ class TypeRegistry:
         self.topics: dict[str, list[AgentKind]] = {}
         self._event_types: set[type[Event]] = {Started}
         self._decoder: msgspec.json.Decoder[Any] | None = None
+        self._packed: msgspec.msgpack.Decoder[Any] | None = None
+        self._results: dict[tuple[str, type[Event]], Any] = {}
         self._listeners: list[Callable[[type[Agent]], None]] = []
 
     def register(self, cls: type[Agent], factory: Callable[[], Agent] | None = None) -> None:
@@ -38,7 +40,7 @@ class TypeRegistry:
         for topic in cls.topics:
             self.topics.setdefault(topic, []).append(kind)
         self._event_types.update(cls.handlers)
-        self._decoder = None
+        self._decoder = self._packed = None
         for listener in self._listeners:
             listener(cls)
 
@@ -89,6 +91,30 @@ class TypeRegistry:
         except msgspec.DecodeError as err:
             raise BadEvent(f"not a valid event envelope: {err}") from err
         return env
+
+    def decode_packed_envelope(self, data: bytes) -> Envelope[Event]:
+        """``decode_envelope`` for msgpack, the broker's compact form: the same types."""
+        if self._packed is None:
+            union = _union(self._event_types)
+            self._packed = msgspec.msgpack.Decoder(Envelope[union])  # type: ignore[valid-type]
+        try:
+            env: Envelope[Event] = self._packed.decode(data)
+        except msgspec.DecodeError as err:
+            raise BadEvent(f"not a valid event envelope: {err}") from err
+        return env
+
+    def result_type(self, agent_type: str, event_type: type[Event]) -> Any:
+        """What the type's handler for ``event_type`` returns, from its annotation (Any when
+        it names none that resolves): a result from another device is decoded as this."""
+        key = (agent_type, event_type)
+        if key not in self._results:
+            handler = self.kind(agent_type).handlers.get(event_type)
+            try:
+                hints = typing.get_type_hints(handler) if handler is not None else {}
+            except (NameError, TypeError):
+                hints = {}
+            self._results[key] = hints.get("return", Any)
+        return self._results[key]
 
     def decode_event(self, data: bytes | str) -> Event:
         try:

@@ -171,6 +171,10 @@ class Runtime:
     def decode_event(self, data: bytes | str) -> Event:
         return self.types.decode_event(data)
 
+    def decode_packed_envelope(self, data: bytes) -> Envelope[Event]:
+        """``decode_envelope`` for msgpack (another device's, over the broker)."""
+        return self.types.decode_packed_envelope(data)
+
     def client_kinds(self) -> list[str]:
         """The event kinds a client may send: those some non-internal type accepts. What only
         internal types take (a hardware event for the network watcher, a vote for its
@@ -196,6 +200,17 @@ class Runtime:
         self._check_from_client(env)
         self.publish_nowait(
             env.target, env.event, job=env.job, caller=env.caller, sender=env.sender
+        )
+
+    async def request_from_edge(self, env: Envelope[Event], *, timeout: float) -> Any:
+        """``request`` for a decoded envelope from an edge (another device), held to the
+        same rules as ``deliver``: what a client may not send is refused, never handled."""
+        self._check_from_client(env)
+        target = env.target
+        if isinstance(target, TopicRef):
+            raise EventNotAllowed(f"a request goes to a type or a task, not to {target}")
+        return await self.request(
+            target, env.event, job=env.job, caller=env.caller, timeout=timeout
         )
 
     def _check_from_client(self, env: Envelope[Event]) -> None:

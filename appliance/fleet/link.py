@@ -1,0 +1,310 @@
+"""One device's link to the fleet: heartbeats, the peers it hears, and requests across devices.
+
+Each agent type a device serves is a queue group on the broker, so a request to a type goes
+to one device of all that serve it, the broker spreading them. The device that takes one
+hands it to its own runtime with the same rules as its HTTP API (only what a client may
+send) and the requester's timeout.
+
+The link never stops the device from working alone: it connects in the background, and
+while the broker is away the appliance runs its own jobs and the link keeps trying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from appliance import errors
+from appliance.errors import HandlerFailed, RequestTimeout, UnknownAgentType
+from appliance.events import Envelope, Event, JobContext, TaskRef, TypeRef
+from appliance.fleet import subjects, wire
+from appliance.fleet.config import FleetSettings
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+
+    from appliance.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_HEADER = "Qey-Timeout"
+RETRY_S = (0.5, 1.0, 2.0, 5.0)  # between failed first connections, then the last for ever
+
+
+class Peer(msgspec.Struct, frozen=True, kw_only=True):
+    """A device as this one last heard it."""
+
+    name: str
+    heartbeat: wire.Heartbeat
+    seen: float  # this device's monotonic clock when it was heard
+
+
+class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    this: bool  # the device answering
+    state: str  # "up", or "lost" when unheard for lost_after_s
+    last_seen_s: float  # seconds since it was heard
+    version: str
+    health: str
+    scope: list[str]
+    types: list[str]
+    load: int
+
+
+class FleetStatus(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool
+    name: str = ""
+    connected: bool = False
+    server: str = ""  # the broker this device is connected to
+    problem: str = ""  # why it is not connected, if it is not
+    devices: list[DeviceStatus] = msgspec.field(default_factory=list)
+
+
+class FleetLink:
+    def __init__(
+        self,
+        settings: FleetSettings,
+        seed: bytes,
+        runtime: Runtime,
+        *,
+        version: str,
+        scope: Callable[[], list[str]],
+        health: Callable[[], str],
+        load: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self._seed = seed
+        self._runtime = runtime
+        self._version = version
+        self._scope = scope
+        self._health = health
+        self._load = load
+        self._nc: Client | None = None
+        self._peers: dict[str, Peer] = {}
+        self._served: set[str] = set()
+        self._answering: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._problem = "not started"
+        self._started_at = time.time()
+        self._connected = asyncio.Event()
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin connecting (in the background: a missing broker never holds the start)."""
+        self._tasks.append(asyncio.create_task(self._connect(), name="qey-fleet-connect"))
+
+    async def wait_connected(self, timeout: float) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def close(self) -> None:
+        for task in self._tasks + list(self._answering):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._answering, return_exceptions=True)
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+        self._connected.clear()
+
+    async def _connect(self) -> None:
+        import nats  # only in fleet mode: a single device never loads the client
+
+        attempt = 0
+        while True:
+            try:
+                self._nc = await nats.connect(
+                    servers=self.settings.servers,
+                    name=self.name,
+                    nkeys_seed_str=self._seed.decode(),
+                    inbox_prefix=subjects.inbox(self.name),
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+                break
+            except Exception as err:  # any failure: said, and tried again
+                self._problem = (
+                    f"cannot connect to {', '.join(self.settings.servers)}: {_said(err)}"
+                )
+                if attempt == 0:
+                    log.warning("fleet: %s; trying again in the background", self._problem)
+                await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+                attempt += 1
+        self._problem = ""
+        await self._nc.subscribe(subjects.HEARTBEATS, cb=self._on_heartbeat)
+        self._runtime.on_agent_type(lambda cls: self._serve_later(cls.name, cls.internal))
+        await self._nc.flush()
+        log.info("fleet: %s joined through %s", self.name, self._nc.connected_url)
+        self._connected.set()
+        self._tasks.append(asyncio.create_task(self._beat(), name="qey-fleet-heartbeat"))
+
+    async def _on_error(self, err: Exception) -> None:
+        self._problem = _said(err)
+        log.warning("fleet: %s", self._problem)
+
+    async def _on_disconnected(self) -> None:
+        self._problem = "the broker connection is lost; reconnecting"
+        log.warning("fleet: %s", self._problem)
+
+    async def _on_reconnected(self) -> None:
+        self._problem = ""
+        log.info("fleet: reconnected to %s", self._nc.connected_url if self._nc else "?")
+
+    # -- heartbeats and peers ---------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        assert self._nc is not None
+        while True:
+            beat = wire.Heartbeat(
+                version=self._version,
+                health=self._health(),
+                scope=self._scope(),
+                types=sorted(self._served),
+                load=self._load(),
+                started_at=self._started_at,
+            )
+            if self._nc.is_connected:
+                await self._nc.publish(subjects.heartbeat(self.name), wire.encode(beat))
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        name = subjects.sender_of(msg.subject)  # the broker ties the subject to the key
+        try:
+            beat = wire.heartbeat_decoder.decode(msg.data)
+        except msgspec.DecodeError as err:
+            log.warning("fleet: a bad heartbeat from %s: %s", name, err)
+            return
+        self._peers[name] = Peer(name=name, heartbeat=beat, seen=time.monotonic())
+
+    def status(self) -> FleetStatus:
+        now = time.monotonic()
+        devices = [
+            DeviceStatus(
+                name=p.name,
+                this=p.name == self.name,
+                state="up" if now - p.seen <= self.settings.lost_after_s else "lost",
+                last_seen_s=round(now - p.seen, 1),
+                version=p.heartbeat.version,
+                health=p.heartbeat.health,
+                scope=p.heartbeat.scope,
+                types=p.heartbeat.types,
+                load=p.heartbeat.load,
+            )
+            for p in sorted(self._peers.values(), key=lambda p: p.name)
+        ]
+        nc = self._nc
+        connected = nc is not None and nc.is_connected
+        return FleetStatus(
+            enabled=True,
+            name=self.name,
+            connected=connected,
+            server=str(nc.connected_url.netloc) if connected and nc and nc.connected_url else "",
+            problem=self._problem,
+            devices=devices,
+        )
+
+    # -- serving this device's types ----------------------------------------------------------
+
+    def _serve_later(self, agent_type: str, internal: bool) -> None:
+        """Serve a type (its queue group) once registered: internal types never leave."""
+        if internal or agent_type in self._served:
+            return
+        self._served.add(agent_type)
+        self._tasks.append(asyncio.create_task(self._serve(agent_type)))
+
+    async def _serve(self, agent_type: str) -> None:
+        assert self._nc is not None
+        await self._nc.subscribe(
+            subjects.requests_for(agent_type), queue=agent_type, cb=self._on_request
+        )
+
+    async def _on_request(self, msg: Msg) -> None:
+        # The subscription's callbacks run one after another: each answer gets a task of its
+        # own, so a slow handler never holds the requests behind it.
+        task = asyncio.create_task(self._answer(msg))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, msg: Msg) -> None:
+        sender = subjects.sender_of(msg.subject)
+        try:
+            timeout = float((msg.headers or {}).get(TIMEOUT_HEADER, "5"))
+            env = self._runtime.decode_packed_envelope(msg.data)
+            if env.target != TypeRef(subjects.type_of(msg.subject)):
+                raise errors.EventNotAllowed(
+                    f"the request's target {env.target} is not the type its subject names"
+                )
+            env = msgspec.structs.replace(env, sender=sender)
+            result = await self._runtime.request_from_edge(env, timeout=timeout)
+            reply = wire.Reply(ok=True, result=msgspec.Raw(wire.encode(result)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # every failure goes back as an answer
+            reply = wire.Reply(ok=False, error=type(err).__name__, detail=str(err))
+        if msg.reply:
+            await msg.respond(wire.encode(reply))
+
+    # -- asking the fleet -------------------------------------------------------------------
+
+    async def request(
+        self,
+        agent_type: str,
+        event: Event,
+        *,
+        job: JobContext,
+        caller: TaskRef | None = None,
+        timeout: float = 5.0,
+    ) -> Any:
+        """``Runtime.request`` to any device serving ``agent_type`` (this one included): the
+        handler's typed result, HandlerFailed if it failed, RequestTimeout past ``timeout``."""
+        import nats.errors
+
+        if self._nc is None or not self._nc.is_connected:
+            raise errors.TransientError(f"the fleet is not reachable: {self._problem}")
+        env: Envelope[Event] = Envelope(
+            event=event,
+            job=job,
+            target=TypeRef(agent_type),
+            sender=self.name,
+            caller_task_id=caller.task_id if caller else None,
+            caller_agent=caller.agent_type if caller else None,
+        )
+        try:
+            msg = await self._nc.request(
+                subjects.request(agent_type, self.name),
+                wire.encode(env),
+                timeout=timeout,
+                headers={TIMEOUT_HEADER: repr(timeout)},
+            )
+        except nats.errors.NoRespondersError:
+            raise UnknownAgentType(f"no device in the fleet serves {agent_type!r}") from None
+        except nats.errors.TimeoutError:
+            raise RequestTimeout(f"{agent_type}/* did not reply within {timeout}s") from None
+        reply = wire.reply_decoder.decode(msg.data)
+        if not reply.ok:
+            raise _error(reply)
+        return msgspec.msgpack.decode(
+            reply.result, type=self._runtime.types.result_type(agent_type, type(event))
+        )
+
+
+def _error(reply: wire.Reply) -> Exception:
+    """The requester's own kind of error for the one named (HandlerFailed otherwise)."""
+    kind = getattr(errors, reply.error, None)
+    if isinstance(kind, type) and issubclass(kind, errors.ApplianceError):
+        return kind(reply.detail)
+    return HandlerFailed(f"{reply.error}: {reply.detail}")
+
+
+def _said(err: BaseException) -> str:
+    return str(err) or type(err).__name__

@@ -1,0 +1,34 @@
+"""What crosses the broker: msgpack-encoded Structs, decoded with their types at the edge.
+
+An event travels in its ``Envelope`` (the same one the runtime uses), decoded with the
+runtime's registry, so a device accepts from the broker exactly what its HTTP API accepts.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """A device says it is there, what it runs, what it can reach and how busy it is."""
+
+    version: str
+    health: str  # "ok", "degraded", ...: the supervisor's word
+    scope: list[str]  # the networks it may scan: where work on a target can go
+    types: list[str]  # the agent types it serves to the fleet
+    load: int  # events queued and in flight on it
+    started_at: float  # its wall clock when its link started: a restart shows as a new value
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A request's answer: the handler's result, or why there is none."""
+
+    ok: bool
+    result: msgspec.Raw = msgspec.Raw(b"\xc0")  # msgpack of the handler's return value
+    error: str = ""  # the error's type name, the requester raises its own kind
+    detail: str = ""
+
+
+encode = msgspec.msgpack.Encoder().encode
+heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
+reply_decoder = msgspec.msgpack.Decoder(Reply)

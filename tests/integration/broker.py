@@ -1,0 +1,65 @@
+"""A real nats-server on loopback for the fleet tests, with enrolled device keys."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from appliance.fleet.keys import device_seed, public_key
+from appliance.fleet.server import server_config
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seeds(root: Path, *names: str) -> dict[str, bytes]:
+    """A data directory with its own key for each device name, as a first start makes."""
+    made = {}
+    for name in names:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        made[name] = device_seed(root / name)
+    return made
+
+
+@contextmanager
+def broker(
+    workdir: Path, enrolled: Mapping[str, bytes], *, port: int | None = None
+) -> Iterator[str]:
+    """nats-server with ``enrolled`` devices' public keys; yields its nats:// URL."""
+    if not Path(NATS_SERVER).exists():
+        pytest.fail("nats-server is missing: ./build.sh test installs it (apt: nats-server)")
+    port = port or free_port()
+    config = workdir / f"nats-{port}.conf"
+    keys = {name: public_key(seed) for name, seed in enrolled.items()}
+    config.write_bytes(server_config(keys, listen=f"127.0.0.1:{port}"))
+    log = (workdir / f"nats-{port}.log").open("wb")
+    proc = subprocess.Popen([NATS_SERVER, "-c", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"nats-server did not start: {(workdir / f'nats-{port}.log').read_text()}"
+                    ) from None
+                time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
