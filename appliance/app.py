@@ -26,6 +26,8 @@ from appliance.datadir import DataDirLock, private_dir, private_files, unlink_if
 from appliance.errors import ActionFailed, AgentTypeFailed, BadCommand
 from appliance.events import JobContext, TaskRef
 from appliance.extensions.loader import load_extensions, register_extensions
+from appliance.fleet.keys import device_seed
+from appliance.fleet.link import FleetLink
 from appliance.hal.board import load_board
 from appliance.hal.hardware import Hardware
 from appliance.hal.interfaces import reachable_urls
@@ -49,11 +51,12 @@ from appliance.startup import (
 from appliance.supervisor import ConsensusTracker, Supervisor
 from appliance.update import record as update_record
 from appliance.update.entries import boot_slot
-from appliance.web.api import make_api
+from appliance.web.api import make_api, overall_health
 from appliance.web.approvals import APPROVALS_PAGE, add_action_routes
 from appliance.web.capabilities import DeviceStatus, RouterStatus
 from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
+from appliance.web.fleet import FLEET, FLEET_ROUTES
 from appliance.web.keys import FAILED_EXTENSIONS, NAMES
 from appliance.web.panel import Panel, make_panel
 from appliance.web.routes import add_routes
@@ -143,6 +146,7 @@ class Appliance:
         # beside the jobs they start, in the same database; fired by serve()'s Scheduler
         self.schedules = Schedules(self.store, self.runtime.clock)
         self._console: Console | None = None  # the panel's, for qey passwd, once it is made
+        self.fleet = self._fleet_link()  # None: a single device, as by default
         self.planner = Planner(
             self._route_clauses,
             threshold=self.router.settings.threshold,
@@ -269,6 +273,7 @@ class Appliance:
         api = make_api(self.runtime, self.submit, self.schedules)
         add_console_routes(api, lambda: self._console)  # qey passwd; never on the panel
         add_action_routes(api, self.actions, surface="console")
+        self._add_fleet(api)
         runner = web.AppRunner(api, access_log=None)
         await runner.setup()
         try:
@@ -284,6 +289,8 @@ class Appliance:
                 tg.create_task(hardware.run(), name="qey-hardware")
                 tg.create_task(self.supervisor.run(), name="qey-supervisor")
                 tg.create_task(self._scheduler().run(), name="qey-scheduler")
+                if self.fleet is not None:
+                    tg.create_task(_in_fleet(self.fleet), name="qey-fleet")
                 if panel is not None:
                     tg.create_task(panel.run(), name="qey-panel")
                 self.startup.mark("runtime")
@@ -368,9 +375,32 @@ class Appliance:
         app[NAMES] = self.settings.names  # the home and device pages name what they know
         add_action_routes(app, self.actions, surface="panel")
         add_routes(app, APPROVALS_PAGE)
+        self._add_fleet(app)
         panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))
         self._console = panel.console
         return panel, credentials.new_setup_token()
+
+    def _fleet_link(self) -> FleetLink | None:
+        """This device's link to the fleet if ``[fleet]`` names a broker; its key is made
+        on the first start in fleet mode, so a single device never has one."""
+        fleet = self.settings.fleet
+        if not fleet.enabled:
+            return None
+        runtime = self.runtime
+        return FleetLink(
+            fleet,
+            device_seed(self.settings.data_dir),
+            runtime,
+            version=__version__,
+            scope=lambda: list(self.settings.scope),
+            health=lambda: overall_health(runtime),
+            load=lambda: sum(i.inflight + i.queued for i in runtime.instances()),
+        )
+
+    def _add_fleet(self, app: web.Application) -> None:
+        add_routes(app, FLEET_ROUTES)
+        if self.fleet is not None:
+            app[FLEET] = self.fleet.status
 
     def _hardware(self) -> Hardware:
         """The board's LEDs, display and hot-plug (the sim profile on a host); device events
@@ -384,6 +414,15 @@ class Appliance:
             appliance_version=__version__,
             update_phase=partial(update_record.phase, self.settings.data_dir, boot_slot()),
         )
+
+
+async def _in_fleet(link: FleetLink) -> None:
+    """The link for as long as the appliance runs: it connects (and reconnects) on its own."""
+    await link.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await link.close()
 
 
 async def _announce(panel: Panel, setup_token: str | None) -> None:

@@ -20,6 +20,7 @@ from appliance.errors import ApplianceError, Refused
 from appliance.settings import Settings
 
 if TYPE_CHECKING:
+    from appliance.fleet.status import FleetStatus
     from appliance.runtime import Store, TaskGraph
     from appliance.web.views import JobAccepted, JobView
 
@@ -175,6 +176,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     chain.add_argument("task_id")
     chain.set_defaults(func=cmd_chain)
+
+    fleet = sub.add_parser(
+        "fleet",
+        help="this device in a fleet of appliances",
+        description="Several appliances as one system over a NATS broker ([fleet] in config.toml).",
+    )
+    fsub = fleet.add_subparsers(title="views", required=True)
+    fsub.add_parser(
+        "status",
+        help="the broker connection and every device heard",
+        description="Print this device's broker connection and each device it hears: state, "
+        "last seen, health, version, load and the scope it covers.",
+    ).set_defaults(func=cmd_fleet_status)
+    fsub.add_parser(
+        "key",
+        help="print this device's public key (made on first use)",
+        description="Print this device's public NATS key, to enrol it on the fleet server "
+        "([fleet.server] devices); the private seed never leaves the data directory.",
+    ).set_defaults(func=cmd_fleet_key)
+    server_config = fsub.add_parser(
+        "server-config",
+        help="print the broker's configuration for the fleet-server role",
+        description="Print nats-server's configuration from [fleet.server] in config.toml: "
+        "only the enrolled devices' keys get in, each with its own permissions.",
+    )
+    server_config.add_argument("--store-dir", help="JetStream's directory (none: no JetStream)")
+    server_config.set_defaults(func=cmd_fleet_server_config)
 
     agents = sub.add_parser(
         "agents", help="list agent types", description="List the registered agent types."
@@ -585,6 +613,52 @@ def cmd_firewall_apply(args: argparse.Namespace) -> int:
         f"qey actions firewall: {len(entries.blocked)} blocked, "
         f"{len(entries.quarantined)} quarantined, {len(entries.allowed)} allow-listed"
     )
+    return 0
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from appliance.client import ControlClient
+
+    async def ask() -> FleetStatus:
+        async with ControlClient(Settings.load().control_socket) as client:
+            return await client.fleet()
+
+    status = asyncio.run(ask())
+    if not status.enabled:
+        print("qey fleet: this device is not in a fleet ([fleet] servers in config.toml)")
+        return 0
+    link = f"connected to {status.server}" if status.connected else "NOT connected"
+    print(f"{status.name}: {link}" + (f" ({status.problem})" if status.problem else ""))
+    for d in status.devices:
+        mark = "*" if d.this else " "
+        print(
+            f"{mark} {d.name:<16} {d.state:<5} seen {d.last_seen_s:>5.1f}s ago  {d.health:<8} "
+            f"v{d.version}  load {d.load}  scope {', '.join(d.scope) or '-'}"
+        )
+    return 0
+
+
+def cmd_fleet_key(args: argparse.Namespace) -> int:
+    from appliance.datadir import private_dir
+    from appliance.fleet.keys import device_seed, public_key
+
+    data_dir = Settings.load().data_dir
+    private_dir(data_dir)
+    print(public_key(device_seed(data_dir)))
+    return 0
+
+
+def cmd_fleet_server_config(args: argparse.Namespace) -> int:
+    from appliance.fleet.server import server_config
+
+    server = Settings.load().fleet.server
+    if server is None or not server.devices:
+        raise ValueError(
+            "config.toml has no [fleet.server] devices: enrol each device's key "
+            '(qey fleet key on it) as NAME = "KEY"'
+        )
+    store = Path(args.store_dir) if args.store_dir else None
+    print(server_config(server.devices, listen=server.listen, store_dir=store).decode())
     return 0
 
 

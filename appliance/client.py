@@ -13,6 +13,7 @@ import msgspec
 
 from appliance.actions.store import ActionRecord
 from appliance.errors import ApplianceError, Refused
+from appliance.fleet.status import FleetStatus
 from appliance.schedules.store import ScheduleRecord
 from appliance.web.views import JobAccepted, JobView
 
@@ -68,6 +69,10 @@ class ControlClient:
         """The appliance's overall health ("ok", "degraded", "failed"): the update's gate."""
         answer = msgspec.json.decode(await self._raw("GET", "/api/v1/health"))
         return str(answer.get("health", "unknown"))
+
+    async def fleet(self) -> FleetStatus:
+        """The fleet as the running appliance sees it (``enabled`` false on a single one)."""
+        return msgspec.json.decode(await self._raw("GET", "/api/v1/fleet"), type=FleetStatus)
 
     async def set_admin_password(self, password: str) -> None:
         """``qey passwd``: the panel's admin password, set whatever its throttle says."""

@@ -20,6 +20,8 @@ from appliance.actions.webhook import Webhook, render
 from appliance.durable import write_atomic
 from appliance.egress import networks as egress_networks
 from appliance.errors import BadCommand
+from appliance.fleet.config import FleetSettings
+from appliance.fleet.config import checked as checked_fleet
 from appliance.scope import parse_network, scope_networks
 
 COMMON_PORTS = [
@@ -84,6 +86,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ticket_url: str | None = None
     webhook_ca_file: Path | None = None
     ticket_template: str | None = None
+    # several appliances as one system over a NATS broker: off until [fleet] names servers
+    fleet: FleetSettings = msgspec.field(default_factory=FleetSettings)
 
     @property
     def db_path(self) -> Path:
@@ -148,6 +152,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 f"{config}: approval_quorum ({settings.approval_quorum}) is more than "
                 f"approval_voters ({settings.approval_voters}): no vote could pass"
             )
+        try:
+            settings.fleet = checked_fleet(settings.fleet)
+        except ValueError as err:
+            raise ValueError(f"{config}: {err}") from None
         try:
             settings.names = device_names(settings.names)
         except ValueError as err:

@@ -5,6 +5,7 @@
 - ``subjects``: the subject names and, from them, what each device may publish and read.
 - ``server``: the nats-server configuration of the fleet-server role.
 - ``wire``: what crosses the broker (heartbeats, requests' replies), msgpack-encoded.
+- ``status``: the fleet as one device sees it, for the API, the CLI and the panel.
 - ``link``: one device's connection: heartbeats, the peers it hears, and the request/reply
   that spans devices, its types' pools being queue groups across the fleet.
 

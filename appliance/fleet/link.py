@@ -24,6 +24,7 @@ from appliance.errors import HandlerFailed, RequestTimeout, UnknownAgentType
 from appliance.events import Envelope, Event, JobContext, TaskRef, TypeRef
 from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
+from appliance.fleet.status import DeviceStatus, FleetStatus
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -43,27 +44,6 @@ class Peer(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     heartbeat: wire.Heartbeat
     seen: float  # this device's monotonic clock when it was heard
-
-
-class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    this: bool  # the device answering
-    state: str  # "up", or "lost" when unheard for lost_after_s
-    last_seen_s: float  # seconds since it was heard
-    version: str
-    health: str
-    scope: list[str]
-    types: list[str]
-    load: int
-
-
-class FleetStatus(msgspec.Struct, frozen=True, kw_only=True):
-    enabled: bool
-    name: str = ""
-    connected: bool = False
-    server: str = ""  # the broker this device is connected to
-    problem: str = ""  # why it is not connected, if it is not
-    devices: list[DeviceStatus] = msgspec.field(default_factory=list)
 
 
 class FleetLink:
@@ -91,9 +71,10 @@ class FleetLink:
         self._served: set[str] = set()
         self._answering: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._problem = "not started"
+        self._problem = "not connected yet"
         self._started_at = time.time()
         self._connected = asyncio.Event()
+        self._closing = False
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -105,6 +86,7 @@ class FleetLink:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def close(self) -> None:
+        self._closing = True
         for task in self._tasks + list(self._answering):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._answering, return_exceptions=True)
@@ -133,11 +115,7 @@ class FleetLink:
                 )
                 break
             except Exception as err:  # any failure: said, and tried again
-                self._problem = (
-                    f"cannot connect to {', '.join(self.settings.servers)}: {_said(err)}"
-                )
-                if attempt == 0:
-                    log.warning("fleet: %s; trying again in the background", self._problem)
+                await self._on_error(err)
                 await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
                 attempt += 1
         self._problem = ""
@@ -149,12 +127,22 @@ class FleetLink:
         self._tasks.append(asyncio.create_task(self._beat(), name="qey-fleet-heartbeat"))
 
     async def _on_error(self, err: Exception) -> None:
-        self._problem = _said(err)
-        log.warning("fleet: %s", self._problem)
+        """Said once per change, not per retry: the client retries every second."""
+        if self._connected.is_set():
+            problem = _said(err)
+        else:
+            problem = f"cannot connect to {', '.join(self.settings.servers)}: {_said(err)}"
+        self._said(problem)
 
     async def _on_disconnected(self) -> None:
-        self._problem = "the broker connection is lost; reconnecting"
-        log.warning("fleet: %s", self._problem)
+        if self._closing:
+            return
+        self._said("the broker connection is lost; reconnecting")
+
+    def _said(self, problem: str) -> None:
+        if problem != self._problem:
+            log.warning("fleet: %s", problem)
+        self._problem = problem
 
     async def _on_reconnected(self) -> None:
         self._problem = ""

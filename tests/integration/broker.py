@@ -38,14 +38,22 @@ def broker(
     workdir: Path, enrolled: Mapping[str, bytes], *, port: int | None = None
 ) -> Iterator[str]:
     """nats-server with ``enrolled`` devices' public keys; yields its nats:// URL."""
+    port = port or free_port()
+    keys = {name: public_key(seed) for name, seed in enrolled.items()}
+    with nats_server(workdir, server_config(keys, listen=f"127.0.0.1:{port}"), port) as url:
+        yield url
+
+
+@contextmanager
+def nats_server(workdir: Path, config: bytes, port: int) -> Iterator[str]:
+    """nats-server with ``config`` (listening on 127.0.0.1:``port``); yields its URL."""
     if not Path(NATS_SERVER).exists():
         pytest.fail("nats-server is missing: ./build.sh test installs it (apt: nats-server)")
-    port = port or free_port()
-    config = workdir / f"nats-{port}.conf"
-    keys = {name: public_key(seed) for name, seed in enrolled.items()}
-    config.write_bytes(server_config(keys, listen=f"127.0.0.1:{port}"))
-    log = (workdir / f"nats-{port}.log").open("wb")
-    proc = subprocess.Popen([NATS_SERVER, "-c", str(config)], stdout=log, stderr=log)
+    path = workdir / f"nats-{port}.conf"
+    path.write_bytes(config)
+    log_path = workdir / f"nats-{port}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen([NATS_SERVER, "-c", str(path)], stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -55,7 +63,7 @@ def broker(
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"nats-server did not start: {(workdir / f'nats-{port}.log').read_text()}"
+                        f"nats-server did not start: {log_path.read_text()}"
                     ) from None
                 time.sleep(0.05)
         yield f"nats://127.0.0.1:{port}"

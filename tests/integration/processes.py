@@ -18,7 +18,8 @@ def running_appliance(
     settings: Settings, prefix: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> Iterator[subprocess.Popen[str]]:
     """``qey run`` on the settings' data directory, ready; stopped with SIGTERM after, and
-    its exit must be clean (0). Its remaining stdout is left for the caller to read.
+    its exit must be clean (0), unless the test killed it with SIGKILL itself. Its remaining
+    stdout is left for the caller to read.
     ``prefix`` runs it under another command that execs it (a network namespace's); ``env``
     adds to its environment."""
     process = subprocess.Popen(
@@ -34,5 +35,6 @@ def running_appliance(
         assert ready.startswith("qey ready"), process.stderr.read()
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        if process.poll() != -signal.SIGKILL:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0

@@ -1,0 +1,171 @@
+"""Three ``qey run`` processes in one fleet, enrolled the way an admin does it: each device's
+``qey fleet key``, the fleet server's ``[fleet.server]`` table, ``qey fleet server-config`` for
+nats-server. Each device sees the others with the scope it covers; one killed with SIGKILL is
+shown lost; a device whose broker is away still starts and says why it is alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from appliance.fleet.status import FleetStatus
+from appliance.settings import Settings
+from tests.integration.broker import free_port, nats_server
+from tests.integration.processes import running_appliance
+
+pytestmark = pytest.mark.integration
+
+SCOPES = {"alpha": "127.1.0.0/24", "beta": "127.2.0.0/24", "gamma": "127.3.0.0/24"}
+
+
+def qey(data_dir: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args],
+        env={**os.environ, "QEY_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def configure(data_dir: Path, name: str, url: str) -> Settings:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "config.toml").write_text(
+        f'scope = ["{SCOPES.get(name, "127.9.0.0/24")}"]\n'
+        f'web_listen = []\n\n[fleet]\nservers = ["{url}"]\nname = "{name}"\n'
+        "heartbeat_s = 0.3\nlost_after_s = 1.5\n"
+    )
+    return Settings.load({"QEY_DATA_DIR": str(data_dir)})
+
+
+def fleet_status(data_dir: Path) -> FleetStatus:
+    """What ``qey fleet status`` reads, decoded (the API's own type)."""
+    return msgspec.json.decode(
+        subprocess.run(
+            [sys.executable, "-c", _STATUS],
+            env={**os.environ, "QEY_DATA_DIR": str(data_dir)},
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout,
+        type=FleetStatus,
+    )
+
+
+_STATUS = """
+import asyncio, msgspec, sys
+from appliance.client import ControlClient
+from appliance.settings import Settings
+async def main():
+    async with ControlClient(Settings.load().control_socket) as c:
+        sys.stdout.buffer.write(msgspec.json.encode(await c.fleet()))
+asyncio.run(main())
+"""
+
+
+def until(check: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def enrolled(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    """The fleet server (a nats-server from ``qey fleet server-config``) and three devices'
+    data directories, each with its key enrolled there."""
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    dirs = {name: tmp_path / name for name in SCOPES}
+    keys = {}
+    for name, data_dir in dirs.items():
+        configure(data_dir, name, url)
+        keys[name] = qey(data_dir, "fleet", "key").strip()
+        assert keys[name].startswith("U") and len(keys[name]) == 56
+        assert qey(data_dir, "fleet", "key").strip() == keys[name]  # made once, then kept
+        assert (data_dir / "fleet.nkey").stat().st_mode & 0o077 == 0
+    server = tmp_path / "server"
+    server.mkdir()
+    devices = "".join(f'{n} = "{k}"\n' for n, k in keys.items())
+    (server / "config.toml").write_text(
+        f'[fleet.server]\nlisten = "127.0.0.1:{port}"\n[fleet.server.devices]\n{devices}'
+    )
+    config = qey(server, "fleet", "server-config").encode()
+    with nats_server(tmp_path, config, port):
+        yield dirs
+
+
+def test_three_appliances_see_each_other_and_a_killed_one_is_lost(
+    enrolled: dict[str, Path],
+) -> None:
+    dirs = enrolled
+    with ExitStack() as stack:
+        procs = {
+            name: stack.enter_context(
+                running_appliance(Settings.load({"QEY_DATA_DIR": str(data_dir)}))
+            )
+            for name, data_dir in dirs.items()
+        }
+        until(lambda: len(fleet_status(dirs["alpha"]).devices) == 3)
+        status = fleet_status(dirs["alpha"])
+        assert status.enabled and status.connected and status.name == "alpha"
+        assert {d.name: d.scope for d in status.devices} == {n: [s] for n, s in SCOPES.items()}
+        assert all(d.state == "up" and d.health == "ok" for d in status.devices)
+        assert "data_collector" in status.devices[0].types
+        printed = qey(dirs["gamma"], "fleet", "status")
+        assert printed.startswith("gamma: connected to 127.0.0.1:")
+        assert all(f"scope {s}" in printed for s in SCOPES.values())
+
+        procs["beta"].send_signal(signal.SIGKILL)
+        procs["beta"].wait(10)
+        until(
+            lambda: (
+                {d.name: d.state for d in fleet_status(dirs["alpha"]).devices}.get("beta") == "lost"
+            )
+        )
+        assert fleet_status(dirs["gamma"]).connected
+
+
+def test_a_device_whose_broker_is_away_starts_alone_and_says_why(tmp_path: Path) -> None:
+    settings = configure(tmp_path / "lone", "lone", f"nats://127.0.0.1:{free_port()}")
+    with running_appliance(settings):
+        until(lambda: "cannot connect" in fleet_status(settings.data_dir).problem)
+        status = fleet_status(settings.data_dir)
+        assert status.enabled and not status.connected and status.devices == []
+        assert "NOT connected (cannot connect to nats://127.0.0.1:" in qey(
+            settings.data_dir, "fleet", "status"
+        )
+
+
+def test_a_single_device_is_not_in_a_fleet_and_has_no_key(tmp_path: Path) -> None:
+    data_dir = tmp_path / "single"
+    data_dir.mkdir()
+    with running_appliance(Settings.load({"QEY_DATA_DIR": str(data_dir)}), env=_NO_PANEL):
+        assert not fleet_status(data_dir).enabled
+        assert "not in a fleet" in qey(data_dir, "fleet", "status")
+    assert not (data_dir / "fleet.nkey").exists()
+
+
+def test_bad_fleet_settings_fail_at_start_naming_the_field(tmp_path: Path) -> None:
+    for table, words in (
+        ('[fleet]\nservers = ["http://broker:4222"]\n', "not a broker address"),
+        ('[fleet]\nservers = ["nats://b:4222"]\nname = "Has.Dot"\n', "not a device name"),
+        ('[fleet.server.devices]\nalpha = "nope"\n', "not a device's public key"),
+    ):
+        (tmp_path / "config.toml").write_text(table)
+        with pytest.raises(ValueError, match=words):
+            Settings.load({"QEY_DATA_DIR": str(tmp_path)})
+
+
+_NO_PANEL = {"QEY_WEB_LISTEN": ""}
