@@ -147,11 +147,13 @@ class Appliance:
         self.schedules = Schedules(self.store, self.runtime.clock)
         self._console: Console | None = None  # the panel's, for qey passwd, once it is made
         self.fleet = self._fleet_link()  # None: a single device, as by default
+        if self.fleet is not None:  # a command may name what another device reaches
+            self.scope.elsewhere = self.fleet.placement.covers
         self.planner = Planner(
             self._route_clauses,
             threshold=self.router.settings.threshold,
             agent_class=self.runtime.agent_class,
-            check_target=lambda target: self.scope.check(target),
+            check_target=lambda target: self.scope.check_reachable(target),
             now=lambda: datetime.fromtimestamp(self.runtime.clock.now()),
             names=settings.names,
         )

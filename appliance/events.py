@@ -133,6 +133,7 @@ class TaskSpawned(TaskRecord, frozen=True, kw_only=True, tag="task.spawned"):
     parent_task_id: str | None = None
     parent_agent: str | None = None
     autonomous: bool = False
+    device: str | None = None  # the fleet device that runs it; None: the one recording it
 
 
 class TaskStatusChanged(TaskRecord, frozen=True, kw_only=True, tag="task.status"):

@@ -9,7 +9,7 @@ stray ``/8`` is never the scope by a slip of the keyboard.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from appliance.errors import BadCommand, OutOfScope
 
@@ -60,6 +60,8 @@ HOW_TO_CONFIRM = (
 class Scope:
     def __init__(self, networks: Iterable[str], *, confirm_large: bool = False) -> None:
         self.networks: tuple[Network, ...] = scope_networks(networks, confirm_large=confirm_large)
+        # in a fleet: whether another device's scope covers a network (None: no fleet)
+        self.elsewhere: Callable[[Network], bool] | None = None
 
     def __str__(self) -> str:
         return ", ".join(str(n) for n in self.networks)
@@ -75,6 +77,22 @@ class Scope:
         if not any(net.version == s.version and net.subnet_of(s) for s in self.networks):  # type: ignore[arg-type]
             raise OutOfScope(f"{target} is outside the configured scope ({self})")
         return net
+
+    def check_reachable(self, target: str) -> Network:
+        """``check``, or in a fleet, the target inside another device's scope: what may be
+        asked of the fleet (the work then runs on a device whose own ``check`` passes)."""
+        try:
+            return self.check(target)
+        except OutOfScope:
+            net = parse_network(target)
+            if self.elsewhere is not None and self.elsewhere(net):
+                return net
+            if self.elsewhere is not None:
+                raise OutOfScope(
+                    f"{target} is outside this device's scope ({self}) and no device of the "
+                    "fleet heard now covers it"
+                ) from None
+            raise
 
 
 def scope_networks(entries: Iterable[str], *, confirm_large: bool = False) -> tuple[Network, ...]:

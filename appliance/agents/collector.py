@@ -75,6 +75,7 @@ def parse_scan(command: str) -> ScanRequested:
 
 
 class DataCollector(Agent):
+    reach = "target"  # ScanRequested.target: in a fleet, a device that covers it scans it
     name = "data_collector"
     description = (
         "Collects data about hosts and networks: scans an address or network for open TCP "

@@ -444,7 +444,7 @@ class Coordinator(Agent):
     async def on_start(self, event: Started, ctx: Context[NoState]) -> PostureReport:
         targets, ports = parse_command(event.objective, self._ports)
         for target in targets:  # refuse the whole job before anything is probed
-            self._scope.check(target)
+            self._scope.check_reachable(target)
         outcomes = await ctx.fan_out(
             "data_collector", [(t, ScanRequested(target=t, ports=ports)) for t in targets]
         )

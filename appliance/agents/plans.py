@@ -64,7 +64,7 @@ class PlanRunner:
         ids = {s.id for s in self._plan.steps}
         for step in self._plan.steps:
             for target in step.params.targets:
-                self._scope.check(target)
+                self._scope.check_reachable(target)
             missing = [a for a in step.after if a not in ids]
             if missing:
                 raise BadCommand(f"step {step.id} waits for unknown steps {missing}")

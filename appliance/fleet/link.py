@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from appliance import errors
-from appliance.errors import HandlerFailed, RequestTimeout, UnknownAgentType
+from appliance.errors import RequestTimeout, UnknownAgentType
 from appliance.events import Envelope, Event, JobContext, TaskRef, TypeRef
 from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
+from appliance.fleet.placing import FleetPlacement
 from appliance.fleet.status import DeviceStatus, FleetStatus
+from appliance.scope import Network, parse_network
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -75,11 +77,14 @@ class FleetLink:
         self._started_at = time.time()
         self._connected = asyncio.Event()
         self._closing = False
+        self.placement = FleetPlacement(self, runtime)
 
     # -- lifetime ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Begin connecting (in the background: a missing broker never holds the start)."""
+        """Begin connecting (in the background: a missing broker never holds the start);
+        from now on the runtime may place tasks on the devices heard."""
+        self._runtime.place_elsewhere(self.placement)
         self._tasks.append(asyncio.create_task(self._connect(), name="qey-fleet-connect"))
 
     async def wait_connected(self, timeout: float) -> None:
@@ -120,6 +125,11 @@ class FleetLink:
                 attempt += 1
         self._problem = ""
         await self._nc.subscribe(subjects.HEARTBEATS, cb=self._on_heartbeat)
+        for subject, answer in (
+            (subjects.place(self.name, "*"), self.placement.on_place),
+            (subjects.ended(self.name, "*"), self.placement.on_ended),
+        ):
+            await self._nc.subscribe(subject, cb=self._apart(answer))
         self._runtime.on_agent_type(lambda cls: self._serve_later(cls.name, cls.internal))
         await self._nc.flush()
         log.info("fleet: %s joined through %s", self.name, self._nc.connected_url)
@@ -174,13 +184,47 @@ class FleetLink:
             return
         self._peers[name] = Peer(name=name, heartbeat=beat, seen=time.monotonic())
 
+    def peer(self, name: str) -> Peer | None:
+        return self._peers.get(name)
+
+    def is_up(self, peer: Peer) -> bool:
+        return time.monotonic() - peer.seen <= self.settings.lost_after_s
+
+    def peers_up(self, *, others: bool = False) -> list[Peer]:
+        """The devices heard within ``lost_after_s`` (``others``: not this one)."""
+        return [
+            p
+            for p in self._peers.values()
+            if self.is_up(p) and not (others and p.name == self.name)
+        ]
+
+    def scope_covers(self, net: Network) -> bool:
+        """Whether this device's own scope covers ``net``."""
+        for entry in self._scope():
+            scope = parse_network(entry)
+            if scope.version == net.version and net.subnet_of(scope):  # type: ignore[arg-type]
+                return True
+        return False
+
+    async def ask(self, subject: str, payload: bytes, timeout: float) -> bytes:
+        """A request to one device's own subject; its answer's bytes."""
+        if self._nc is None or not self._nc.is_connected:
+            raise errors.TransientError(f"the fleet is not reachable: {self._problem}")
+        import nats.errors
+
+        try:
+            msg = await self._nc.request(subject, payload, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise errors.UnknownDevice(f"nobody answers on {subject}") from None
+        return bytes(msg.data)
+
     def status(self) -> FleetStatus:
         now = time.monotonic()
         devices = [
             DeviceStatus(
                 name=p.name,
                 this=p.name == self.name,
-                state="up" if now - p.seen <= self.settings.lost_after_s else "lost",
+                state="up" if self.is_up(p) else "lost",
                 last_seen_s=round(now - p.seen, 1),
                 version=p.heartbeat.version,
                 health=p.heartbeat.health,
@@ -213,15 +257,21 @@ class FleetLink:
     async def _serve(self, agent_type: str) -> None:
         assert self._nc is not None
         await self._nc.subscribe(
-            subjects.requests_for(agent_type), queue=agent_type, cb=self._on_request
+            subjects.requests_for(agent_type), queue=agent_type, cb=self._apart(self._answer)
         )
 
-    async def _on_request(self, msg: Msg) -> None:
-        # The subscription's callbacks run one after another: each answer gets a task of its
-        # own, so a slow handler never holds the requests behind it.
-        task = asyncio.create_task(self._answer(msg))
-        self._answering.add(task)
-        task.add_done_callback(self._answering.discard)
+    def _apart(
+        self, answer: Callable[[Msg], Coroutine[Any, Any, None]]
+    ) -> Callable[[Msg], Awaitable[None]]:
+        """A subscription's callbacks run one after another: each message gets a task of its
+        own, so a slow handler (or a placed task's whole run) never holds those behind it."""
+
+        async def callback(msg: Msg) -> None:
+            task = asyncio.create_task(answer(msg))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+
+        return callback
 
     async def _answer(self, msg: Msg) -> None:
         sender = subjects.sender_of(msg.subject)
@@ -280,18 +330,10 @@ class FleetLink:
             raise RequestTimeout(f"{agent_type}/* did not reply within {timeout}s") from None
         reply = wire.reply_decoder.decode(msg.data)
         if not reply.ok:
-            raise _error(reply)
+            raise wire.error_of(reply)
         return msgspec.msgpack.decode(
             reply.result, type=self._runtime.types.result_type(agent_type, type(event))
         )
-
-
-def _error(reply: wire.Reply) -> Exception:
-    """The requester's own kind of error for the one named (HandlerFailed otherwise)."""
-    kind = getattr(errors, reply.error, None)
-    if isinstance(kind, type) and issubclass(kind, errors.ApplianceError):
-        return kind(reply.detail)
-    return HandlerFailed(f"{reply.error}: {reply.detail}")
 
 
 def _said(err: BaseException) -> str:

@@ -28,6 +28,16 @@ def requests_for(agent_type: str) -> str:
     return f"{ROOT}.req.{agent_type}.*"
 
 
+def place(device: str, sender: str) -> str:
+    """A task ``sender`` places on ``device`` (a request: the answer says it started)."""
+    return f"{ROOT}.place.{device}.{sender}"
+
+
+def ended(device: str, sender: str) -> str:
+    """How a task ``device`` placed on ``sender`` ended (a request: the answer acknowledges)."""
+    return f"{ROOT}.ended.{device}.{sender}"
+
+
 def inbox(device: str) -> str:
     return f"_INBOX.{device}"
 
@@ -44,9 +54,12 @@ def type_of(subject: str) -> str:
 
 def permissions(device: str) -> dict[str, Any]:
     """What the broker lets ``device`` do: publish as itself, read the fleet's heartbeats and
-    requests and its own inbox, and answer a request it received (``allow_responses``)."""
+    requests, the tasks placed on it and their ends, and its own inbox, and answer a request
+    it received (``allow_responses``)."""
+    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "place", "ended")]
+    to_me = [f"{ROOT}.{what}.{device}.*" for what in ("place", "ended")]
     return {
-        "publish": {"allow": [heartbeat(device), f"{ROOT}.req.*.{device}"]},
-        "subscribe": {"allow": [HEARTBEATS, REQUESTS, f"{inbox(device)}.>"]},
+        "publish": {"allow": [heartbeat(device), *mine]},
+        "subscribe": {"allow": [HEARTBEATS, REQUESTS, *to_me, f"{inbox(device)}.>"]},
         "allow_responses": True,
     }

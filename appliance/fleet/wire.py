@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import msgspec
 
+from appliance import errors
+from appliance.events import JobContext, TaskRef, TaskStatus
+
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """A device says it is there, what it runs, what it can reach and how busy it is."""
@@ -29,6 +32,38 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     detail: str = ""
 
 
+class Placement(msgspec.Struct, frozen=True, kw_only=True):
+    """A task one device asks another to run: the same id in both graphs, its parent the
+    placing device's task, its start event typed (msgpack, decoded by the receiver)."""
+
+    job: JobContext
+    command: str  # what the receiver's graph records as the job's command
+    task_id: str
+    agent_type: str
+    objective: str
+    parent: TaskRef | None
+    start: msgspec.Raw
+
+
+class Ended(msgspec.Struct, frozen=True, kw_only=True):
+    """How a placed task ended, sent back until the placing device acknowledges it."""
+
+    task_id: str
+    status: TaskStatus
+    detail: str = ""
+    result: msgspec.Raw = msgspec.Raw(b"\xc0")
+
+
 encode = msgspec.msgpack.Encoder().encode
+placement_decoder = msgspec.msgpack.Decoder(Placement)
+ended_decoder = msgspec.msgpack.Decoder(Ended)
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 reply_decoder = msgspec.msgpack.Decoder(Reply)
+
+
+def error_of(reply: Reply) -> Exception:
+    """The receiver's own kind of error for the one a reply names (HandlerFailed otherwise)."""
+    kind = getattr(errors, reply.error, None)
+    if isinstance(kind, type) and issubclass(kind, errors.ApplianceError):
+        return kind(reply.detail)
+    return errors.HandlerFailed(f"{reply.error}: {reply.detail}")

@@ -75,6 +75,9 @@ class Agent:
     error_classes: ClassVar[Mapping[type[BaseException], ErrorClass]] = {}  # overrides
     pool_min: ClassVar[int] = 1
     pool_max: ClassVar[int] = 8
+    # the start event's field naming the address or network the task must reach: in a
+    # fleet, a task this device's scope does not cover goes to a device whose scope does
+    reach: ClassVar[str | None] = None
 
     handlers: ClassVar[Mapping[type[Event], Handler]] = {}
 

@@ -1,4 +1,7 @@
-"""Fan-out: N children for N targets, gathered concurrently, partial results kept."""
+"""Fan-out: N children for N targets, gathered concurrently, partial results kept.
+
+In a fleet, a child whose target another device reaches (and this one does not) is placed
+there (``runtime/elsewhere.py``); it is waited for like the others."""
 
 from __future__ import annotations
 
@@ -22,11 +25,22 @@ class FanOut:
     async def run(
         self, agent_type: str, work: Sequence[tuple[str, Event]], *, timeout: float | None = None
     ) -> list[TaskOutcome]:
-        refs = [
-            self._runtime.spawn(agent_type, self._job, objective, caller=self._caller, start=start)
-            for objective, start in work
-        ]
-        waits = [self._runtime.outcome_future(ref) for ref in refs]
+        refs: list[TaskRef] = []
+        waits: list[asyncio.Future[TaskOutcome]] = []
+        placed = self._runtime.placed
+        for objective, start in work:
+            device = placed.elsewhere.device_for(agent_type, start) if placed else None
+            if placed is not None and device is not None:  # another device reaches it
+                ref, wait = placed.spawn(
+                    device, agent_type, self._job, objective, caller=self._caller, start=start
+                )
+            else:
+                ref = self._runtime.spawn(
+                    agent_type, self._job, objective, caller=self._caller, start=start
+                )
+                wait = self._runtime.outcome_future(ref)
+            refs.append(ref)
+            waits.append(wait)
         if not waits:
             return []
         done, _ = await asyncio.wait(waits, timeout=timeout)

@@ -38,6 +38,7 @@ class TaskNode(msgspec.Struct, frozen=True):
     status: TaskStatus = "running"
     result: Any = None
     detail: str = ""
+    device: str | None = None  # the fleet device that runs it (None: this one)
 
 
 class JobTree(msgspec.Struct, frozen=True):
@@ -49,9 +50,12 @@ class JobTree(msgspec.Struct, frozen=True):
     tasks: list[TaskNode]
 
     def children(self) -> dict[str | None, list[TaskNode]]:
+        """Each node under its parent; a node whose parent is not in this tree (work another
+        fleet device placed here) is a root of it."""
+        ids = {node.task_id for node in self.tasks}
         kids: dict[str | None, list[TaskNode]] = defaultdict(list)
         for node in self.tasks:
-            kids[node.parent_task_id].append(node)
+            kids[node.parent_task_id if node.parent_task_id in ids else None].append(node)
         return kids
 
     @property
@@ -86,6 +90,7 @@ class TaskGraph:
                 int(rec.autonomous),
                 rec.at,
                 start.decode() if start is not None else None,
+                rec.device,
             ),
         )
 
@@ -104,6 +109,13 @@ class TaskGraph:
     async def chain(self, task_id: str) -> tuple[JobTree, list[TaskNode]]:
         """The task and its ancestors, the task first, ending at the job's root task."""
         return await self._store.read(lambda db: _load_chain(db, task_id))
+
+    async def has_job(self, job_id: str) -> bool:
+        return await self._store.read(
+            lambda db: (
+                db.execute("SELECT 1 FROM jobs WHERE job_id = ?", [job_id]).fetchone() is not None
+            )
+        )
 
     async def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         return await self._store.read(
@@ -318,6 +330,7 @@ def _node(row: dict[str, Any], status: dict[str, Any] | None) -> TaskNode:
         status=status.get("status", "running"),
         result=status.get("result"),
         detail=status.get("detail", ""),
+        device=row.get("device"),
     )
 
 
@@ -348,6 +361,7 @@ def _spawn_body(row: dict[str, Any]) -> dict[str, Any]:
         "parent_agent": row["parent_agent"],
         "objective": row["objective"],
         "autonomous": bool(row["autonomous"]),
+        "device": row.get("device"),
         "at": row["created_at"],
     }
 
@@ -409,6 +423,8 @@ def render_tree(tree: JobTree, *, with_status: bool = False) -> str:
             text = f"{_title(node.agent_type)} ({node.task_id})"
         else:
             text = f"{label[node.task_id]} ({node.task_id}, parent: {node.parent_task_id})"
+        if node.device:
+            text += f" @{node.device}"
         if node.objective and not root:
             text += f" // {node.objective}"
         if with_status:
@@ -426,7 +442,11 @@ def render_tree(tree: JobTree, *, with_status: bool = False) -> str:
 
 def render_chain(chain: list[TaskNode], command: str) -> str:
     """A task and every ancestor up to the command, one per line, the command last."""
-    lines = [f"{_title(n.agent_type)} ({n.task_id}) // {n.objective} [{n.status}]" for n in chain]
+    lines = [
+        f"{_title(n.agent_type)} ({n.task_id}){f' @{n.device}' if n.device else ''} "
+        f"// {n.objective} [{n.status}]"
+        for n in chain
+    ]
     root = chain[-1]
     lines.append(("Autonomous" if root.autonomous else "User Command") + f': "{command}"')
     return "\n  ← ".join(lines)

@@ -116,6 +116,14 @@ class TypeRegistry:
             self._results[key] = hints.get("return", Any)
         return self._results[key]
 
+    def decode_packed_event(self, data: bytes) -> Event:
+        """``decode_event`` for msgpack (a start event another device placed here)."""
+        try:
+            event: Event = msgspec.msgpack.decode(data, type=_union(self._event_types))
+        except msgspec.DecodeError as err:
+            raise BadEvent(f"not a valid event: {err}") from err
+        return event
+
     def decode_event(self, data: bytes | str) -> Event:
         try:
             event: Event = msgspec.json.decode(data, type=_union(self._event_types))

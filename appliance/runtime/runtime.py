@@ -29,6 +29,7 @@ import msgspec
 
 from appliance.errors import (
     AgentTypeFailed,
+    BadCommand,
     BadEvent,
     EventNotAccepted,
     EventNotAllowed,
@@ -57,6 +58,7 @@ from appliance.runtime.audit import AuditTrail
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
 from appliance.runtime.deadlines import Deadlines
+from appliance.runtime.elsewhere import Elsewhere, Placed
 from appliance.runtime.failures import Failures, HandlerHung
 from appliance.runtime.graph import TaskGraph, UnfinishedTask
 from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
@@ -125,6 +127,11 @@ class Runtime:
         self._unsaved: dict[tuple[str, str], Instance] = {}
         store.add_source(self._unsaved_snapshots)
         self.handled = 0
+        self.placed: Placed | None = None  # a fleet's: tasks other devices run for this one
+
+    def place_elsewhere(self, elsewhere: Elsewhere) -> None:
+        """Let ``fan_out`` place tasks on other devices (the fleet), as ``elsewhere`` says."""
+        self.placed = Placed(self, elsewhere)
 
     @property
     def supervision(self) -> Supervision:
@@ -170,6 +177,9 @@ class Runtime:
 
     def decode_event(self, data: bytes | str) -> Event:
         return self.types.decode_event(data)
+
+    def decode_packed_event(self, data: bytes) -> Event:
+        return self.types.decode_packed_event(data)
 
     def decode_packed_envelope(self, data: bytes) -> Envelope[Event]:
         """``decode_envelope`` for msgpack (another device's, over the broker)."""
@@ -305,6 +315,19 @@ class Runtime:
         )
         return job
 
+    def open_job_of(self, job: JobContext, command: str) -> None:
+        """Record a job another fleet device started, under its ids, before the first task
+        it places here: this device's graph then holds that task under a job it knows."""
+        self.journal.record(
+            JobSubmitted(
+                job_id=job.job_id,
+                command_id=job.command_id,
+                command=command,
+                autonomous=False,
+                at=self.clock.now(),
+            )
+        )
+
     def spawn(
         self,
         agent_type: str,
@@ -314,13 +337,22 @@ class Runtime:
         caller: TaskRef | None = None,
         start: Event | None = None,
         autonomous: bool = False,
+        task_id: str | None = None,
     ) -> TaskRef:
         """Create an instance, record it in the graph, and give it its start event.
 
         The start event (``start``, or ``Started(objective)`` when the type accepts that) is
-        the task: what its handler returns or raises becomes the task's outcome."""
+        the task: what its handler returns or raises becomes the task's outcome. ``task_id``:
+        the id another fleet device gave the task it placed here (a new one otherwise)."""
         return self._spawn(
-            self.types.kind(agent_type), job, objective, caller, start, autonomous, idle=False
+            self.types.kind(agent_type),
+            job,
+            objective,
+            caller,
+            start,
+            autonomous,
+            idle=False,
+            task_id=task_id,
         ).ref
 
     def spawn_idle(self, kind: AgentKind, job: JobContext, caller: TaskRef | None) -> Instance:
@@ -339,13 +371,16 @@ class Runtime:
         autonomous: bool,
         *,
         idle: bool,
+        task_id: str | None = None,
     ) -> Instance:
         if kind.failed is not None:
             raise AgentTypeFailed(f"agent type {kind.name!r} is marked failed: {kind.failed}")
         handler = None if idle else start_handler(kind, start)
         if self._tg is None:
             raise RuntimeStopped("the runtime is not running")
-        ref = TaskRef(kind.name, new_task_id())
+        ref = TaskRef(kind.name, task_id or new_task_id())
+        if ref.task_id in self._instances:
+            raise BadCommand(f"task {ref.task_id} is already running here")
         inst = self._add_instance(kind, ref, job, objective)
         event = start if start is not None else Started(objective=objective)
         self.journal.spawned(
@@ -987,6 +1022,8 @@ class Runtime:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop taking events, let handlers finish for up to ``grace_s``, then end ``run()``."""
         await self.wait_idle(grace_s)
+        if self.placed is not None:
+            await self.placed.stop()
         self._stopping.set()
 
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _APPEND_ONLY = ("jobs", "tasks", "journal")
 
@@ -35,7 +35,7 @@ _INSERT = {
     "jobs": "INSERT INTO jobs (job_id, command_id, command, autonomous, created_at) "
     "VALUES (?, ?, ?, ?, ?)",
     "tasks": "INSERT INTO tasks (task_id, job_id, agent_type, parent_task_id, parent_agent, "
-    "objective, autonomous, created_at, start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "objective, autonomous, created_at, start, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "journal": "INSERT INTO journal (at, kind, job_id, task_id, body) VALUES (?, ?, ?, ?, ?)",
     "states": "INSERT INTO states (task_id, job_id, agent_type, state, at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(task_id, job_id) DO UPDATE SET state = excluded.state, at = excluded.at",
@@ -119,6 +119,8 @@ class Store:
         with db.conn:
             if version == 1:
                 db.execute("ALTER TABLE tasks ADD COLUMN start TEXT")
+            if 0 < version < 4:
+                db.execute("ALTER TABLE tasks ADD COLUMN device TEXT")
             db["jobs"].create(
                 {
                     "job_id": str,
@@ -141,6 +143,7 @@ class Store:
                     "autonomous": int,
                     "created_at": float,
                     "start": str,  # the start event (JSON): a resumed task gets it again
+                    "device": str,  # the fleet device that runs it (NULL: this one)
                 },
                 pk="task_id",
                 if_not_exists=True,

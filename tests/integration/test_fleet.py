@@ -26,12 +26,15 @@ from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.link import FleetLink
 from appliance.runtime import Agent, Context, Runtime, Store, running
+from appliance.scope import Scope
 from tests.integration.broker import broker, seeds
 
 pytestmark = pytest.mark.integration
 
 JOB = JobContext("job-fleet", "cmd-fleet")
 DEVICES = {"alpha": "127.1.0.0/24", "beta": "127.2.0.0/24", "gamma": "127.3.0.0/24"}
+# beta and gamma both reach 127.2.0.0/24: where a task placed on beta goes when beta is lost
+SCOPES = {**{n: [s] for n, s in DEVICES.items()}, "gamma": ["127.2.0.0/24", "127.3.0.0/24"]}
 
 
 class Ask(Event, frozen=True, tag="fleettest.ask"):
@@ -66,6 +69,50 @@ class Where(Agent):
         return Answer(device=self.device, n=event.n)
 
 
+class Probe(Event, frozen=True, tag="fleettest.probe"):
+    target: str
+    sleep_s: float = 0.0
+
+
+class Prober(Agent):
+    """Work that must run where its target is reachable (``reach``): says where it ran."""
+
+    name = "prober"
+    description = "Probes a target from a device whose scope covers it."
+    reach = "target"
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.scope = Scope(SCOPES.get(device, ["127.9.0.0/24"]))
+
+    async def on_probe(self, event: Probe, ctx: Context[msgspec.Struct]) -> Answer:
+        self.scope.check(event.target)  # as every agent that touches a target does
+        await asyncio.sleep(event.sleep_s)
+        return Answer(device=self.device, n=int(event.target.rsplit(".", 1)[1]))
+
+
+class Survey(Event, frozen=True, tag="fleettest.survey"):
+    targets: list[str]
+    sleep_s: float = 0.0
+
+
+class Surveyor(Agent):
+    """A parent that fans its targets out to probers: the coordinator's shape."""
+
+    name = "surveyor"
+    description = "Fans a survey out to probers, one per target."
+    handler_timeout_s = 60.0
+
+    async def on_survey(self, event: Survey, ctx: Context[msgspec.Struct]) -> list[str]:
+        outcomes = await ctx.fan_out(
+            "prober", [(t, Probe(target=t, sleep_s=event.sleep_s)) for t in event.targets]
+        )
+        return [
+            f"{o.result_as(Answer).device}:{o.result_as(Answer).n}" if o.ok else o.detail
+            for o in outcomes
+        ]
+
+
 class Inside(Agent):
     """An internal type: only its own appliance may send it anything."""
 
@@ -82,14 +129,16 @@ async def device(stack: AsyncExitStack, root: Path, name: str, seed: bytes, url:
     stack.callback(store.close)
     rt = Runtime(store)
     rt.register(Where, lambda: Where(name))
+    rt.register(Prober, lambda: Prober(name))
+    rt.register(Surveyor)
     rt.register(Inside)
     await stack.enter_async_context(running(rt))
     link = FleetLink(
-        FleetSettings(servers=[url], name=name, heartbeat_s=0.2),
+        FleetSettings(servers=[url], name=name, heartbeat_s=0.2, lost_after_s=1.0),
         seed,
         rt,
         version="test",
-        scope=lambda: [DEVICES.get(name, "127.9.0.0/24")],
+        scope=lambda: SCOPES.get(name, ["127.9.0.0/24"]),
         health=lambda: "ok",
         load=lambda: 0,
     )
@@ -123,9 +172,10 @@ async def test_each_device_hears_every_other_with_its_scope(
 ) -> None:
     status = fleet["alpha"].status()
     assert status.connected and status.name == "alpha" and not status.problem
-    assert {d.name: d.scope for d in status.devices} == {n: [s] for n, s in DEVICES.items()}
+    assert {d.name: d.scope for d in status.devices} == SCOPES
     assert [d.name for d in status.devices if d.this] == ["alpha"]
-    assert all(d.state == "up" and d.types == ["where"] for d in status.devices)
+    assert all(d.state == "up" for d in status.devices)
+    assert all(d.types == ["prober", "surveyor", "where"] for d in status.devices)
 
 
 async def test_a_request_to_a_type_is_answered_typed_by_devices_across_the_fleet(
@@ -239,3 +289,98 @@ async def test_no_device_can_speak_for_another_or_read_its_replies(
         assert beta.version == "test" and beta.scope == [DEVICES["beta"]]
     finally:
         await nc.close()
+
+
+def runtime_of(link: FleetLink) -> Runtime:
+    return link._runtime
+
+
+async def test_work_runs_on_a_device_that_reaches_its_target_and_the_graph_says_which(
+    fleet: dict[str, FleetLink],
+) -> None:
+    alpha = runtime_of(fleet["alpha"])
+    job = alpha.open_job("survey three segments")
+    root = alpha.spawn(
+        "surveyor",
+        job,
+        "survey",
+        start=Survey(targets=["127.1.0.5", "127.2.0.7", "127.3.0.9", "127.4.0.1"]),
+    )
+    outcome = await asyncio.wait_for(alpha.wait_task(root), 20)
+    assert outcome.ok, outcome
+    here, beta, gamma, nowhere = outcome.result
+    assert (here, beta, gamma) == ("alpha:5", "beta:7", "gamma:9")  # beta before gamma: load tie
+    assert "outside" in nowhere  # no device reaches it: refused here, by the type's own check
+    await alpha.commit()
+    tree = await alpha.graph.tree(job.job_id)
+    placed = {n.objective: (n.device, n.status) for n in tree.tasks if n.agent_type == "prober"}
+    assert placed == {
+        "127.1.0.5": (None, "done"),
+        "127.2.0.7": ("beta", "done"),
+        "127.3.0.9": ("gamma", "done"),
+        "127.4.0.1": (None, "failed"),
+    }
+    # the device that ran it holds the same task, under the placing task, in its own graph
+    beta_rt = runtime_of(fleet["beta"])
+    await beta_rt.commit()
+    theirs = await beta_rt.graph.tree(job.job_id)
+    [node] = theirs.tasks
+    mine = next(n for n in tree.tasks if n.objective == "127.2.0.7")
+    assert (node.task_id, node.parent_task_id, node.status) == (mine.task_id, root.task_id, "done")
+    assert "placed by alpha" in theirs.command
+
+
+async def test_a_device_lost_mid_task_has_its_task_placed_again_on_another(
+    fleet: dict[str, FleetLink],
+) -> None:
+    alpha = runtime_of(fleet["alpha"])
+    job = alpha.open_job("survey while beta dies")
+    root = alpha.spawn("surveyor", job, "survey", start=Survey(targets=["127.2.0.7"], sleep_s=3.0))
+    await until(lambda: bool(runtime_of(fleet["beta"]).instances("prober")))
+    await fleet["beta"].close()  # beta drops off the broker: its heartbeats stop
+    outcome = await asyncio.wait_for(alpha.wait_task(root), 30)
+    assert outcome.result == ["gamma:7"]
+    await alpha.commit()
+    tree = await alpha.graph.tree(job.job_id)
+    tried = [(n.device, n.status, n.detail) for n in tree.tasks if n.agent_type == "prober"]
+    assert tried[0][:2] == ("beta", "failed") and "lost mid-task; placed again" in tried[0][2]
+    assert tried[1][:2] == ("gamma", "done")
+    assert {n.parent_task_id for n in tree.tasks if n.agent_type == "prober"} == {root.task_id}
+
+
+async def test_a_placement_is_held_to_the_receivers_rules(
+    fleet: dict[str, FleetLink], tmp_path: Path
+) -> None:
+    """Forged placements onto beta: an internal type, a target beta does not reach, junk."""
+    nc = await nats.connect(
+        fleet["alpha"].settings.servers,
+        nkeys_seed_str=(tmp_path / "alpha" / "fleet.nkey").read_text().strip(),
+        inbox_prefix=subjects.inbox("alpha"),
+    )
+
+    def placement(agent_type: str, start: Event) -> bytes:
+        return wire.encode(
+            wire.Placement(
+                job=JOB,
+                command="forged",
+                task_id="task-forged",
+                agent_type=agent_type,
+                objective="x",
+                parent=None,
+                start=msgspec.Raw(wire.encode(start)),
+            )
+        )
+
+    try:
+        for payload, error in (
+            (placement("inside", Secret()), "InternalAgentType"),
+            (placement("prober", Probe(target="127.3.0.9")), "OutOfScope"),
+            (placement("prober", Secret()), "EventNotAllowed"),
+            (b"\x93junk", "BadEvent"),
+        ):
+            msg = await nc.request(subjects.place("beta", "alpha"), payload, timeout=5)
+            reply = wire.reply_decoder.decode(msg.data)
+            assert not reply.ok and reply.error == error, reply
+    finally:
+        await nc.close()
+    assert not runtime_of(fleet["beta"]).instances("prober")

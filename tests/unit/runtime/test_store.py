@@ -23,7 +23,7 @@ async def test_the_store_is_in_wal_mode(store: Store) -> None:
 @pytest.mark.parametrize("table", ["jobs", "tasks", "journal"])
 async def test_the_graph_tables_are_append_only(store: Store, table: str) -> None:
     store.append("jobs", ("j", "c", "cmd", 0, 1.0))
-    store.append("tasks", ("t", "j", "echo", None, None, "obj", 0, 1.0, None))
+    store.append("tasks", ("t", "j", "echo", None, None, "obj", 0, 1.0, None, None))
     store.append("journal", (1.0, "task.status", "j", "t", "{}"))
     await store.flush()
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -106,3 +106,33 @@ def test_a_store_whose_schema_is_current_opens_without_sqlite_utils(tmp_path: Pa
 
     assert imported() == "True"  # the first open makes the schema
     assert imported() == "False"
+
+
+async def test_a_version_3_store_gains_the_device_column_and_keeps_its_tasks(
+    tmp_path: Path,
+) -> None:
+    """Schema 4 records which fleet device runs a task; a store from before opens with its
+    tasks intact and their device unknown (this one)."""
+    from appliance.runtime import TaskGraph
+
+    path = tmp_path / "old.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    for action in ("update", "delete"):
+        db.execute(f"DROP TRIGGER tasks_no_{action}")
+    db.execute("ALTER TABLE tasks DROP COLUMN device")
+    db.execute("INSERT INTO jobs VALUES ('j', 'c', 'scan it', 0, 1.0)")
+    db.execute("INSERT INTO tasks VALUES ('t', 'j', 'echo', NULL, NULL, 'obj', 0, 1.0, NULL)")
+    db.execute("PRAGMA user_version=3")
+    db.commit()
+    db.close()
+    store = Store(path)
+    try:
+        tree = await TaskGraph(store).tree("j")
+        assert [(n.task_id, n.device) for n in tree.tasks] == [("t", None)]
+        store.append("tasks", ("u", "j", "echo", "t", "echo", "obj", 0, 2.0, None, "beta"))
+        await store.flush()
+        tree = await TaskGraph(store).tree("j")
+        assert [(n.task_id, n.device) for n in tree.tasks] == [("t", None), ("u", "beta")]
+    finally:
+        store.close()
