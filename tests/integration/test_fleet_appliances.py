@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,8 +18,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from appliance.fleet.server import server_config
 from appliance.fleet.status import FleetStatus
 from appliance.settings import Settings
+from appliance.web.views import JobView
 from tests.integration.broker import free_port, nats_server
 from tests.integration.processes import running_appliance
 
@@ -169,3 +172,115 @@ def test_bad_fleet_settings_fail_at_start_naming_the_field(tmp_path: Path) -> No
 
 
 _NO_PANEL = {"QEY_WEB_LISTEN": ""}
+
+
+def job_of(data_dir: Path, job_id: str, wait: float = 0) -> JobView:
+    """``GET /api/v1/jobs/JOB`` on that device (waiting up to ``wait`` s for its end)."""
+    script = (
+        "import asyncio, msgspec, sys\n"
+        "from appliance.client import ControlClient\n"
+        "from appliance.settings import Settings\n"
+        "async def main():\n"
+        "    async with ControlClient(Settings.load().control_socket) as c:\n"
+        f"        view = await c.job({job_id!r}, wait={wait})\n"
+        "        sys.stdout.buffer.write(msgspec.json.encode(view))\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "QEY_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        timeout=60 + wait,
+    )
+    assert done.returncode == 0, done.stderr
+    return msgspec.json.decode(done.stdout, type=JobView)
+
+
+@pytest.fixture
+def listeners() -> Iterator[dict[str, tuple[str, int]]]:
+    """One open port on an address of each segment (loopback: every 127/8 address is ours)."""
+    socks = {}
+    for name, host in (("alpha", "127.1.0.5"), ("beta", "127.2.1.7"), ("gamma", "127.3.0.9")):
+        s = socket.socket()
+        s.bind((host, 0))
+        s.listen()
+        socks[name] = s
+    try:
+        yield {name: s.getsockname() for name, s in socks.items()}
+    finally:
+        for s in socks.values():
+            s.close()
+
+
+def test_a_job_spans_three_appliances_and_survives_one_killed_mid_job(
+    tmp_path: Path, listeners: dict[str, tuple[str, int]]
+) -> None:
+    """alpha's posture job names a host of its own segment, beta's /22 and a host of gamma's;
+    gamma reaches beta's segment too. beta is killed with SIGKILL while it scans: alpha
+    places the scan again on gamma, and the job finds every open port."""
+    scopes = {
+        "alpha": ["127.1.0.0/24"],
+        "beta": ["127.2.0.0/22"],
+        "gamma": ["127.2.0.0/22", "127.3.0.0/24"],
+    }
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    dirs = {name: tmp_path / name for name in scopes}
+    keys = {}
+    for name, data_dir in dirs.items():
+        data_dir.mkdir()
+        (data_dir / "config.toml").write_text(
+            f"scope = {scopes[name]!r}\nweb_listen = []\n\n[fleet]\nservers = [{url!r}]\n"
+            f'name = "{name}"\nheartbeat_s = 0.3\nlost_after_s = 1.5\n'.replace("'", '"')
+        )
+        keys[name] = qey(data_dir, "fleet", "key").strip()
+    with ExitStack() as stack:
+        stack.enter_context(
+            nats_server(tmp_path, server_config(keys, listen=f"127.0.0.1:{port}"), port)
+        )
+        procs = {
+            name: stack.enter_context(
+                running_appliance(Settings.load({"QEY_DATA_DIR": str(data_dir)}))
+            )
+            for name, data_dir in dirs.items()
+        }
+        until(lambda: len(fleet_status(dirs["alpha"]).devices) == 3)
+        ports = {p for _h, p in listeners.values()}
+        low = min(ports) - 60  # 60 closed ports a host: beta's /22 takes a few seconds
+        wanted = ", ".join(str(p) for p in sorted(ports))
+        accepted = msgspec.json.decode(
+            qey(
+                dirs["alpha"],
+                "submit",
+                f"analyze network security posture of {listeners['alpha'][0]}, 127.2.0.0/22, "
+                f"{listeners['gamma'][0]} ports {low}-{min(ports) - 1}, {wanted}",
+                "--agent",
+                "coordinator",
+                "--json",
+            )
+        )
+        job_id = accepted["job_id"]
+        # beta has taken its scan: the task is in its own graph, under alpha's coordinator
+        until(lambda: "DataCollector" in qey_or_empty(dirs["beta"], "tasks", "tree", job_id))
+        procs["beta"].send_signal(signal.SIGKILL)
+        procs["beta"].wait(10)
+        view = job_of(dirs["alpha"], job_id, wait=120)
+        assert view.status == "done", view
+        found = {(h["host"], p) for h in view.result["open"] for p in h["open_ports"]}
+        assert set(listeners.values()) <= found
+        tree = qey(dirs["alpha"], "tasks", "tree", job_id, "--status")
+        assert "@beta" in tree and "[failed]" in tree  # beta's try, recorded
+        assert tree.count("@gamma") == 2  # gamma's own host, and beta's segment again
+        assert "127.1.0.5" in tree and "@alpha" not in tree  # alpha scanned its own host
+
+
+def qey_or_empty(data_dir: Path, *args: str) -> str:
+    """``qey`` output, or nothing while it fails (the job is not in that graph yet)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args],
+        env={**os.environ, "QEY_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout if done.returncode == 0 else ""
