@@ -75,7 +75,9 @@ class FleetLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._problem = "not connected yet"
         self._started_at = time.time()
-        self._connected = asyncio.Event()
+        self._connected = asyncio.Event()  # set while connected to a broker
+        self._joined = False  # connected at least once
+        self._heard_since = 0.0  # when the broker connection last (re)started
         self._closing = False
         self.placement = FleetPlacement(self, runtime)
 
@@ -88,6 +90,7 @@ class FleetLink:
         self._tasks.append(asyncio.create_task(self._connect(), name="qey-fleet-connect"))
 
     async def wait_connected(self, timeout: float) -> None:
+        """Until connected to a broker; TimeoutError after ``timeout``."""
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def close(self) -> None:
@@ -133,18 +136,21 @@ class FleetLink:
         self._runtime.on_agent_type(lambda cls: self._serve_later(cls.name, cls.internal))
         await self._nc.flush()
         log.info("fleet: %s joined through %s", self.name, self._nc.connected_url)
+        self._joined = True
+        self._heard_since = time.monotonic()
         self._connected.set()
         self._tasks.append(asyncio.create_task(self._beat(), name="qey-fleet-heartbeat"))
 
     async def _on_error(self, err: Exception) -> None:
         """Said once per change, not per retry: the client retries every second."""
-        if self._connected.is_set():
+        if self._joined:
             problem = _said(err)
         else:
             problem = f"cannot connect to {', '.join(self.settings.servers)}: {_said(err)}"
         self._said(problem)
 
     async def _on_disconnected(self) -> None:
+        self._connected.clear()
         if self._closing:
             return
         self._said("the broker connection is lost; reconnecting")
@@ -155,6 +161,8 @@ class FleetLink:
         self._problem = problem
 
     async def _on_reconnected(self) -> None:
+        self._heard_since = time.monotonic()  # peers get lost_after_s to be heard again
+        self._connected.set()
         self._problem = ""
         log.info("fleet: reconnected to %s", self._nc.connected_url if self._nc else "?")
 
@@ -187,8 +195,18 @@ class FleetLink:
     def peer(self, name: str) -> Peer | None:
         return self._peers.get(name)
 
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
     def is_up(self, peer: Peer) -> bool:
-        return time.monotonic() - peer.seen <= self.settings.lost_after_s
+        """Heard within ``lost_after_s``. While this device is cut off from the broker it
+        cannot tell, so nobody is judged lost; after a reconnection each peer has
+        ``lost_after_s`` to be heard again."""
+        if not self.connected:
+            return True
+        heard = max(peer.seen, self._heard_since)
+        return time.monotonic() - heard <= self.settings.lost_after_s
 
     def peers_up(self, *, others: bool = False) -> list[Peer]:
         """The devices heard within ``lost_after_s`` (``others``: not this one)."""
@@ -224,7 +242,7 @@ class FleetLink:
             DeviceStatus(
                 name=p.name,
                 this=p.name == self.name,
-                state="up" if self.is_up(p) else "lost",
+                state=("up" if self.is_up(p) else "lost") if self.connected else "unknown",
                 last_seen_s=round(now - p.seen, 1),
                 version=p.heartbeat.version,
                 health=p.heartbeat.health,

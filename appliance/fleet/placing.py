@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from appliance.errors import BadCommand, BadEvent, EventNotAllowed, OutOfScope, UnknownDevice
+from appliance.errors import (
+    BadCommand,
+    BadEvent,
+    EventNotAllowed,
+    OutOfScope,
+    TransientError,
+    UnknownDevice,
+)
 from appliance.events import Event, JobContext, TaskRef, TaskSpawned
 from appliance.fleet import subjects, wire
 from appliance.fleet.wire import error_of
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RECONNECT_S = 60.0  # a task to place waits this long for the broker to come back
 HANDOVER_S = 5.0  # the receiving device says it started the task within this
 ENDED_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # sending an end again until it is acknowledged
 ENDED_TRIES = 60  # about ten minutes of trying; then the placing device's own watch decides
@@ -81,6 +89,11 @@ class FleetPlacement:
         if peer is None:
             raise DeviceLost(f"device {device} is not heard")
         incarnation = peer.heartbeat.started_at
+        try:  # cut off from the broker: wait for it rather than give the task up
+            await self._link.wait_connected(RECONNECT_S)
+        except TimeoutError:
+            away = f"the fleet's broker has been away for {RECONNECT_S:.0f}s"
+            raise TransientError(away) from None
         ended: asyncio.Future[TaskOutcome] = asyncio.get_running_loop().create_future()
         self._waiting[spawned.task_id] = (device, ref, ended)
         try:
@@ -107,6 +120,8 @@ class FleetPlacement:
                         asyncio.shield(ended), self._link.settings.heartbeat_s
                     )
                 except TimeoutError:
+                    if not self._link.connected:
+                        continue  # cut off: the device may be fine; its end is sent again
                     now = self._link.peer(device)
                     if now is None or not self._link.is_up(now):
                         raise DeviceLost(f"device {device} was lost mid-task") from None

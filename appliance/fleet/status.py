@@ -8,7 +8,7 @@ import msgspec
 class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     this: bool  # the device answering
-    state: str  # "up", or "lost" when unheard for lost_after_s
+    state: str  # "up"; "lost" when unheard for lost_after_s; "unknown" while cut off
     last_seen_s: float  # seconds since it was heard
     version: str
     health: str

@@ -27,7 +27,7 @@ from appliance.fleet.config import FleetSettings
 from appliance.fleet.link import FleetLink
 from appliance.runtime import Agent, Context, Runtime, Store, running
 from appliance.scope import Scope
-from tests.integration.broker import broker, seeds
+from tests.integration.broker import broker, free_port, seeds
 
 pytestmark = pytest.mark.integration
 
@@ -147,16 +147,23 @@ async def device(stack: AsyncExitStack, root: Path, name: str, seed: bytes, url:
     return link
 
 
+async def join(
+    stack: AsyncExitStack, root: Path, keys: dict[str, bytes], url: str
+) -> dict[str, FleetLink]:
+    """The three devices, each hearing the other two."""
+    links = {n: await device(stack, root, n, keys[n], url) for n in DEVICES}
+    for link in links.values():
+        await link.wait_connected(10)
+    await until(lambda: all(len(link.status().devices) == 3 for link in links.values()))
+    return links
+
+
 @pytest.fixture
 async def fleet(tmp_path: Path) -> AsyncIterator[dict[str, FleetLink]]:
     keys = seeds(tmp_path, *DEVICES)
     with broker(tmp_path, keys) as url:
         async with AsyncExitStack() as stack:
-            links = {n: await device(stack, tmp_path, n, keys[n], url) for n in DEVICES}
-            for link in links.values():
-                await link.wait_connected(10)
-            await until(lambda: all(len(link.status().devices) == 3 for link in links.values()))
-            yield links
+            yield await join(stack, tmp_path, keys, url)
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -384,3 +391,30 @@ async def test_a_placement_is_held_to_the_receivers_rules(
     finally:
         await nc.close()
     assert not runtime_of(fleet["beta"]).instances("prober")
+
+
+async def test_a_broker_restart_mid_job_loses_nothing_and_moves_nothing(tmp_path: Path) -> None:
+    """The broker goes away while beta runs a task alpha placed: nobody is judged lost for
+    it (alpha was cut off too), every device reconnects, and beta's end reaches alpha."""
+    keys = seeds(tmp_path, *DEVICES)
+    port = free_port()
+    async with AsyncExitStack() as stack:
+        with broker(tmp_path, keys, port=port) as url:
+            links = await join(stack, tmp_path, keys, url)
+            alpha = runtime_of(links["alpha"])
+            job = alpha.open_job("survey across a broker restart")
+            root = alpha.spawn(
+                "surveyor", job, "survey", start=Survey(targets=["127.2.0.7"], sleep_s=4.0)
+            )
+            await until(lambda: bool(runtime_of(links["beta"]).instances("prober")))
+        await until(lambda: not links["alpha"].connected)
+        assert {d.state for d in links["alpha"].status().devices} == {"unknown"}
+        await asyncio.sleep(2.0)  # longer than lost_after_s: still nobody is lost
+        with broker(tmp_path, keys, port=port):
+            outcome = await asyncio.wait_for(alpha.wait_task(root), 30)
+            assert outcome.result == ["beta:7"]
+            await alpha.commit()
+            tree = await alpha.graph.tree(job.job_id)
+            probers = [(n.device, n.status) for n in tree.tasks if n.agent_type == "prober"]
+            assert probers == [("beta", "done")]
+            await until(lambda: all(link.connected for link in links.values()))
