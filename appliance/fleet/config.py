@@ -23,10 +23,16 @@ class FleetServer(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The fleet-server role: this device also runs the broker (nats-server) for the site.
 
     ``devices`` maps each device's name to its public key (``qey fleet key`` on that device
-    prints it): the broker lets in those keys alone, each under its own name."""
+    prints it): the broker lets in those keys alone, each under its own name. With
+    ``routes``, it is one node of a cluster of brokers that carry on when one of them fails."""
 
     listen: str = "0.0.0.0:4222"
     devices: dict[str, str] = msgspec.field(default_factory=dict)
+    # a cluster of brokers (each one's own config.toml): where this one listens for the
+    # others' routes and where they are; the routes' secret is the file
+    # fleet-cluster.secret in the data directory, the same on every broker
+    cluster_listen: str = ""
+    routes: list[str] = msgspec.field(default_factory=list)
 
 
 class FleetSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

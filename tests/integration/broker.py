@@ -7,13 +7,13 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
 from appliance.fleet.keys import device_seed, public_key
-from appliance.fleet.server import server_config
+from appliance.fleet.server import Cluster, server_config
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -40,13 +40,15 @@ def broker(
     """nats-server with ``enrolled`` devices' public keys; yields its nats:// URL."""
     port = port or free_port()
     keys = {name: public_key(seed) for name, seed in enrolled.items()}
-    with nats_server(workdir, server_config(keys, listen=f"127.0.0.1:{port}"), port) as url:
+    with nats_server(workdir, server_config(keys, listen=f"127.0.0.1:{port}"), port) as (url, _):
         yield url
 
 
 @contextmanager
-def nats_server(workdir: Path, config: bytes, port: int) -> Iterator[str]:
-    """nats-server with ``config`` (listening on 127.0.0.1:``port``); yields its URL."""
+def nats_server(
+    workdir: Path, config: bytes, port: int
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """nats-server with ``config`` (listening on 127.0.0.1:``port``): its URL and process."""
     if not Path(NATS_SERVER).exists():
         pytest.fail("nats-server is missing: ./build.sh test installs it (apt: nats-server)")
     path = workdir / f"nats-{port}.conf"
@@ -66,8 +68,50 @@ def nats_server(workdir: Path, config: bytes, port: int) -> Iterator[str]:
                         f"nats-server did not start: {log_path.read_text()}"
                     ) from None
                 time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
+        yield f"nats://127.0.0.1:{port}", proc
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
         log.close()
+
+
+@contextmanager
+def cluster(workdir: Path, enrolled: Mapping[str, bytes], nodes: int = 3) -> Iterator[list[Node]]:
+    """``nodes`` nats-servers routed into one cluster, each taking the enrolled keys."""
+    ports = [free_port() for _ in range(nodes)]
+    routes = [free_port() for _ in range(nodes)]
+    keys = {name: public_key(seed) for name, seed in enrolled.items()}
+    with ExitStack() as stack:
+        found = []
+        for i, port in enumerate(ports):
+            config = server_config(
+                keys,
+                listen=f"127.0.0.1:{port}",
+                name=f"node-{i}",
+                cluster=Cluster(
+                    listen=f"127.0.0.1:{routes[i]}",
+                    routes=[f"127.0.0.1:{r}" for r in routes if r != routes[i]],
+                    secret="test-route-secret",
+                ),
+            )
+            found.append(stack.enter_context(node(workdir, config, port)))
+        yield found
+
+
+class Node:
+    """One running nats-server: its URL, and a way to kill it."""
+
+    def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.proc = proc
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@contextmanager
+def node(workdir: Path, config: bytes, port: int) -> Iterator[Node]:
+    with nats_server(workdir, config, port) as (url, proc):
+        yield Node(url, proc)
