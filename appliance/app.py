@@ -275,6 +275,7 @@ class Appliance:
         api = make_api(self.runtime, self.submit, self.schedules)
         add_console_routes(api, lambda: self._console)  # qey passwd; never on the panel
         add_action_routes(api, self.actions, surface="console")
+        add_routes(api, FLEET_ROUTES)  # the panel serves them with its own
         self._add_fleet(api)
         runner = web.AppRunner(api, access_log=None)
         await runner.setup()
@@ -400,7 +401,7 @@ class Appliance:
         )
 
     def _add_fleet(self, app: web.Application) -> None:
-        add_routes(app, FLEET_ROUTES)
+        """What the fleet routes show (without it, that this device is in no fleet)."""
         if self.fleet is not None:
             app[FLEET] = self.fleet.status
 

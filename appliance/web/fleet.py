@@ -1,4 +1,5 @@
-"""The fleet's state as the API serves it: this device's link and every device it hears."""
+"""The fleet as the API and the panel's Fleet page show it: this device's broker connection
+and every device it hears (state, last seen, health, version, load, the scope it covers)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,28 @@ from aiohttp import web
 
 from appliance.fleet.status import FleetStatus
 from appliance.web.api import json_response
+from appliance.web.render import render
 from appliance.web.routes import Route
 
 FLEET: web.AppKey[Callable[[], FleetStatus]] = web.AppKey("fleet")
 OFF = FleetStatus(enabled=False)
 
 
-async def get_fleet(request: web.Request) -> web.Response:
+def _status(request: web.Request) -> FleetStatus:
     status = request.app.get(FLEET)
-    return json_response(status() if status is not None else OFF)
+    return status() if status is not None else OFF
+
+
+async def get_fleet(request: web.Request) -> web.Response:
+    return json_response(_status(request))
+
+
+async def fleet_page(request: web.Request) -> web.Response:
+    return render(request, "fleet.html", "Fleet", active="/fleet", f=_status(request))
 
 
 FLEET_ROUTES = (
+    Route("GET", "/fleet", fleet_page),
     Route(
         "GET",
         "/api/v1/fleet",

@@ -36,6 +36,7 @@ from appliance.web.console import CONSOLE, Console
 from appliance.web.credentials import Credentials
 from appliance.web.devices import DeviceCookies
 from appliance.web.errors import BadRequestBody
+from appliance.web.fleet import FLEET_ROUTES
 from appliance.web.home import HOME_ROUTES
 from appliance.web.keys import (
     ACTIVITY,
@@ -136,6 +137,7 @@ PANEL_ROUTES = (
     *OPS_ROUTES,
     *SCHEDULE_ROUTES,
     *UPDATE_ROUTES,
+    *FLEET_ROUTES,
     Route("GET", "/api/v1/live", live),  # a WebSocket: described in the document's text
     Route("GET", "/api/v1/openapi.json", get_openapi),
 )

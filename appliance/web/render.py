@@ -24,6 +24,7 @@ NAV = [
     ("/submit", "Submit"),
     ("/events", "Live events"),
     ("/system", "System"),
+    ("/fleet", "Fleet"),
     ("/update", "Update"),
     ("/settings", "Settings"),
 ]

@@ -1,0 +1,80 @@
+"""The Fleet page and ``GET /api/v1/fleet``: that this device is alone, or its broker link
+and every device it hears, lost ones marked."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import msgspec
+import pytest
+
+from appliance.fleet.status import DeviceStatus, FleetStatus
+from appliance.runtime import Runtime
+from appliance.web.credentials import Credentials
+from appliance.web.fleet import FLEET
+from tests.web.conftest import PASSWORD, make_test_panel, sign_in
+
+pytestmark = pytest.mark.unit
+
+
+def device(name: str, state: str, scope: list[str], *, this: bool = False) -> DeviceStatus:
+    return DeviceStatus(
+        name=name,
+        this=this,
+        state=state,
+        last_seen_s=0.4 if state == "up" else 31.5,
+        version="0.1.0",
+        health="ok",
+        scope=scope,
+        types=["data_collector"],
+        load=2,
+    )
+
+
+IN_A_FLEET = FleetStatus(
+    enabled=True,
+    name="office",
+    connected=True,
+    server="192.0.2.5:4222",
+    devices=[
+        device("office", "up", ["192.168.1.0/24"], this=True),
+        device("warehouse", "lost", ["10.2.0.0/16", "10.3.0.0/24"]),
+    ],
+)
+
+
+async def test_a_single_appliance_says_it_works_alone(
+    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+) -> None:
+    client = await aiohttp_client(make_test_panel(runtime, credentials))
+    assert await sign_in(client, PASSWORD) == 303
+    api = msgspec.json.decode(await (await client.get("/api/v1/fleet")).read(), type=FleetStatus)
+    assert api == FleetStatus(enabled=False)
+    page = await (await client.get("/fleet")).text()
+    assert 'id="fleet-off"' in page and 'href="/fleet" class="active"' in page
+
+
+async def test_the_fleet_page_lists_every_device_heard_with_its_scope(
+    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+) -> None:
+    app = make_test_panel(runtime, credentials)
+    app[FLEET] = lambda: IN_A_FLEET
+    client = await aiohttp_client(app)
+    assert await sign_in(client, PASSWORD) == 303
+    api = msgspec.json.decode(await (await client.get("/api/v1/fleet")).read(), type=FleetStatus)
+    assert api == IN_A_FLEET
+    page = html.unescape(await (await client.get("/fleet")).text())
+    assert "connected to 192.0.2.5:4222" in page
+    rows = page.split('<table id="devices">')[1].split("</table>")[0].split("<tr>")[2:]
+    assert "office <small>(this one)</small>" in rows[0] and 'badge up">up' in rows[0]
+    assert 'badge lost">lost' in rows[1] and "31.5 s ago" in rows[1]
+    assert "10.2.0.0/16, 10.3.0.0/24" in rows[1]
+
+
+async def test_the_fleet_page_needs_a_sign_in(
+    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+) -> None:
+    client = await aiohttp_client(make_test_panel(runtime, credentials))
+    assert (await client.get("/fleet", allow_redirects=False)).status in (302, 303)
+    assert (await client.get("/api/v1/fleet")).status == 401
