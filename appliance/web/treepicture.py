@@ -40,6 +40,7 @@ class Box:
     x: int
     y: int
     label: str  # "DataCollector-2": the type, numbered in spawn order
+    device: str  # the fleet device that ran it ("" for this one)
     objective: str
     tooltip: str
     status: str
@@ -113,8 +114,9 @@ def tree_picture(tree: JobTree) -> TreePicture:
             x=corner(n.task_id)[0],
             y=corner(n.task_id)[1],
             label=label[n.task_id],
+            device=n.device or "",
             objective=n.objective,
-            tooltip=n.objective or n.agent_type,
+            tooltip=(n.objective or n.agent_type) + (f" (on {n.device})" if n.device else ""),
             status=n.status,
             fill=FILL.get(n.status, "#f1f5f9"),
             stroke=STROKE.get(n.status, "#475569"),

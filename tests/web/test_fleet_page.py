@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from appliance.events import TaskSpawned
 from appliance.fleet.status import DeviceStatus, FleetStatus
 from appliance.runtime import Runtime
 from appliance.web.credentials import Credentials
@@ -78,3 +79,32 @@ async def test_the_fleet_page_needs_a_sign_in(
     client = await aiohttp_client(make_test_panel(runtime, credentials))
     assert (await client.get("/fleet", allow_redirects=False)).status in (302, 303)
     assert (await client.get("/api/v1/fleet")).status == 401
+
+
+async def test_a_task_another_device_ran_is_marked_with_it_in_the_tree_and_the_table(
+    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+) -> None:
+    job = runtime.open_job("scan two segments")
+    for task_id, device_name in (("task-here", None), ("task-there", "warehouse")):
+        runtime.journal.spawned(
+            TaskSpawned(
+                job_id=job.job_id,
+                task_id=task_id,
+                agent_type="data_collector",
+                objective=f"objective of {task_id}",
+                at=runtime.clock.now(),
+                device=device_name,
+            ),
+            None,
+        )
+    await runtime.commit()
+    client = await aiohttp_client(make_test_panel(runtime, credentials))
+    assert await sign_in(client, PASSWORD) == 303
+    svg = await (await client.get(f"/api/v1/jobs/{job.job_id}/tree.svg")).text()
+    assert svg.count("@warehouse") == 1 and "(on warehouse)" in svg
+    page = html.unescape(await (await client.get(f"/jobs/{job.job_id}")).text())
+    rows = {r.split("</td>")[0]: r for r in page.split('<tr><td><a href="/tasks/')[1:]}
+    assert 'class="device">on warehouse' in rows['task-there">task-there</a>']
+    assert "device" not in rows['task-here">task-here</a>']
+    tree = await (await client.get(f"/api/v1/jobs/{job.job_id}/tree")).json()
+    assert "DataCollector (task-there) @warehouse" in tree["text"]
