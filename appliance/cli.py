@@ -201,7 +201,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Print nats-server's configuration from [fleet.server] in config.toml: "
         "only the enrolled devices' keys get in, each with its own permissions.",
     )
-    server_config.add_argument("--store-dir", help="JetStream's directory (none: no JetStream)")
+    server_config.add_argument(
+        "--store-dir",
+        help="where the broker keeps the fleet's graph stream (JetStream; default: "
+        "fleet-broker/ in the data directory)",
+    )
     server_config.set_defaults(func=cmd_fleet_server_config)
 
     agents = sub.add_parser(

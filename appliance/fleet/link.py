@@ -24,6 +24,7 @@ from appliance.errors import RequestTimeout, UnknownAgentType
 from appliance.events import Envelope, Event, JobContext, TaskRef, TypeRef
 from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
+from appliance.fleet.graphshare import GraphShare
 from appliance.fleet.placing import FleetPlacement
 from appliance.fleet.status import DeviceStatus, FleetStatus
 from appliance.scope import Network, parse_network
@@ -80,6 +81,7 @@ class FleetLink:
         self._heard_since = 0.0  # when the broker connection last (re)started
         self._closing = False
         self.placement = FleetPlacement(self, runtime)
+        self.graph = GraphShare(runtime, self.name)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class FleetLink:
         self._heard_since = time.monotonic()
         self._connected.set()
         self._tasks.append(asyncio.create_task(self._beat(), name="qey-fleet-heartbeat"))
+        self._tasks.append(asyncio.create_task(self.graph.run(self._nc), name="qey-fleet-graph"))
 
     async def _on_error(self, err: Exception) -> None:
         """Said once per change, not per retry: the client retries every second."""

@@ -82,7 +82,7 @@ class FleetPlacement:
         return min(able, key=lambda p: (p.heartbeat.load, p.name)).name
 
     async def run_there(
-        self, device: str, spawned: TaskSpawned, start: Event | None
+        self, device: str, job: JobContext, spawned: TaskSpawned, start: Event | None
     ) -> TaskOutcome:
         ref = TaskRef(spawned.agent_type, spawned.task_id)
         peer = self._link.peer(device)
@@ -94,12 +94,14 @@ class FleetPlacement:
         except TimeoutError:
             away = f"the fleet's broker has been away for {RECONNECT_S:.0f}s"
             raise TransientError(away) from None
+        await self._runtime.commit()  # the job's row, for its command
+        command = await self._runtime.graph.command_of(spawned.job_id)
         ended: asyncio.Future[TaskOutcome] = asyncio.get_running_loop().create_future()
         self._waiting[spawned.task_id] = (device, ref, ended)
         try:
             placement = wire.Placement(
-                job=JobContext(spawned.job_id, ""),
-                command=f"work placed by {self._link.name}",
+                job=job,
+                command=command or f"work placed by {self._link.name}",
                 task_id=spawned.task_id,
                 agent_type=spawned.agent_type,
                 objective=spawned.objective,
@@ -188,8 +190,9 @@ class FleetPlacement:
                 raise OutOfScope(f"{target} is outside {self._link.name}'s scope")
         job = placement.job
         if job.job_id not in self._adopted and not await self._runtime.graph.has_job(job.job_id):
-            self._runtime.open_job_of(job, f"{placement.command}: {placement.objective}")
+            self._runtime.open_job_of(job, placement.command)
         self._adopted.add(job.job_id)
+        self._link.graph.share_job(job.job_id)  # what it adds to the job, the fleet sees
         return self._runtime.spawn(
             placement.agent_type,
             job,

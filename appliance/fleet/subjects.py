@@ -13,6 +13,8 @@ from typing import Any
 ROOT = "qey"
 HEARTBEATS = f"{ROOT}.dev.*"
 REQUESTS = f"{ROOT}.req.*.*"
+GRAPH = f"{ROOT}.graph.*"
+GRAPH_STREAM = "QEY_GRAPH"
 
 
 def heartbeat(device: str) -> str:
@@ -38,6 +40,11 @@ def ended(device: str, sender: str) -> str:
     return f"{ROOT}.ended.{device}.{sender}"
 
 
+def graph(device: str) -> str:
+    """The coordination-graph records ``device`` shares (into the JetStream stream)."""
+    return f"{ROOT}.graph.{device}"
+
+
 def inbox(device: str) -> str:
     return f"_INBOX.{device}"
 
@@ -55,11 +62,22 @@ def type_of(subject: str) -> str:
 def permissions(device: str) -> dict[str, Any]:
     """What the broker lets ``device`` do: publish as itself, read the fleet's heartbeats and
     requests, the tasks placed on it and their ends, and its own inbox, and answer a request
-    it received (``allow_responses``)."""
+    it received (``allow_responses``); share graph records as itself into the stream and
+    follow the stream through a consumer of its own name alone."""
     mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "place", "ended")]
     to_me = [f"{ROOT}.{what}.{device}.*" for what in ("place", "ended")]
+    api, stream = "$JS.API", GRAPH_STREAM
+    jetstream = [  # the graph's stream: make it (the same for all), follow it as itself
+        f"{api}.STREAM.CREATE.{stream}",
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.CONSUMER.INFO.{stream}.{device}",
+        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{device}",
+        f"{api}.CONSUMER.CREATE.{stream}.{device}",
+        f"{api}.CONSUMER.CREATE.{stream}.{device}.>",
+        f"$JS.ACK.{stream}.{device}.>",
+    ]
     return {
-        "publish": {"allow": [heartbeat(device), *mine]},
+        "publish": {"allow": [heartbeat(device), graph(device), *mine, *jetstream]},
         "subscribe": {"allow": [HEARTBEATS, REQUESTS, *to_me, f"{inbox(device)}.>"]},
         "allow_responses": True,
     }

@@ -36,7 +36,7 @@ class Elsewhere(Protocol):
         """The device that should run this task; None: this one."""
 
     async def run_there(
-        self, device: str, spawned: TaskSpawned, start: Event | None
+        self, device: str, job: JobContext, spawned: TaskSpawned, start: Event | None
     ) -> TaskOutcome:
         """Start the task on ``device`` and return how it ended; DeviceLost if it is lost."""
 
@@ -107,7 +107,7 @@ class Placed:
         assert spawned.device is not None
         ref = TaskRef(spawned.agent_type, spawned.task_id)
         try:
-            ended = await self.elsewhere.run_there(spawned.device, spawned, start)
+            ended = await self.elsewhere.run_there(spawned.device, job, spawned, start)
         except DeviceLost as lost:
             ended = TaskOutcome(ref=ref, status="failed", detail=f"{lost}; placed again")
             self._record(spawned, ended)

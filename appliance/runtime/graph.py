@@ -20,6 +20,7 @@ from appliance.events import (
     JobSubmitted,
     JobTriggered,
     JournalRecord,
+    RecordEvent,
     TaskSpawned,
     TaskStatus,
 )
@@ -72,14 +73,27 @@ class TaskGraph:
 
     # -- recording (never blocks: rows go to the store's write-behind buffer) --------------
 
-    def record_job(self, rec: JobSubmitted) -> None:
+    def record_job(self, rec: JobSubmitted, *, table: str = "jobs") -> None:
         self._store.append(
-            "jobs", (rec.job_id, rec.command_id, rec.command, int(rec.autonomous), rec.at)
+            table, (rec.job_id, rec.command_id, rec.command, int(rec.autonomous), rec.at)
         )
 
-    def record_spawn(self, rec: TaskSpawned, start: bytes | None = None) -> None:
+    def record_foreign(self, rec: RecordEvent, device: str) -> None:
+        """Another fleet device's record, kept beside this one's: its tasks marked with the
+        device that ran them; what this device already holds stays as it is."""
+        if type(rec) is JobSubmitted:
+            self.record_job(rec, table="foreign_jobs")
+        elif type(rec) is TaskSpawned:
+            ran_on = rec.device or device
+            self.record_spawn(msgspec.structs.replace(rec, device=ran_on), table="foreign_tasks")
+        else:
+            self.record(rec)  # type: ignore[arg-type]
+
+    def record_spawn(
+        self, rec: TaskSpawned, start: bytes | None = None, *, table: str = "tasks"
+    ) -> None:
         self._store.append(
-            "tasks",
+            table,
             (
                 rec.task_id,
                 rec.job_id,
@@ -109,6 +123,13 @@ class TaskGraph:
     async def chain(self, task_id: str) -> tuple[JobTree, list[TaskNode]]:
         """The task and its ancestors, the task first, ending at the job's root task."""
         return await self._store.read(lambda db: _load_chain(db, task_id))
+
+    async def command_of(self, job_id: str) -> str | None:
+        """The job's command, if the job is recorded (committed) here."""
+        row = await self._store.read(
+            lambda db: db.execute("SELECT command FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+        )
+        return str(row[0]) if row is not None else None
 
     async def has_job(self, job_id: str) -> bool:
         return await self._store.read(

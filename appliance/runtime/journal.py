@@ -6,7 +6,7 @@ live view, the display, ``qey tasks watch``) or the other way round.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -36,6 +36,8 @@ class Journal:
         # Watches of delivered events too: dispatch offers each event to these, so the list
         # is read on the hot path and shared with it rather than copied.
         self.taps: list[Watch] = []
+        # every record as it is made (the fleet shares them): called inline, must not block
+        self.listeners: list[Callable[[RecordEvent], None]] = []
 
     def record(self, rec: RecordEvent) -> None:
         if type(rec) is JobSubmitted:
@@ -71,6 +73,8 @@ class Journal:
         )
 
     def notify(self, rec: RecordEvent) -> None:
+        for listener in self.listeners:
+            listener(rec)
         if self.watches:
             env = Envelope(
                 event=rec, job=JobContext(rec.job_id, ""), target=TopicRef(RUNTIME_TOPIC)

@@ -317,15 +317,17 @@ class Runtime:
 
     def open_job_of(self, job: JobContext, command: str) -> None:
         """Record a job another fleet device started, under its ids, before the first task
-        it places here: this device's graph then holds that task under a job it knows."""
-        self.journal.record(
+        it places here: this device's graph then holds that task under a job it knows. Kept
+        as it is if the fleet's graph brought the job here first."""
+        self.graph.record_job(
             JobSubmitted(
                 job_id=job.job_id,
                 command_id=job.command_id,
                 command=command,
                 autonomous=False,
                 at=self.clock.now(),
-            )
+            ),
+            table="foreign_jobs",
         )
 
     def spawn(

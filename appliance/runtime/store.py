@@ -37,6 +37,13 @@ _INSERT = {
     "tasks": "INSERT INTO tasks (task_id, job_id, agent_type, parent_task_id, parent_agent, "
     "objective, autonomous, created_at, start, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "journal": "INSERT INTO journal (at, kind, job_id, task_id, body) VALUES (?, ?, ?, ?, ?)",
+    # another fleet device's records of a job: a job or task this device already holds (it
+    # placed or ran it) is kept as it is, never a failed commit
+    "foreign_jobs": "INSERT OR IGNORE INTO jobs (job_id, command_id, command, autonomous, "
+    "created_at) VALUES (?, ?, ?, ?, ?)",
+    "foreign_tasks": "INSERT OR IGNORE INTO tasks (task_id, job_id, agent_type, parent_task_id, "
+    "parent_agent, objective, autonomous, created_at, start, device) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "states": "INSERT INTO states (task_id, job_id, agent_type, state, at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(task_id, job_id) DO UPDATE SET state = excluded.state, at = excluded.at",
     # a block not full yet is written again with more in it (runtime/audit.py)

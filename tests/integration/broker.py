@@ -40,7 +40,8 @@ def broker(
     """nats-server with ``enrolled`` devices' public keys; yields its nats:// URL."""
     port = port or free_port()
     keys = {name: public_key(seed) for name, seed in enrolled.items()}
-    with nats_server(workdir, server_config(keys, listen=f"127.0.0.1:{port}"), port) as (url, _):
+    config = server_config(keys, listen=f"127.0.0.1:{port}", store_dir=workdir / f"js-{port}")
+    with nats_server(workdir, config, port) as (url, _):
         yield url
 
 

@@ -20,6 +20,7 @@ from appliance.errors import (
     RequestTimeout,
     TransientError,
     UnknownAgentType,
+    UnknownJob,
 )
 from appliance.events import Event, JobContext
 from appliance.fleet import subjects, wire
@@ -343,10 +344,52 @@ async def test_work_runs_on_a_device_that_reaches_its_target_and_the_graph_says_
     beta_rt = runtime_of(fleet["beta"])
     await beta_rt.commit()
     theirs = await beta_rt.graph.tree(job.job_id)
-    [node] = theirs.tasks
     mine = next(n for n in tree.tasks if n.objective == "127.2.0.7")
-    assert (node.task_id, node.parent_task_id, node.status) == (mine.task_id, root.task_id, "done")
-    assert "placed by alpha" in theirs.command
+    node = next(n for n in theirs.tasks if n.task_id == mine.task_id)
+    assert (node.parent_task_id, node.status, node.device) == (root.task_id, "done", None)
+    assert theirs.command == "survey three segments"  # the command, whatever came first
+
+
+async def test_every_device_holds_the_whole_of_a_job_that_spans_devices(
+    fleet: dict[str, FleetLink],
+) -> None:
+    """Through the graph's stream: beta and gamma see alpha's job whole, each task marked
+    with the device that ran it, as alpha does; a job that stays on alpha is not shared."""
+    alpha = runtime_of(fleet["alpha"])
+    alone = alpha.open_job("stays here")
+    alpha.spawn("surveyor", alone, "survey", start=Survey(targets=["127.1.0.5"]))
+    job = alpha.open_job("survey two segments")
+    root = alpha.spawn(
+        "surveyor", job, "survey", start=Survey(targets=["127.1.0.5", "127.2.0.7", "127.3.0.9"])
+    )
+    assert (await asyncio.wait_for(alpha.wait_task(root), 20)).ok
+    await alpha.commit()
+    whole = await alpha.graph.tree(job.job_id)
+    expected = sorted((n.task_id, n.device, n.status) for n in whole.tasks)
+    assert [d for _t, d, _s in expected].count(None) == 2  # the surveyor and alpha's probe
+
+    async def seen_by(name: str) -> list[tuple[str, str | None, str]]:
+        rt = runtime_of(fleet[name])
+        await rt.commit()
+        try:
+            tree = await rt.graph.tree(job.job_id)
+        except UnknownJob:
+            return []
+        return sorted((n.task_id, n.device, n.status) for n in tree.tasks)
+
+    # who ran each task, by name; in a device's own graph, its own tasks carry no device
+    mine = [(t, d or "alpha", s) for t, d, s in expected]
+    for name in ("beta", "gamma"):
+        deadline = asyncio.get_running_loop().time() + 10
+        while (seen := await seen_by(name)) != [
+            (t, None if d == name else d, s) for t, d, s in mine
+        ]:
+            assert asyncio.get_running_loop().time() < deadline, (name, seen, mine)
+            await asyncio.sleep(0.1)
+        tree = await runtime_of(fleet[name]).graph.tree(job.job_id)
+        assert tree.command == "survey two segments"
+        with pytest.raises(UnknownJob):
+            await runtime_of(fleet[name]).graph.tree(alone.job_id)
 
 
 async def test_a_device_lost_mid_task_has_its_task_placed_again_on_another(

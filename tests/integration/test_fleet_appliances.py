@@ -236,7 +236,11 @@ def test_a_job_spans_three_appliances_and_survives_one_killed_mid_job(
         keys[name] = qey(data_dir, "fleet", "key").strip()
     with ExitStack() as stack:
         stack.enter_context(
-            nats_server(tmp_path, server_config(keys, listen=f"127.0.0.1:{port}"), port)
+            nats_server(
+                tmp_path,
+                server_config(keys, listen=f"127.0.0.1:{port}", store_dir=tmp_path / "js"),
+                port,
+            )
         )
         procs = {
             name: stack.enter_context(
@@ -269,9 +273,17 @@ def test_a_job_spans_three_appliances_and_survives_one_killed_mid_job(
         found = {(h["host"], p) for h in view.result["open"] for p in h["open_ports"]}
         assert set(listeners.values()) <= found
         tree = qey(dirs["alpha"], "tasks", "tree", job_id, "--status")
-        assert "@beta" in tree and "[failed]" in tree  # beta's try, recorded
-        assert tree.count("@gamma") == 2  # gamma's own host, and beta's segment again
-        assert "127.1.0.5" in tree and "@alpha" not in tree  # alpha scanned its own host
+        assert "@beta // 127.2.0.0/22 [failed]" in tree  # beta's try, recorded
+        assert "@gamma // 127.2.0.0/22 [done]" in tree  # beta's segment again, on gamma
+        assert "@gamma // 127.3.0.9 [done]" in tree
+        assert f"@gamma // {listeners['beta'][0]}: open {listeners['beta'][1]} [done]" in tree
+        assert ") // 127.1.0.5 [done]" in tree  # alpha scanned its own host itself
+        assert "@alpha" not in tree  # alpha's own tasks carry no device in its own graph
+        # gamma holds the whole job too (the graph's stream): alpha's parts marked as alpha's
+        until(lambda: "@alpha" in qey_or_empty(dirs["gamma"], "tasks", "tree", job_id))
+        theirs = qey(dirs["gamma"], "tasks", "tree", job_id, "--status")
+        assert theirs.startswith('User Command: "analyze network security posture of')
+        assert "Coordinator (" in theirs and "@beta" in theirs and "[failed]" in theirs
 
 
 def qey_or_empty(data_dir: Path, *args: str) -> str:

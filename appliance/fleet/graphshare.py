@@ -1,0 +1,216 @@
+"""One coordination graph across the fleet: the records of every job that spans devices go
+to a JetStream stream, and every device keeps them beside its own.
+
+A job spans devices once one of its tasks is placed on another device (the placing device
+then shares what its graph already holds of the job, and every record after) or once a
+device runs a task placed on it (it shares that job's records from then on). Each device
+reads the stream through its own durable consumer, so records sent while it was away reach
+it when it is back; it stores them with the device that ran each task, so its panel and
+``qey tasks tree`` show the whole job, wherever each part ran. Jobs that stay on one device
+are never shared.
+
+JetStream is the broker's (nats-server with a store directory). A broker without it leaves
+each device with its own part of a job, said once in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from appliance.events import (
+    JobSubmitted,
+    RecordEvent,
+    TaskRecord,
+    TaskSpawned,
+    TaskStatus,
+    TaskStatusChanged,
+)
+from appliance.fleet import subjects
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+
+    from appliance.runtime import Runtime
+    from appliance.runtime.graph import JobTree
+
+log = logging.getLogger(__name__)
+
+STREAM = subjects.GRAPH_STREAM
+KEEP_S = 30 * 86400  # the stream keeps a month of records ...
+KEEP_BYTES = 256 * 1024**2  # ... or this much, the oldest dropped first
+OUTBOX = 100_000  # records waiting for the broker; past this the oldest are dropped, said
+SHARED = (JobSubmitted, TaskSpawned, TaskStatusChanged)
+
+
+class _Ended(TaskRecord, frozen=True, kw_only=True, tag="task.status"):
+    """``TaskStatusChanged`` as it is read from the stream: msgspec decodes no optional Raw,
+    so the result comes as a value and goes back to JSON for the graph."""
+
+    status: TaskStatus
+    detail: str = ""
+    result: Any = None
+
+
+# JSON, not msgpack: a record's result is already JSON (msgspec.Raw), as the graph stores it
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(JobSubmitted | TaskSpawned | _Ended).decode
+
+
+def _record(data: bytes) -> RecordEvent:
+    rec: JobSubmitted | TaskSpawned | _Ended = _decode(data)
+    if not isinstance(rec, _Ended):
+        return rec
+    result = msgspec.Raw(msgspec.json.encode(rec.result)) if rec.result is not None else None
+    fields = msgspec.structs.asdict(rec) | {"result": result}
+    return TaskStatusChanged(**fields)
+
+
+class GraphShare:
+    def __init__(self, runtime: Runtime, device: str) -> None:
+        self._runtime = runtime
+        self._device = device
+        self._shared: set[str] = set()  # the jobs whose records go to the stream
+        self._outbox: deque[RecordEvent] = deque(maxlen=OUTBOX)
+        self._ready = asyncio.Event()
+        self._reading: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+        self.available = False
+        runtime.journal.listeners.append(self._on_record)
+
+    def share_job(self, job_id: str) -> None:
+        """From now on this job's records go to the stream (a task placed here of it)."""
+        self._shared.add(job_id)
+
+    # -- out --------------------------------------------------------------------------------
+
+    def _on_record(self, rec: RecordEvent) -> None:
+        if not isinstance(rec, SHARED):
+            return
+        if type(rec) is TaskSpawned and rec.device is not None and rec.job_id not in self._shared:
+            self._shared.add(rec.job_id)  # placed elsewhere: the job spans devices now
+            task = asyncio.get_running_loop().create_task(self._share_so_far(rec.job_id))
+            self._reading.add(task)
+            task.add_done_callback(self._reading.discard)
+            return  # the record itself is in what is shared so far
+        if rec.job_id in self._shared:
+            self._queue(rec)
+
+    def _queue(self, rec: RecordEvent) -> None:
+        if len(self._outbox) == self._outbox.maxlen:
+            self.dropped += 1
+        self._outbox.append(rec)
+        self._ready.set()
+
+    async def _share_so_far(self, job_id: str) -> None:
+        """What this device's graph holds of a job it now shares (committed first)."""
+        await self._runtime.commit()
+        for rec in records_of(await self._runtime.graph.tree(job_id)):
+            self._queue(rec)
+
+    async def run(self, nc: Client) -> None:
+        """Set the stream up, follow it, and send the outbox, for as long as the link runs."""
+        from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+        from nats.js.errors import Error as JetStreamError
+
+        js = nc.jetstream()
+        try:
+            await js.add_stream(
+                StreamConfig(
+                    name=STREAM,
+                    subjects=[subjects.GRAPH],
+                    storage=StorageType.FILE,
+                    max_age=KEEP_S,
+                    max_bytes=KEEP_BYTES,
+                    discard=DiscardPolicy.OLD,
+                )
+            )
+            await js.subscribe(
+                subjects.GRAPH,
+                durable=self._device,
+                stream=STREAM,
+                cb=self._on_message,
+                manual_ack=True,
+            )
+        except (JetStreamError, TimeoutError) as err:
+            log.warning(
+                "fleet: the broker keeps no stream (%s): each device keeps its own part of "
+                "a job that spans devices",
+                err,
+            )
+            return
+        self.available = True
+        while True:
+            await self._ready.wait()
+            while self._outbox:
+                rec = self._outbox[0]
+                try:
+                    await js.publish(subjects.graph(self._device), _encode(rec), timeout=5)
+                except Exception as err:  # the broker is away: the same record, later
+                    log.debug("fleet: graph record not sent yet: %s", err)
+                    await asyncio.sleep(1.0)
+                    continue
+                self._outbox.popleft()
+            self._ready.clear()
+
+    # -- in ---------------------------------------------------------------------------------
+
+    async def _on_message(self, msg: Msg) -> None:
+        sender = subjects.sender_of(msg.subject)
+        if sender != self._device:
+            try:
+                rec = _record(msg.data)
+            except msgspec.DecodeError as err:
+                log.warning("fleet: a bad graph record from %s: %s", sender, err)
+            else:
+                self._shared.add(rec.job_id)  # what this device adds to it is shared too
+                if not (type(rec) is TaskSpawned and rec.device == self._device):
+                    # (a task placed here: this device records it itself, as it starts it)
+                    self._runtime.graph.record_foreign(rec, sender)
+        await msg.ack()
+
+
+def records_of(tree: JobTree) -> list[RecordEvent]:
+    """A job's graph as the records that made it: the job, each spawn, each task's end."""
+    out: list[RecordEvent] = [
+        JobSubmitted(
+            job_id=tree.job_id,
+            command_id=tree.command_id,
+            command=tree.command,
+            autonomous=tree.autonomous,
+            at=tree.created_at,
+        )
+    ]
+    for node in tree.tasks:
+        out.append(
+            TaskSpawned(
+                job_id=node.job_id,
+                task_id=node.task_id,
+                agent_type=node.agent_type,
+                objective=node.objective,
+                parent_task_id=node.parent_task_id,
+                parent_agent=node.parent_agent,
+                autonomous=node.autonomous,
+                at=node.created_at,
+                device=node.device,
+            )
+        )
+        if node.status != "running":
+            result = msgspec.Raw(msgspec.json.encode(node.result)) if node.result else None
+            out.append(
+                TaskStatusChanged(
+                    job_id=node.job_id,
+                    task_id=node.task_id,
+                    agent_type=node.agent_type,
+                    status=node.status,
+                    detail=node.detail,
+                    result=result,
+                    at=node.created_at,
+                )
+            )
+    return out
