@@ -221,7 +221,8 @@ def _parser() -> argparse.ArgumentParser:
         "egress-policy",
         help="print the nftables egress policy for the appliance's user",
         description="Print the nftables ruleset that lets the appliance's user reach only the "
-        "scan scope and egress_allow (config.toml); the image loads it with 'nft -f -' at boot "
+        "scan scope, egress_allow and the fleet's brokers (config.toml); the image loads it "
+        "with 'nft -f -' at boot "
         "and whenever config.toml changes.",
     )
     egress.add_argument("--user", default="qey", help="the user it polices (default: qey)")
@@ -605,7 +606,8 @@ def cmd_egress_policy(args: argparse.Namespace) -> int:
     from appliance.egress import ruleset
 
     settings = Settings.load()
-    print(ruleset(settings.scope, settings.egress_allow, args.user), end="")
+    allow = [*settings.egress_allow, *settings.fleet.broker_addresses()]
+    print(ruleset(settings.scope, allow, args.user), end="")
     return 0
 
 

@@ -6,6 +6,7 @@ connects to nothing.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from typing import Annotated
@@ -46,6 +47,19 @@ class FleetSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def enabled(self) -> bool:
         return bool(self.servers)
+
+    def broker_addresses(self) -> list[str]:
+        """The brokers named by address: what the image's egress policy lets the appliance
+        reach for the fleet (a broker named by host name needs its address in egress_allow:
+        the appliance looks nothing up)."""
+        found = []
+        for url in self.servers:
+            host = urlsplit(url).hostname or ""
+            try:
+                found.append(str(ipaddress.ip_address(host)))
+            except ValueError:
+                continue
+        return found
 
 
 def checked(fleet: FleetSettings, hostname: str | None = None) -> FleetSettings:

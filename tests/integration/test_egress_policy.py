@@ -109,3 +109,27 @@ def test_qey_egress_policy_prints_the_scope_and_allow_list_from_config(tmp_path:
         "# qey egress policy: scope 127.0.0.0/30; allowed 192.0.2.10/32"
     )
     assert 'meta skuid != "qey" accept' in run.stdout
+
+
+def test_the_fleets_brokers_named_by_address_are_allowed(tmp_path: Path) -> None:
+    """Configuring [fleet] asks for the broker: its address is let through; a broker named by
+    host name is not looked up (it needs its address in egress_allow)."""
+    (tmp_path / "config.toml").write_text(
+        'scope = ["127.0.0.0/30"]\negress_allow = ["192.0.2.10"]\n\n[fleet]\n'
+        'servers = ["nats://192.0.2.5:4222", "tls://[2001:db8::5]:4222", "nats://broker.lan:4222"]\n'
+        'name = "office"\n'
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "egress-policy"],
+        env={"QEY_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == (
+        "# qey egress policy: scope 127.0.0.0/30; "
+        "allowed 192.0.2.5/32, 192.0.2.10/32, 2001:db8::5/128"
+    )
+    assert "broker.lan" not in run.stdout
