@@ -109,7 +109,7 @@ def main() -> None:
             port = s.getsockname()[1]
         conf = root / "nats.conf"
         keys = {name: public_key(seed) for name, seed in seeds.items()}
-        conf.write_bytes(server_config(keys, listen=f"127.0.0.1:{port}"))
+        conf.write_bytes(server_config(keys, listen=f"127.0.0.1:{port}", store_dir=root / "js"))
         url = f"nats://127.0.0.1:{port}"
         broker = subprocess.Popen([NATS_SERVER, "-c", str(conf)], stderr=subprocess.DEVNULL)
         time.sleep(0.5)
