@@ -185,6 +185,10 @@ WHEELS_LEFT_OUT = [
     "pip",
     "setuptools",
 ]
+# Published as source only, and pure Python: made into a wheel here by pip (a py3-none-any
+# wheel, the same for every target; nothing of it is compiled). Its own dependency (PyNaCl,
+# native) is in pyproject.toml, downloaded as the target's wheel like the rest.
+PURE_SOURCE_ONLY = ["nkeys"]
 # hvc0 is the display's port under QEMU (hw/boards/qemu.toml), not a login console
 MASK = [
     "serial-getty@hvc0.service",
@@ -343,6 +347,7 @@ def wheels(target: Target) -> Path:
         return dest
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    pure = [r for r in reqs if _project(r) in PURE_SOURCE_ONLY]
     run(
         sys.executable,
         "-m",
@@ -352,10 +357,17 @@ def wheels(target: Target) -> Path:
         "--dest",
         tmp,
         *target.pip_target_args(),
-        *reqs,
+        *(r for r in reqs if r not in pure),
     )
+    if pure:
+        run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", tmp, *pure)
     tmp.rename(dest)
     return dest
+
+
+def _project(requirement: str) -> str:
+    """The project a requirement names ("nkeys==0.2.1  # ..." is "nkeys")."""
+    return re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0].lower()
 
 
 def app_wheel(work: Path) -> Path:
