@@ -9,6 +9,11 @@ it when it is back; it stores them with the device that ran each task, so its pa
 ``qey tasks tree`` show the whole job, wherever each part ran. Jobs that stay on one device
 are never shared.
 
+Which jobs are shared is kept in the store (knowledge ``fleet/shared``), not only in memory:
+after a restart, a device sends what its graph holds of the jobs it shared in the last day
+once more, since records waiting for the broker when it stopped were lost with the process.
+Receivers keep what they hold, so a record sent twice changes nothing.
+
 JetStream is the broker's (nats-server with a store directory). A broker without it leaves
 each device with its own part of a job, said once in the log.
 """
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from appliance.errors import UnknownJob
 from appliance.events import (
     JobSubmitted,
     RecordEvent,
@@ -45,6 +51,8 @@ STREAM = subjects.GRAPH_STREAM
 KEEP_S = 30 * 86400  # the stream keeps a month of records ...
 KEEP_BYTES = 256 * 1024**2  # ... or this much, the oldest dropped first
 OUTBOX = 100_000  # records waiting for the broker; past this the oldest are dropped, said
+RESEND_S = 86400  # after a restart, the jobs shared this recently are sent once more
+SHARED_KEY = "fleet/shared"  # knowledge: job id -> when it was first shared
 SHARED = (JobSubmitted, TaskSpawned, TaskStatusChanged)
 
 
@@ -75,7 +83,9 @@ class GraphShare:
     def __init__(self, runtime: Runtime, device: str) -> None:
         self._runtime = runtime
         self._device = device
-        self._shared: set[str] = set()  # the jobs whose records go to the stream
+        # the jobs whose records go to the stream, and when each began to (kept in the store)
+        self._shared = set(runtime.knowledge.get(SHARED_KEY, dict[str, float], {}))
+        self._resend = True  # once per process: what may have been lost with the last one
         self._outbox: deque[RecordEvent] = deque(maxlen=OUTBOX)
         self._ready = asyncio.Event()
         self._reading: set[asyncio.Task[None]] = set()
@@ -85,7 +95,17 @@ class GraphShare:
 
     def share_job(self, job_id: str) -> None:
         """From now on this job's records go to the stream (a task placed here of it)."""
+        if job_id in self._shared:
+            return
         self._shared.add(job_id)
+        now = self._runtime.clock.now()
+        cutoff = now - KEEP_S
+        self._runtime.knowledge.update(
+            SHARED_KEY,
+            lambda jobs: {j: at for j, at in jobs.items() if at > cutoff} | {job_id: now},
+            type=dict[str, float],
+            default={},
+        )
 
     # -- out --------------------------------------------------------------------------------
 
@@ -93,7 +113,7 @@ class GraphShare:
         if not isinstance(rec, SHARED):
             return
         if type(rec) is TaskSpawned and rec.device is not None and rec.job_id not in self._shared:
-            self._shared.add(rec.job_id)  # placed elsewhere: the job spans devices now
+            self.share_job(rec.job_id)  # placed elsewhere: the job spans devices now
             task = asyncio.get_running_loop().create_task(self._share_so_far(rec.job_id))
             self._reading.add(task)
             task.add_done_callback(self._reading.discard)
@@ -145,6 +165,9 @@ class GraphShare:
             )
             return
         self.available = True
+        if self._resend:
+            self._resend = False
+            await self._send_recent()
         while True:
             await self._ready.wait()
             while self._outbox:
@@ -158,6 +181,18 @@ class GraphShare:
                 self._outbox.popleft()
             self._ready.clear()
 
+    async def _send_recent(self) -> None:
+        """The jobs shared in the last RESEND_S, once more from this device's graph."""
+        since = self._runtime.clock.now() - RESEND_S
+        shared = self._runtime.knowledge.get(SHARED_KEY, dict[str, float], {})
+        for job_id in sorted(j for j, at in shared.items() if at > since):
+            try:
+                tree = await self._runtime.graph.tree(job_id)
+            except UnknownJob:
+                continue  # shared by another device; this one holds none of it any more
+            for rec in records_of(tree):
+                self._queue(rec)
+
     # -- in ---------------------------------------------------------------------------------
 
     async def _on_message(self, msg: Msg) -> None:
@@ -168,7 +203,7 @@ class GraphShare:
             except msgspec.DecodeError as err:
                 log.warning("fleet: a bad graph record from %s: %s", sender, err)
             else:
-                self._shared.add(rec.job_id)  # what this device adds to it is shared too
+                self.share_job(rec.job_id)  # what this device adds to it is shared too
                 if not (type(rec) is TaskSpawned and rec.device == self._device):
                     # (a task placed here: this device records it itself, as it starts it)
                     self._runtime.graph.record_foreign(rec, sender)

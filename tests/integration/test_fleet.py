@@ -511,3 +511,45 @@ async def test_a_three_node_broker_cluster_loses_a_node_and_the_fleet_only_recon
             await asyncio.sleep(3.0)  # heartbeats flow again, all round
             watcher.cancel()
             assert not seen_lost, seen_lost
+
+
+async def test_what_a_device_shared_reaches_the_fleet_even_if_it_restarts_before_sending(
+    tmp_path: Path,
+) -> None:
+    """Records waiting for the broker die with the process; the jobs a device shared are kept
+    in its store, and after a restart it sends them again from its graph."""
+    keys = seeds(tmp_path, *DEVICES)
+    port = free_port()
+    async with AsyncExitStack() as fleet_stack:
+        with broker(tmp_path, keys, port=port) as url:
+            others = {
+                n: await device(fleet_stack, tmp_path, n, keys[n], [url])
+                for n in DEVICES
+                if n != "alpha"
+            }
+            first = AsyncExitStack()
+            alpha = await device(first, tmp_path, "alpha", keys["alpha"], [url])
+            await alpha.wait_connected(10)
+            await until(lambda: len(alpha.status().devices) == 3)
+            rt = runtime_of(alpha)
+            job = rt.open_job("shared, then more while the broker is away")
+            root = rt.spawn("surveyor", job, "survey", start=Survey(targets=["127.2.0.7"]))
+            assert (await asyncio.wait_for(rt.wait_task(root), 20)).ok
+        await until(lambda: not alpha.connected)
+        late = rt.spawn("prober", job, "127.1.0.9", caller=root, start=Probe(target="127.1.0.9"))
+        assert (await asyncio.wait_for(rt.wait_task(late), 10)).ok
+        await first.aclose()  # alpha stops with that record still unsent: lost with it
+        with broker(tmp_path, keys, port=port):
+            again = await device(fleet_stack, tmp_path, "alpha", keys["alpha"], [url])
+            await again.wait_connected(10)
+            beta = runtime_of(others["beta"])
+
+            async def beta_has_it() -> bool:
+                await beta.commit()
+                tree = await beta.graph.tree(job.job_id)
+                return any(n.task_id == late.task_id and n.device == "alpha" for n in tree.tasks)
+
+            deadline = asyncio.get_running_loop().time() + 15
+            while not await beta_has_it():
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.1)
