@@ -54,6 +54,7 @@ class FleetPlacement:
         self._runtime = runtime
         self._waiting: dict[str, tuple[str, TaskRef, asyncio.Future[TaskOutcome]]] = {}
         self._adopted: set[str] = set()
+        self._here: dict[str, int] = {}  # job id -> its placed tasks running on this device
 
     # -- placing ----------------------------------------------------------------------------
 
@@ -176,7 +177,7 @@ class FleetPlacement:
         if msg.reply:
             await msg.respond(wire.encode(reply))
         if ref is not None:
-            await self._send_end(ref, sender)
+            await self._send_end(ref, placement.job.job_id, sender)
 
     async def _start(self, placement: wire.Placement, sender: str) -> TaskRef:
         cls = self._runtime.startable(placement.agent_type)  # never an internal type
@@ -202,8 +203,15 @@ class FleetPlacement:
             task_id=placement.task_id,
         )
 
-    async def _send_end(self, ref: TaskRef, device: str) -> None:
-        outcome = await self._runtime.wait_task(ref)
+    async def _send_end(self, ref: TaskRef, job_id: str, device: str) -> None:
+        self._here[job_id] = self._here.get(job_id, 0) + 1
+        try:
+            outcome = await self._runtime.wait_task(ref)
+        finally:
+            self._here[job_id] -= 1
+            if not self._here[job_id]:  # the job's last task here: its instances retire
+                del self._here[job_id]
+                self._runtime.retire_job(job_id)
         ended = wire.Ended(
             task_id=ref.task_id,
             status=outcome.status,

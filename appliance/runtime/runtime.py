@@ -473,9 +473,14 @@ class Runtime:
             self._job_ended(inst.home.job_id)
 
     def _job_ended(self, job_id: str) -> None:
-        """A finished job's instances retire, so a long-running appliance does not grow with
-        every job; their records stay in the graph, and handlers still running finish."""
         del self._job_roots[job_id]
+        self.retire_job(job_id)
+
+    def retire_job(self, job_id: str) -> None:
+        """A finished job's instances retire, so a long-running appliance does not grow with
+        every job; their records stay in the graph, and handlers still running finish. Its
+        root's end does it, or, for a job another fleet device runs, the end of the last task
+        it placed here."""
         for member in self._job_members.pop(job_id, []):
             if not member.pooled:
                 self.retire(member)

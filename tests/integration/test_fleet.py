@@ -348,6 +348,8 @@ async def test_work_runs_on_a_device_that_reaches_its_target_and_the_graph_says_
     node = next(n for n in theirs.tasks if n.task_id == mine.task_id)
     assert (node.parent_task_id, node.status, node.device) == (root.task_id, "done", None)
     assert theirs.command == "survey three segments"  # the command, whatever came first
+    # its task done, the job's instances on beta retire: a receiver does not grow per job
+    await until(lambda: not beta_rt.instances("prober"))
 
 
 async def test_every_device_holds_the_whole_of_a_job_that_spans_devices(
