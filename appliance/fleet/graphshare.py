@@ -222,30 +222,5 @@ def records_of(tree: JobTree) -> list[RecordEvent]:
         )
     ]
     for node in tree.tasks:
-        out.append(
-            TaskSpawned(
-                job_id=node.job_id,
-                task_id=node.task_id,
-                agent_type=node.agent_type,
-                objective=node.objective,
-                parent_task_id=node.parent_task_id,
-                parent_agent=node.parent_agent,
-                autonomous=node.autonomous,
-                at=node.created_at,
-                device=node.device,
-            )
-        )
-        if node.status != "running":
-            result = msgspec.Raw(msgspec.json.encode(node.result)) if node.result else None
-            out.append(
-                TaskStatusChanged(
-                    job_id=node.job_id,
-                    task_id=node.task_id,
-                    agent_type=node.agent_type,
-                    status=node.status,
-                    detail=node.detail,
-                    result=result,
-                    at=node.created_at,
-                )
-            )
+        out.extend(node.records())
     return out

@@ -23,6 +23,7 @@ from appliance.events import (
     RecordEvent,
     TaskSpawned,
     TaskStatus,
+    TaskStatusChanged,
 )
 from appliance.runtime.store import Store
 
@@ -40,6 +41,34 @@ class TaskNode(msgspec.Struct, frozen=True):
     result: Any = None
     detail: str = ""
     device: str | None = None  # the fleet device that runs it (None: this one)
+
+    def records(self) -> list[TaskSpawned | TaskStatusChanged]:
+        """The records that made this node: its spawn and, once it ended, its end (what a
+        late reader of a job replays; what a fleet device sends again)."""
+        spawned = TaskSpawned(
+            job_id=self.job_id,
+            task_id=self.task_id,
+            agent_type=self.agent_type,
+            objective=self.objective,
+            parent_task_id=self.parent_task_id,
+            parent_agent=self.parent_agent,
+            autonomous=self.autonomous,
+            at=self.created_at,
+            device=self.device,
+        )
+        if self.status == "running":
+            return [spawned]
+        result = msgspec.Raw(_encode(self.result)) if self.result is not None else None
+        ended = TaskStatusChanged(
+            job_id=self.job_id,
+            task_id=self.task_id,
+            agent_type=self.agent_type,
+            status=self.status,
+            detail=self.detail,
+            result=result,
+            at=self.created_at,
+        )
+        return [spawned, ended]
 
 
 class JobTree(msgspec.Struct, frozen=True):

@@ -40,7 +40,6 @@ from appliance.reports import FORMAT_NAMES, JobReport, outcome
 from appliance.runtime import (
     JobTree,
     Runtime,
-    TaskNode,
     accepted_kinds,
     render_chain,
     render_tree,
@@ -256,7 +255,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         told: set[tuple[str, str]] = set()
         for node in tree.tasks:
-            for rec in _records_of(node):
+            for rec in node.records():
                 told.add(_key(rec))
                 await response.write(msgspec.json.encode(rec) + b"\n")
         root = tree.roots[0] if tree.roots else None
@@ -269,29 +268,6 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                     break
     await response.write_eof()
     return response
-
-
-def _records_of(node: TaskNode) -> list[Event]:
-    spawned = TaskSpawned(
-        job_id=node.job_id,
-        task_id=node.task_id,
-        agent_type=node.agent_type,
-        objective=node.objective,
-        parent_task_id=node.parent_task_id,
-        parent_agent=node.parent_agent,
-        autonomous=node.autonomous,
-        at=node.created_at,
-    )
-    if node.status == "running":
-        return [spawned]
-    ended = TaskStatusChanged(
-        job_id=node.job_id,
-        task_id=node.task_id,
-        agent_type=node.agent_type,
-        status=node.status,
-        detail=node.detail,
-    )
-    return [spawned, ended]
 
 
 def _key(ev: Event) -> tuple[str, str]:

@@ -92,19 +92,25 @@ def test_a_bad_egress_allow_entry_fails_at_start_naming_the_field(tmp_path: Path
         Settings.load({"QEY_DATA_DIR": str(tmp_path)})
 
 
-def test_qey_egress_policy_prints_the_scope_and_allow_list_from_config(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text(
-        'scope = ["127.0.0.0/30"]\negress_allow = ["192.0.2.10"]\n'
-    )
+def egress_policy(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``qey egress-policy`` on that data directory, which must succeed."""
     run = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "egress-policy"],
-        env={"QEY_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"QEY_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert run.returncode == 0, run.stderr
+    return run
+
+
+def test_qey_egress_policy_prints_the_scope_and_allow_list_from_config(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        'scope = ["127.0.0.0/30"]\negress_allow = ["192.0.2.10"]\n'
+    )
+    run = egress_policy(tmp_path)
     assert run.stdout.splitlines()[0] == (
         "# qey egress policy: scope 127.0.0.0/30; allowed 192.0.2.10/32"
     )
@@ -119,15 +125,7 @@ def test_the_fleets_brokers_named_by_address_are_allowed(tmp_path: Path) -> None
         'servers = ["nats://192.0.2.5:4222", "tls://[2001:db8::5]:4222", "nats://broker.lan:4222"]\n'
         'name = "office"\n'
     )
-    run = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "egress-policy"],
-        env={"QEY_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
+    run = egress_policy(tmp_path)
     assert run.stdout.splitlines()[0] == (
         "# qey egress policy: scope 127.0.0.0/30; "
         "allowed 192.0.2.5/32, 192.0.2.10/32, 2001:db8::5/128"
