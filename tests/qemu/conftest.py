@@ -22,6 +22,14 @@ import qemu  # noqa: E402  (image/qemu.py: the same command line ./build.sh qemu
 
 BUILD_DEADLINE_S = 2400  # a cold arm64 build runs maintainer scripts under qemu-user (~15 min)
 READY_DEADLINE_S = 240  # TCG; boot to ready measured 47-60 s on a loaded 2-core host
+# A QEMU process (TCG, q35, OVMF, two vCPUs) can fail to come back from a warm reset: once in
+# CI the kernel said "Restarting system" and the console stayed silent for the 640 s left. It
+# is the process, not the disk: a reset while the firmware runs could leave it cycling in
+# OVMF's early phases for good, further resets did not help, and a new process on the same disk
+# and variable store booted in 5 s. A board's watchdog resets the whole SoC; the harness does
+# what stands for that, a power cycle, when a reset has been silent this long, and says so.
+RESET_STALL_S = 150
+RESTARTING = "reboot: Restarting system"
 
 
 def free_port() -> int:
@@ -43,6 +51,8 @@ class Guest:
         self.display_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self.power_cycles: list[str] = []  # what QEMU said each time the harness cycled it
+        self.earlier_consoles = ""  # the console before each power cycle
 
     @property
     def base_url(self) -> str:
@@ -106,8 +116,42 @@ class Guest:
         (ROOT / "artifacts" / f"{self.target}-figures.json").write_text(json.dumps(figures))
         print(f"{self.target} boot to ready: {boot_to_ready_s:.1f} s; {started_line.strip()}")
 
+    def monitor_command(self, command: str) -> str:
+        """One command on QEMU's human monitor; its answer, up to the next prompt."""
+        with socket.socket(socket.AF_UNIX) as mon:
+            mon.settimeout(10)
+            mon.connect(str(self.monitor))
+            answer = b""
+            while not answer.endswith(b"(qemu) "):
+                answer += mon.recv(65536)
+            mon.sendall(command.encode() + b"\n")
+            answer = b""
+            while not answer.endswith(b"(qemu) "):
+                chunk = mon.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        echo_and_answer = answer.decode(errors="replace").removesuffix("(qemu) ")
+        return echo_and_answer.partition("\n")[2]  # the monitor echoes the command first
+
+    def _power_cycle_stalled_reset(self) -> None:
+        """Power-cycle a machine whose last console line is the kernel's restart and that has
+        said nothing since for RESET_STALL_S (see there); keeps QEMU's view for the log."""
+        if not self.reboot or self.proc is None or self.proc.poll() is not None:
+            return
+        tail = self.console.read_bytes()[-200:].decode(errors="replace").rstrip()
+        silent_s = time.time() - self.console.stat().st_mtime
+        if not tail.endswith(RESTARTING) or silent_s < RESET_STALL_S:
+            return
+        seen = self.monitor_command("info status") + self.monitor_command("info registers")
+        self.stop()
+        self.earlier_consoles += self.console.read_bytes().decode(errors="replace")
+        self.start()
+        self.power_cycles.append(seen)
+        print(f"QEMU silent {silent_s:.0f} s after the guest's restart; power-cycled:\n{seen}")
+
     def log(self) -> str:
-        return self.console.read_bytes().decode(errors="replace")
+        return self.earlier_consoles + self.console.read_bytes().decode(errors="replace")
 
     def wait_for(self, pattern: str, deadline_s: float) -> re.Match[str]:
         end = time.monotonic() + deadline_s
@@ -117,6 +161,7 @@ class Guest:
                 return found
             if self.proc is not None and self.proc.poll() is not None:
                 break
+            self._power_cycle_stalled_reset()
             time.sleep(0.5)
         pytest.fail(
             f"no {pattern!r} on the console within {deadline_s:.0f} s "
