@@ -134,21 +134,23 @@ class Guest:
         echo_and_answer = answer.decode(errors="replace").removesuffix("(qemu) ")
         return echo_and_answer.partition("\n")[2]  # the monitor echoes the command first
 
-    def _power_cycle_stalled_reset(self) -> None:
+    def _power_cycle_stalled_reset(self) -> float:
         """Power-cycle a machine whose last console line is the kernel's restart and that has
-        said nothing since for RESET_STALL_S (see there); keeps QEMU's view for the log."""
+        said nothing since for RESET_STALL_S (see there); keeps QEMU's view for the log.
+        Returns the seconds the machine lost (0: it was not stuck), which no wait counts."""
         if not self.reboot or self.proc is None or self.proc.poll() is not None:
-            return
+            return 0.0
         tail = self.console.read_bytes()[-200:].decode(errors="replace").rstrip()
         silent_s = time.time() - self.console.stat().st_mtime
         if not tail.endswith(RESTARTING) or silent_s < RESET_STALL_S:
-            return
+            return 0.0
         seen = self.monitor_command("info status") + self.monitor_command("info registers")
         self.stop()
         self.earlier_consoles += self.console.read_bytes().decode(errors="replace")
         self.start()
         self.power_cycles.append(seen)
         print(f"QEMU silent {silent_s:.0f} s after the guest's restart; power-cycled:\n{seen}")
+        return silent_s
 
     def log(self) -> str:
         return self.earlier_consoles + self.console.read_bytes().decode(errors="replace")
@@ -161,7 +163,7 @@ class Guest:
                 return found
             if self.proc is not None and self.proc.poll() is not None:
                 break
-            self._power_cycle_stalled_reset()
+            end += self._power_cycle_stalled_reset()
             time.sleep(0.5)
         pytest.fail(
             f"no {pattern!r} on the console within {deadline_s:.0f} s "
