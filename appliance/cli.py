@@ -199,14 +199,31 @@ def _parser() -> argparse.ArgumentParser:
         "server-config",
         help="print the broker's configuration for the fleet-server role",
         description="Print nats-server's configuration from [fleet.server] in config.toml: "
-        "only the enrolled devices' keys get in, each with its own permissions.",
+        "only the enrolled devices' keys get in, each with its own permissions; it listens "
+        "only where the board profile's [fleet_broker] allows.",
     )
     server_config.add_argument(
         "--store-dir",
         help="where the broker keeps the fleet's graph stream (JetStream; default: "
         "fleet-broker/ in the data directory)",
     )
+    server_config.add_argument(
+        "--out", help="write it to this file (mode 0640, the directory's group) instead"
+    )
+    server_config.add_argument(
+        "--if-role",
+        action="store_true",
+        help="only say whether the role is on: exit 0 if config.toml has [fleet.server], "
+        "1 if not (the image's broker unit starts on that)",
+    )
     server_config.set_defaults(func=cmd_fleet_server_config)
+    fsub.add_parser(
+        "cluster-secret",
+        help="print the brokers' route secret (made on first use)",
+        description="Print the secret a cluster of brokers authenticates its routes with, "
+        "making fleet-cluster.secret in the data directory if there is none; copy that file "
+        "to the same place on every broker of the cluster.",
+    ).set_defaults(func=cmd_fleet_cluster_secret)
 
     agents = sub.add_parser(
         "agents", help="list agent types", description="List the registered agent types."
@@ -655,16 +672,30 @@ def cmd_fleet_key(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet_server_config(args: argparse.Namespace) -> int:
-    from appliance.fleet.server import server_config
+    from appliance.fleet.role import broker_config, write_config
+    from appliance.hal.board import load_board
 
-    server = Settings.load().fleet.server
-    if server is None or not server.devices:
-        raise ValueError(
-            "config.toml has no [fleet.server] devices: enrol each device's key "
-            '(qey fleet key on it) as NAME = "KEY"'
-        )
-    store = Path(args.store_dir) if args.store_dir else None
-    print(server_config(server.devices, listen=server.listen, store_dir=store).decode())
+    settings = Settings.load()
+    server = settings.fleet.server
+    if args.if_role:
+        print(f"qey fleet: the fleet-server role is {'on' if server else 'off'}")
+        return 0 if server else 1
+    store = Path(args.store_dir) if args.store_dir else settings.data_dir / "fleet-broker"
+    config = broker_config(settings.fleet, load_board(settings.board), settings.data_dir, store)
+    if args.out:
+        write_config(config, Path(args.out))
+    else:
+        print(config.decode())
+    return 0
+
+
+def cmd_fleet_cluster_secret(args: argparse.Namespace) -> int:
+    from appliance.datadir import private_dir
+    from appliance.fleet.role import new_cluster_secret
+
+    data_dir = Settings.load().data_dir
+    private_dir(data_dir)
+    print(new_cluster_secret(data_dir))
     return 0
 
 

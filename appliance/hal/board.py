@@ -94,6 +94,14 @@ class WebConfig(_Strict, frozen=True):
     listen: list[str]
 
 
+class FleetBrokerConfig(_Strict, frozen=True):
+    """Where the fleet-server role's broker (nats-server) may listen on this board: for the
+    devices and for the other brokers of a cluster. Empty: the board never runs a broker,
+    whatever config.toml asks."""
+
+    listen: list[str] = msgspec.field(default_factory=list)
+
+
 class BoardProfile(_Strict, frozen=True, kw_only=True):
     name: str
     description: str = ""
@@ -102,6 +110,7 @@ class BoardProfile(_Strict, frozen=True, kw_only=True):
     display: DisplayConfig
     router: RouterConfig
     web: WebConfig
+    fleet_broker: FleetBrokerConfig = FleetBrokerConfig()
     source: str = ""  # the file it came from, for messages (not read from the file)
 
     @property
@@ -172,10 +181,16 @@ def _check(board: BoardProfile) -> None:
             f"({', '.join(_SERIAL_URLS)})"
         )
     _check_router(board.router, board.source)
-    for i, address in enumerate(board.web.listen):
-        host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise BadBoardProfile(f"{board.source}: web.listen[{i}]: {address!r} is not HOST:PORT")
+    for field, addresses in (
+        ("web", board.web.listen),
+        ("fleet_broker", board.fleet_broker.listen),
+    ):
+        for i, address in enumerate(addresses):
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise BadBoardProfile(
+                    f"{board.source}: {field}.listen[{i}]: {address!r} is not HOST:PORT"
+                )
 
 
 def _check_router(router: RouterConfig, source: str) -> None:

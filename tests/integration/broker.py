@@ -14,6 +14,7 @@ import pytest
 
 from appliance.fleet.keys import device_seed, public_key
 from appliance.fleet.server import Cluster, server_config
+from appliance.hal.board import BOARDS_DIR
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -22,6 +23,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def board_allowing(path: Path, *listen: str) -> Path:
+    """The sim board's profile, its broker allowed to listen on ``listen`` alone."""
+    sim = (BOARDS_DIR / "sim.toml").read_text()
+    kept = sim[: sim.index("[fleet_broker]")]
+    path.write_text(kept + f"[fleet_broker]\nlisten = {list(listen)!r}\n".replace("'", '"'))
+    return path
 
 
 def seeds(root: Path, *names: str) -> dict[str, bytes]:

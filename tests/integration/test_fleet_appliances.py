@@ -22,7 +22,7 @@ from appliance.fleet.server import server_config
 from appliance.fleet.status import FleetStatus
 from appliance.settings import Settings
 from appliance.web.views import JobView
-from tests.integration.broker import free_port, nats_server
+from tests.integration.broker import board_allowing, free_port, nats_server
 from tests.integration.processes import running_appliance
 
 pytestmark = pytest.mark.integration
@@ -101,8 +101,10 @@ def enrolled(tmp_path: Path) -> Iterator[dict[str, Path]]:
     server = tmp_path / "server"
     server.mkdir()
     devices = "".join(f'{n} = "{k}"\n' for n, k in keys.items())
+    board = board_allowing(server / "board.toml", f"127.0.0.1:{port}")
     (server / "config.toml").write_text(
-        f'[fleet.server]\nlisten = "127.0.0.1:{port}"\n[fleet.server.devices]\n{devices}'
+        f'board = "{board}"\n\n[fleet.server]\nlisten = "127.0.0.1:{port}"\n'
+        f"[fleet.server.devices]\n{devices}"
     )
     config = qey(server, "fleet", "server-config").encode()
     with nats_server(tmp_path, config, port):
@@ -123,6 +125,7 @@ def test_three_appliances_see_each_other_and_a_killed_one_is_lost(
         until(lambda: len(fleet_status(dirs["alpha"]).devices) == 3)
         status = fleet_status(dirs["alpha"])
         assert status.enabled and status.connected and status.name == "alpha"
+        assert status.key == qey(dirs["alpha"], "fleet", "key").strip()  # shown to enrol it
         assert {d.name: d.scope for d in status.devices} == {n: [s] for n, s in SCOPES.items()}
         assert all(d.state == "up" and d.health == "ok" for d in status.devices)
         assert "data_collector" in status.devices[0].types
