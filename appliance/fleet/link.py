@@ -25,6 +25,7 @@ from appliance.events import Envelope, Event, JobContext, TaskRef, TypeRef
 from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.graphshare import GraphShare
+from appliance.fleet.keys import public_key
 from appliance.fleet.placing import FleetPlacement
 from appliance.fleet.status import DeviceStatus, FleetStatus
 from appliance.scope import Network, parse_network
@@ -64,6 +65,7 @@ class FleetLink:
         self.settings = settings
         self.name = settings.name
         self._seed = seed
+        self._public_key = public_key(seed)
         self._runtime = runtime
         self._version = version
         self._scope = scope
@@ -263,6 +265,7 @@ class FleetLink:
             connected=connected,
             server=str(nc.connected_url.netloc) if connected and nc and nc.connected_url else "",
             problem=self._problem,
+            key=self._public_key,
             devices=devices,
         )
 

@@ -23,4 +23,5 @@ class FleetStatus(msgspec.Struct, frozen=True, kw_only=True):
     connected: bool = False
     server: str = ""  # the broker this device is connected to
     problem: str = ""  # why it is not connected, if it is not
+    key: str = ""  # this device's public key: what the broker's [fleet.server] enrols
     devices: list[DeviceStatus] = msgspec.field(default_factory=list)

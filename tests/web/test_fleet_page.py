@@ -38,6 +38,7 @@ IN_A_FLEET = FleetStatus(
     name="office",
     connected=True,
     server="192.0.2.5:4222",
+    key="UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4",
     devices=[
         device("office", "up", ["192.168.1.0/24"], this=True),
         device("warehouse", "lost", ["10.2.0.0/16", "10.3.0.0/24"]),
@@ -67,6 +68,7 @@ async def test_the_fleet_page_lists_every_device_heard_with_its_scope(
     assert api == IN_A_FLEET
     page = html.unescape(await (await client.get("/fleet")).text())
     assert "connected to 192.0.2.5:4222" in page
+    assert f'<code id="fleet-key">{IN_A_FLEET.key}</code>' in page  # to enrol it by
     rows = page.split('<table id="devices">')[1].split("</table>")[0].split("<tr>")[2:]
     assert "office <small>(this one)</small>" in rows[0] and 'badge up">up' in rows[0]
     assert 'badge lost">lost' in rows[1] and "31.5 s ago" in rows[1]
