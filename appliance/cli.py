@@ -652,6 +652,7 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
         return 0
     link = f"connected to {status.server}" if status.connected else "NOT connected"
     print(f"{status.name}: {link}" + (f" ({status.problem})" if status.problem else ""))
+    print(f"  its key: {status.key}")
     for d in status.devices:
         mark = "*" if d.this else " "
         print(

@@ -131,6 +131,7 @@ def test_three_appliances_see_each_other_and_a_killed_one_is_lost(
         assert "data_collector" in status.devices[0].types
         printed = qey(dirs["gamma"], "fleet", "status")
         assert printed.startswith("gamma: connected to 127.0.0.1:")
+        assert f"its key: {qey(dirs['gamma'], 'fleet', 'key').strip()}" in printed
         assert all(f"scope {s}" in printed for s in SCOPES.values())
 
         procs["beta"].send_signal(signal.SIGKILL)
