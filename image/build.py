@@ -123,6 +123,8 @@ PACKAGES = [
     "rauc",
     "rauc-service",
     "squashfs-tools",
+    # the fleet-server role's broker (qey-fleet-broker.service, off until config.toml asks)
+    "nats-server",
 ]
 EXCLUDES = [
     "path-exclude=/usr/share/man/*",
@@ -153,6 +155,7 @@ ENABLE = {  # unit -> target.wants it goes into
     "qey-update-boot.service": "multi-user.target",
     "qey-update-gate.service": "multi-user.target",
     "qey-update.path": "multi-user.target",
+    "qey-fleet-broker.service": "multi-user.target",  # runs only with [fleet.server]
 }
 # Kernel modules for hardware a wired network appliance does not have (Wi-Fi, sound, video
 # capture, InfiniBand, discrete PCIe GPUs, Fibre Channel) and the kernel's self-tests: a third
@@ -211,6 +214,9 @@ MASK = [
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "dpkg-db-backup.timer",
+    # Debian's broker unit listens with no authentication; the fleet-server role's unit
+    # (qey-fleet-broker.service) runs the same nats-server with the devices' keys alone
+    "nats-server.service",
 ]
 
 

@@ -58,6 +58,7 @@ def command(
     *,
     console: str = "mon:stdio",
     panel_port: int = 8080,
+    broker_port: int | None = None,
     display_port: int = 4555,
     memory_mib: int = 1536,
     monitor: Path | None = None,
@@ -68,6 +69,8 @@ def command(
     otherwise QEMU exits when the guest reboots."""
     disk, efivars = state / "disk.qcow2", state / "efivars.fd"
     forward = f"user,id=net0,hostfwd=tcp:127.0.0.1:{panel_port}-:8080"
+    if broker_port is not None:  # the fleet-server role's broker (qey-fleet-broker.service)
+        forward += f",hostfwd=tcp:127.0.0.1:{broker_port}-:4222"
     display = f"socket,id=display,host=127.0.0.1,port={display_port},server=on,wait=off"
     if target == "qemu-amd64":
         machine = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max"]

@@ -48,6 +48,7 @@ class Guest:
         self.console = state / "console.log"
         self.monitor = state / "monitor.sock"
         self.panel_port = free_port()
+        self.broker_port = free_port()  # the guest's 4222, where a fleet broker may listen
         self.display_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
@@ -65,6 +66,7 @@ class Guest:
             self.state,
             console=f"file:{self.console}",
             panel_port=self.panel_port,
+            broker_port=self.broker_port,
             display_port=self.display_port,
             monitor=self.monitor,
             reboot=self.reboot,

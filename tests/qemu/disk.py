@@ -61,6 +61,31 @@ class Disk:
         for request in (f"rm {path}", f"write {local} {path}"):
             subprocess.run(["debugfs", "-w", "-R", request, fs], check=True, capture_output=True)
 
+    def put_private_file(self, partition: str, local: Path, path: str, user: str) -> None:
+        """A file into an ext4 partition as ``user`` of the image made it there (mode 0600):
+        what the appliance leaves in its data directory, its key for one."""
+        self.put_file(partition, local, path)
+        uid, gid = self.user_ids(user)
+        fs = f"{self.path}?offset={self.offsets[partition]}"
+        for field, value in (("uid", str(uid)), ("gid", str(gid)), ("mode", "0100600")):
+            request = f"set_inode_field {path} {field} {value}"  # debugfs reads 0... as octal
+            subprocess.run(["debugfs", "-w", "-R", request, fs], check=True, capture_output=True)
+
+    def user_ids(self, user: str) -> tuple[int, int]:
+        """``user``'s uid and gid in the image's root filesystem."""
+        root = self.built / "root.ext4"
+        passwd = subprocess.run(
+            ["debugfs", "-R", "cat /etc/passwd", str(root)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for line in passwd.splitlines():
+            fields = line.split(":")
+            if fields[0] == user:
+                return int(fields[2]), int(fields[3])
+        raise LookupError(f"no user {user} in {root}")
+
     def link(self, partition: str, path: str, target: str) -> None:
         """A symbolic link in an ext4 partition (a unit enabled into a target's wants)."""
         fs = f"{self.path}?offset={self.offsets[partition]}"
