@@ -12,6 +12,7 @@ while the broker is away the appliance runs its own jobs and the link keeps tryi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -75,6 +76,8 @@ class FleetLink:
         self._peers: dict[str, Peer] = {}
         self._served: set[str] = set()
         self._answering: set[asyncio.Task[None]] = set()
+        self.events_refused = 0  # one-way events from other devices that were not delivered
+        self._refusals_said: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._problem = "not connected yet"
         self._started_at = time.time()
@@ -103,7 +106,10 @@ class FleetLink:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._answering, return_exceptions=True)
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+            # while the broker is away the client still flushes on close, into a lost
+            # connection: a device stopping then must stop all the same
+            with contextlib.suppress(OSError):
+                await self._nc.close()
         self._connected.clear()
 
     async def _connect(self) -> None:
@@ -283,6 +289,7 @@ class FleetLink:
         await self._nc.subscribe(
             subjects.requests_for(agent_type), queue=agent_type, cb=self._apart(self._answer)
         )
+        await self._nc.subscribe(subjects.events_for(agent_type), queue=agent_type, cb=self._take)
 
     def _apart(
         self, answer: Callable[[Msg], Coroutine[Any, Any, None]]
@@ -316,7 +323,58 @@ class FleetLink:
         if msg.reply:
             await msg.respond(wire.encode(reply))
 
+    async def _take(self, msg: Msg) -> None:
+        """A one-way event: queued here at once, or, when the instance's inbox is full, this
+        subscription waits for room, so the backlog stays on the broker's side of the link."""
+        sender = subjects.sender_of(msg.subject)
+        try:
+            env = self._runtime.decode_packed_envelope(msg.data)
+            if env.target != TypeRef(subjects.type_of(msg.subject)):
+                raise errors.EventNotAllowed(
+                    f"the event's target {env.target} is not the type its subject names"
+                )
+            env = msgspec.structs.replace(env, sender=sender)
+            try:
+                self._runtime.deliver(env)
+            except errors.InboxFull:
+                await self._runtime.send_from_edge(env)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # nobody to answer: counted, and said once per kind
+            self.events_refused += 1
+            said = (sender, type(err).__name__)
+            if said not in self._refusals_said:
+                self._refusals_said.add(said)
+                log.warning("fleet: an event from %s refused: %s: %s", sender, said[1], err)
+
     # -- asking the fleet -------------------------------------------------------------------
+
+    async def send(
+        self,
+        agent_type: str,
+        event: Event,
+        *,
+        job: JobContext,
+        caller: TaskRef | None = None,
+    ) -> None:
+        """One-way ``Runtime.send`` to one device serving ``agent_type`` (this one included),
+        the broker spreading events over the type's queue group. At most once, as the broker
+        delivers (a device lost with events queued loses them): what must not be lost goes as
+        a request, or as a task placed on a device. UnknownAgentType when no device heard
+        serves the type, since the broker drops an event nobody takes without a word."""
+        if self._nc is None or not self._nc.is_connected:
+            raise errors.TransientError(f"the fleet is not reachable: {self._problem}")
+        if not any(agent_type in p.heartbeat.types for p in self.peers_up()):
+            raise UnknownAgentType(f"no device in the fleet serves {agent_type!r}")
+        env: Envelope[Event] = Envelope(
+            event=event,
+            job=job,
+            target=TypeRef(agent_type),
+            sender=self.name,
+            caller_task_id=caller.task_id if caller else None,
+            caller_agent=caller.agent_type if caller else None,
+        )
+        await self._nc.publish(subjects.event(agent_type, self.name), wire.encode(env))
 
     async def request(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 ROOT = "qey"
 HEARTBEATS = f"{ROOT}.dev.*"
 REQUESTS = f"{ROOT}.req.*.*"
+EVENTS = f"{ROOT}.evt.*.*"
 GRAPH = f"{ROOT}.graph.*"
 GRAPH_STREAM = "QEY_GRAPH"
 
@@ -28,6 +29,15 @@ def request(agent_type: str, sender: str) -> str:
 
 def requests_for(agent_type: str) -> str:
     return f"{ROOT}.req.{agent_type}.*"
+
+
+def event(agent_type: str, sender: str) -> str:
+    """A one-way event for any instance of ``agent_type`` in the fleet, from ``sender``."""
+    return f"{ROOT}.evt.{agent_type}.{sender}"
+
+
+def events_for(agent_type: str) -> str:
+    return f"{ROOT}.evt.{agent_type}.*"
 
 
 def place(device: str, sender: str) -> str:
@@ -55,16 +65,16 @@ def sender_of(subject: str) -> str:
 
 
 def type_of(subject: str) -> str:
-    """The agent type a request subject names."""
+    """The agent type a request's or an event's subject names."""
     return subject.split(".")[2]
 
 
 def permissions(device: str) -> dict[str, Any]:
-    """What the broker lets ``device`` do: publish as itself, read the fleet's heartbeats and
-    requests, the tasks placed on it and their ends, and its own inbox, and answer a request
-    it received (``allow_responses``); share graph records as itself into the stream and
-    follow the stream through a consumer of its own name alone."""
-    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "place", "ended")]
+    """What the broker lets ``device`` do: publish as itself, read the fleet's heartbeats,
+    requests and one-way events, the tasks placed on it and their ends, and its own inbox,
+    and answer a request it received (``allow_responses``); share graph records as itself
+    into the stream and follow the stream through a consumer of its own name alone."""
+    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "evt", "place", "ended")]
     to_me = [f"{ROOT}.{what}.{device}.*" for what in ("place", "ended")]
     api, stream = "$JS.API", GRAPH_STREAM
     jetstream = [  # the graph's stream: make it (the same for all), follow it as itself
@@ -78,6 +88,6 @@ def permissions(device: str) -> dict[str, Any]:
     ]
     return {
         "publish": {"allow": [heartbeat(device), graph(device), *mine, *jetstream]},
-        "subscribe": {"allow": [HEARTBEATS, REQUESTS, *to_me, f"{inbox(device)}.>"]},
+        "subscribe": {"allow": [HEARTBEATS, REQUESTS, EVENTS, *to_me, f"{inbox(device)}.>"]},
         "allow_responses": True,
     }

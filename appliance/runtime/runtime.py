@@ -212,6 +212,12 @@ class Runtime:
             env.target, env.event, job=env.job, caller=env.caller, sender=env.sender
         )
 
+    async def send_from_edge(self, env: Envelope[Event]) -> None:
+        """``deliver`` that waits for inbox room instead of refusing (``send``'s backpressure):
+        for an edge that has nobody to tell it was full (a one-way event from another device)."""
+        self._check_from_client(env)
+        await self.send(env.target, env.event, job=env.job, caller=env.caller, sender=env.sender)
+
     async def request_from_edge(self, env: Envelope[Event], *, timeout: float) -> Any:
         """``request`` for a decoded envelope from an edge (another device), held to the
         same rules as ``deliver``: what a client may not send is refused, never handled."""

@@ -115,6 +115,26 @@ class Surveyor(Agent):
         ]
 
 
+class Note(Event, frozen=True, tag="fleettest.note"):
+    n: int
+
+
+NOTED: list[tuple[str, str | None, int]] = []  # (device, sender, n): what every Tally took
+
+
+class Tally(Agent):
+    """Takes one-way notes and keeps who took each, from whom."""
+
+    name = "tally"
+    description = "Keeps the notes sent to it."
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    async def on_note(self, event: Note, ctx: Context[msgspec.Struct]) -> None:
+        NOTED.append((self.device, ctx.envelope.sender, event.n))
+
+
 class Inside(Agent):
     """An internal type: only its own appliance may send it anything."""
 
@@ -141,6 +161,7 @@ async def device(
     rt.register(Prober, lambda: Prober(name))
     rt.register(Surveyor)
     rt.register(Inside)
+    rt.register(Tally, lambda: Tally(name))
     await stack.enter_async_context(running(rt))
     link = FleetLink(
         FleetSettings(servers=servers, name=name, heartbeat_s=0.2, lost_after_s=lost_after_s),
@@ -195,7 +216,7 @@ async def test_each_device_hears_every_other_with_its_scope(
     assert {d.name: d.scope for d in status.devices} == SCOPES
     assert [d.name for d in status.devices if d.this] == ["alpha"]
     assert all(d.state == "up" for d in status.devices)
-    assert all(d.types == ["prober", "surveyor", "where"] for d in status.devices)
+    assert all(d.types == ["prober", "surveyor", "tally", "where"] for d in status.devices)
 
 
 async def test_a_request_to_a_type_is_answered_typed_by_devices_across_the_fleet(
@@ -220,6 +241,46 @@ async def test_failures_come_back_as_the_requesters_own_errors(
         await fleet["beta"].request("nobody", Ask(n=3), job=JOB)
     # the devices keep answering after all of that
     assert (await fleet["beta"].request("where", Ask(n=4), job=JOB)).n == 4
+
+
+async def test_one_way_events_to_a_type_spread_over_the_devices_that_serve_it(
+    fleet: dict[str, FleetLink], tmp_path: Path
+) -> None:
+    NOTED.clear()
+    for i in range(90):
+        await fleet["alpha"].send("tally", Note(n=i), job=JOB)
+    await until(lambda: len(NOTED) == 90)
+    assert sorted(n for _, _, n in NOTED) == list(range(90))
+    assert {device for device, _, _ in NOTED} == set(DEVICES)  # the queue group spread them
+    assert {sender for _, sender, _ in NOTED} == {"alpha"}
+    with pytest.raises(UnknownAgentType, match="no device in the fleet serves 'nobody'"):
+        await fleet["alpha"].send("nobody", Note(n=0), job=JOB)
+
+    # what a device may not send, or cannot decode, is refused at the edge and counted
+    nc = await nats.connect(
+        fleet["alpha"].settings.servers,
+        nkeys_seed_str=(tmp_path / "alpha" / "fleet.nkey").read_text().strip(),
+        inbox_prefix=subjects.inbox("alpha"),
+    )
+    try:
+        forged = msgspec.msgpack.encode(
+            {
+                "event": {"kind": "fleettest.secret"},
+                "job": JOB,
+                "target": {"to": "type", "agent_type": "inside"},
+            }
+        )
+        for _ in range(3):  # one to each device, whichever the broker picks
+            await nc.publish(subjects.event("tally", "alpha"), forged)
+            await nc.publish(subjects.event("tally", "alpha"), b"\x93junk")
+        await nc.flush()
+    finally:
+        await nc.close()
+    await until(lambda: sum(link.events_refused for link in fleet.values()) == 6)
+    NOTED.clear()
+    await fleet["beta"].send("tally", Note(n=1000), job=JOB)
+    await until(lambda: len(NOTED) == 1)
+    assert NOTED[0][1:] == ("beta", 1000)
 
 
 async def test_an_internal_type_is_never_reached_from_another_device(
