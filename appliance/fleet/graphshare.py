@@ -37,6 +37,7 @@ from appliance.events import (
     TaskStatusChanged,
 )
 from appliance.fleet import subjects
+from appliance.fleet.status import GraphStatus
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -90,6 +91,8 @@ class GraphShare:
         self._ready = asyncio.Event()
         self._reading: set[asyncio.Task[None]] = set()
         self.dropped = 0
+        self.sent = 0
+        self.received = 0
         self.available = False
         runtime.journal.listeners.append(self._on_record)
 
@@ -105,6 +108,16 @@ class GraphShare:
             lambda jobs: {j: at for j, at in jobs.items() if at > cutoff} | {job_id: now},
             type=dict[str, float],
             default={},
+        )
+
+    def status(self) -> GraphStatus:
+        return GraphStatus(
+            available=self.available,
+            sent=self.sent,
+            received=self.received,
+            waiting=len(self._outbox),
+            dropped=self.dropped,
+            shared_jobs=len(self._shared),
         )
 
     # -- out --------------------------------------------------------------------------------
@@ -179,6 +192,7 @@ class GraphShare:
                     await asyncio.sleep(1.0)
                     continue
                 self._outbox.popleft()
+                self.sent += 1
             self._ready.clear()
 
     async def _send_recent(self) -> None:
@@ -207,6 +221,7 @@ class GraphShare:
                 if not (type(rec) is TaskSpawned and rec.device == self._device):
                     # (a task placed here: this device records it itself, as it starts it)
                     self._runtime.graph.record_foreign(rec, sender)
+                    self.received += 1
         await msg.ack()
 
 

@@ -272,6 +272,7 @@ class FleetLink:
             server=str(nc.connected_url.netloc) if connected and nc and nc.connected_url else "",
             problem=self._problem,
             key=self._public_key,
+            graph=self.graph.status(),
             devices=devices,
         )
 

@@ -17,6 +17,17 @@ class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
     load: int
 
 
+class GraphStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The shared coordination graph (the broker's JetStream stream) as this device uses it."""
+
+    available: bool = False  # the broker keeps the stream and this device follows it
+    sent: int = 0  # records this device put on the stream since it started
+    received: int = 0  # other devices' records it stored since it started
+    waiting: int = 0  # records not sent yet (the broker away or slow)
+    dropped: int = 0  # records the full outbox let go: a job's graph elsewhere misses them
+    shared_jobs: int = 0  # jobs spanning devices this device takes part in (the last month)
+
+
 class FleetStatus(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool
     name: str = ""
@@ -24,4 +35,5 @@ class FleetStatus(msgspec.Struct, frozen=True, kw_only=True):
     server: str = ""  # the broker this device is connected to
     problem: str = ""  # why it is not connected, if it is not
     key: str = ""  # this device's public key: what the broker's [fleet.server] enrols
+    graph: GraphStatus = GraphStatus()
     devices: list[DeviceStatus] = msgspec.field(default_factory=list)

@@ -451,6 +451,13 @@ async def test_every_device_holds_the_whole_of_a_job_that_spans_devices(
             await asyncio.sleep(0.1)
         tree = await runtime_of(fleet[name]).graph.tree(job.job_id)
         assert tree.command == "survey two segments"
+        # trace-back (qey tasks chain) from the probe gamma ran, on any device, to the command
+        gammas = [n.task_id for n in whole.tasks if n.device == "gamma"]
+        graph = fleet[name].status().graph
+        assert graph.available and graph.received >= len(mine) - 1 and not graph.dropped
+        traced, chain = await runtime_of(fleet[name]).graph.chain(gammas[0])
+        assert [n.task_id for n in chain] == [gammas[0], root.task_id]
+        assert traced.command == "survey two segments"
         with pytest.raises(UnknownJob):
             await runtime_of(fleet[name]).graph.tree(alone.job_id)
 

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from appliance.events import TaskSpawned
-from appliance.fleet.status import DeviceStatus, FleetStatus
+from appliance.fleet.status import DeviceStatus, FleetStatus, GraphStatus
 from appliance.runtime import Runtime
 from appliance.web.credentials import Credentials
 from appliance.web.fleet import FLEET
@@ -39,6 +39,7 @@ IN_A_FLEET = FleetStatus(
     connected=True,
     server="192.0.2.5:4222",
     key="UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4",
+    graph=GraphStatus(available=True, sent=40, received=12, waiting=3, dropped=0, shared_jobs=2),
     devices=[
         device("office", "up", ["192.168.1.0/24"], this=True),
         device("warehouse", "lost", ["10.2.0.0/16", "10.3.0.0/24"]),
@@ -69,6 +70,24 @@ async def test_the_fleet_page_lists_every_device_heard_with_its_scope(
     page = html.unescape(await (await client.get("/fleet")).text())
     assert "connected to 192.0.2.5:4222" in page
     assert f'<code id="fleet-key">{IN_A_FLEET.key}</code>' in page  # to enrol it by
+    graph = page.split('<p id="fleet-graph">')[1].split("</p>")[0]
+    assert "2 jobs spanning devices; 40 records sent, 12 received" in graph
+    assert "3 waiting to be sent" in graph and "dropped" not in page
+
+
+async def test_records_the_fleet_lost_are_said_on_the_fleet_page(
+    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+) -> None:
+    app = make_test_panel(runtime, credentials)
+    lossy = msgspec.structs.replace(
+        IN_A_FLEET, graph=GraphStatus(available=True, sent=5, dropped=7, shared_jobs=1)
+    )
+    app[FLEET] = lambda: lossy
+    client = await aiohttp_client(app)
+    assert await sign_in(client, PASSWORD) == 303
+    page = html.unescape(await (await client.get("/fleet")).text())
+    assert 'role="alert">7 records were dropped while the broker was away too long' in page
+    assert "1 job spanning devices; 5 records sent, 0 received" in page
     rows = page.split('<table id="devices">')[1].split("</table>")[0].split("<tr>")[2:]
     assert "office <small>(this one)</small>" in rows[0] and 'badge up">up' in rows[0]
     assert 'badge lost">lost' in rows[1] and "31.5 s ago" in rows[1]
