@@ -1,10 +1,13 @@
-"""Fleet: request/reply across devices over a real nats-server on loopback, against the same
-call inside one device, and against bare NATS request/reply (what the broker alone costs).
+"""Fleet: request/reply and one-way events across devices over a real nats-server on
+loopback, against the same inside one device, and against bare NATS request/reply (what the
+broker alone costs).
 
 The serving device is a process of its own (a runtime with the bench's counter type and its
 fleet link); the asking device is this process, whose link sends ``request("counter", ...)``
-to the counter's queue group. Each line: sequential calls (p50 / p99), then a window of
-concurrent calls (calls/s).
+and ``send("counter", ...)`` to the counter's queue group (this process's own counter is an
+internal type, so never in that group: every remote call crosses to the other process).
+Requests: sequential calls (p50 / p99), then a window of concurrent calls (calls/s). Events:
+``EVENTS`` one-way sends, timed until the receiving instance has handled the last.
 
 Goal (issue 16's): cross-device p99 <= 2 ms on loopback.
 """
@@ -19,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 from _common import (
     JOB,
@@ -44,9 +48,17 @@ N = 3_000
 REPS = 3
 WINDOW = 128
 BURST = 10_000
+EVENTS = 50_000
 NATS_SERVER = "/usr/sbin/nats-server"
 
 Call = Callable[[Ping], Awaitable[object]]
+
+
+class LocalCounter(Counter):
+    """The asking device's own counter: internal, so its link never serves it to the fleet."""
+
+    name = "local_counter"
+    internal = True
 
 
 def link(runtime: Runtime, url: str, name: str, seed: bytes) -> FleetLink:
@@ -96,9 +108,27 @@ async def windowed(call: Call) -> float:
     return BURST / (time.perf_counter() - start)
 
 
+async def one_way(send: Callable[[Ping], Awaitable[None]], count: Call) -> float:
+    """Events per second: ``EVENTS`` sends, until the instance has handled the last (the
+    count a request reads back has grown by ``EVENTS`` and by the asking requests)."""
+    before = cast(int, await count(Ping(n=-1)))
+    start = time.perf_counter()
+    for i in range(EVENTS):
+        await send(Ping(n=i))
+    asked = 0
+    while True:
+        asked += 1
+        if cast(int, await count(Ping(n=-1))) >= before + EVENTS + asked:
+            return EVENTS / (time.perf_counter() - start)
+        await asyncio.sleep(0.001)
+
+
 def main() -> None:
     """The broker and the serving device as processes, then the asking side in this one."""
-    header(f"fleet: {N:,} sequential requests, then {BURST:,} with {WINDOW} in flight")
+    header(
+        f"fleet: {N:,} sequential requests, then {BURST:,} with {WINDOW} in flight, then "
+        f"{EVENTS:,} one-way events"
+    )
     with tempfile.TemporaryDirectory(prefix="qey-bench-fleet-") as tmp:
         root = Path(tmp)
         for name in ("server", "client", "raw"):
@@ -145,11 +175,15 @@ async def run(url: str, seeds: dict[str, bytes]) -> None:
 
     await raw.subscribe(subjects.requests_for("rawecho"), queue="rawecho", cb=answer)
     await raw.flush()
-    async with bench_runtime(Counter) as runtime:
+    async with bench_runtime(LocalCounter) as runtime:
         fleet = link(runtime, url, "client", seeds["client"])
         await fleet.start()
         await fleet.wait_connected(10)
-        ref = runtime.spawn("counter", JOB, "bench instance")
+        for _ in range(200):  # until the serving device is heard: its type is known
+            if any("counter" in p.heartbeat.types for p in fleet.peers_up()):
+                break
+            await asyncio.sleep(0.05)
+        ref = runtime.spawn("local_counter", JOB, "bench instance")
 
         async def local(event: Ping) -> object:
             return await runtime.request(ref, event, job=JOB)
@@ -162,13 +196,23 @@ async def run(url: str, seeds: dict[str, bytes]) -> None:
                 subjects.request("rawecho", "client"), b"\x00", timeout=5
             )
 
+        async def send_local(event: Ping) -> None:
+            await runtime.send(ref, event, job=JOB)
+
+        async def send_remote(event: Ping) -> None:
+            await fleet.send("counter", event, job=JOB)
+
         lines: dict[str, list[list[float]]] = {"local": [], "remote": [], "bare": []}
         rates: dict[str, list[float]] = {"local": [], "remote": [], "bare": []}
+        events: dict[str, list[float]] = {"local": [], "remote": []}
         calls = {"local": local, "remote": remote, "bare": bare}
+        sends = {"local": (send_local, local), "remote": (send_remote, remote)}
         for _ in range(REPS):
             for name, call in calls.items():
                 lines[name].append(await sequential(call))
                 rates[name].append(await windowed(call))
+            for name, (send, count) in sends.items():
+                events[name].append(await one_way(send, count))
         await fleet.close()
     await raw.close()
 
@@ -183,7 +227,15 @@ async def run(url: str, seeds: dict[str, bytes]) -> None:
         figure(f"{label} p50", p(name, 50), "µs")
         figure(f"{label} p99", p(name, 99), "µs")
         figure(f"{label}, {WINDOW} in flight", median(rates[name]), "calls/s")
+    figure("one-way events in one device (runtime.send)", median(events["local"]), "events/s")
+    figure("one-way events across devices (fleet send)", median(events["remote"]), "events/s")
     ratio("across / in one device, p99", p("remote", 99), p("local", 99), higher_is_better=False)
+    ratio(
+        "across / in one device, events/s",
+        median(events["remote"]),
+        median(events["local"]),
+        higher_is_better=True,
+    )
     ratio("across / bare NATS, p99", p("remote", 99), p("bare", 99), higher_is_better=False)
     goal("cross-device p99", p("remote", 99) / 1000, 2.0, "ms")
 
