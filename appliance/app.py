@@ -56,7 +56,7 @@ from appliance.web.approvals import APPROVALS_PAGE, add_action_routes
 from appliance.web.capabilities import DeviceStatus, RouterStatus
 from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
-from appliance.web.fleet import FLEET, FLEET_ROUTES
+from appliance.web.fleet import FLEET, FLEET_INVENTORY, FLEET_ROUTES
 from appliance.web.keys import FAILED_EXTENSIONS, NAMES
 from appliance.web.panel import Panel, make_panel
 from appliance.web.routes import add_routes
@@ -404,6 +404,7 @@ class Appliance:
         """What the fleet routes show (without it, that this device is in no fleet)."""
         if self.fleet is not None:
             app[FLEET] = self.fleet.status
+            app[FLEET_INVENTORY] = self.fleet.inventories
 
     def _hardware(self) -> Hardware:
         """The board's LEDs, display and hot-plug (the sim profile on a host); device events

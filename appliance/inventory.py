@@ -161,6 +161,21 @@ def devices(knowledge: Knowledge) -> list[Device]:
     return sorted((d for d in found if d is not None), key=lambda d: _address_key(d.address))
 
 
+def merged(
+    here: Iterable[Device], elsewhere: Mapping[str, Iterable[Device]]
+) -> list[tuple[Device, str]]:
+    """One inventory of a fleet's: this device's (seen by ``""``) and each other device's by
+    name, one entry per address, the latest scan of it winning where scopes overlap; by
+    address as ``devices`` orders them."""
+    best: dict[str, tuple[Device, str]] = {d.address: (d, "") for d in here}
+    for name, devices_there in sorted(elsewhere.items()):
+        for d in devices_there:
+            held = best.get(d.address)
+            if held is None or d.last_scanned > held[0].last_scanned:
+                best[d.address] = (d, name)
+    return sorted(best.values(), key=lambda found: _address_key(found[0].address))
+
+
 def device(knowledge: Knowledge, address: str) -> Device | None:
     found: Device | None = knowledge.get(PREFIX + address, MaybeDevice, None)
     return found

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from appliance import errors
+from appliance import errors, inventory
 from appliance.errors import RequestTimeout, UnknownAgentType
 from appliance.events import Envelope, Event, JobContext, TaskRef, TypeRef
 from appliance.fleet import subjects, wire
@@ -28,7 +28,8 @@ from appliance.fleet.config import FleetSettings
 from appliance.fleet.graphshare import GraphShare
 from appliance.fleet.keys import public_key
 from appliance.fleet.placing import FleetPlacement
-from appliance.fleet.status import DeviceStatus, FleetStatus
+from appliance.fleet.status import DeviceStatus, FleetInventory, FleetStatus
+from appliance.inventory import Device
 from appliance.scope import Network, parse_network
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ class FleetLink:
         for subject, answer in (
             (subjects.place(self.name, "*"), self.placement.on_place),
             (subjects.ended(self.name, "*"), self.placement.on_ended),
+            (subjects.inventory(self.name, "*"), self._answer_inventory),
         ):
             await self._nc.subscribe(subject, cb=self._apart(answer))
         self._runtime.on_agent_type(lambda cls: self._serve_later(cls.name, cls.internal))
@@ -348,7 +350,32 @@ class FleetLink:
                 self._refusals_said.add(said)
                 log.warning("fleet: an event from %s refused: %s: %s", sender, said[1], err)
 
+    async def _answer_inventory(self, msg: Msg) -> None:
+        found = inventory.devices(self._runtime.knowledge)
+        await msg.respond(msgspec.msgpack.encode(found))
+
     # -- asking the fleet -------------------------------------------------------------------
+
+    async def inventories(self, timeout: float = 1.5) -> FleetInventory:
+        """What every other device heard has found, asked of all at once; those that do not
+        answer within ``timeout`` are named, so a page shows what it misses."""
+
+        async def of(name: str) -> list[Device]:
+            data = await self.ask(subjects.inventory(name, self.name), b"", timeout)
+            return msgspec.msgpack.decode(data, type=list[Device])
+
+        names = sorted(p.name for p in self.peers_up(others=True))
+        answers = await asyncio.gather(*(of(n) for n in names), return_exceptions=True)
+        devices: dict[str, list[Device]] = {}
+        unanswered = []
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if isinstance(answer, asyncio.CancelledError):
+                    raise answer
+                unanswered.append(name)
+            else:
+                devices[name] = answer
+        return FleetInventory(devices=devices, unanswered=unanswered)
 
     async def send(
         self,

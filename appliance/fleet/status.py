@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from appliance.inventory import Device
+
 
 class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
     name: str
@@ -37,3 +39,10 @@ class FleetStatus(msgspec.Struct, frozen=True, kw_only=True):
     key: str = ""  # this device's public key: what the broker's [fleet.server] enrols
     graph: GraphStatus = GraphStatus()
     devices: list[DeviceStatus] = msgspec.field(default_factory=list)
+
+
+class FleetInventory(msgspec.Struct, frozen=True, kw_only=True):
+    """The other devices' inventories, as each answered (what its own scans found)."""
+
+    devices: dict[str, list[Device]]  # device name -> its inventory
+    unanswered: list[str] = msgspec.field(default_factory=list)  # up, but not in time

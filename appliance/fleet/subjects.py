@@ -50,6 +50,11 @@ def ended(device: str, sender: str) -> str:
     return f"{ROOT}.ended.{device}.{sender}"
 
 
+def inventory(device: str, sender: str) -> str:
+    """``sender`` asks ``device`` for the devices its scans found (a request)."""
+    return f"{ROOT}.inv.{device}.{sender}"
+
+
 def graph(device: str) -> str:
     """The coordination-graph records ``device`` shares (into the JetStream stream)."""
     return f"{ROOT}.graph.{device}"
@@ -71,11 +76,12 @@ def type_of(subject: str) -> str:
 
 def permissions(device: str) -> dict[str, Any]:
     """What the broker lets ``device`` do: publish as itself, read the fleet's heartbeats,
-    requests and one-way events, the tasks placed on it and their ends, and its own inbox,
+    requests and one-way events, the tasks placed on it and their ends, the questions for its
+    inventory, and its own inbox,
     and answer a request it received (``allow_responses``); share graph records as itself
     into the stream and follow the stream through a consumer of its own name alone."""
-    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "evt", "place", "ended")]
-    to_me = [f"{ROOT}.{what}.{device}.*" for what in ("place", "ended")]
+    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "evt", "place", "ended", "inv")]
+    to_me = [f"{ROOT}.{what}.{device}.*" for what in ("place", "ended", "inv")]
     api, stream = "$JS.API", GRAPH_STREAM
     jetstream = [  # the graph's stream: make it (the same for all), follow it as itself
         f"{api}.STREAM.CREATE.{stream}",

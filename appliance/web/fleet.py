@@ -3,16 +3,18 @@ and every device it hears (state, last seen, health, version, load, the scope it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from appliance.fleet.status import FleetStatus
+from appliance.fleet.status import FleetInventory, FleetStatus
 from appliance.web.api import json_response
 from appliance.web.render import render
 from appliance.web.routes import Route
 
 FLEET: web.AppKey[Callable[[], FleetStatus]] = web.AppKey("fleet")
+# the other devices' inventories, for the owner's pages (home, devices) in a fleet
+FLEET_INVENTORY: web.AppKey[Callable[[], Awaitable[FleetInventory]]] = web.AppKey("fleet_inventory")
 OFF = FleetStatus(enabled=False)
 
 

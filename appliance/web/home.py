@@ -24,6 +24,7 @@ from appliance.runtime import SEVERITIES, JobTree, Runtime, Severity
 from appliance.schedules.store import ScheduleRecord
 from appliance.web.api import json_response
 from appliance.web.approvals import ACTIONS
+from appliance.web.fleet import FLEET_INVENTORY
 from appliance.web.keys import FAILED_EXTENSIONS, NAMES, RUNTIME
 from appliance.web.render import render
 from appliance.web.routes import Route
@@ -55,6 +56,7 @@ class DeviceRow(msgspec.Struct, frozen=True):
     first_seen: float
     last_seen: float
     last_scanned: float
+    seen_by: str = ""  # in a fleet: the device whose scan this is ("": this one)
 
 
 class JobRow(msgspec.Struct, frozen=True):
@@ -73,11 +75,13 @@ class HomeView(msgspec.Struct, frozen=True):
     schedules: list[ScheduleRecord]  # active ones, next firing first
     approvals_waiting: int
     repairs: list[str]  # what on the appliance itself needs the owner, in words
+    unanswered: list[str] = []  # in a fleet: devices whose inventories are missing here
 
 
 class DeviceView(msgspec.Struct, frozen=True):
     device: Device
     names: list[str]
+    seen_by: str = ""  # in a fleet: the device whose scans these are ("": this one)
 
 
 def names_of(names: Mapping[str, str], address: str) -> list[str]:
@@ -90,15 +94,27 @@ def job_row(tree: JobTree) -> JobRow:
     return JobRow(tree.job_id, tree.command, tree.autonomous, tree.created_at, outcome(tree))
 
 
+async def found_devices(app: web.Application) -> tuple[list[tuple[Device, str]], list[str]]:
+    """The devices scans found, each with the device that scanned it (``""``: this one), and
+    in a fleet the devices that did not answer: every device's inventory, one row per
+    address."""
+    here = inventory.devices(app[RUNTIME].knowledge)
+    ask = app.get(FLEET_INVENTORY)
+    if ask is None:
+        return [(d, "") for d in here], []
+    fleet = await ask()
+    return inventory.merged(here, fleet.devices), fleet.unanswered
+
+
 async def build_home(app: web.Application) -> HomeView:
     runtime: Runtime = app[RUNTIME]
     names = app.get(NAMES) or {}
-    found = inventory.devices(runtime.knowledge)
+    found, unanswered = await found_devices(app)
     attention = [
         Attention(
             d.address, names_of(names, d.address), f.port, f.service, f.severity, f.title, f.advice
         )
-        for d in found
+        for d, _ in found
         for f in d.findings
     ]
     attention.sort(key=lambda a: -SEVERITIES.index(a.severity))
@@ -125,11 +141,12 @@ async def build_home(app: web.Application) -> HomeView:
     return HomeView(
         counts=counts,
         attention=attention,
-        devices=[_row(d, names) for d in found],
+        devices=[_row(d, names, by) for d, by in found],
         jobs=[job_row(t) for t in trees],
         schedules=upcoming,
         approvals_waiting=waiting,
         repairs=repairs(runtime, app.get(FAILED_EXTENSIONS) or {}),
+        unanswered=unanswered,
     )
 
 
@@ -150,7 +167,7 @@ def repairs(runtime: Runtime, failed_extensions: Mapping[str, str]) -> list[str]
     return out
 
 
-def _row(d: Device, names: Mapping[str, str]) -> DeviceRow:
+def _row(d: Device, names: Mapping[str, str], seen_by: str = "") -> DeviceRow:
     return DeviceRow(
         d.address,
         names_of(names, d.address),
@@ -160,15 +177,20 @@ def _row(d: Device, names: Mapping[str, str]) -> DeviceRow:
         d.first_seen,
         d.last_seen,
         d.last_scanned,
+        seen_by,
     )
 
 
-def _device(request: web.Request) -> DeviceView:
+async def _device(request: web.Request) -> DeviceView:
     address = request.match_info["address"]
     found = inventory.device(request.app[RUNTIME].knowledge, address)
+    seen_by = ""
+    if found is None and FLEET_INVENTORY in request.app:  # another device's scan, perhaps
+        there = {d.address: (d, by) for d, by in (await found_devices(request.app))[0]}
+        found, seen_by = there.get(address, (None, ""))
     if found is None:
         raise UnknownDevice(f"no scan has seen a device at {address!r}")
-    return DeviceView(found, names_of(request.app.get(NAMES) or {}, address))
+    return DeviceView(found, names_of(request.app.get(NAMES) or {}, address), seen_by)
 
 
 async def get_home(request: web.Request) -> web.Response:
@@ -177,13 +199,12 @@ async def get_home(request: web.Request) -> web.Response:
 
 async def list_devices(request: web.Request) -> web.Response:
     names = request.app.get(NAMES) or {}
-    return json_response(
-        [_row(d, names) for d in inventory.devices(request.app[RUNTIME].knowledge)]
-    )
+    found, _unanswered = await found_devices(request.app)
+    return json_response([_row(d, names, by) for d, by in found])
 
 
 async def get_device(request: web.Request) -> web.Response:
-    return json_response(_device(request))
+    return json_response(await _device(request))
 
 
 async def home_page(request: web.Request) -> web.Response:
@@ -192,12 +213,15 @@ async def home_page(request: web.Request) -> web.Response:
 
 async def devices_page(request: web.Request) -> web.Response:
     names = request.app.get(NAMES) or {}
-    rows = [_row(d, names) for d in inventory.devices(request.app[RUNTIME].knowledge)]
-    return render(request, "devices.html", "Devices", active="/devices", devices=rows)
+    found, unanswered = await found_devices(request.app)
+    rows = [_row(d, names, by) for d, by in found]
+    return render(
+        request, "devices.html", "Devices", active="/devices", devices=rows, unanswered=unanswered
+    )
 
 
 async def device_page(request: web.Request) -> web.Response:
-    view = _device(request)
+    view = await _device(request)
     title = f"Device {view.device.address}"
     return render(request, "device.html", title, active="/devices", view=view)
 

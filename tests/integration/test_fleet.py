@@ -15,6 +15,7 @@ import nats
 import nats.errors
 import pytest
 
+from appliance import inventory
 from appliance.errors import (
     HandlerFailed,
     RequestTimeout,
@@ -281,6 +282,25 @@ async def test_one_way_events_to_a_type_spread_over_the_devices_that_serve_it(
     await fleet["beta"].send("tally", Note(n=1000), job=JOB)
     await until(lambda: len(NOTED) == 1)
     assert NOTED[0][1:] == ("beta", 1000)
+
+
+async def test_a_device_answers_for_the_devices_its_scans_found(
+    fleet: dict[str, FleetLink],
+) -> None:
+    """What the owner's pages in a fleet list: every other device's inventory, asked at once."""
+    beta = runtime_of(fleet["beta"])
+    inventory.record_scan(
+        beta.knowledge,
+        job_id="job-beta",
+        at=beta.clock.now(),
+        probed={"127.2.0.7", "127.2.0.8"},
+        found={"127.2.0.7": [23]},
+        findings=[],
+    )
+    got = await fleet["alpha"].inventories()
+    assert sorted(got.devices) == ["beta", "gamma"] and not got.unanswered
+    assert [(d.address, d.open_ports) for d in got.devices["beta"]] == [("127.2.0.7", [23])]
+    assert got.devices["gamma"] == []
 
 
 async def test_an_internal_type_is_never_reached_from_another_device(

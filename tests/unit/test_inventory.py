@@ -100,3 +100,30 @@ async def test_history_is_bounded(tmp_path: Path) -> None:
         one.history[-1].job_id == f"job-{inventory.HISTORY + 4}" and one.first_seen == clock.now()
     )
     store.close()
+
+
+def _device(address: str, last_scanned: float, ports: list[int]) -> inventory.Device:
+    return inventory.Device(
+        address=address,
+        first_seen=1.0,
+        last_seen=last_scanned,
+        last_scanned=last_scanned,
+        last_job="job",
+        open_ports=ports,
+        findings=[],
+    )
+
+
+def test_a_fleets_inventories_merge_into_one_row_per_address_the_latest_scan_winning() -> None:
+    here = [_device("127.0.0.2", 10.0, [22]), _device("127.0.0.9", 10.0, [80])]
+    elsewhere = {
+        "warehouse": [_device("127.0.0.9", 20.0, [443]), _device("127.3.0.1", 5.0, [23])],
+        "office": [_device("127.0.0.2", 5.0, [8080]), _device("127.0.0.10", 1.0, [25])],
+    }
+    merged = inventory.merged(here, elsewhere)
+    assert [(d.address, d.open_ports, by) for d, by in merged] == [
+        ("127.0.0.2", [22], ""),  # this device's scan is the newer one
+        ("127.0.0.9", [443], "warehouse"),  # the warehouse scanned it since
+        ("127.0.0.10", [25], "office"),
+        ("127.3.0.1", [23], "warehouse"),
+    ]

@@ -9,11 +9,12 @@ from typing import Any
 import msgspec
 import pytest
 
+from appliance import inventory
 from appliance.events import TaskSpawned
-from appliance.fleet.status import DeviceStatus, FleetStatus, GraphStatus
+from appliance.fleet.status import DeviceStatus, FleetInventory, FleetStatus, GraphStatus
 from appliance.runtime import Runtime
 from appliance.web.credentials import Credentials
-from appliance.web.fleet import FLEET
+from appliance.web.fleet import FLEET, FLEET_INVENTORY
 from tests.web.conftest import PASSWORD, make_test_panel, sign_in
 
 pytestmark = pytest.mark.unit
@@ -129,3 +130,72 @@ async def test_a_task_another_device_ran_is_marked_with_it_in_the_tree_and_the_t
     assert "device" not in rows['task-here">task-here</a>']
     tree = await (await client.get(f"/api/v1/jobs/{job.job_id}/tree")).json()
     assert "DataCollector (task-there) @warehouse" in tree["text"]
+
+
+async def test_the_owners_pages_list_what_every_device_of_the_fleet_scanned(
+    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+) -> None:
+    """The devices the warehouse's scans found are on this panel's home and devices pages,
+    marked with it; one the office scanned more lately than the warehouse shows the office's
+    scan; a device that did not answer in time is said."""
+    inventory.record_scan(
+        runtime.knowledge,
+        job_id="job-here",
+        at=runtime.clock.now(),
+        probed={"127.0.0.2"},
+        found={"127.0.0.2": [22]},
+        findings=[],
+    )
+    theirs = inventory.Device(
+        address="127.2.0.7",
+        first_seen=1.0,
+        last_seen=2.0,
+        last_scanned=2.0,
+        last_job="job-there",
+        open_ports=[23],
+        findings=[
+            inventory.DeviceFinding(23, "telnet", "critical", "Telnet is open", "Turn it off.")
+        ],
+    )
+    older = msgspec.structs.replace(theirs, address="127.0.0.2", open_ports=[80], last_scanned=0)
+
+    async def ask() -> FleetInventory:
+        return FleetInventory(devices={"warehouse": [theirs, older]}, unanswered=["cellar"])
+
+    app = make_test_panel(runtime, credentials)
+    app[FLEET_INVENTORY] = ask
+    client = await aiohttp_client(app)
+    assert await sign_in(client, PASSWORD) == 303
+    rows = await (await client.get("/api/v1/devices")).json()
+    assert [(r["address"], r["open_ports"], r["seen_by"]) for r in rows] == [
+        ("127.0.0.2", [22], ""),
+        ("127.2.0.7", [23], "warehouse"),
+    ]
+    page = html.unescape(await (await client.get("/devices")).text())
+    assert "<th>Scanned by</th>" in page and ">warehouse</td>" in page
+    assert ">this appliance</td>" in page
+    assert "The appliance cellar did not answer in time" in page
+    home = await (await client.get("/api/v1/home")).json()
+    assert [a["address"] for a in home["attention"]] == ["127.2.0.7"]  # its finding, here too
+    assert home["unanswered"] == ["cellar"]
+    device = await (await client.get("/api/v1/devices/127.2.0.7")).json()
+    assert device["seen_by"] == "warehouse" and device["device"]["open_ports"] == [23]
+    page = html.unescape(await (await client.get("/devices/127.2.0.7")).text())
+    assert "the appliance warehouse" in page and 'href="/jobs/job-there"' not in page
+
+
+async def test_a_single_appliance_shows_no_scanned_by_column(
+    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+) -> None:
+    inventory.record_scan(
+        runtime.knowledge,
+        job_id="job-here",
+        at=runtime.clock.now(),
+        probed={"127.0.0.2"},
+        found={"127.0.0.2": [22]},
+        findings=[],
+    )
+    client = await aiohttp_client(make_test_panel(runtime, credentials))
+    assert await sign_in(client, PASSWORD) == 303
+    page = await (await client.get("/devices")).text()
+    assert "127.0.0.2" in page and "Scanned by" not in page
