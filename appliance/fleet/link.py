@@ -414,7 +414,8 @@ class FleetLink:
         timeout: float = 5.0,
     ) -> Any:
         """``Runtime.request`` to any device serving ``agent_type`` (this one included): the
-        handler's typed result, HandlerFailed if it failed, RequestTimeout past ``timeout``."""
+        handler's typed result (plain data for a type this device does not run itself),
+        HandlerFailed if it failed, RequestTimeout past ``timeout``."""
         import nats.errors
 
         if self._nc is None or not self._nc.is_connected:
@@ -441,9 +442,11 @@ class FleetLink:
         reply = wire.reply_decoder.decode(msg.data)
         if not reply.ok:
             raise wire.error_of(reply)
-        return msgspec.msgpack.decode(
-            reply.result, type=self._runtime.types.result_type(agent_type, type(event))
-        )
+        try:
+            result_type = self._runtime.types.result_type(agent_type, type(event))
+        except UnknownAgentType:  # a type only other devices run: its answer as plain data
+            return msgspec.msgpack.decode(reply.result)
+        return msgspec.msgpack.decode(reply.result, type=result_type)
 
 
 def _said(err: BaseException) -> str:

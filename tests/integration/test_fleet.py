@@ -136,6 +136,13 @@ class Tally(Agent):
         NOTED.append((self.device, ctx.envelope.sender, event.n))
 
 
+class Keeper(Where):
+    """A type only beta runs: the others ask it without knowing its result type."""
+
+    name = "keeper"
+    description = "Answers like where, on beta alone."
+
+
 class Inside(Agent):
     """An internal type: only its own appliance may send it anything."""
 
@@ -163,6 +170,8 @@ async def device(
     rt.register(Surveyor)
     rt.register(Inside)
     rt.register(Tally, lambda: Tally(name))
+    if name == "beta":
+        rt.register(Keeper, lambda: Keeper(name))
     await stack.enter_async_context(running(rt))
     link = FleetLink(
         FleetSettings(servers=servers, name=name, heartbeat_s=0.2, lost_after_s=lost_after_s),
@@ -217,7 +226,9 @@ async def test_each_device_hears_every_other_with_its_scope(
     assert {d.name: d.scope for d in status.devices} == SCOPES
     assert [d.name for d in status.devices if d.this] == ["alpha"]
     assert all(d.state == "up" for d in status.devices)
-    assert all(d.types == ["prober", "surveyor", "tally", "where"] for d in status.devices)
+    types = {d.name: d.types for d in status.devices}
+    assert types["beta"] == ["keeper", "prober", "surveyor", "tally", "where"]
+    assert types["alpha"] == types["gamma"] == ["prober", "surveyor", "tally", "where"]
 
 
 async def test_a_request_to_a_type_is_answered_typed_by_devices_across_the_fleet(
@@ -229,6 +240,16 @@ async def test_a_request_to_a_type_is_answered_typed_by_devices_across_the_fleet
     assert all(type(a) is Answer for a in answers)
     assert [a.n for a in answers] == list(range(90))
     assert {a.device for a in answers} == set(DEVICES)  # the queue group spread them
+
+
+async def test_a_type_only_another_device_runs_answers_as_plain_data(
+    fleet: dict[str, FleetLink],
+) -> None:
+    await until(lambda: any("keeper" in p.heartbeat.types for p in fleet["alpha"].peers_up()))
+    answer = await fleet["alpha"].request("keeper", Ask(n=5), job=JOB)
+    assert answer == {"device": "beta", "n": 5}
+    typed = await fleet["beta"].request("keeper", Ask(n=6), job=JOB)  # beta knows its type
+    assert typed == Answer(device="beta", n=6)
 
 
 async def test_failures_come_back_as_the_requesters_own_errors(
