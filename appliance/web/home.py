@@ -183,9 +183,8 @@ def _row(d: Device, names: Mapping[str, str], seen_by: str = "") -> DeviceRow:
 
 async def _device(request: web.Request) -> DeviceView:
     address = request.match_info["address"]
-    found = inventory.device(request.app[RUNTIME].knowledge, address)
-    seen_by = ""
-    if found is None and FLEET_INVENTORY in request.app:  # another device's scan, perhaps
+    found, seen_by = inventory.device(request.app[RUNTIME].knowledge, address), ""
+    if FLEET_INVENTORY in request.app:  # the scan the lists show: perhaps another device's
         there = {d.address: (d, by) for d, by in (await found_devices(request.app))[0]}
         found, seen_by = there.get(address, (None, ""))
     if found is None:

@@ -180,6 +180,8 @@ async def test_the_owners_pages_list_what_every_device_of_the_fleet_scanned(
     assert home["unanswered"] == ["cellar"]
     device = await (await client.get("/api/v1/devices/127.2.0.7")).json()
     assert device["seen_by"] == "warehouse" and device["device"]["open_ports"] == [23]
+    mine = await (await client.get("/api/v1/devices/127.0.0.2")).json()
+    assert mine["seen_by"] == "" and mine["device"]["open_ports"] == [22]  # the newer scan
     page = html.unescape(await (await client.get("/devices/127.2.0.7")).text())
     assert "the appliance warehouse" in page and 'href="/jobs/job-there"' not in page
 
