@@ -307,16 +307,21 @@ class FleetLink:
 
         return callback
 
+    def _from_edge(self, msg: Msg, sender: str) -> Envelope[Event]:
+        """A request's or an event's envelope, decoded with the runtime's registry; its target
+        must be the type its subject names, and its sender is the subject's."""
+        env = self._runtime.decode_packed_envelope(msg.data)
+        if env.target != TypeRef(subjects.type_of(msg.subject)):
+            raise errors.EventNotAllowed(
+                f"the target {env.target} is not the type its subject names"
+            )
+        return msgspec.structs.replace(env, sender=sender)
+
     async def _answer(self, msg: Msg) -> None:
         sender = subjects.sender_of(msg.subject)
         try:
             timeout = float((msg.headers or {}).get(TIMEOUT_HEADER, "5"))
-            env = self._runtime.decode_packed_envelope(msg.data)
-            if env.target != TypeRef(subjects.type_of(msg.subject)):
-                raise errors.EventNotAllowed(
-                    f"the request's target {env.target} is not the type its subject names"
-                )
-            env = msgspec.structs.replace(env, sender=sender)
+            env = self._from_edge(msg, sender)
             result = await self._runtime.request_from_edge(env, timeout=timeout)
             reply = wire.Reply(ok=True, result=msgspec.Raw(wire.encode(result)))
         except asyncio.CancelledError:
@@ -331,12 +336,7 @@ class FleetLink:
         subscription waits for room, so the backlog stays on the broker's side of the link."""
         sender = subjects.sender_of(msg.subject)
         try:
-            env = self._runtime.decode_packed_envelope(msg.data)
-            if env.target != TypeRef(subjects.type_of(msg.subject)):
-                raise errors.EventNotAllowed(
-                    f"the event's target {env.target} is not the type its subject names"
-                )
-            env = msgspec.structs.replace(env, sender=sender)
+            env = self._from_edge(msg, sender)
             try:
                 self._runtime.deliver(env)
             except errors.InboxFull:
@@ -377,6 +377,19 @@ class FleetLink:
                 devices[name] = answer
         return FleetInventory(devices=devices, unanswered=unanswered)
 
+    def _envelope(
+        self, agent_type: str, event: Event, job: JobContext, caller: TaskRef | None
+    ) -> Envelope[Event]:
+        """What crosses the broker to a type's queue group, from this device."""
+        return Envelope(
+            event=event,
+            job=job,
+            target=TypeRef(agent_type),
+            sender=self.name,
+            caller_task_id=caller.task_id if caller else None,
+            caller_agent=caller.agent_type if caller else None,
+        )
+
     async def send(
         self,
         agent_type: str,
@@ -394,14 +407,7 @@ class FleetLink:
             raise errors.TransientError(f"the fleet is not reachable: {self._problem}")
         if not any(agent_type in p.heartbeat.types for p in self.peers_up()):
             raise UnknownAgentType(f"no device in the fleet serves {agent_type!r}")
-        env: Envelope[Event] = Envelope(
-            event=event,
-            job=job,
-            target=TypeRef(agent_type),
-            sender=self.name,
-            caller_task_id=caller.task_id if caller else None,
-            caller_agent=caller.agent_type if caller else None,
-        )
+        env = self._envelope(agent_type, event, job, caller)
         await self._nc.publish(subjects.event(agent_type, self.name), wire.encode(env))
 
     async def request(
@@ -420,14 +426,7 @@ class FleetLink:
 
         if self._nc is None or not self._nc.is_connected:
             raise errors.TransientError(f"the fleet is not reachable: {self._problem}")
-        env: Envelope[Event] = Envelope(
-            event=event,
-            job=job,
-            target=TypeRef(agent_type),
-            sender=self.name,
-            caller_task_id=caller.task_id if caller else None,
-            caller_agent=caller.agent_type if caller else None,
-        )
+        env = self._envelope(agent_type, event, job, caller)
         try:
             msg = await self._nc.request(
                 subjects.request(agent_type, self.name),

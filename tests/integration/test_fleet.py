@@ -210,6 +210,25 @@ async def fleet(tmp_path: Path) -> AsyncIterator[dict[str, FleetLink]]:
             yield await join(stack, tmp_path, keys, url)
 
 
+# an event for the internal type, forged onto a served type's subject
+FORGED = msgspec.msgpack.encode(
+    {
+        "event": {"kind": "fleettest.secret"},
+        "job": JOB,
+        "target": {"to": "type", "agent_type": "inside"},
+    }
+)
+
+
+async def as_alpha(fleet: dict[str, FleetLink], tmp_path: Path) -> nats.NATS:
+    """A raw client with alpha's key, to send what alpha's link never would."""
+    return await nats.connect(
+        fleet["alpha"].settings.servers,
+        nkeys_seed_str=(tmp_path / "alpha" / "fleet.nkey").read_text().strip(),
+        inbox_prefix=subjects.inbox("alpha"),
+    )
+
+
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -279,21 +298,10 @@ async def test_one_way_events_to_a_type_spread_over_the_devices_that_serve_it(
         await fleet["alpha"].send("nobody", Note(n=0), job=JOB)
 
     # what a device may not send, or cannot decode, is refused at the edge and counted
-    nc = await nats.connect(
-        fleet["alpha"].settings.servers,
-        nkeys_seed_str=(tmp_path / "alpha" / "fleet.nkey").read_text().strip(),
-        inbox_prefix=subjects.inbox("alpha"),
-    )
+    nc = await as_alpha(fleet, tmp_path)
     try:
-        forged = msgspec.msgpack.encode(
-            {
-                "event": {"kind": "fleettest.secret"},
-                "job": JOB,
-                "target": {"to": "type", "agent_type": "inside"},
-            }
-        )
         for _ in range(3):  # one to each device, whichever the broker picks
-            await nc.publish(subjects.event("tally", "alpha"), forged)
+            await nc.publish(subjects.event("tally", "alpha"), FORGED)
             await nc.publish(subjects.event("tally", "alpha"), b"\x93junk")
         await nc.flush()
     finally:
@@ -331,20 +339,9 @@ async def test_an_internal_type_is_never_reached_from_another_device(
     with pytest.raises(UnknownAgentType):
         await fleet["alpha"].request("inside", Secret(), job=JOB)
     # ... and a request forged onto a served type's subject is refused at the edge
-    nc = await nats.connect(
-        fleet["alpha"].settings.servers,
-        nkeys_seed_str=(tmp_path / "alpha" / "fleet.nkey").read_text().strip(),
-        inbox_prefix=subjects.inbox("alpha"),
-    )
+    nc = await as_alpha(fleet, tmp_path)
     try:
-        forged = msgspec.msgpack.encode(
-            {
-                "event": {"kind": "fleettest.secret"},
-                "job": JOB,
-                "target": {"to": "type", "agent_type": "inside"},
-            }
-        )
-        msg = await nc.request(subjects.request("where", "alpha"), forged, timeout=5)
+        msg = await nc.request(subjects.request("where", "alpha"), FORGED, timeout=5)
         reply = wire.reply_decoder.decode(msg.data)
         assert not reply.ok and reply.error == "EventNotAllowed", reply
         garbage = await nc.request(subjects.request("where", "alpha"), b"\x93junk", timeout=5)

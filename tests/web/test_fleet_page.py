@@ -132,12 +132,8 @@ async def test_a_task_another_device_ran_is_marked_with_it_in_the_tree_and_the_t
     assert "DataCollector (task-there) @warehouse" in tree["text"]
 
 
-async def test_the_owners_pages_list_what_every_device_of_the_fleet_scanned(
-    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
-) -> None:
-    """The devices the warehouse's scans found are on this panel's home and devices pages,
-    marked with it; one the office scanned more lately than the warehouse shows the office's
-    scan; a device that did not answer in time is said."""
+def scanned_here(runtime: Runtime) -> None:
+    """This device's own scan found 127.0.0.2 with port 22 open."""
     inventory.record_scan(
         runtime.knowledge,
         job_id="job-here",
@@ -146,6 +142,15 @@ async def test_the_owners_pages_list_what_every_device_of_the_fleet_scanned(
         found={"127.0.0.2": [22]},
         findings=[],
     )
+
+
+async def test_the_owners_pages_list_what_every_device_of_the_fleet_scanned(
+    runtime: Runtime, credentials: Credentials, aiohttp_client: Any
+) -> None:
+    """The devices the warehouse's scans found are on this panel's home and devices pages,
+    marked with it; one the office scanned more lately than the warehouse shows the office's
+    scan; a device that did not answer in time is said."""
+    scanned_here(runtime)  # 127.0.0.2, port 22
     theirs = inventory.Device(
         address="127.2.0.7",
         first_seen=1.0,
@@ -189,14 +194,7 @@ async def test_the_owners_pages_list_what_every_device_of_the_fleet_scanned(
 async def test_a_single_appliance_shows_no_scanned_by_column(
     runtime: Runtime, credentials: Credentials, aiohttp_client: Any
 ) -> None:
-    inventory.record_scan(
-        runtime.knowledge,
-        job_id="job-here",
-        at=runtime.clock.now(),
-        probed={"127.0.0.2"},
-        found={"127.0.0.2": [22]},
-        findings=[],
-    )
+    scanned_here(runtime)  # 127.0.0.2, port 22
     client = await aiohttp_client(make_test_panel(runtime, credentials))
     assert await sign_in(client, PASSWORD) == 303
     page = await (await client.get("/devices")).text()
