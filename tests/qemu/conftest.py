@@ -30,12 +30,16 @@ READY_DEADLINE_S = 240  # TCG; boot to ready measured 47-60 s on a loaded 2-core
 # what stands for that, a power cycle, when a reset has been silent this long, and says so.
 RESET_STALL_S = 150
 RESTARTING = "reboot: Restarting system"
+CONSOLE_IN_REPORT = 6000  # the console's last characters a failing test's report shows
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+GUESTS: list[Guest] = []  # every guest of this session, for a failing test's report
 
 
 class Guest:
@@ -54,6 +58,7 @@ class Guest:
         self.started = 0.0
         self.power_cycles: list[str] = []  # what QEMU said each time the harness cycled it
         self.earlier_consoles = ""  # the console before each power cycle
+        GUESTS.append(self)
 
     @property
     def base_url(self) -> str:
@@ -157,6 +162,17 @@ class Guest:
     def log(self) -> str:
         return self.earlier_consoles + self.console.read_bytes().decode(errors="replace")
 
+    def report_section(self) -> tuple[str, str]:
+        """The console's end and how long it had been silent: a failed request or wait in CI
+        shows what the guest was doing, though only the end of CI's output is kept."""
+        silent = time.time() - self.console.stat().st_mtime if self.console.exists() else 0.0
+        running = self.proc is not None and self.proc.poll() is None
+        title = (
+            f"qemu {self.target} console ({'running' if running else 'stopped'}, silent "
+            f"{silent:.0f} s at the report, {len(self.power_cycles)} power cycles)"
+        )
+        return title, self.log()[-CONSOLE_IN_REPORT:]
+
     def wait_for(self, pattern: str, deadline_s: float) -> re.Match[str]:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
@@ -196,3 +212,17 @@ def booted(target: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gu
         g.stop()
         (ROOT / "artifacts").mkdir(exist_ok=True)
         (ROOT / "artifacts" / f"{target}-console.log").write_text(g.log())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing QEMU test's report ends with the console of each guest it used: the ones
+    still running (a module's shared guest) and the ones started since the test began."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    began = time.monotonic() - (time.time() - call.start)  # call.start is wall-clock time
+    for guest in GUESTS:
+        if guest.proc is not None or guest.started >= began:
+            report.sections.append(guest.report_section())
