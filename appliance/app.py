@@ -28,9 +28,9 @@ from appliance.events import JobContext, TaskRef
 from appliance.extensions.loader import load_extensions, register_extensions
 from appliance.fleet.keys import device_seed
 from appliance.fleet.link import FleetLink
+from appliance.hal.addresses import PanelAddresses
 from appliance.hal.board import load_board
 from appliance.hal.hardware import Hardware
-from appliance.hal.interfaces import reachable_urls
 from appliance.planner.plan import Plan
 from appliance.planner.planner import Planner
 from appliance.router import Candidate, Placement, RouteDecision, Router
@@ -57,7 +57,7 @@ from appliance.web.capabilities import DeviceStatus, RouterStatus
 from appliance.web.console import Console, add_console_routes
 from appliance.web.credentials import Credentials
 from appliance.web.fleet import FLEET, FLEET_INVENTORY, FLEET_ROUTES
-from appliance.web.keys import FAILED_EXTENSIONS, NAMES
+from appliance.web.keys import CREDENTIALS, FAILED_EXTENSIONS, NAMES
 from appliance.web.panel import Panel, make_panel
 from appliance.web.routes import add_routes
 from appliance.web.tls import ensure_certificate, needs_tls
@@ -308,12 +308,18 @@ class Appliance:
                     f"router={self.router.placement.summary()}",
                     flush=True,
                 )
+                addresses: PanelAddresses | None = None
                 if panel is not None:
-                    await _announce(panel, setup_token)
+                    addresses = await _announce(panel, setup_token)
                     self.startup.mark("panel")
                 print(f"qey {self.startup.summary()}", flush=True)
-                if setup_token is not None:  # whoever stands at the device may set it up
-                    hardware.display.show_notice(f"setup token {setup_token}")
+                show_token = None
+                if panel is not None and setup_token is not None:
+                    # whoever stands at the device may set it up, and needs to know where
+                    show_token = partial(_show_setup_token, hardware, panel, setup_token, addresses)
+                    show_token()
+                if addresses is not None:
+                    tg.create_task(addresses.watch(show_token), name="qey-panel-addresses")
                 # READY only now: runtime, router, control socket and panel are all up
                 self.supervisor.ready(f"qey ready {__version__} {boot_slot()}")
                 if ready is not None:
@@ -429,23 +435,35 @@ async def _in_fleet(link: FleetLink) -> None:
         await link.close()
 
 
-async def _announce(panel: Panel, setup_token: str | None) -> None:
+async def _announce(panel: Panel, setup_token: str | None) -> PanelAddresses | None:
     """Say where the panel is and, before the first sign-in, the setup token (console only:
-    only its hash is stored)."""
+    only its hash is stored). The addresses are watched from then on (hal/addresses.py)."""
     try:
         async with asyncio.timeout(10):
             await panel.listening.wait()
     except TimeoutError:
         log.error("panel: not listening after 10 s")
-        return
-    urls = [u for url in panel.urls for u in reachable_urls(url)]
-    for url in urls:
-        print(f"qey panel {url}", flush=True)
-    if setup_token is not None and urls:
+        return None
+    addresses = PanelAddresses(panel.urls, partial(print, flush=True))
+    addresses.refresh()
+    if setup_token is not None and addresses.current:
         print(
-            f"qey setup token {setup_token} (open {urls[0]}setup to set the admin password)",
+            f"qey setup token {setup_token} (open {addresses.current[0]}setup to set the "
+            "admin password)",
             flush=True,
         )
+    return addresses
+
+
+def _show_setup_token(
+    hardware: Hardware, panel: Panel, token: str, addresses: PanelAddresses | None
+) -> None:
+    """The setup token on the display, with where to type it once the panel has an address
+    reachable from elsewhere; nothing once the token is spent (its notice is cleared then)."""
+    if panel.app[CREDENTIALS].configured:
+        return
+    where = addresses.from_elsewhere if addresses is not None else None
+    hardware.display.show_notice(f"setup token {token}" + (f" at {where}setup" if where else ""))
 
 
 def _panel_tls(data_dir: Path, listen: list[str]) -> ssl.SSLContext | None:

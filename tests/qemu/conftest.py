@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,8 @@ READY_DEADLINE_S = 240  # TCG; boot to ready measured 47-60 s on a loaded 2-core
 # what stands for that, a power cycle, when a reset has been silent this long, and says so.
 RESET_STALL_S = 150
 RESTARTING = "reboot: Restarting system"
+# Where QEMU's user network forwards the panel port to: the guest's DHCP address there.
+PANEL_ON_NETWORK = re.compile(r"qey panel https://10\.0\.2\.15:\d+/")
 CONSOLE_IN_REPORT = 6000  # the console's last characters a failing test's report shows
 
 
@@ -162,6 +164,18 @@ class Guest:
     def log(self) -> str:
         return self.earlier_consoles + self.console.read_bytes().decode(errors="replace")
 
+    def wait_for_panel(self, deadline_s: float = READY_DEADLINE_S) -> None:
+        """Until the console says, since the latest ``qey ready``, that the panel is reachable
+        at the guest's network address. The appliance can be ready before the guest's DHCP
+        lease, and until then QEMU's forwarded port neither answers nor refuses: a request
+        sent at once waits out its timeout (hal/addresses.py says the address when it comes)."""
+
+        def since_ready(log: str) -> re.Match[str] | None:
+            ready = log.rfind("qey ready")
+            return PANEL_ON_NETWORK.search(log, ready) if ready >= 0 else None
+
+        self._wait(since_ready, f"{PANEL_ON_NETWORK.pattern!r} since the latest ready", deadline_s)
+
     def report_section(self) -> tuple[str, str]:
         """The console's end and how long it had been silent: a failed request or wait in CI
         shows what the guest was doing, though only the end of CI's output is kept."""
@@ -174,9 +188,14 @@ class Guest:
         return title, self.log()[-CONSOLE_IN_REPORT:]
 
     def wait_for(self, pattern: str, deadline_s: float) -> re.Match[str]:
+        return self._wait(lambda log: re.search(pattern, log), repr(pattern), deadline_s)
+
+    def _wait(
+        self, find: Callable[[str], re.Match[str] | None], what: str, deadline_s: float
+    ) -> re.Match[str]:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
-            found = re.search(pattern, self.log())
+            found = find(self.log())
             if found:
                 return found
             if self.proc is not None and self.proc.poll() is not None:
@@ -184,7 +203,7 @@ class Guest:
             end += self._power_cycle_stalled_reset()
             time.sleep(0.5)
         pytest.fail(
-            f"no {pattern!r} on the console within {deadline_s:.0f} s "
+            f"no {what} on the console within {deadline_s:.0f} s "
             f"(qemu exit: {self.proc.poll() if self.proc else None}); console log:\n"
             + self.log()[-20000:]
         )

@@ -55,8 +55,9 @@ def test_first_boot_comes_up_ready_and_prints_the_panel_and_setup_token(guest: G
     boot_to_ready = time.monotonic() - guest.started
     guest.wait_for(r"qey setup token [A-Z0-9-]+", 30)
     started = guest.wait_for(r"qey started in ([0-9.]+) s: (.*)", 30)
+    # QEMU's user network: said once the guest has its lease, which may come after ready
+    guest.wait_for(r"qey panel https://10\.0\.2\.15:8080/", 60)
     log = guest.log()
-    assert re.search(r"qey panel https://10\.0\.2\.15:8080/", log)  # QEMU's user network
     assert re.search(r"qey data partition \S+ grown to \d+ MiB", log)
     guest.record_boot(ready.group(1), boot_to_ready, started.group(0))
 
@@ -66,6 +67,7 @@ def set_up(guest: Guest, s: requests.Session) -> bool:
     (by the setup test, when the module runs whole): so each test also passes when selected
     alone. True if this call did it."""
     base = guest.base_url
+    guest.wait_for_panel()
     page = s.get(f"{base}/setup", timeout=30, allow_redirects=False)
     if page.status_code != 200:
         return False  # the admin password is set: /setup redirects

@@ -32,6 +32,7 @@ def test_the_arm64_image_boots_to_ready_and_serves_its_panel(guest: Guest) -> No
     assert ready.group(2) == "CPUExecutionProvider"  # the qemu board profile asks for CPU only
     session = requests.Session()
     session.trust_env = False
+    guest.wait_for_panel()
     login = session.get(f"{guest.base_url}/login", verify=False, timeout=60)
     assert login.status_code == 200 and 'name="password"' in login.text
     guest.record_boot(ready.group(1), boot_to_ready, started.group(0))
