@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ pytestmark = [
 
 PASSWORD = "correct horse battery staple"
 COMMAND = "analyze network security posture of 127.0.0.1"
+FIRST_CONTACT_TRIES = 3
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +64,35 @@ def test_first_boot_comes_up_ready_and_prints_the_panel_and_setup_token(guest: G
     guest.record_boot(ready.group(1), boot_to_ready, started.group(0))
 
 
+def first_contact(guest: Guest, s: requests.Session, url: str) -> requests.Response:
+    """The first request after ``qey ready``, once the panel is on the guest's network, tried
+    again if the guest does not answer in time. Once in CI a guest did not answer for more than
+    the 30 s of one try (the cause is not known; a failing test's report now ends with the
+    console). A retry is warned about, so it shows in the run's summary instead of passing
+    unseen."""
+    guest.wait_for_panel()
+    for attempt in range(1, FIRST_CONTACT_TRIES + 1):
+        t0 = time.monotonic()
+        try:
+            return s.get(url, timeout=30, allow_redirects=False)
+        except (requests.Timeout, requests.ConnectionError) as err:
+            if attempt == FIRST_CONTACT_TRIES:
+                raise
+            title, console = guest.report_section()
+            warnings.warn(
+                f"try {attempt} of {url} had no answer in {time.monotonic() - t0:.0f} s "
+                f"({type(err).__name__}); {title}; its last lines: {console[-600:]!r}",
+                stacklevel=2,
+            )
+    raise AssertionError("unreachable")
+
+
 def set_up(guest: Guest, s: requests.Session) -> bool:
     """First-time setup with the token on the console, in session ``s``, unless it was done
     (by the setup test, when the module runs whole): so each test also passes when selected
     alone. True if this call did it."""
     base = guest.base_url
-    guest.wait_for_panel()
-    page = s.get(f"{base}/setup", timeout=30, allow_redirects=False)
+    page = first_contact(guest, s, f"{base}/setup")
     if page.status_code != 200:
         return False  # the admin password is set: /setup redirects
     token = guest.wait_for(r"qey setup token ([A-Z0-9-]+)", READY_DEADLINE_S).group(1)

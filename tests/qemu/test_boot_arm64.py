@@ -9,9 +9,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from tests.qemu.conftest import READY_DEADLINE_S, Guest, booted
+from tests.qemu.test_boot import first_contact, session
 
 pytestmark = [
     pytest.mark.qemu_arm64,
@@ -30,10 +30,7 @@ def test_the_arm64_image_boots_to_ready_and_serves_its_panel(guest: Guest) -> No
     started = guest.wait_for(r"qey started in ([0-9.]+) s: (.*)", 30)
     guest.wait_for(r"qey setup token [A-Z0-9-]+", 30)
     assert ready.group(2) == "CPUExecutionProvider"  # the qemu board profile asks for CPU only
-    session = requests.Session()
-    session.trust_env = False
-    guest.wait_for_panel()
-    login = session.get(f"{guest.base_url}/login", verify=False, timeout=60)
+    login = first_contact(guest, session(), f"{guest.base_url}/login")
     assert login.status_code == 200 and 'name="password"' in login.text
     guest.record_boot(ready.group(1), boot_to_ready, started.group(0))
     policy = re.search(r"qey egress policy: .*\(loaded in ([0-9.]+) s\)", guest.log())
