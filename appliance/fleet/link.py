@@ -22,7 +22,7 @@ import msgspec
 
 from appliance import errors, inventory
 from appliance.errors import RequestTimeout, UnknownAgentType
-from appliance.events import Envelope, Event, JobContext, TaskRef, TypeRef
+from appliance.events import Envelope, Event, JobContext, Target, TaskRef, TopicRef, TypeRef
 from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.graphshare import GraphShare
@@ -30,17 +30,19 @@ from appliance.fleet.keys import public_key
 from appliance.fleet.placing import FleetPlacement
 from appliance.fleet.status import DeviceStatus, FleetInventory, FleetStatus
 from appliance.inventory import Device
+from appliance.runtime.elsewhere import FLEET_TOPIC, is_fleet_topic
 from appliance.scope import Network, parse_network
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
 
-    from appliance.runtime import Runtime
+    from appliance.runtime import Agent, Runtime
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_HEADER = "Qey-Timeout"
+BAD_TOPIC = "not a fleet-wide topic: its name after 'fleet.' is one word (letters, digits, _, -)"
 RETRY_S = (0.5, 1.0, 2.0, 5.0)  # between failed first connections, then the last for ever
 
 
@@ -76,6 +78,7 @@ class FleetLink:
         self._nc: Client | None = None
         self._peers: dict[str, Peer] = {}
         self._served: set[str] = set()
+        self._topics: set[str] = set()  # the fleet-wide topics this device's types take
         self._answering: set[asyncio.Task[None]] = set()
         self.events_refused = 0  # one-way events from other devices that were not delivered
         self._refusals_said: set[tuple[str, str]] = set()
@@ -95,6 +98,7 @@ class FleetLink:
         """Begin connecting (in the background: a missing broker never holds the start);
         from now on the runtime may place tasks on the devices heard."""
         self._runtime.place_elsewhere(self.placement)
+        self._runtime.reach_beyond(self)
         self._tasks.append(asyncio.create_task(self._connect(), name="qey-fleet-connect"))
 
     async def wait_connected(self, timeout: float) -> None:
@@ -145,7 +149,7 @@ class FleetLink:
             (subjects.inventory(self.name, "*"), self._answer_inventory),
         ):
             await self._nc.subscribe(subject, cb=self._apart(answer))
-        self._runtime.on_agent_type(lambda cls: self._serve_later(cls.name, cls.internal))
+        self._runtime.on_agent_type(self._serve_later)
         await self._nc.flush()
         log.info("fleet: %s joined through %s", self.name, self._nc.connected_url)
         self._joined = True
@@ -280,12 +284,28 @@ class FleetLink:
 
     # -- serving this device's types ----------------------------------------------------------
 
-    def _serve_later(self, agent_type: str, internal: bool) -> None:
-        """Serve a type (its queue group) once registered: internal types never leave."""
-        if internal or agent_type in self._served:
+    def _serve_later(self, cls: type[Agent]) -> None:
+        """Serve a type (its queue group) once registered, and take the fleet-wide topics it
+        subscribes to: internal types never leave."""
+        if cls.internal or cls.name in self._served:
             return
-        self._served.add(agent_type)
-        self._tasks.append(asyncio.create_task(self._serve(agent_type)))
+        self._served.add(cls.name)
+        self._tasks.append(asyncio.create_task(self._serve(cls.name)))
+        for topic in cls.topics:
+            if not is_fleet_topic(topic) or topic in self._topics:
+                continue
+            name = subjects.topic_name(topic)
+            if name is None:
+                log.warning("fleet: %s takes #%s, %s", cls.name, topic, BAD_TOPIC)
+                continue
+            self._topics.add(topic)
+            self._tasks.append(asyncio.create_task(self._listen(name)))
+
+    async def _listen(self, name: str) -> None:
+        """Every device's events on a fleet-wide topic (no queue group: each device takes
+        each one, for its own subscribers)."""
+        assert self._nc is not None
+        await self._nc.subscribe(subjects.topic_events(name), cb=self._take_topic)
 
     async def _serve(self, agent_type: str) -> None:
         assert self._nc is not None
@@ -307,21 +327,19 @@ class FleetLink:
 
         return callback
 
-    def _from_edge(self, msg: Msg, sender: str) -> Envelope[Event]:
+    def _from_edge(self, msg: Msg, sender: str, target: Target) -> Envelope[Event]:
         """A request's or an event's envelope, decoded with the runtime's registry; its target
-        must be the type its subject names, and its sender is the subject's."""
+        must be the one its subject names, and its sender is the subject's."""
         env = self._runtime.decode_packed_envelope(msg.data)
-        if env.target != TypeRef(subjects.type_of(msg.subject)):
-            raise errors.EventNotAllowed(
-                f"the target {env.target} is not the type its subject names"
-            )
+        if env.target != target:
+            raise errors.EventNotAllowed(f"the target {env.target} is not what its subject names")
         return msgspec.structs.replace(env, sender=sender)
 
     async def _answer(self, msg: Msg) -> None:
         sender = subjects.sender_of(msg.subject)
         try:
             timeout = float((msg.headers or {}).get(TIMEOUT_HEADER, "5"))
-            env = self._from_edge(msg, sender)
+            env = self._from_edge(msg, sender, TypeRef(subjects.type_of(msg.subject)))
             result = await self._runtime.request_from_edge(env, timeout=timeout)
             reply = wire.Reply(ok=True, result=msgspec.Raw(wire.encode(result)))
         except asyncio.CancelledError:
@@ -336,19 +354,38 @@ class FleetLink:
         subscription waits for room, so the backlog stays on the broker's side of the link."""
         sender = subjects.sender_of(msg.subject)
         try:
-            env = self._from_edge(msg, sender)
+            env = self._from_edge(msg, sender, TypeRef(subjects.type_of(msg.subject)))
             try:
                 self._runtime.deliver(env)
             except errors.InboxFull:
                 await self._runtime.send_from_edge(env)
         except asyncio.CancelledError:
             raise
-        except Exception as err:  # nobody to answer: counted, and said once per kind
-            self.events_refused += 1
-            said = (sender, type(err).__name__)
-            if said not in self._refusals_said:
-                self._refusals_said.add(said)
-                log.warning("fleet: an event from %s refused: %s: %s", sender, said[1], err)
+        except Exception as err:
+            self._refused(sender, err)
+
+    async def _take_topic(self, msg: Msg) -> None:
+        """A fleet-wide topic's event, for this device's subscribers; this device's own came
+        back from the broker too, and is let go: its subscribers had it when it was sent."""
+        sender = subjects.sender_of(msg.subject)
+        if sender == self.name:
+            return
+        try:
+            topic = TopicRef(FLEET_TOPIC + subjects.type_of(msg.subject))
+            await self._runtime.topic_from_edge(self._from_edge(msg, sender, topic))
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self._refused(sender, err)
+
+    def _refused(self, sender: str, err: Exception) -> None:
+        """A one-way event not delivered: nobody to answer, so counted, and said once per
+        sender and kind."""
+        self.events_refused += 1
+        said = (sender, type(err).__name__)
+        if said not in self._refusals_said:
+            self._refusals_said.add(said)
+            log.warning("fleet: an event from %s refused: %s: %s", sender, said[1], err)
 
     async def _answer_inventory(self, msg: Msg) -> None:
         found = inventory.devices(self._runtime.knowledge)
@@ -403,12 +440,31 @@ class FleetLink:
         delivers (a device lost with events queued loses them): what must not be lost goes as
         a request, or as a task placed on a device. UnknownAgentType when no device heard
         serves the type, since the broker drops an event nobody takes without a word."""
+        await self.carry(self._envelope(agent_type, event, job, caller))
+
+    def serves(self, agent_type: str) -> bool:
+        """Whether a device heard (this one included) serves ``agent_type``."""
+        return any(agent_type in p.heartbeat.types for p in self.peers_up())
+
+    async def carry(self, env: Envelope[Event]) -> None:
+        """A one-way event onto the broker as this device's: for a type, to one device
+        serving it (UnknownAgentType when none is heard); for a fleet-wide topic
+        (``fleet.<name>``), to every other device's subscribers."""
         if self._nc is None or not self._nc.is_connected:
             raise errors.TransientError(f"the fleet is not reachable: {self._problem}")
-        if not any(agent_type in p.heartbeat.types for p in self.peers_up()):
-            raise UnknownAgentType(f"no device in the fleet serves {agent_type!r}")
-        env = self._envelope(agent_type, event, job, caller)
-        await self._nc.publish(subjects.event(agent_type, self.name), wire.encode(env))
+        target = env.target
+        if type(target) is TypeRef:
+            if not self.serves(target.agent_type):
+                raise UnknownAgentType(f"no device in the fleet serves {target.agent_type!r}")
+            subject = subjects.event(target.agent_type, self.name)
+        elif type(target) is TopicRef and is_fleet_topic(target.topic):
+            name = subjects.topic_name(target.topic)
+            if name is None:
+                raise errors.EventNotAllowed(f"#{target.topic}: {BAD_TOPIC}")
+            subject = subjects.topic(name, self.name)
+        else:
+            raise errors.EventNotAllowed(f"{target} stays on this device")
+        await self._nc.publish(subject, wire.encode(msgspec.structs.replace(env, sender=self.name)))
 
     async def request(
         self,

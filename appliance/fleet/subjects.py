@@ -8,14 +8,17 @@ requester's own inbox (``_INBOX.<name>``), which no other device may read.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 ROOT = "qey"
 HEARTBEATS = f"{ROOT}.dev.*"
 REQUESTS = f"{ROOT}.req.*.*"
 EVENTS = f"{ROOT}.evt.*.*"
+TOPICS = f"{ROOT}.top.*.*"
 GRAPH = f"{ROOT}.graph.*"
 GRAPH_STREAM = "QEY_GRAPH"
+TOKEN = re.compile(r"[A-Za-z0-9_-]+")  # what a name may be to stand as one subject token
 
 
 def heartbeat(device: str) -> str:
@@ -38,6 +41,22 @@ def event(agent_type: str, sender: str) -> str:
 
 def events_for(agent_type: str) -> str:
     return f"{ROOT}.evt.{agent_type}.*"
+
+
+def topic(name: str, sender: str) -> str:
+    """An event for every device's subscribers of the fleet-wide topic ``fleet.<name>``."""
+    return f"{ROOT}.top.{name}.{sender}"
+
+
+def topic_events(name: str) -> str:
+    return f"{ROOT}.top.{name}.*"
+
+
+def topic_name(topic: str) -> str | None:
+    """The subject's token for a fleet-wide topic (``fleet.<name>``), None when the name
+    is not one token a subject can carry (empty, or with a dot, a space or a wildcard)."""
+    name = topic.removeprefix("fleet.")
+    return name if TOKEN.fullmatch(name) else None
 
 
 def place(device: str, sender: str) -> str:
@@ -70,17 +89,18 @@ def sender_of(subject: str) -> str:
 
 
 def type_of(subject: str) -> str:
-    """The agent type a request's or an event's subject names."""
+    """The agent type a request's or an event's subject names (the topic's name, for a
+    topic's event)."""
     return subject.split(".")[2]
 
 
 def permissions(device: str) -> dict[str, Any]:
     """What the broker lets ``device`` do: publish as itself, read the fleet's heartbeats,
-    requests and one-way events, the tasks placed on it and their ends, the questions for its
-    inventory, and its own inbox,
-    and answer a request it received (``allow_responses``); share graph records as itself
-    into the stream and follow the stream through a consumer of its own name alone."""
-    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "evt", "place", "ended", "inv")]
+    requests, one-way events and fleet-wide topics, the tasks placed on it and their ends, the
+    questions for its inventory, and its own inbox, and answer a request it received
+    (``allow_responses``); share graph records as itself into the stream and follow the
+    stream through a consumer of its own name alone."""
+    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "evt", "top", "place", "ended", "inv")]
     to_me = [f"{ROOT}.{what}.{device}.*" for what in ("place", "ended", "inv")]
     api, stream = "$JS.API", GRAPH_STREAM
     jetstream = [  # the graph's stream: make it (the same for all), follow it as itself
@@ -94,6 +114,8 @@ def permissions(device: str) -> dict[str, Any]:
     ]
     return {
         "publish": {"allow": [heartbeat(device), graph(device), *mine, *jetstream]},
-        "subscribe": {"allow": [HEARTBEATS, REQUESTS, EVENTS, *to_me, f"{inbox(device)}.>"]},
+        "subscribe": {
+            "allow": [HEARTBEATS, REQUESTS, EVENTS, TOPICS, *to_me, f"{inbox(device)}.>"]
+        },
         "allow_responses": True,
     }

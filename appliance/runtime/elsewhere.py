@@ -2,20 +2,23 @@
 waits for how they ended as it waits for its own.
 
 The fleet (``appliance/fleet/``) says where a task goes and carries it there; the runtime only
-knows the small interface below, so a single device never loads any of it. A task whose
+knows the small interfaces below, so a single device never loads any of it. A task whose
 device is lost before it ends is recorded as failed, saying so, and placed again (on another
 device that reaches its target, or here): the job goes on.
+
+Events cross too (``Beyond``): a send or a request to a type this device does not run goes
+to a device that does, and a fleet-wide topic's events reach every device's subscribers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from appliance.events import Event, JobContext, TaskRef, TaskSpawned
+from appliance.events import Envelope, Event, JobContext, TaskRef, TaskSpawned
 from appliance.runtime.ids import new_task_id
 from appliance.runtime.outcome import TaskOutcome
 
@@ -39,6 +42,40 @@ class Elsewhere(Protocol):
         self, device: str, job: JobContext, spawned: TaskSpawned, start: Event | None
     ) -> TaskOutcome:
         """Start the task on ``device`` and return how it ended; DeviceLost if it is lost."""
+
+
+# A topic named so (``fleet.<name>``, the name one NATS token) reaches the subscribers of every
+# device in a fleet; any other topic stays on the device it was published on (a hot-plug
+# belongs to the device it happened on).
+FLEET_TOPIC = "fleet."
+
+
+def is_fleet_topic(topic: str) -> bool:
+    return topic.startswith(FLEET_TOPIC)
+
+
+class Beyond(Protocol):
+    """Where an event goes that this device cannot take alone: to a type that only other
+    devices run, and to the other devices' subscribers of a fleet-wide topic. One-way events
+    cross at most once, as the broker delivers them."""
+
+    def serves(self, agent_type: str) -> bool:
+        """Whether another device is heard serving ``agent_type``."""
+
+    async def carry(self, env: Envelope[Event]) -> None:
+        """A one-way event for a type (to one device serving it) or a fleet-wide topic (to
+        every other device); UnknownAgentType when no device serves the type."""
+
+    async def request(
+        self,
+        agent_type: str,
+        event: Event,
+        *,
+        job: JobContext,
+        caller: TaskRef | None = None,
+        timeout: float = 5.0,
+    ) -> Any:
+        """``Runtime.request`` answered by a device serving ``agent_type``."""
 
 
 class Placed:

@@ -35,6 +35,7 @@ from appliance.errors import (
     EventNotAllowed,
     InboxFull,
     RuntimeStopped,
+    UnknownAgentType,
     UnknownTask,
 )
 from appliance.events import (
@@ -58,7 +59,7 @@ from appliance.runtime.audit import AuditTrail
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
 from appliance.runtime.deadlines import Deadlines
-from appliance.runtime.elsewhere import Elsewhere, Placed
+from appliance.runtime.elsewhere import Beyond, Elsewhere, Placed, is_fleet_topic
 from appliance.runtime.failures import Failures, HandlerHung
 from appliance.runtime.graph import TaskGraph, UnfinishedTask
 from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
@@ -128,10 +129,16 @@ class Runtime:
         store.add_source(self._unsaved_snapshots)
         self.handled = 0
         self.placed: Placed | None = None  # a fleet's: tasks other devices run for this one
+        self.beyond: Beyond | None = None  # a fleet's: events for what other devices run
 
     def place_elsewhere(self, elsewhere: Elsewhere) -> None:
         """Let ``fan_out`` place tasks on other devices (the fleet), as ``elsewhere`` says."""
         self.placed = Placed(self, elsewhere)
+
+    def reach_beyond(self, beyond: Beyond) -> None:
+        """Let events cross to other devices (the fleet): a send or a request to a type only
+        they run, and a fleet-wide topic's events (``fleet.<name>``) to their subscribers."""
+        self.beyond = beyond
 
     @property
     def supervision(self) -> Supervision:
@@ -534,6 +541,11 @@ class Runtime:
                 raise UnknownTask(f"no live instance {target}")
         elif type(target) is TopicRef:
             self._publish_topic(target, env)
+            if self.beyond is not None and is_fleet_topic(target.topic):
+                self._carry_later(self.beyond, env)
+            return
+        elif self.beyond is not None and self._only_beyond(target):
+            self._carry_later(self.beyond, env)
             return
         else:
             inst = self._resolve(target, env)
@@ -559,12 +571,62 @@ class Runtime:
 
         Awaitable, not a coroutine: when there is room, as there nearly always is, the event
         is queued at once and a finished future comes back, so the common case costs no
-        coroutine. Other errors are raised at the call, like ``publish_nowait``'s."""
+        coroutine. Other errors are raised at the call, like ``publish_nowait``'s. In a fleet,
+        an event for a type only other devices run, or for a fleet-wide topic, is sent on
+        to them, and the wait includes the broker taking it."""
+        if self.beyond is not None and (
+            self._only_beyond(target) or (type(target) is TopicRef and is_fleet_topic(target.topic))
+        ):
+            return self._send_beyond(self.beyond, _envelope(target, event, job, caller, sender))
         try:
             self.publish_nowait(target, event, job=job, caller=caller, sender=sender)
         except InboxFull:
             return self._send_when_room(target, event, job, caller, sender)
         return self._sent  # type: ignore[return-value]
+
+    def _only_beyond(self, target: Target) -> bool:
+        """A type this device does not run: in a fleet, another device may."""
+        return type(target) is TypeRef and target.agent_type not in self._kinds
+
+    async def _send_beyond(self, beyond: Beyond, env: Envelope[Event]) -> None:
+        target = env.target
+        if type(target) is TopicRef:  # this device's own subscribers first, then the others'
+            await self._topic_here(target, env)
+        await beyond.carry(env)
+
+    def _carry_later(self, beyond: Beyond, env: Envelope[Event]) -> None:
+        """``publish_nowait`` across devices: checked now, carried in the background (the
+        broker takes it at once unless the link is backed up), a failure logged."""
+        target = env.target
+        if type(target) is TypeRef and not beyond.serves(target.agent_type):
+            raise UnknownAgentType(f"no agent type {target.agent_type!r} here or in the fleet")
+        assert self._tg is not None  # publish_nowait checked it
+        self._tg.create_task(self._carry_logged(beyond, env))
+
+    @staticmethod
+    async def _carry_logged(beyond: Beyond, env: Envelope[Event]) -> None:
+        try:
+            await beyond.carry(env)
+        except Exception as err:  # nobody waits on it: said, never raised into the runtime
+            log.warning("fleet: an event for %s was not carried: %s", env.target, err)
+
+    async def _topic_here(self, target: TopicRef, env: Envelope[Event]) -> None:
+        """A topic's event to this device's subscribers, waiting for inbox room."""
+        while True:
+            try:
+                self._publish_topic(target, env)
+                return
+            except InboxFull:
+                await self._wait_space(target)
+
+    async def topic_from_edge(self, env: Envelope[Event]) -> None:
+        """A fleet-wide topic's event from another device, to this device's subscribers alone
+        (the sender reached the others itself), held to the rules of ``deliver``."""
+        self._check_from_client(env)
+        target = env.target
+        if type(target) is not TopicRef or not is_fleet_topic(target.topic):
+            raise EventNotAllowed(f"{target} is not a fleet-wide topic")
+        await self._topic_here(target, env)
 
     async def _send_when_room(
         self,
@@ -591,9 +653,14 @@ class Runtime:
         caller: TaskRef | None = None,
         timeout: float = 5.0,
     ) -> Any:
-        """Send and wait for the handler's return value; HandlerFailed if it raised."""
+        """Send and wait for the handler's return value; HandlerFailed if it raised. In a
+        fleet, a type only other devices run is asked there."""
         if self._tg is None or self._loop is None:
             raise RuntimeStopped("the runtime is not running")
+        if self.beyond is not None and self._only_beyond(target):
+            return await self.beyond.request(
+                target.agent_type, event, job=job, caller=caller, timeout=timeout
+            )
         env = _envelope(target, event, job, caller, None)
         inst = self._resolve(target, env)
         handler = inst.handlers.get(type(event))
