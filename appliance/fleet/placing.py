@@ -2,7 +2,8 @@
 
 The placing side (``Elsewhere`` to the runtime): ``device_for`` picks, among the devices
 heard now that serve the type and whose scope covers the target, the least loaded; never a
-device that does not cover it. ``run_there`` hands the task over and waits for its end,
+device that does not cover it. A type this device does not run at all goes to the least
+loaded device that does. ``run_there`` hands the task over and waits for its end,
 watching the device's heartbeats: a device lost or restarted before the task ends raises
 DeviceLost, and the runtime places the task again.
 
@@ -25,6 +26,7 @@ from appliance.errors import (
     EventNotAllowed,
     OutOfScope,
     TransientError,
+    UnknownAgentType,
     UnknownDevice,
 )
 from appliance.events import Event, JobContext, TaskRef, TaskSpawned
@@ -63,7 +65,12 @@ class FleetPlacement:
         return any(_covers(peer, net) for peer in self._link.peers_up(others=True))
 
     def device_for(self, agent_type: str, start: Event | None) -> str | None:
-        field = self._runtime.agent_class(agent_type).reach
+        try:
+            field = self._runtime.agent_class(agent_type).reach
+        except UnknownAgentType:  # only other devices run it: the least loaded of them
+            peers = self._link.peers_up(others=True)
+            serving = [p for p in peers if agent_type in p.heartbeat.types]
+            return min(serving, key=_by_load).name if serving else None
         target = getattr(start, field, None) if field else None
         if not isinstance(target, str):
             return None
@@ -80,7 +87,7 @@ class FleetPlacement:
         ]
         if not able:
             return None  # here, where the type's own scope check refuses it, naming it
-        return min(able, key=lambda p: (p.heartbeat.load, p.name)).name
+        return min(able, key=_by_load).name
 
     async def run_there(
         self, device: str, job: JobContext, spawned: TaskSpawned, start: Event | None
@@ -246,3 +253,8 @@ def _plain(result: Any) -> Any:
     except (TypeError, msgspec.EncodeError):
         return None
     return result
+
+
+def _by_load(peer: Peer) -> tuple[int, str]:
+    """Least loaded first; a tie goes by name, so the choice is the same on every device."""
+    return peer.heartbeat.load, peer.name

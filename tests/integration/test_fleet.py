@@ -29,6 +29,7 @@ from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.link import FleetLink
 from appliance.runtime import Agent, Context, Runtime, Store, running
+from appliance.runtime.fanout import FanOut
 from appliance.scope import Scope
 from tests.integration.broker import broker, cluster, free_port, seeds
 
@@ -531,6 +532,23 @@ async def test_work_runs_on_a_device_that_reaches_its_target_and_the_graph_says_
     assert theirs.command == "survey three segments"  # the command, whatever came first
     # its task done, the job's instances on beta retire: a receiver does not grow per job
     await until(lambda: not beta_rt.instances("prober"))
+
+
+async def test_work_for_a_type_only_another_device_runs_is_placed_there(
+    fleet: dict[str, FleetLink],
+) -> None:
+    alpha = runtime_of(fleet["alpha"])
+    await until(lambda: fleet["alpha"].serves("keeper"))
+    job = alpha.open_job("ask the keeper")
+    fan = FanOut(alpha, job, caller=None)
+    [outcome] = await asyncio.wait_for(fan.run("keeper", [("ask", Ask(n=3))]), 20)
+    assert outcome.ok, outcome
+    assert outcome.result_as(Answer) == Answer(device="beta", n=3)
+    await alpha.commit()
+    tree = await alpha.graph.tree(job.job_id)
+    assert [(n.agent_type, n.device, n.status) for n in tree.tasks] == [("keeper", "beta", "done")]
+    with pytest.raises(UnknownAgentType):  # nobody runs it: refused here, as before
+        await fan.run("nobody", [("ask", Ask(n=4))])
 
 
 async def test_every_device_holds_the_whole_of_a_job_that_spans_devices(
