@@ -116,7 +116,7 @@ class FleetPlacement:
                 parent=TaskRef(spawned.parent_agent or "?", spawned.parent_task_id)
                 if spawned.parent_task_id
                 else None,
-                start=msgspec.Raw(wire.encode(start)),
+                start=msgspec.Raw(wire.encode(start)) if start is not None else wire.NO_START,
             )
             answer = await self._link.ask(
                 subjects.place(device, self._link.name), wire.encode(placement), HANDOVER_S
@@ -188,10 +188,16 @@ class FleetPlacement:
 
     async def _start(self, placement: wire.Placement, sender: str) -> TaskRef:
         cls = self._runtime.startable(placement.agent_type)  # never an internal type
-        start = self._runtime.decode_packed_event(placement.start)
-        tag = str(type(start).__struct_config__.tag)
-        if tag not in self._runtime.client_kinds() or type(start) not in cls.handlers:
-            raise EventNotAllowed(f"{placement.agent_type} does not take {tag!r} from the fleet")
+        if placement.start == wire.NO_START:  # a command's root: made into its start event
+            start = cls.start_for(placement.objective)  # here, as a command is (BadCommand)
+        else:
+            start = self._runtime.decode_packed_event(placement.start)
+        if start is not None:
+            tag = str(type(start).__struct_config__.tag)
+            if tag not in self._runtime.client_kinds() or type(start) not in cls.handlers:
+                raise EventNotAllowed(
+                    f"{placement.agent_type} does not take {tag!r} from the fleet"
+                )
         if cls.reach is not None:  # refused here, before anything is recorded
             target = getattr(start, cls.reach, None)
             if not isinstance(target, str) or not self._link.scope_covers(parse_network(target)):

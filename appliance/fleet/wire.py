@@ -32,9 +32,15 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     detail: str = ""
 
 
+# A placement's start when the receiver makes it from the objective (a command for a type
+# only the receiver runs): msgpack's nil
+NO_START = msgspec.Raw(msgspec.msgpack.encode(None))
+
+
 class Placement(msgspec.Struct, frozen=True, kw_only=True):
     """A task one device asks another to run: the same id in both graphs, its parent the
-    placing device's task, its start event typed (msgpack, decoded by the receiver)."""
+    placing device's task, its start event typed (msgpack, decoded by the receiver), or
+    ``NO_START`` for the receiver's type to make it from the objective."""
 
     job: JobContext
     command: str  # what the receiver's graph records as the job's command

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from appliance.errors import ApplianceError
 from appliance.events import Envelope, Event, JobContext, TaskRef, TaskSpawned
 from appliance.runtime.ids import new_task_id
 from appliance.runtime.outcome import TaskOutcome
@@ -85,6 +86,7 @@ class Placed:
         self._runtime = runtime
         self.elsewhere = elsewhere
         self._running: set[asyncio.Task[None]] = set()
+        self.outcomes: dict[str, asyncio.Future[TaskOutcome]] = {}  # by task id, until each ends
 
     def spawn(
         self,
@@ -99,6 +101,8 @@ class Placed:
         """Record the task (with its device) and start it there; the future is its outcome."""
         outcome: asyncio.Future[TaskOutcome] = asyncio.get_running_loop().create_future()
         ref = self._start(device, agent_type, job, objective, caller, start, outcome, 1)
+        self.outcomes[ref.task_id] = outcome
+        outcome.add_done_callback(lambda _: self.outcomes.pop(ref.task_id, None))
         return ref, outcome
 
     def _start(
@@ -187,7 +191,13 @@ class Placed:
         if device is not None:
             self._start(device, agent_type, job, objective, caller, start, outcome, placement + 1)
             return
-        ref = self._runtime.spawn(agent_type, job, objective, caller=caller, start=start)
+        try:
+            ref = self._runtime.spawn(agent_type, job, objective, caller=caller, start=start)
+        except ApplianceError as err:  # a type only the lost devices ran: it cannot go on here
+            detail = f"{spawned.device} was lost, and no device heard runs it: {err}"
+            ref = TaskRef(agent_type, spawned.task_id)
+            outcome.set_result(TaskOutcome(ref=ref, status="failed", detail=detail))
+            return
         here = self._runtime.outcome_future(ref)
 
         def ended(done: asyncio.Future[TaskOutcome]) -> None:

@@ -286,7 +286,18 @@ class Runtime:
         ``fallbacks``: agent types, in order, to hand the command to if the root's handler
         refuses it (bad input, not a crash): the next one that can parse it runs as the
         root's child, and the root ends as that child ends.
+
+        In a fleet, a type this device does not run has its root placed on a device that
+        does, which turns the command into the start event itself (it has the type).
         """
+        if agent_type not in self._kinds and self.placed is not None:
+            device = self.placed.elsewhere.device_for(agent_type, start)
+            if device is not None:  # a type only other devices run: the job's root goes there
+                job = self.open_job(command, autonomous=autonomous)
+                root, _ = self.placed.spawn(
+                    device, agent_type, job, command, caller=None, start=start
+                )
+                return job, root
         self.startable(agent_type)
         job, root = self._submit(command, agent_type, start=start, autonomous=autonomous)
         self.failures.fallbacks(root.task_id, fallbacks)
@@ -1003,9 +1014,12 @@ class Runtime:
         return inst.waiters
 
     async def wait_task(self, ref: TaskRef) -> TaskOutcome:
-        """How the task ended: waits while it runs, reads the graph once it is gone."""
+        """How the task ended: waits while it runs (here, or placed on another device), reads
+        the graph once it is gone."""
         if ref.task_id in self._instances:
             return await asyncio.shield(self.outcome_future(ref))
+        if self.placed is not None and (there := self.placed.outcomes.get(ref.task_id)):
+            return await asyncio.shield(there)
         _tree, chain = await self.graph.chain(ref.task_id)
         node = chain[0]
         return TaskOutcome(ref=ref, status=node.status, result=node.result, detail=node.detail)

@@ -17,6 +17,7 @@ import pytest
 
 from appliance import inventory
 from appliance.errors import (
+    BadCommand,
     EventNotAllowed,
     HandlerFailed,
     RequestTimeout,
@@ -24,7 +25,7 @@ from appliance.errors import (
     UnknownAgentType,
     UnknownJob,
 )
-from appliance.events import Event, JobContext, TopicRef, TypeRef
+from appliance.events import Event, JobContext, Started, TopicRef, TypeRef
 from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.link import FleetLink
@@ -146,6 +147,11 @@ class Keeper(Where):
 
     async def on_note(self, event: Note, ctx: Context[msgspec.Struct]) -> None:
         NOTED.append((self.device, ctx.envelope.sender, event.n))
+
+    async def on_start(self, event: Started, ctx: Context[msgspec.Struct]) -> str:
+        if event.objective.startswith("refuse"):
+            raise BadCommand(f"keeper does not take {event.objective!r}")
+        return f"kept {event.objective!r} on {self.device}"
 
 
 class Listener(Tally):
@@ -549,6 +555,29 @@ async def test_work_for_a_type_only_another_device_runs_is_placed_there(
     assert [(n.agent_type, n.device, n.status) for n in tree.tasks] == [("keeper", "beta", "done")]
     with pytest.raises(UnknownAgentType):  # nobody runs it: refused here, as before
         await fan.run("nobody", [("ask", Ask(n=4))])
+
+
+async def test_a_command_for_a_type_only_another_device_runs_is_its_job_there(
+    fleet: dict[str, FleetLink],
+) -> None:
+    """``qey submit --agent keeper`` on alpha: the job is alpha's, its root runs on beta,
+    which makes the command into keeper's start event itself."""
+    alpha = runtime_of(fleet["alpha"])
+    await until(lambda: fleet["alpha"].serves("keeper"))
+    job, root = alpha.submit("keep the logs", "keeper")
+    outcome = await asyncio.wait_for(alpha.wait_task(root), 20)
+    assert (outcome.status, outcome.result) == ("done", "kept 'keep the logs' on beta")
+    tree = await alpha.graph.tree(job.job_id)
+    assert tree.command == "keep the logs"
+    assert [(n.agent_type, n.device, n.parent_task_id) for n in tree.tasks] == [
+        ("keeper", "beta", None)
+    ]
+    # what keeper's own handler refuses comes back as the task's failure, saying why
+    job, root = alpha.submit("refuse this", "keeper")
+    failed = await asyncio.wait_for(alpha.wait_task(root), 20)
+    assert failed.status == "failed" and "does not take 'refuse this'" in failed.detail, failed
+    with pytest.raises(UnknownAgentType):
+        alpha.submit("keep it", "nobody")
 
 
 async def test_every_device_holds_the_whole_of_a_job_that_spans_devices(
