@@ -30,8 +30,9 @@ def test_the_arm64_image_boots_to_ready_and_serves_its_panel(guest: Guest) -> No
     started = guest.wait_for(r"qey started in ([0-9.]+) s: (.*)", 30)
     guest.wait_for(r"qey setup token [A-Z0-9-]+", 30)
     assert ready.group(2) == "CPUExecutionProvider"  # the qemu board profile asks for CPU only
-    login = first_contact(guest, session(), f"{guest.base_url}/login")
-    assert login.status_code == 200 and 'name="password"' in login.text
+    # a fresh device: its first page is the first-time setup (/login sends there)
+    setup = first_contact(guest, session(), f"{guest.base_url}/setup")
+    assert setup.status_code == 200 and 'name="password"' in setup.text
     guest.record_boot(ready.group(1), boot_to_ready, started.group(0))
     policy = re.search(r"qey egress policy: .*\(loaded in ([0-9.]+) s\)", guest.log())
     assert policy, guest.log()[-5000:]
