@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "image"))
 import qemu  # noqa: E402  (image/qemu.py: the same command line ./build.sh qemu runs)
 
-BUILD_DEADLINE_S = 2400  # a cold arm64 build runs maintainer scripts under qemu-user (~15 min)
+# A cold arm64 build (no cached base, no router cache: a fresh machine) runs the maintainer
+# scripts and the router's phrase embedding under qemu-user: more than 40 min on this 2-core
+# machine (the base 23 min, the router's cache more than 16), and a build killed at the
+# deadline goes on as an orphan anyway. With the caches it takes a few minutes.
+BUILD_DEADLINE_S = 3600
 READY_DEADLINE_S = 240  # TCG; boot to ready measured 47-60 s on a loaded 2-core host
 # A QEMU process (TCG, q35, OVMF, two vCPUs) can fail to come back from a warm reset: once in
 # CI the kernel said "Restarting system" and the console stayed silent for the 640 s left. It
