@@ -77,6 +77,16 @@ class TopicRef(msgspec.Struct, frozen=True, tag="topic", tag_field="to"):
 
 Target: TypeAlias = TaskRef | TypeRef | TopicRef
 
+# A topic named so (``fleet.<name>``, the name one NATS token) reaches the subscribers of every
+# device in a fleet; any other topic stays on the device it was published on (a hot-plug
+# belongs to the device it happened on).
+FLEET_TOPIC = "fleet."
+
+
+def is_fleet_topic(topic: str) -> bool:
+    return topic.startswith(FLEET_TOPIC)
+
+
 E = TypeVar("E")
 
 

@@ -22,7 +22,17 @@ import msgspec
 
 from appliance import errors, inventory
 from appliance.errors import RequestTimeout, UnknownAgentType
-from appliance.events import Envelope, Event, JobContext, Target, TaskRef, TopicRef, TypeRef
+from appliance.events import (
+    FLEET_TOPIC,
+    Envelope,
+    Event,
+    JobContext,
+    Target,
+    TaskRef,
+    TopicRef,
+    TypeRef,
+    is_fleet_topic,
+)
 from appliance.fleet import subjects, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.graphshare import GraphShare
@@ -30,7 +40,6 @@ from appliance.fleet.keys import public_key
 from appliance.fleet.placing import FleetPlacement
 from appliance.fleet.status import DeviceStatus, FleetInventory, FleetStatus
 from appliance.inventory import Device
-from appliance.runtime.elsewhere import FLEET_TOPIC, is_fleet_topic
 from appliance.scope import Network, parse_network
 
 if TYPE_CHECKING:

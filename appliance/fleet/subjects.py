@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from appliance.events import FLEET_TOPIC
+
 ROOT = "qey"
 HEARTBEATS = f"{ROOT}.dev.*"
 REQUESTS = f"{ROOT}.req.*.*"
@@ -55,7 +57,7 @@ def topic_events(name: str) -> str:
 def topic_name(topic: str) -> str | None:
     """The subject's token for a fleet-wide topic (``fleet.<name>``), None when the name
     is not one token a subject can carry (empty, or with a dot, a space or a wildcard)."""
-    name = topic.removeprefix("fleet.")
+    name = topic.removeprefix(FLEET_TOPIC)
     return name if TOKEN.fullmatch(name) else None
 
 

@@ -45,23 +45,14 @@ class Elsewhere(Protocol):
         """Start the task on ``device`` and return how it ended; DeviceLost if it is lost."""
 
 
-# A topic named so (``fleet.<name>``, the name one NATS token) reaches the subscribers of every
-# device in a fleet; any other topic stays on the device it was published on (a hot-plug
-# belongs to the device it happened on).
-FLEET_TOPIC = "fleet."
-
-
-def is_fleet_topic(topic: str) -> bool:
-    return topic.startswith(FLEET_TOPIC)
-
-
 class Beyond(Protocol):
     """Where an event goes that this device cannot take alone: to a type that only other
     devices run, and to the other devices' subscribers of a fleet-wide topic. One-way events
     cross at most once, as the broker delivers them."""
 
     def serves(self, agent_type: str) -> bool:
-        """Whether another device is heard serving ``agent_type``."""
+        """Whether a device heard serves ``agent_type`` (the runtime asks only of types it
+        does not run itself)."""
 
     async def carry(self, env: Envelope[Event]) -> None:
         """A one-way event for a type (to one device serving it) or a fleet-wide topic (to

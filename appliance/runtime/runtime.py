@@ -51,6 +51,7 @@ from appliance.events import (
     TaskStatus,
     TopicRef,
     TypeRef,
+    is_fleet_topic,
 )
 from appliance.runtime import eager
 from appliance.runtime.agent import Agent
@@ -59,7 +60,7 @@ from appliance.runtime.audit import AuditTrail
 from appliance.runtime.clock import Clock, SystemClock
 from appliance.runtime.context import Context
 from appliance.runtime.deadlines import Deadlines
-from appliance.runtime.elsewhere import Beyond, Elsewhere, Placed, is_fleet_topic
+from appliance.runtime.elsewhere import Beyond, Elsewhere, Placed
 from appliance.runtime.failures import Failures, HandlerHung
 from appliance.runtime.graph import TaskGraph, UnfinishedTask
 from appliance.runtime.ids import new_command_id, new_job_id, new_task_id
@@ -1018,7 +1019,8 @@ class Runtime:
         the graph once it is gone."""
         if ref.task_id in self._instances:
             return await asyncio.shield(self.outcome_future(ref))
-        if self.placed is not None and (there := self.placed.outcomes.get(ref.task_id)):
+        there = self.placed.outcomes.get(ref.task_id) if self.placed is not None else None
+        if there is not None:
             return await asyncio.shield(there)
         _tree, chain = await self.graph.chain(ref.task_id)
         node = chain[0]

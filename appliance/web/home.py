@@ -183,10 +183,11 @@ def _row(d: Device, names: Mapping[str, str], seen_by: str = "") -> DeviceRow:
 
 async def _device(request: web.Request) -> DeviceView:
     address = request.match_info["address"]
-    found, seen_by = inventory.device(request.app[RUNTIME].knowledge, address), ""
     if FLEET_INVENTORY in request.app:  # the scan the lists show: perhaps another device's
         there = {d.address: (d, by) for d, by in (await found_devices(request.app))[0]}
         found, seen_by = there.get(address, (None, ""))
+    else:
+        found, seen_by = inventory.device(request.app[RUNTIME].knowledge, address), ""
     if found is None:
         raise UnknownDevice(f"no scan has seen a device at {address!r}")
     return DeviceView(found, names_of(request.app.get(NAMES) or {}, address), seen_by)
