@@ -23,18 +23,19 @@ from appliance.agents import register_builtin
 from appliance.agents.messages import PlanRequested
 from appliance.agents.netwatch import start_watching
 from appliance.datadir import DataDirLock, private_dir, private_files, unlink_if_same
-from appliance.errors import ActionFailed, AgentTypeFailed, BadCommand
+from appliance.errors import ActionFailed, AgentTypeFailed, BadCommand, UnknownAgentType
 from appliance.events import JobContext, TaskRef
 from appliance.extensions.loader import load_extensions, register_extensions
 from appliance.fleet.keys import device_seed
 from appliance.fleet.link import FleetLink
+from appliance.fleet.typecards import TypeCard
 from appliance.hal.addresses import PanelAddresses
 from appliance.hal.board import load_board
 from appliance.hal.hardware import Hardware
 from appliance.planner.plan import Plan
 from appliance.planner.planner import Planner
 from appliance.router import Candidate, Placement, RouteDecision, Router
-from appliance.router.router import Reason
+from appliance.router.router import Reason, phrases_from
 from appliance.runtime import Runtime, Store, running
 from appliance.schedules.cadence import describe
 from appliance.schedules.scheduler import Scheduler
@@ -149,10 +150,12 @@ class Appliance:
         self.fleet = self._fleet_link()  # None: a single device, as by default
         if self.fleet is not None:  # a command may name what another device reaches
             self.scope.elsewhere = self.fleet.placement.covers
+            self.fleet.types.on_change(self._route_fleet_types)  # or what it runs
         self.planner = Planner(
             self._route_clauses,
             threshold=self.router.settings.threshold,
             agent_class=self.runtime.agent_class,
+            describe=self._describe,
             check_target=lambda target: self.scope.check_reachable(target),
             now=lambda: datetime.fromtimestamp(self.runtime.clock.now()),
             names=settings.names,
@@ -388,6 +391,23 @@ class Appliance:
         panel = Panel(app, listen, ssl_context=_panel_tls(self.settings.data_dir, listen))
         self._console = panel.console
         return panel, credentials.new_setup_token()
+
+    def _route_fleet_types(self, came: Sequence[TypeCard], went: Sequence[str]) -> None:
+        """The router follows the types only other devices run: a command for one becomes
+        a job here whose root runs there (``Runtime.submit``)."""
+        for card in came:
+            phrases = phrases_from(card.description, card.capabilities, card.examples)
+            self.router.add_phrases(card.name, phrases)
+        for name in went:
+            self.router.remove_type(name)
+
+    def _describe(self, agent_type: str) -> str | None:
+        """What a type says of itself, whether this device or only another one runs it."""
+        try:
+            return self.runtime.agent_class(agent_type).description
+        except UnknownAgentType:
+            card = self.fleet.types.card(agent_type) if self.fleet is not None else None
+            return card.description if card is not None else None
 
     def _fleet_link(self) -> FleetLink | None:
         """This device's link to the fleet if ``[fleet]`` names a broker; its key is made

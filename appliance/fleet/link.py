@@ -33,7 +33,7 @@ from appliance.events import (
     TypeRef,
     is_fleet_topic,
 )
-from appliance.fleet import subjects, wire
+from appliance.fleet import subjects, typecards, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.graphshare import GraphShare
 from appliance.fleet.keys import public_key
@@ -100,6 +100,11 @@ class FleetLink:
         self._closing = False
         self.placement = FleetPlacement(self, runtime)
         self.graph = GraphShare(runtime, self.name)
+        # the routable types only other devices run, from their cards; and this one's cards
+        self.types = typecards.FleetTypes(lambda: [cls.name for cls in runtime.agent_types])
+        self._cards = b""
+        self._cards_digest = ""
+        self._asking: set[str] = set()  # devices whose cards are being asked for
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -156,6 +161,7 @@ class FleetLink:
             (subjects.place(self.name, "*"), self.placement.on_place),
             (subjects.ended(self.name, "*"), self.placement.on_ended),
             (subjects.inventory(self.name, "*"), self._answer_inventory),
+            (subjects.types(self.name, "*"), self._answer_types),
         ):
             await self._nc.subscribe(subject, cb=self._apart(answer))
         self._runtime.on_agent_type(self._serve_later)
@@ -204,9 +210,11 @@ class FleetLink:
                 types=sorted(self._served),
                 load=self._load(),
                 started_at=self._started_at,
+                cards=self._cards_digest,
             )
             if self._nc.is_connected:
                 await self._nc.publish(subjects.heartbeat(self.name), wire.encode(beat))
+            self.types.reconcile(p.name for p in self.peers_up(others=True))  # the lost go
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _on_heartbeat(self, msg: Msg) -> None:
@@ -217,6 +225,33 @@ class FleetLink:
             log.warning("fleet: a bad heartbeat from %s: %s", name, err)
             return
         self._peers[name] = Peer(name=name, heartbeat=beat, seen=time.monotonic())
+        if name == self.name:
+            return
+        if name not in self._asking and self.types.wants(name, beat.cards):
+            self._asking.add(name)
+            task = asyncio.create_task(self._learn_types(name))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        else:
+            self.types.reconcile(p.name for p in self.peers_up(others=True))
+
+    async def _learn_types(self, name: str) -> None:
+        """A device's type cards, asked for because its heartbeat said they changed; a
+        device that does not answer, or answers with cards out of bounds, is asked again
+        at its next heartbeat."""
+        try:
+            data = await self.ask(subjects.types(name, self.name), b"", timeout=2.0)
+            cards = typecards.decode(data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # any failure: said, and asked again on its next heartbeat
+            log.warning("fleet: %s's agent types are not known: %s", name, _said(err))
+            return
+        finally:
+            self._asking.discard(name)
+        peer = self._peers.get(name)
+        self.types.learned(name, cards, peer.heartbeat.types if peer else [])
+        self.types.reconcile(p.name for p in self.peers_up(others=True))
 
     def peer(self, name: str) -> Peer | None:
         return self._peers.get(name)
@@ -299,6 +334,9 @@ class FleetLink:
         if cls.internal or cls.name in self._served:
             return
         self._served.add(cls.name)
+        cards = typecards.cards_of(self._runtime.agent_types)
+        self._cards, self._cards_digest = typecards.encode(cards), typecards.digest(cards)
+        self.types.reconcile(p.name for p in self.peers_up(others=True))  # now run here too
         self._tasks.append(asyncio.create_task(self._serve(cls.name)))
         for topic in cls.topics:
             if not is_fleet_topic(topic) or topic in self._topics:
@@ -395,6 +433,9 @@ class FleetLink:
         if said not in self._refusals_said:
             self._refusals_said.add(said)
             log.warning("fleet: an event from %s refused: %s: %s", sender, said[1], err)
+
+    async def _answer_types(self, msg: Msg) -> None:
+        await msg.respond(self._cards)
 
     async def _answer_inventory(self, msg: Msg) -> None:
         found = inventory.devices(self._runtime.knowledge)

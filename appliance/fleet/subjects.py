@@ -76,6 +76,11 @@ def inventory(device: str, sender: str) -> str:
     return f"{ROOT}.inv.{device}.{sender}"
 
 
+def types(device: str, sender: str) -> str:
+    """``sender`` asks ``device`` for its agent types' cards (a request: typecards.py)."""
+    return f"{ROOT}.types.{device}.{sender}"
+
+
 def graph(device: str) -> str:
     """The coordination-graph records ``device`` shares (into the JetStream stream)."""
     return f"{ROOT}.graph.{device}"
@@ -99,11 +104,12 @@ def type_of(subject: str) -> str:
 def permissions(device: str) -> dict[str, Any]:
     """What the broker lets ``device`` do: publish as itself, read the fleet's heartbeats,
     requests, one-way events and fleet-wide topics, the tasks placed on it and their ends, the
-    questions for its inventory, and its own inbox, and answer a request it received
-    (``allow_responses``); share graph records as itself into the stream and follow the
-    stream through a consumer of its own name alone."""
-    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "evt", "top", "place", "ended", "inv")]
-    to_me = [f"{ROOT}.{what}.{device}.*" for what in ("place", "ended", "inv")]
+    questions for its inventory and its type cards, and its own inbox, and answer a request
+    it received (``allow_responses``); share graph records as itself into the stream and
+    follow the stream through a consumer of its own name alone."""
+    asked = ("place", "ended", "inv", "types")  # requests to one device by name
+    mine = [f"{ROOT}.{what}.*.{device}" for what in ("req", "evt", "top", *asked)]
+    to_me = [f"{ROOT}.{what}.{device}.*" for what in asked]
     api, stream = "$JS.API", GRAPH_STREAM
     jetstream = [  # the graph's stream: make it (the same for all), follow it as itself
         f"{api}.STREAM.CREATE.{stream}",

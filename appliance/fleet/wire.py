@@ -21,6 +21,7 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     types: list[str]  # the agent types it serves to the fleet
     load: int  # events queued and in flight on it
     started_at: float  # its wall clock when its link started: a restart shows as a new value
+    cards: str = ""  # the digest of its routable types' cards (typecards.py): new, ask them
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

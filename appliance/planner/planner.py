@@ -70,7 +70,8 @@ class _Prepared:
 
 class Planner:
     """``plan(command) -> Plan``. ``route_many`` routes clauses (the router, off the event
-    loop); ``agent_class`` finds a registered type by name; ``check_target`` raises
+    loop); ``agent_class`` finds a registered type by name, ``describe`` says what a type
+    does (one only another device runs too: it has no class here); ``check_target`` raises
     OutOfScope for a target outside the scope; ``now`` is local wall time; ``names`` are the
     admin's names for devices and networks (config.toml's ``[names]``)."""
 
@@ -80,6 +81,7 @@ class Planner:
         *,
         threshold: float,
         agent_class: Callable[[str], type[Agent]],
+        describe: Callable[[str], str | None] | None = None,
         check_target: Callable[[str], object],
         now: Callable[[], datetime],
         names: Mapping[str, str] | None = None,
@@ -88,6 +90,7 @@ class Planner:
         self._names = DeviceNames(names or {})
         self._threshold = threshold
         self._agent_class = agent_class
+        self._describe = describe
         self._check_target = check_target
         self._now = now
 
@@ -374,9 +377,14 @@ class Planner:
     def _what_it_does(self, agent_type: str) -> str:
         """A type's own first words about itself ("Collects data about hosts and
         networks")."""
-        try:
-            description = self._agent_class(agent_type).description
-        except (ApplianceError, KeyError):
+        if self._describe is not None:
+            description = self._describe(agent_type)
+        else:
+            try:
+                description = self._agent_class(agent_type).description
+            except (ApplianceError, KeyError):
+                description = None
+        if description is None:
             return "?"
         return re.split(r"[:.;]", description, maxsplit=1)[0].strip()
 

@@ -158,7 +158,8 @@ class Router:
         )
         self._table = _Table()
         self._negatives: Vectors | None = None  # embedded by the first build
-        self._pending: list[tuple[str, list[str]]] = []
+        # types to add (their phrases) or to remove (None), in the order they were asked for
+        self._pending: list[tuple[str, list[str] | None]] = []
         self._lock = threading.Lock()  # _pending and the _table swap
         self._build = threading.Lock()  # one _embed_pending at a time
 
@@ -175,7 +176,13 @@ class Router:
     @property
     def agent_types(self) -> list[str]:
         with self._lock:
-            return [*self._table.types, *(n for n, _ in self._pending)]
+            types = dict.fromkeys(self._table.types)
+            for name, phrases in self._pending:
+                if phrases is None:
+                    types.pop(name, None)
+                else:
+                    types[name] = None
+            return list(types)
 
     def add_type(self, cls: type[Agent]) -> None:
         """Make an agent type routable (the runtime's ``on_agent_type`` listener). Cheap: the
@@ -184,9 +191,20 @@ class Router:
         if not cls.routable:  # internal and autonomous types take events, not commands
             log.info("router: %s is not routable; skipped", cls.name)
             return
-        phrases = phrases_of(cls)
+        self.add_phrases(cls.name, phrases_of(cls))
+
+    def add_phrases(self, name: str, phrases: Sequence[str]) -> None:
+        """Make a type routable by its phrases alone: one this device does not run but
+        another device of its fleet does (they come in that device's type card). A name
+        already routable is replaced, phrases and all."""
         with self._lock:
-            self._pending.append((cls.name, phrases))
+            self._pending.append((name, list(phrases)))
+
+    def remove_type(self, name: str) -> None:
+        """Stop routing to a type: the last device that ran it is gone. Its phrases leave
+        with the next build; a name never added is no change."""
+        with self._lock:
+            self._pending.append((name, None))
 
     async def prepare(self) -> None:
         """Embed the types registered so far, off the event loop (before 'ready')."""
@@ -302,9 +320,11 @@ class Router:
         ``add_type`` on the event loop never waits for an embedding or a head fit."""
         with self._build:
             with self._lock:
-                pending, self._pending = self._pending, []
-            if not pending:
+                asked, self._pending = self._pending, []
+            if not asked:
                 return
+            latest = dict(asked)  # a type added then removed (or the other way) once: the last
+            pending = [(n, ps) for n, ps in latest.items() if ps is not None]
             names = [name for name, phrases in pending for _ in phrases]
             phrases = [p for _, ps in pending for p in ps]
             negatives = [] if self._negatives is not None else self._out_of_domain()
@@ -317,13 +337,12 @@ class Router:
             if self._negatives is None:
                 self._negatives = embedded[len(phrases) :]
             old = self._table  # only a build replaces it, and this is the only build
-            replaced = {name for name, _ in pending}
-            keep = [i for i, n in enumerate(old.names) if n not in replaced]
+            keep = [i for i, n in enumerate(old.names) if n not in latest]
             table = _Table(
                 names=[old.names[i] for i in keep] + names,
                 phrases=[old.phrases[i] for i in keep] + phrases,
                 vectors=np.concatenate([old.vectors[keep], vectors]),
-                types=[t for t in old.types if t not in replaced] + [n for n, _ in pending],
+                types=[t for t in old.types if t not in latest] + [n for n, _ in pending],
             )
             by_type: dict[str, list[str]] = {t: [] for t in table.types}
             for name, phrase in zip(table.names, table.phrases, strict=True):
@@ -336,8 +355,12 @@ class Router:
                 self._table = table
             if self._cache is not None:
                 self._cache.save()  # once per build: the new vectors and head together
+        removed = [n for n, ps in latest.items() if ps is None]
         log.info(
-            "router: embedded %d phrases of %s", len(phrases), ", ".join(n for n, _ in pending)
+            "router: embedded %d phrases of %s%s",
+            len(phrases),
+            ", ".join(n for n, _ in pending) or "no type",
+            f"; no longer routes to {', '.join(removed)}" if removed else "",
         )
 
     def _out_of_domain(self) -> list[str]:
@@ -352,7 +375,7 @@ class Router:
         kept in the phrase cache, fitted if it is not."""
         s = self.settings
         negatives = self._negatives if self._negatives is not None else table.vectors[:0]
-        table.gated = s.gate_weight > 0 and len(negatives) > 0
+        table.gated = s.gate_weight > 0 and len(negatives) > 0 and len(table.types) > 0
         if not table.gated and (s.head_weight <= 0 or len(table.types) < 2):
             return None
         owners = [table.types.index(n) for n in table.names]
@@ -370,12 +393,19 @@ class Router:
 
 
 def phrases_of(cls: type[Agent]) -> list[str]:
-    """What an agent type says of itself, as short phrases: each sentence or clause of its
+    """What an agent type says of itself, as the router's phrases (``phrases_from``)."""
+    return phrases_from(cls.description, cls.capabilities, cls.examples)
+
+
+def phrases_from(
+    description: str, capabilities: Sequence[str], examples: Sequence[str]
+) -> list[str]:
+    """Short phrases from a type's words about itself: each sentence or clause of its
     description, each capability, each example. Short phrases match a command better than
     one long paragraph, whose embedding averages everything the type does."""
-    parts = re.split(r"(?<=[.!?])\s+|:\s+|;\s+", cls.description)
+    parts = re.split(r"(?<=[.!?])\s+|:\s+|;\s+", description)
     phrases = [p.strip().rstrip(".") for p in parts]
-    phrases += [*cls.capabilities, *cls.examples]
+    phrases += [*capabilities, *examples]
     return list(dict.fromkeys(p for p in phrases if len(p.split()) >= 2))
 
 

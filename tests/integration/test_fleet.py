@@ -580,6 +580,44 @@ async def test_a_command_for_a_type_only_another_device_runs_is_its_job_there(
         alpha.submit("keep it", "nobody")
 
 
+class Archivist(Agent):
+    """A type beta comes to run later (an extension installed while it runs)."""
+
+    name = "archivist"
+    description = "Archives the configuration of network devices."
+    examples = ("archive the router's configuration",)
+
+    async def on_start(self, event: Started, ctx: Context[msgspec.Struct]) -> str:
+        return "archived"
+
+
+async def test_a_device_learns_the_routable_types_only_others_run_and_forgets_a_lost_ones(
+    fleet: dict[str, FleetLink],
+) -> None:
+    """What a router needs of a type it does not run: its card, from the device that does.
+    A type run here too is this device's own; an internal one never leaves its device."""
+    told: list[tuple[list[str], list[str]]] = []
+    fleet["alpha"].types.on_change(
+        lambda came, went: told.append(([c.name for c in came], [*went]))
+    )
+    await until(lambda: fleet["alpha"].types.names == ["keeper"])
+    card = fleet["alpha"].types.card("keeper")
+    assert card is not None and card.description == Keeper.description
+    assert told == [(["keeper"], [])]
+    assert fleet["beta"].types.names == [] and fleet["gamma"].types.names == ["keeper"]
+    # beta comes to run another type: its heartbeat's digest changes, and alpha asks again
+    runtime_of(fleet["beta"]).register(Archivist)
+    await until(lambda: fleet["alpha"].types.names == ["archivist", "keeper"])
+    assert told[-1] == (["archivist"], [])
+    # alpha comes to run it itself: no longer routed away, and its own phrases stay
+    runtime_of(fleet["alpha"]).register(Archivist)
+    await until(lambda: fleet["alpha"].types.names == ["keeper"])
+    assert told[-1] == (["archivist"], [])  # nothing said: the router holds alpha's own
+    await fleet["beta"].close()  # beta drops off: what only it ran is routed to no more
+    await until(lambda: fleet["alpha"].types.names == [])
+    assert told[-1] == ([], ["keeper"])
+
+
 async def test_every_device_holds_the_whole_of_a_job_that_spans_devices(
     fleet: dict[str, FleetLink],
 ) -> None:

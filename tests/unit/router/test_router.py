@@ -18,6 +18,7 @@ from appliance.events import Event
 from appliance.router import Plugin, RouteDecision, Router, RouterSettings
 from appliance.router.encoder import file_sha256, packaged_model_dir
 from appliance.router.head import TypeHead
+from appliance.router.router import phrases_of
 from appliance.runtime import Agent, Context, NoState, Runtime
 
 pytestmark = pytest.mark.unit
@@ -199,6 +200,29 @@ def test_a_type_registered_later_beside_the_built_in_ones_takes_its_questions() 
         router.add_type(cls)
     decision = router.route_blocking("when does the ssl cert of 127.0.0.1 expire")
     assert (decision.agent_type, decision.reason) == ("certificates", "nearest"), decision
+    assert router.route_blocking("scan 127.0.0.1").agent_type == "data_collector"
+
+
+def test_a_type_known_by_its_phrases_alone_is_routed_to_until_removed() -> None:
+    """What another device of the fleet runs comes as phrases (its type card): routable
+    beside this device's own types, and gone again when no device runs it."""
+    router = Router()
+    for cls in BUILTIN_TYPES:
+        router.add_type(cls)
+    router.add_phrases("certificates", phrases_of(Certificates))
+    assert "certificates" in router.agent_types
+    asked = "when does the ssl cert of 127.0.0.1 expire"
+    assert router.route_blocking(asked).agent_type == "certificates"
+    router.remove_type("certificates")
+    assert "certificates" not in router.agent_types
+    decision = router.route_blocking(asked)
+    assert decision.agent_type != "certificates"
+    assert all(c.agent_type != "certificates" for c in decision.alternatives)
+    assert router.route_blocking("scan 127.0.0.1").agent_type == "data_collector"
+    router.remove_type("never_added")  # no change, no error
+    router.add_phrases("certificates", ["check an ssl certificate"])
+    router.remove_type("certificates")  # asked in one go: the last word stands
+    assert "certificates" not in router.agent_types
     assert router.route_blocking("scan 127.0.0.1").agent_type == "data_collector"
 
 

@@ -1,0 +1,105 @@
+"""Type cards: what one device tells another's router of its agent types, held to bounds,
+and the routable set that follows the devices up."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from appliance.fleet.typecards import (
+    MAX_CARDS,
+    MAX_PHRASES,
+    FleetTypes,
+    TypeCard,
+    cards_of,
+    decode,
+    digest,
+    encode,
+)
+from appliance.runtime import Agent
+
+pytestmark = pytest.mark.unit
+
+
+class Routed(Agent):
+    name = "routed"
+    description = "Counts the routers on a network."
+    capabilities = ("count routers",)
+    examples = ("how many routers are there",)
+
+
+class Inner(Agent):
+    name = "inner"
+    description = "Keeps the appliance's own books."
+    internal = True
+
+
+def card(name: str, description: str = "Does a thing.", **kw: list[str]) -> TypeCard:
+    return TypeCard(name=name, description=description, **kw)
+
+
+def test_a_card_carries_a_routable_types_own_words_and_no_internal_type_has_one() -> None:
+    assert cards_of([Routed, Inner]) == [
+        TypeCard(
+            name="routed",
+            description="Counts the routers on a network.",
+            capabilities=["count routers"],
+            examples=["how many routers are there"],
+        )
+    ]
+
+
+def test_the_digest_changes_with_any_word_and_not_with_the_order() -> None:
+    a, b = card("a"), card("b")
+    assert digest([a, b]) == digest([b, a])
+    assert digest([a, b]) != digest([a, card("b", "Does another thing.")])
+    assert decode(encode([a, b])) == [a, b]
+
+
+@pytest.mark.parametrize(
+    ("cards", "words"),
+    [
+        ([card(f"t{i}") for i in range(MAX_CARDS + 1)], "more than"),
+        ([card("a.b")], "not an agent type's name"),
+        ([card("*")], "not an agent type's name"),
+        ([card("a", examples=["x y"] * (MAX_PHRASES + 1))], "phrases, more than"),
+        ([card("a", "x" * 5000)], "too long"),
+        ([card("a", capabilities=["x" * 300])], "too long"),
+    ],
+)
+def test_cards_out_of_bounds_are_refused_naming_why(cards: list[TypeCard], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        decode(encode(cards))
+
+
+def test_what_is_not_a_list_of_cards_is_refused() -> None:
+    with pytest.raises(msgspec.DecodeError):
+        decode(msgspec.msgpack.encode({"name": "a"}))
+    with pytest.raises(msgspec.DecodeError):
+        decode(b"\xc1")
+
+
+def test_routable_types_follow_the_devices_up_and_never_shadow_local_ones() -> None:
+    local = {"here"}
+    told: list[tuple[list[str], list[str]]] = []
+    types = FleetTypes(lambda: local)
+    types.on_change(lambda came, went: told.append(([c.name for c in came], [*went])))
+    cards = [card("here"), card("there"), card("unsaid")]
+    assert types.wants("beta", digest(cards)) and not types.wants("beta", "")
+    types.learned("beta", cards, served=["here", "there"])  # "unsaid": not in its heartbeat
+    assert not types.wants("beta", digest(cards))
+    types.reconcile(["beta"])
+    assert types.names == ["there"] and told == [(["there"], [])]
+    types.learned("gamma", [card("there", "Does it another way.")], served=["there"])
+    types.reconcile(["beta", "gamma"])  # two devices run it: one card is kept, unchanged
+    assert told == [(["there"], [])]
+    types.reconcile(["gamma"])  # beta lost: gamma's words for it now
+    assert told[-1] == (["there"], [])
+    there = types.card("there")
+    assert there is not None and there.description == "Does it another way."
+    types.reconcile([])
+    assert types.names == [] and told[-1] == ([], ["there"])
+    late: list[list[str]] = []
+    types.reconcile(["beta"])
+    types.on_change(lambda came, went: late.append([c.name for c in came]))
+    assert late == [["there"]]  # a listener that comes later hears what is held
