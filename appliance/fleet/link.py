@@ -105,6 +105,7 @@ class FleetLink:
         self._cards = b""
         self._cards_digest = ""
         self._asking: set[str] = set()  # devices whose cards are being asked for
+        self._problems_of: dict[str, str] = {}  # the last problem said of each device
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -229,29 +230,40 @@ class FleetLink:
             return
         if name not in self._asking and self.types.wants(name, beat.cards):
             self._asking.add(name)
-            task = asyncio.create_task(self._learn_types(name))
+            task = asyncio.create_task(self._learn_types(name, beat.cards))
             self._answering.add(task)
             task.add_done_callback(self._answering.discard)
         else:
             self.types.reconcile(p.name for p in self.peers_up(others=True))
 
-    async def _learn_types(self, name: str) -> None:
-        """A device's type cards, asked for because its heartbeat said they changed; a
-        device that does not answer, or answers with cards out of bounds, is asked again
-        at its next heartbeat."""
+    async def _learn_types(self, name: str, said: str) -> None:
+        """A device's type cards, asked for because its heartbeat said they changed. One
+        that does not answer is asked again at its next heartbeat; what it answered is kept
+        even if some cards were out of bounds (those are said, once per change)."""
         try:
-            data = await self.ask(subjects.types(name, self.name), b"", timeout=2.0)
-            cards = typecards.decode(data)
+            cards, problems = typecards.decode(
+                await self.ask(subjects.types(name, self.name), b"", timeout=2.0)
+            )
         except asyncio.CancelledError:
             raise
-        except Exception as err:  # any failure: said, and asked again on its next heartbeat
-            log.warning("fleet: %s's agent types are not known: %s", name, _said(err))
+        except Exception as err:  # any failure: said once, and asked again next heartbeat
+            self._said_of(name, f"its agent types are not known: {_said(err)}")
             return
         finally:
             self._asking.discard(name)
+        if problems:
+            self._said_of(name, f"type cards left out: {'; '.join(problems)}")
+        else:
+            self._problems_of.pop(name, None)  # the next problem is news again
         peer = self._peers.get(name)
-        self.types.learned(name, cards, peer.heartbeat.types if peer else [])
+        self.types.learned(name, said, cards, peer.heartbeat.types if peer else [])
         self.types.reconcile(p.name for p in self.peers_up(others=True))
+
+    def _said_of(self, device: str, problem: str) -> None:
+        """A problem with one device, logged when it is not the one last said of it."""
+        if self._problems_of.get(device) != problem:
+            log.warning("fleet: %s: %s", device, problem)
+        self._problems_of[device] = problem
 
     def peer(self, name: str) -> Peer | None:
         return self._peers.get(name)

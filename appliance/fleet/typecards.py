@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # What one device may ask another's router to hold: bounds on a peer's cards, so a broken
-# or hostile device cannot make this one embed without end.
-MAX_CARDS = 64
-MAX_PHRASES = 200  # capabilities and examples of one type, together
-MAX_CHARS = 2_000  # a description; each capability or example is held to a tenth of it
+# or hostile device cannot make this one embed without end. The built-in types have up to
+# 431 phrases each (67 KB of cards for all four), none over 110 characters.
+MAX_CARDS = 256
+MAX_PHRASES = 1_000  # capabilities and examples of one type, together
+MAX_PHRASE = 300  # characters in one capability or example
+MAX_DESCRIPTION = 4_000
 
 
 class TypeCard(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,21 +72,35 @@ def digest(cards: Sequence[TypeCard]) -> str:
     return hashlib.sha256(encode(cards)).hexdigest()[:16]
 
 
-def decode(data: bytes) -> list[TypeCard]:
-    """A peer's cards, held to the bounds above: ValueError (or msgspec's DecodeError, one)
-    naming what is wrong."""
+def decode(data: bytes) -> tuple[list[TypeCard], list[str]]:
+    """A peer's cards held to the bounds above, and why each card left out was: one card
+    out of bounds costs that type alone. What is not a list of cards at all raises
+    msgspec's DecodeError (a ValueError); so do more cards than MAX_CARDS."""
     cards = _cards_decoder.decode(data)
     if len(cards) > MAX_CARDS:
         raise ValueError(f"{len(cards)} type cards, more than {MAX_CARDS}")
+    kept: list[TypeCard] = []
+    problems: list[str] = []
     for card in cards:
-        if not TOKEN.fullmatch(card.name):
-            raise ValueError(f"{card.name!r} is not an agent type's name")
-        phrases = [*card.capabilities, *card.examples]
-        if len(phrases) > MAX_PHRASES:
-            raise ValueError(f"{card.name}: {len(phrases)} phrases, more than {MAX_PHRASES}")
-        if len(card.description) > MAX_CHARS or any(len(p) > MAX_CHARS // 10 for p in phrases):
-            raise ValueError(f"{card.name}: a description or phrase too long")
-    return cards
+        problem = _out_of_bounds(card)
+        if problem:
+            problems.append(f"{card.name[:40]!r}: {problem}")
+        else:
+            kept.append(card)
+    return kept, problems
+
+
+def _out_of_bounds(card: TypeCard) -> str:
+    if not TOKEN.fullmatch(card.name):
+        return "not an agent type's name"
+    phrases = [*card.capabilities, *card.examples]
+    if len(phrases) > MAX_PHRASES:
+        return f"{len(phrases)} phrases, more than {MAX_PHRASES}"
+    if len(card.description) > MAX_DESCRIPTION:
+        return f"a description over {MAX_DESCRIPTION} characters"
+    if any(len(p) > MAX_PHRASE for p in phrases):
+        return f"a phrase over {MAX_PHRASE} characters"
+    return ""
 
 
 class FleetTypes:
@@ -107,11 +123,14 @@ class FleetTypes:
         held = self._by_device.get(device)
         return bool(said) and (held is None or held[0] != said)
 
-    def learned(self, device: str, cards: Sequence[TypeCard], served: Collection[str]) -> None:
-        """A device's cards, as it answered; a card for a type its heartbeat does not say
-        it serves is left out (it could not take the command)."""
+    def learned(
+        self, device: str, said: str, cards: Sequence[TypeCard], served: Collection[str]
+    ) -> None:
+        """A device's cards, as it answered when its heartbeat said ``said``: that digest is
+        not asked for again, even if some cards were left out. A card for a type its
+        heartbeat does not say it serves is left out too (it could not take the command)."""
         kept = [c for c in cards if c.name in served]
-        self._by_device[device] = (digest(cards), kept)
+        self._by_device[device] = (said, kept)
 
     def card(self, name: str) -> TypeCard | None:
         return self._routable.get(name)

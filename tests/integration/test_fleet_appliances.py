@@ -300,3 +300,77 @@ def qey_or_empty(data_dir: Path, *args: str) -> str:
         timeout=60,
     )
     return done.stdout if done.returncode == 0 else ""
+
+
+ARCHIVER = """
+from appliance.events import Started
+from appliance.runtime import Agent, Context, NoState
+
+
+class Archiver(Agent):
+    name = "config_archiver"
+    description = "Archives the running configuration of network switches and routers."
+    capabilities = ("archive a switch's configuration", "keep a copy of a router's config")
+    examples = ("archive the configuration of the switch at 127.2.0.9",)
+
+    async def on_start(self, event: Started, ctx: Context[NoState]) -> str:
+        return f"archived on beta: {event.objective}"
+"""
+
+
+def extension_on(data_dir: Path, module: str, source: str, entry: str) -> None:
+    """An extension as ``qey extension install`` leaves it in the data directory's site."""
+    site = data_dir / "extensions" / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[qey.agents]\n{entry} = {module}:Archiver\n")
+
+
+def test_a_command_in_free_text_for_a_type_only_another_device_runs_is_routed_there(
+    enrolled: dict[str, Path],
+) -> None:
+    """beta runs an extension alpha does not have: alpha's router learns its words from
+    beta, so a plain command on alpha becomes alpha's job with its root on beta; once beta
+    is lost, the command is refused by what alpha runs itself."""
+    dirs = enrolled
+    extension_on(dirs["beta"], "qey_archiver_test", ARCHIVER, "archiver")
+    command = "archive the configuration of the switch at 127.2.0.9"
+    with ExitStack() as stack:
+        procs = {
+            name: stack.enter_context(
+                running_appliance(Settings.load({"QEY_DATA_DIR": str(dirs[name])}))
+            )
+            for name in ("alpha", "beta")
+        }
+        until(
+            lambda: any("config_archiver" in d.types for d in fleet_status(dirs["alpha"]).devices)
+        )
+
+        def submitted() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "appliance.cli", "submit", command, "--json"],
+                env={**os.environ, "QEY_DATA_DIR": str(dirs["alpha"])},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        # the cards follow the heartbeat that names the type: routed once they have come
+        until(lambda: submitted().returncode == 0)
+        accepted = msgspec.json.decode(submitted().stdout)
+        assert accepted["route"]["agent_type"] == "config_archiver", accepted
+        view = job_of(dirs["alpha"], accepted["job_id"], wait=30)
+        assert view.status == "done", view
+        assert view.result == f"archived on beta: {command}"
+        tree = qey(dirs["alpha"], "tasks", "tree", accepted["job_id"], "--status")
+        assert "@beta" in tree and "[done]" in tree, tree
+
+        procs["beta"].send_signal(signal.SIGKILL)
+        procs["beta"].wait(10)
+        # alpha's own types are left: the nearest of them refuses it, saying why
+        until(lambda: submitted().returncode != 0)
+        refused = submitted()
+        assert refused.stderr.startswith("qey: ") and "config_archiver" not in refused.stderr

@@ -8,6 +8,8 @@ import pytest
 
 from appliance.fleet.typecards import (
     MAX_CARDS,
+    MAX_DESCRIPTION,
+    MAX_PHRASE,
     MAX_PHRASES,
     FleetTypes,
     TypeCard,
@@ -53,23 +55,31 @@ def test_the_digest_changes_with_any_word_and_not_with_the_order() -> None:
     a, b = card("a"), card("b")
     assert digest([a, b]) == digest([b, a])
     assert digest([a, b]) != digest([a, card("b", "Does another thing.")])
-    assert decode(encode([a, b])) == [a, b]
+    assert decode(encode([a, b])) == ([a, b], [])
 
 
 @pytest.mark.parametrize(
-    ("cards", "words"),
+    ("bad", "words"),
     [
-        ([card(f"t{i}") for i in range(MAX_CARDS + 1)], "more than"),
-        ([card("a.b")], "not an agent type's name"),
-        ([card("*")], "not an agent type's name"),
-        ([card("a", examples=["x y"] * (MAX_PHRASES + 1))], "phrases, more than"),
-        ([card("a", "x" * 5000)], "too long"),
-        ([card("a", capabilities=["x" * 300])], "too long"),
+        (card("a.b"), "not an agent type's name"),
+        (card("*"), "not an agent type's name"),
+        (card("a", examples=["x y"] * (MAX_PHRASES + 1)), "phrases, more than"),
+        (card("a", "x" * (MAX_DESCRIPTION + 1)), "description over"),
+        (card("a", capabilities=["x" * (MAX_PHRASE + 1)]), "phrase over"),
     ],
 )
-def test_cards_out_of_bounds_are_refused_naming_why(cards: list[TypeCard], words: str) -> None:
-    with pytest.raises(ValueError, match=words):
-        decode(encode(cards))
+def test_a_card_out_of_bounds_is_left_out_naming_why_and_the_rest_kept(
+    bad: TypeCard, words: str
+) -> None:
+    good = card("good")
+    kept, problems = decode(encode([bad, good]))
+    assert kept == [good]
+    assert len(problems) == 1 and words in problems[0]
+
+
+def test_more_cards_than_the_bound_are_refused() -> None:
+    with pytest.raises(ValueError, match="more than"):
+        decode(encode([card(f"t{i}") for i in range(MAX_CARDS + 1)]))
 
 
 def test_what_is_not_a_list_of_cards_is_refused() -> None:
@@ -86,11 +96,12 @@ def test_routable_types_follow_the_devices_up_and_never_shadow_local_ones() -> N
     types.on_change(lambda came, went: told.append(([c.name for c in came], [*went])))
     cards = [card("here"), card("there"), card("unsaid")]
     assert types.wants("beta", digest(cards)) and not types.wants("beta", "")
-    types.learned("beta", cards, served=["here", "there"])  # "unsaid": not in its heartbeat
+    # "unsaid": not in its heartbeat
+    types.learned("beta", digest(cards), cards, served=["here", "there"])
     assert not types.wants("beta", digest(cards))
     types.reconcile(["beta"])
     assert types.names == ["there"] and told == [(["there"], [])]
-    types.learned("gamma", [card("there", "Does it another way.")], served=["there"])
+    types.learned("gamma", "g1", [card("there", "Does it another way.")], served=["there"])
     types.reconcile(["beta", "gamma"])  # two devices run it: one card is kept, unchanged
     assert told == [(["there"], [])]
     types.reconcile(["gamma"])  # beta lost: gamma's words for it now
