@@ -146,6 +146,7 @@ class Appliance:
         register_extensions(self.runtime, self.extensions, self.scope, settings)
         # beside the jobs they start, in the same database; fired by serve()'s Scheduler
         self.schedules = Schedules(self.store, self.runtime.clock)
+        self._embedding: set[asyncio.Task[None]] = set()  # the fleet's types, for the router
         self._console: Console | None = None  # the panel's, for qey passwd, once it is made
         self.fleet = self._fleet_link()  # None: a single device, as by default
         if self.fleet is not None:  # a command may name what another device reaches
@@ -400,6 +401,10 @@ class Appliance:
             self.router.add_phrases(card.name, phrases)
         for name in went:
             self.router.remove_type(name)
+        # embedded now, in a thread, so the next command does not wait for its phrases
+        embedding = asyncio.get_running_loop().create_task(self.router.prepare())
+        self._embedding.add(embedding)
+        embedding.add_done_callback(self._embedding.discard)
 
     def _describe(self, agent_type: str) -> str | None:
         """What a type says of itself, whether this device or only another one runs it."""

@@ -22,7 +22,7 @@ from appliance.agents.messages import (
     facts_of,
     merged_facts,
 )
-from appliance.errors import ApplianceError, BadCommand
+from appliance.errors import ApplianceError, BadCommand, UnknownAgentType
 from appliance.planner.plan import (
     AnyCondition,
     AnyFinding,
@@ -177,8 +177,14 @@ class PlanRunner:
         """Start the step on its type, or on the next candidate if that one refuses it."""
         refusals: list[str] = []
         for agent_type in [step.agent_type, *step.fallbacks]:
+            objective = objective_of(step)
             try:
                 start = self._agent_class(agent_type).start_for_step(step.text, step.params, inputs)
+            except UnknownAgentType:
+                # In a fleet, only another device may run it: placed there with no start
+                # event, that device makes one from the step's words, as from a command
+                # (what the steps before found stays here). Where none does, fan_out says so.
+                start, objective = None, step.text
             except ApplianceError as err:
                 refusals.append(f"{agent_type}: {err}")
                 continue
@@ -186,10 +192,14 @@ class PlanRunner:
                 log.exception("%s.start_for_step failed on %s", agent_type, step.id)
                 refusals.append(f"{agent_type}: {type(err).__name__}: {err}")
                 continue
-            if start is None:
+            if start is None and objective != step.text:
                 refusals.append(f"{agent_type}: takes no steps")
                 continue
-            [outcome] = await self._ctx.fan_out(agent_type, [(objective_of(step), start)])
+            try:
+                [outcome] = await self._ctx.fan_out(agent_type, [(objective, start)])
+            except UnknownAgentType as err:
+                refusals.append(f"{agent_type}: {err}")
+                continue
             if outcome.ok:
                 return StepOutcome(
                     id=step.id,

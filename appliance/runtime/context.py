@@ -93,7 +93,7 @@ class Context(msgspec.Struct, Generic[S]):
     async def fan_out(
         self,
         agent_type: str,
-        work: Sequence[tuple[str, Event]],
+        work: Sequence[tuple[str, Event | None]],
         *,
         timeout: float | None = None,
     ) -> list[TaskOutcome]:

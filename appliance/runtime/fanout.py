@@ -23,8 +23,14 @@ class FanOut:
         self._caller = caller
 
     async def run(
-        self, agent_type: str, work: Sequence[tuple[str, Event]], *, timeout: float | None = None
+        self,
+        agent_type: str,
+        work: Sequence[tuple[str, Event | None]],
+        *,
+        timeout: float | None = None,
     ) -> list[TaskOutcome]:
+        """A child per ``(objective, start event)``; a None start event is made from the
+        objective by the type (on the device that runs it, for a type only another runs)."""
         refs: list[TaskRef] = []
         waits: list[asyncio.Future[TaskOutcome]] = []
         placed = self._runtime.placed

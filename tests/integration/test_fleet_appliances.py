@@ -367,6 +367,18 @@ def test_a_command_in_free_text_for_a_type_only_another_device_runs_is_routed_th
         assert view.result == f"archived on beta: {command}"
         tree = qey(dirs["alpha"], "tasks", "tree", accepted["job_id"], "--status")
         assert "@beta" in tree and "[done]" in tree, tree
+        # a plan with a step of that type: alpha's coordinator places the step on beta
+        plan = msgspec.json.decode(
+            qey(dirs["alpha"], "submit", f"scan 127.1.0.5 then {command}", "--json")
+        )
+        assert plan["route"]["reason"] == "multi-step", plan
+        view = job_of(dirs["alpha"], plan["job_id"], wait=60)
+        assert view.status == "done", view
+        steps = {step["agent_type"]: step for step in view.result["steps"]}
+        assert steps["data_collector"]["status"] == "done"
+        assert steps["config_archiver"]["result"] == f"archived on beta: {command}"
+        tree = qey(dirs["alpha"], "tasks", "tree", plan["job_id"])
+        assert tree.count("@beta") == 1, tree  # the archiver's step; alpha scanned its own
 
         procs["beta"].send_signal(signal.SIGKILL)
         procs["beta"].wait(10)

@@ -15,6 +15,7 @@ from appliance.agents.messages import Facts, PlanReport, ReviewReport, ScanRepor
 from appliance.app import in_process
 from appliance.errors import BadCommand, OutOfScope
 from appliance.events import Started
+from appliance.router.router import phrases_of
 from appliance.runtime import Agent, Context, NoState
 from appliance.scope import Scope
 from appliance.settings import Settings
@@ -349,3 +350,20 @@ async def test_then_scan_them_scans_each_host_found_before(
     assert len(second) == 2  # one scan per host found
     hosts = {h.host for h in as_facts(report.steps[1].result).open}
     assert hosts == {"127.0.0.1", "127.0.0.2"}
+
+
+async def test_a_step_for_a_type_no_device_runs_fails_saying_so(
+    settings: Settings, open_ports: list[int]
+) -> None:
+    """The router may know a type by its phrases alone (a fleet device's card) after the
+    last device running it has gone: the step fails naming it, the others run."""
+    async with asyncio.timeout(30), in_process(settings) as appliance:
+        appliance.router.add_phrases("cert_checker", phrases_of(CertChecker))
+        _, root, _ = await appliance.submit(
+            f"scan 127.0.0.1 ports {open_ports[0]} then check when the tls certificate of "
+            "127.0.0.1 expires"
+        )
+        outcome = await appliance.runtime.wait_task(root)
+    report = outcome.result_as(PlanReport)
+    assert outcome.status == "done" and report.ran == ["s1"] and report.failed == ["s2"]
+    assert "no agent type 'cert_checker'" in report.steps[1].reason
