@@ -659,6 +659,8 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
             f"{mark} {d.name:<16} {d.state:<5} seen {d.last_seen_s:>5.1f}s ago  {d.health:<8} "
             f"v{d.version}  load {d.load}  scope {', '.join(d.scope) or '-'}"
         )
+    if status.routed_elsewhere:
+        print(f"  commands here also reach: {', '.join(status.routed_elsewhere)}")
     return 0
 
 

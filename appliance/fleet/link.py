@@ -336,6 +336,7 @@ class FleetLink:
             key=self._public_key,
             graph=self.graph.status(),
             devices=devices,
+            routed_elsewhere=self.types.names,
         )
 
     # -- serving this device's types ----------------------------------------------------------

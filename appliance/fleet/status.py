@@ -39,6 +39,8 @@ class FleetStatus(msgspec.Struct, frozen=True, kw_only=True):
     key: str = ""  # this device's public key: what the broker's [fleet.server] enrols
     graph: GraphStatus = GraphStatus()
     devices: list[DeviceStatus] = msgspec.field(default_factory=list)
+    # the agent types only other devices run, which a command typed here may be routed to
+    routed_elsewhere: list[str] = msgspec.field(default_factory=list)
 
 
 class FleetInventory(msgspec.Struct, frozen=True, kw_only=True):

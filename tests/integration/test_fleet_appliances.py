@@ -361,6 +361,9 @@ def test_a_command_in_free_text_for_a_type_only_another_device_runs_is_routed_th
         # the cards follow the heartbeat that names the type: routed once they have come
         until(lambda: submitted().returncode == 0)
         accepted = msgspec.json.decode(submitted().stdout)
+        assert fleet_status(dirs["alpha"]).routed_elsewhere == ["config_archiver"]
+        assert fleet_status(dirs["beta"]).routed_elsewhere == []  # its own type
+        assert "commands here also reach: config_archiver" in qey(dirs["alpha"], "fleet", "status")
         assert accepted["route"]["agent_type"] == "config_archiver", accepted
         view = job_of(dirs["alpha"], accepted["job_id"], wait=30)
         assert view.status == "done", view
@@ -384,5 +387,6 @@ def test_a_command_in_free_text_for_a_type_only_another_device_runs_is_routed_th
         procs["beta"].wait(10)
         # alpha's own types are left: the nearest of them refuses it, saying why
         until(lambda: submitted().returncode != 0)
+        assert fleet_status(dirs["alpha"]).routed_elsewhere == []
         refused = submitted()
         assert refused.stderr.startswith("qey: ") and "config_archiver" not in refused.stderr

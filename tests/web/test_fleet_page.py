@@ -45,6 +45,7 @@ IN_A_FLEET = FleetStatus(
         device("office", "up", ["192.168.1.0/24"], this=True),
         device("warehouse", "lost", ["10.2.0.0/16", "10.3.0.0/24"]),
     ],
+    routed_elsewhere=["config_archiver"],
 )
 
 
@@ -74,6 +75,9 @@ async def test_the_fleet_page_lists_every_device_heard_with_its_scope(
     graph = page.split('<p id="fleet-graph">')[1].split("</p>")[0]
     assert "2 jobs spanning devices; 40 records sent, 12 received" in graph
     assert "3 waiting to be sent" in graph and "dropped" not in page
+    assert "<td>data_collector</td>" in page  # each device's agent types
+    routed = page.split('<p id="fleet-routed">')[1].split("</p>")[0]
+    assert "only other devices run: config_archiver." in routed
 
 
 async def test_records_the_fleet_lost_are_said_on_the_fleet_page(
