@@ -56,7 +56,11 @@ class Context(msgspec.Struct, Generic[S]):
         """This instance's state for this event's job: jobs never see each other's state."""
         state = self.state_used
         if state is None:
-            state = self.state_used = self._inst.state_for(self.envelope.job.job_id)
+            inst = self._inst
+            state = inst.home_state  # the job it was spawned for, nearly always: no call
+            if state is None or self.envelope.job is not inst.home:
+                state = inst.state_for(self.envelope.job.job_id)
+            self.state_used = state
         return state  # type: ignore[no-any-return]
 
     @property

@@ -78,6 +78,7 @@ class Instance:
         "home",
         "home_snap",
         "home_state",
+        "home_unsaved",
         "inflight",
         "kind",
         "name",
@@ -113,7 +114,8 @@ class Instance:
         # State per job. Most instances only ever serve the job they were spawned for, so
         # that job's state and snapshot live in slots; other jobs' in dicts made on demand.
         self.home_state: msgspec.Struct | None = None
-        self.home_snap: bytes | None = None  # the last committed state (JSON)
+        self.home_snap: bytes | None = None  # the state after the last handler (JSON)
+        self.home_unsaved = False  # home_snap is in the runtime's rows for the next commit
         self.states: dict[str, msgspec.Struct] | None = None
         self.snapshots: dict[str, bytes] | None = None
         self.running: dict[asyncio.Task[None], Delivery] | None = None  # suspended handlers

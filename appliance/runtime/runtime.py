@@ -546,7 +546,11 @@ class Runtime:
         """Deliver ``event`` or raise (unknown target, not accepted, inbox full): never half."""
         if self._tg is None:
             raise RuntimeStopped("the runtime is not running")
-        env = _envelope(target, event, job, caller, sender)
+        env = (  # _envelope's common case, inlined: this runs for every event
+            Envelope(event=event, job=job, target=target, sender=sender)
+            if caller is None
+            else _envelope(target, event, job, caller, sender)
+        )
         if type(target) is TaskRef:  # the common case, resolved here rather than by a call
             inst = self._instances.get(target.task_id)
             if inst is None:
@@ -783,19 +787,20 @@ class Runtime:
             self._schedule()
 
     def _start(self, item: Delivery) -> None:
-        inst, handler, env, reply = item.inst, item.handler, item.env, item.reply
+        inst = item.inst
         inst.queued -= 1
         if not inst.alive:  # retired (its job was cancelled) after this was queued
-            if reply is not None:
-                reply.cancel()
+            if item.reply is not None:
+                item.reply.cancel()
             return
         if inst.space:
             waiter = inst.space.popleft()
             if not waiter.done():
                 waiter.set_result(None)
         inst.inflight += 1
+        env = item.env
         ctx: Context[Any] = Context(self, inst, env)
-        coro: Coroutine[Any, Any, Any] = handler(inst.agent, env.event, ctx)  # type: ignore[assignment]
+        coro: Coroutine[Any, Any, Any] = item.handler(inst.agent, env.event, ctx)  # type: ignore[assignment]
         if not inst.kind.eager:
             self._adopt(item, ctx, coro, eager.FRESH)
             return
@@ -805,9 +810,9 @@ class Runtime:
             self._finish(item, ctx, inst.generation, None, err)
             return
         if finished:
-            self._finish(item, ctx, inst.generation, step, None)
-            return
-        self._adopt(item, ctx, coro, step)
+            self._done(item, inst, ctx, step)  # the same incarnation: it ran just now
+        else:
+            self._adopt(item, ctx, coro, step)
 
     def _adopt(
         self, item: Delivery, ctx: Context[Any], coro: Coroutine[Any, Any, Any], step: Any
@@ -880,45 +885,59 @@ class Runtime:
         *,
         cancelled: bool = False,
     ) -> None:
-        inst, env, reply, is_start = item.inst, item.env, item.reply, item.is_start
+        inst = item.inst
         if generation != inst.generation:
             return  # a stale incarnation's handler: its event was requeued at the restart
+        if err is None and not cancelled:
+            self._done(item, inst, ctx, result)
+            return
         inst.inflight -= 1
         inst.handled += 1
         self.handled += 1
         if cancelled:
-            self._audit(env, inst, "cancelled")
-            if reply is not None and not reply.done():
-                reply.cancel()
-            if is_start:
+            self._audit(item.env, inst, "cancelled")
+            if item.reply is not None and not item.reply.done():
+                item.reply.cancel()
+            if item.is_start:
                 self.task_ended(inst, "cancelled", None, "runtime stopped")
-        elif err is None:
-            trail = self._trail
-            if trail is not None:  # _audit, inlined: this runs for every event
-                trail += (self._at or self._now(), env.job.job_id, inst.name, "done", env.event)
-            if inst.fault is not None:
-                inst.fault = None  # it handles events again: whatever crashed was the event's
-            state = ctx.state_used
-            if state is not None and inst.kind.snapshot:
-                # The state the handler left behind is the point a restart recovers to. The
-                # store collects it at its next commit (_unsaved_snapshots): a burst of
-                # events costs one encode each and one row per (task, job) per commit.
-                data = _encode(state)
-                job_id = env.job.job_id
-                if job_id == inst.home.job_id:
-                    inst.home_snap = data
-                else:
-                    inst.snapshot(job_id, data)
-                if not self._unsaved:
-                    self.store.wake()
-                self._unsaved[(inst.ref.task_id, job_id)] = inst
-            if reply is not None and not reply.done():
-                reply.set_result(result)
-            if is_start:
-                self.task_ended(inst, "done", result, "")
         else:
-            self._audit(env, inst, "failed")
+            assert err is not None  # a handler that neither returned nor was cancelled
+            self._audit(item.env, inst, "failed")
             self.failures.failed(item, err)
+        if inst.backlog:
+            self._resumable.append(inst)
+            self._schedule()
+
+    def _done(self, item: Delivery, inst: Instance, ctx: Context[Any], result: Any) -> None:
+        """A handler returned: the end of nearly every event, so written for speed."""
+        inst.inflight -= 1
+        inst.handled += 1
+        self.handled += 1
+        env = item.env
+        trail = self._trail
+        if trail is not None:  # _audit, inlined
+            trail += (self._at or self._now(), env.job.job_id, inst.name, "done", env.event)
+        if inst.fault is not None:
+            inst.fault = None  # it handles events again: whatever crashed was the event's
+        state = ctx.state_used
+        if state is not None and inst.kind.snapshot:
+            # The state the handler left behind is the point a restart recovers to. The store
+            # collects it at its next commit (_unsaved_snapshots): a burst of events costs one
+            # encode each, and one row per (task, job) per commit.
+            job = env.job
+            if job is inst.home or job.job_id == inst.home.job_id:
+                inst.home_snap = _encode(state)
+                if not inst.home_unsaved:  # once per commit, not per event
+                    inst.home_unsaved = True
+                    self._unsaved_row(inst, job.job_id)
+            else:
+                inst.snapshot(job.job_id, _encode(state))
+                self._unsaved_row(inst, job.job_id)
+        reply = item.reply
+        if reply is not None and not reply.done():
+            reply.set_result(result)
+        if item.is_start:
+            self.task_ended(inst, "done", result, "")
         if inst.backlog:
             self._resumable.append(inst)
             self._schedule()
@@ -935,8 +954,16 @@ class Runtime:
             self._scheduled = True
             self._loop.call_soon(self._drain)  # type: ignore[union-attr]
 
+    def _unsaved_row(self, inst: Instance, job_id: str) -> None:
+        """A (task, job) state for the store's next commit."""
+        if not self._unsaved:
+            self.store.wake()
+        self._unsaved[(inst.ref.task_id, job_id)] = inst
+
     def _unsaved_snapshots(self) -> list[tuple[str, object, tuple[Any, ...]]]:
         unsaved, self._unsaved = self._unsaved, {}
+        for inst in unsaved.values():
+            inst.home_unsaved = False
         now = self.clock.now()
         return [
             ("states", key, (key[0], key[1], inst.kind.name, inst.snapshot_of(key[1]), now))
