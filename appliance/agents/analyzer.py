@@ -474,6 +474,10 @@ class Analyzer(Agent):
     )
     State = NoState
     handler_timeout_s = 300.0
+    # A review rates the open ports it is handed (by that device's port rules): in a fleet it
+    # may run on a less busy device. An analysis stays: its actions act on this device's
+    # firewall and its findings go into this device's report.
+    anywhere = (ReviewRequested,)
 
     def __init__(self, rules: PortRules) -> None:
         self._rules = rules

@@ -265,6 +265,10 @@ class FleetLink:
             log.warning("fleet: %s: %s", device, problem)
         self._problems_of[device] = problem
 
+    def load(self) -> int:
+        """This device's events queued and in flight now (what its heartbeat says)."""
+        return self._load()
+
     def peer(self, name: str) -> Peer | None:
         return self._peers.get(name)
 

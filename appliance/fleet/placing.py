@@ -3,7 +3,10 @@
 The placing side (``Elsewhere`` to the runtime): ``device_for`` picks, among the devices
 heard now that serve the type and whose scope covers the target, the least loaded; never a
 device that does not cover it. A type this device does not run at all goes to the least
-loaded device that does. ``run_there`` hands the task over and waits for its end,
+loaded device that does. A task whose start event the type handles anywhere (``anywhere``:
+from what the event carries alone) goes where there is capacity: to the least loaded device
+serving the type when this one has BUSY events or more queued and in flight and that one
+fewer than half as many. ``run_there`` hands the task over and waits for its end,
 watching the device's heartbeats: a device lost or restarted before the task ends raises
 DeviceLost, and the runtime places the task again.
 
@@ -48,6 +51,9 @@ RECONNECT_S = 60.0  # a task to place waits this long for the broker to come bac
 HANDOVER_S = 5.0  # the receiving device says it started the task within this
 ENDED_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # sending an end again until it is acknowledged
 ENDED_TRIES = 60  # about ten minutes of trying; then the placing device's own watch decides
+# Events queued and in flight from which work that may run anywhere looks for a less busy
+# device: below it, the broker's round trip costs more than waiting here saves.
+BUSY = 64
 
 
 class FleetPlacement:
@@ -66,11 +72,14 @@ class FleetPlacement:
 
     def device_for(self, agent_type: str, start: Event | None) -> str | None:
         try:
-            field = self._runtime.agent_class(agent_type).reach
+            cls = self._runtime.agent_class(agent_type)
         except UnknownAgentType:  # only other devices run it: the least loaded of them
             peers = self._link.peers_up(others=True)
             serving = [p for p in peers if agent_type in p.heartbeat.types]
             return min(serving, key=_by_load).name if serving else None
+        if start is not None and type(start) in cls.anywhere:
+            return self._less_busy(agent_type)
+        field = cls.reach
         target = getattr(start, field, None) if field else None
         if not isinstance(target, str):
             return None
@@ -88,6 +97,19 @@ class FleetPlacement:
         if not able:
             return None  # here, where the type's own scope check refuses it, naming it
         return min(able, key=_by_load).name
+
+    def _less_busy(self, agent_type: str) -> str | None:
+        """A device serving ``agent_type`` with much more room than this one, if this one
+        is busy; None to run it here."""
+        here = self._link.load()
+        if here < BUSY:
+            return None
+        peers = self._link.peers_up(others=True)
+        serving = [p for p in peers if agent_type in p.heartbeat.types]
+        if not serving:
+            return None
+        best = min(serving, key=_by_load)
+        return best.name if best.heartbeat.load * 2 < here else None
 
     async def run_there(
         self, device: str, job: JobContext, spawned: TaskSpawned, start: Event | None

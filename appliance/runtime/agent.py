@@ -78,6 +78,10 @@ class Agent:
     # the start event's field naming the address or network the task must reach: in a
     # fleet, a task this device's scope does not cover goes to a device whose scope does
     reach: ClassVar[str | None] = None
+    # start events this type handles from what they carry alone (nothing of its device's
+    # own: its scans, its firewall, its report): in a fleet, such a task may run on another
+    # device that serves the type when this one is busy and that one much less so
+    anywhere: ClassVar[tuple[type[Event], ...]] = ()
 
     handlers: ClassVar[Mapping[type[Event], Handler]] = {}
 

@@ -26,7 +26,7 @@ from appliance.errors import (
     UnknownJob,
 )
 from appliance.events import Event, JobContext, Started, TopicRef, TypeRef
-from appliance.fleet import subjects, wire
+from appliance.fleet import placing, subjects, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.link import FleetLink
 from appliance.runtime import Agent, Context, Runtime, Store, running
@@ -154,6 +154,20 @@ class Keeper(Where):
         return f"kept {event.objective!r} on {self.device}"
 
 
+class Anywhere(Where):
+    """Answers an Ask from what it carries alone: it may run where there is room."""
+
+    name = "anywhere"
+    description = "Answers like where, on any device with room."
+    anywhere = (Ask,)
+
+    async def on_probe(self, event: Probe, ctx: Context[msgspec.Struct]) -> Answer:
+        return Answer(device=self.device, n=0)
+
+
+LOADS: dict[str, int] = {}  # each device's load as its link says it
+
+
 class Listener(Tally):
     """Keeps what comes on a fleet-wide topic and on one of this device's own."""
 
@@ -190,6 +204,7 @@ async def device(
     rt.register(Inside)
     rt.register(Tally, lambda: Tally(name))
     rt.register(Listener, lambda: Listener(name))
+    rt.register(Anywhere, lambda: Anywhere(name))
     if name == "beta":
         rt.register(Keeper, lambda: Keeper(name))
     await stack.enter_async_context(running(rt))
@@ -200,7 +215,7 @@ async def device(
         version="test",
         scope=lambda: SCOPES.get(name, ["127.9.0.0/24"]),
         health=lambda: "ok",
-        load=lambda: 0,
+        load=lambda: LOADS.get(name, 0),
     )
     await link.start()
     stack.push_async_callback(link.close)
@@ -266,8 +281,9 @@ async def test_each_device_hears_every_other_with_its_scope(
     assert [d.name for d in status.devices if d.this] == ["alpha"]
     assert all(d.state == "up" for d in status.devices)
     types = {d.name: d.types for d in status.devices}
-    assert types["beta"] == ["keeper", "listener", "prober", "surveyor", "tally", "where"]
-    assert types["alpha"] == types["gamma"] == ["listener", "prober", "surveyor", "tally", "where"]
+    everywhere = ["anywhere", "listener", "prober", "surveyor", "tally", "where"]
+    assert types["beta"] == sorted([*everywhere, "keeper"])
+    assert types["alpha"] == types["gamma"] == everywhere
 
 
 async def test_a_request_to_a_type_is_answered_typed_by_devices_across_the_fleet(
@@ -616,6 +632,40 @@ async def test_a_device_learns_the_routable_types_only_others_run_and_forgets_a_
     await fleet["beta"].close()  # beta drops off: what only it ran is routed to no more
     await until(lambda: fleet["alpha"].types.names == [])
     assert told[-1] == ([], ["keeper"])
+
+
+def heard_load(link: FleetLink, device: str) -> int | None:
+    peer = link.peer(device)
+    return peer.heartbeat.load if peer is not None else None
+
+
+async def test_work_that_may_run_anywhere_goes_to_a_less_busy_device_only_when_busy(
+    fleet: dict[str, FleetLink],
+) -> None:
+    alpha = runtime_of(fleet["alpha"])
+    job = alpha.open_job("ask anywhere")
+    fan = FanOut(alpha, job, caller=None)
+
+    async def ran_on(event: Event) -> str:
+        [outcome] = await asyncio.wait_for(fan.run("anywhere", [("ask", event)]), 20)
+        assert outcome.ok, outcome
+        return outcome.result_as(Answer).device
+
+    LOADS.clear()
+    try:
+        assert await ran_on(Ask(n=1)) == "alpha"  # not busy: here
+        LOADS.update(alpha=placing.BUSY, beta=40, gamma=20)
+        await until(lambda: heard_load(fleet["alpha"], "gamma") == 20)
+        assert await ran_on(Ask(n=2)) == "gamma"  # the least busy, under half alpha's load
+        assert await ran_on(Probe(target="127.1.0.9")) == "alpha"  # not an event it may move
+        LOADS.update(gamma=placing.BUSY // 2)
+        await until(lambda: heard_load(fleet["alpha"], "gamma") == placing.BUSY // 2)
+        assert await ran_on(Ask(n=3)) == "alpha"  # beta 40 and gamma 32: not much less busy
+    finally:
+        LOADS.clear()
+    await alpha.commit()
+    tree = await alpha.graph.tree(job.job_id)
+    assert [n.device for n in tree.tasks] == [None, "gamma", None, None]
 
 
 async def test_every_device_holds_the_whole_of_a_job_that_spans_devices(
