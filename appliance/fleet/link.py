@@ -102,7 +102,7 @@ class FleetLink:
         self.graph = GraphShare(runtime, self.name)
         # the routable types only other devices run, from their cards; and this one's cards
         self.types = typecards.FleetTypes(lambda: [cls.name for cls in runtime.agent_types])
-        self._cards = b""
+        self._cards: list[typecards.TypeCard] = []
         self._cards_digest = ""
         self._asking: set[str] = set()  # devices whose cards are being asked for
         self._problems_of: dict[str, str] = {}  # the last problem said of each device
@@ -228,21 +228,24 @@ class FleetLink:
         self._peers[name] = Peer(name=name, heartbeat=beat, seen=time.monotonic())
         if name == self.name:
             return
-        if name not in self._asking and self.types.wants(name, beat.cards):
+        wanted = [] if name in self._asking else self.types.wanted(name, beat.cards, beat.types)
+        if wanted:
             self._asking.add(name)
-            task = asyncio.create_task(self._learn_types(name, beat.cards))
+            task = asyncio.create_task(self._learn_types(name, beat.cards, wanted))
             self._answering.add(task)
             task.add_done_callback(self._answering.discard)
         else:
             self.types.reconcile(p.name for p in self.peers_up(others=True))
 
-    async def _learn_types(self, name: str, said: str) -> None:
-        """A device's type cards, asked for because its heartbeat said they changed. One
-        that does not answer is asked again at its next heartbeat; what it answered is kept
-        even if some cards were out of bounds (those are said, once per change)."""
+    async def _learn_types(self, name: str, said: str, wanted: list[str]) -> None:
+        """A device's cards of the types ``wanted`` (those it runs and this one does not),
+        asked for because its heartbeat said its cards changed. One that does not answer is
+        asked again at its next heartbeat; what it answered is kept even if some cards were
+        out of bounds (those are said, once per change)."""
+        request = msgspec.msgpack.encode(wanted)
         try:
             cards, problems = typecards.decode(
-                await self.ask(subjects.types(name, self.name), b"", timeout=2.0)
+                await self.ask(subjects.types(name, self.name), request, timeout=2.0)
             )
         except asyncio.CancelledError:
             raise
@@ -351,8 +354,8 @@ class FleetLink:
         if cls.internal or cls.name in self._served:
             return
         self._served.add(cls.name)
-        cards = typecards.cards_of(self._runtime.agent_types)
-        self._cards, self._cards_digest = typecards.encode(cards), typecards.digest(cards)
+        self._cards = typecards.cards_of(self._runtime.agent_types)
+        self._cards_digest = typecards.digest(self._cards)
         self.types.reconcile(p.name for p in self.peers_up(others=True))  # now run here too
         self._tasks.append(asyncio.create_task(self._serve(cls.name)))
         for topic in cls.topics:
@@ -452,7 +455,13 @@ class FleetLink:
             log.warning("fleet: an event from %s refused: %s: %s", sender, said[1], err)
 
     async def _answer_types(self, msg: Msg) -> None:
-        await msg.respond(self._cards)
+        """The cards of the types asked for (all of this device's, for no names)."""
+        try:
+            names = set(typecards.asked(msg.data)) if msg.data else None
+        except msgspec.DecodeError:
+            names = set()  # not a list of names: nothing answers it, and nothing breaks
+        cards = [c for c in self._cards if names is None or c.name in names]
+        await msg.respond(typecards.encode(cards))
 
     async def _answer_inventory(self, msg: Msg) -> None:
         found = inventory.devices(self._runtime.knowledge)

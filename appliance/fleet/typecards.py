@@ -4,7 +4,9 @@ A free-text command is routed by what each agent type says of itself. A device k
 its own types; of a type that only other devices run it knows the name alone, from their
 heartbeats, and a name routes nothing. So each device answers for its routable types with a
 card each (the type's own words: description, capabilities, examples), and says in its
-heartbeat a digest of them; another device asks for the cards when that digest is new to it.
+heartbeat a digest of them; another device asks for the cards of the types it does not run
+itself when that digest is new to it (so a fleet of like devices asks for none: the built-in
+types' cards are 67 KB).
 A type stays routable here while a device heard within ``lost_after_s`` runs it, and never
 shadows one of this device's own: a command is only sent away for a type not run here.
 """
@@ -46,6 +48,7 @@ class TypeCard(msgspec.Struct, frozen=True, kw_only=True):
 Changed = Callable[[Sequence[TypeCard], Sequence[str]], None]
 
 _cards_decoder = msgspec.msgpack.Decoder(list[TypeCard])
+_names_decoder = msgspec.msgpack.Decoder(list[str])
 
 
 def cards_of(types: Iterable[type[Agent]]) -> list[TypeCard]:
@@ -65,6 +68,11 @@ def cards_of(types: Iterable[type[Agent]]) -> list[TypeCard]:
 
 def encode(cards: Sequence[TypeCard]) -> bytes:
     return msgspec.msgpack.encode(sorted(cards, key=lambda c: c.name))
+
+
+def asked(data: bytes) -> list[str]:
+    """The type names a request for cards names (msgpack list of str): DecodeError if not."""
+    return _names_decoder.decode(data)
 
 
 def digest(cards: Sequence[TypeCard]) -> str:
@@ -118,10 +126,18 @@ class FleetTypes:
         if self._routable:
             listener(list(self._routable.values()), [])
 
-    def wants(self, device: str, said: str) -> bool:
-        """Whether a heartbeat's digest is news: the device's cards are to be asked for."""
+    def wanted(self, device: str, said: str, served: Collection[str]) -> list[str]:
+        """The types whose cards to ask a device for, after a heartbeat that says it serves
+        ``served`` with cards of digest ``said``: none while that digest is the one held, and
+        only those this device does not run itself (a fleet of like devices asks nothing)."""
         held = self._by_device.get(device)
-        return bool(said) and (held is None or held[0] != said)
+        if not said or (held is not None and held[0] == said):
+            return []
+        local = set(self._local())
+        wanted = sorted(name for name in served if name not in local)
+        if not wanted:
+            self._by_device[device] = (said, [])  # nothing to ask: held as known
+        return wanted
 
     def learned(
         self, device: str, said: str, cards: Sequence[TypeCard], served: Collection[str]

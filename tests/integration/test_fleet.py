@@ -26,7 +26,7 @@ from appliance.errors import (
     UnknownJob,
 )
 from appliance.events import Event, JobContext, Started, TopicRef, TypeRef
-from appliance.fleet import placing, subjects, wire
+from appliance.fleet import placing, subjects, typecards, wire
 from appliance.fleet.config import FleetSettings
 from appliance.fleet.link import FleetLink
 from appliance.runtime import Agent, Context, Runtime, Store, running
@@ -637,6 +637,26 @@ async def test_a_device_learns_the_routable_types_only_others_run_and_forgets_a_
 def heard_load(link: FleetLink, device: str) -> int | None:
     peer = link.peer(device)
     return peer.heartbeat.load if peer is not None else None
+
+
+async def test_a_device_answers_for_the_cards_asked_and_a_bad_question_with_none(
+    fleet: dict[str, FleetLink], tmp_path: Path
+) -> None:
+    nc = await as_alpha(fleet, tmp_path)
+    try:
+
+        async def ask(payload: bytes) -> list[str]:
+            answer = await nc.request(subjects.types("beta", "alpha"), payload, timeout=5)
+            cards, problems = typecards.decode(answer.data)
+            assert problems == []
+            return [c.name for c in cards]
+
+        assert await ask(msgspec.msgpack.encode(["keeper", "nobody"])) == ["keeper"]
+        assert "keeper" in await ask(b"") and "where" in await ask(b"")  # no names: all
+        assert await ask(b"\xc1 not msgpack") == []
+        assert await ask(msgspec.msgpack.encode({"keeper": 1})) == []
+    finally:
+        await nc.close()
 
 
 async def test_work_that_may_run_anywhere_goes_to_a_less_busy_device_only_when_busy(

@@ -95,10 +95,12 @@ def test_routable_types_follow_the_devices_up_and_never_shadow_local_ones() -> N
     types = FleetTypes(lambda: local)
     types.on_change(lambda came, went: told.append(([c.name for c in came], [*went])))
     cards = [card("here"), card("there"), card("unsaid")]
-    assert types.wants("beta", digest(cards)) and not types.wants("beta", "")
+    served = ["here", "there"]
+    assert types.wanted("beta", digest(cards), served) == ["there"]  # not what runs here
+    assert types.wanted("beta", "", served) == []  # a device that says no digest: nothing
     # "unsaid": not in its heartbeat
     types.learned("beta", digest(cards), cards, served=["here", "there"])
-    assert not types.wants("beta", digest(cards))
+    assert types.wanted("beta", digest(cards), served) == []  # the digest held
     types.reconcile(["beta"])
     assert types.names == ["there"] and told == [(["there"], [])]
     types.learned("gamma", "g1", [card("there", "Does it another way.")], served=["there"])
@@ -114,3 +116,10 @@ def test_routable_types_follow_the_devices_up_and_never_shadow_local_ones() -> N
     types.reconcile(["beta"])
     types.on_change(lambda came, went: late.append([c.name for c in came]))
     assert late == [["there"]]  # a listener that comes later hears what is held
+
+
+def test_a_device_running_only_what_this_one_runs_is_asked_nothing() -> None:
+    types = FleetTypes(lambda: {"collector", "analyzer"})
+    assert types.wanted("beta", "d1", ["analyzer", "collector"]) == []
+    assert types.wanted("beta", "d1", ["analyzer", "collector"]) == []  # held as known
+    assert types.wanted("beta", "d2", ["analyzer", "collector", "extra"]) == ["extra"]
