@@ -7,6 +7,7 @@ card each (the type's own words: description, capabilities, examples), and says 
 heartbeat a digest of them; another device asks for the cards of the types it does not run
 itself when that digest is new to it (so a fleet of like devices asks for none: the built-in
 types' cards are 67 KB).
+
 A type stays routable here while a device heard within ``lost_after_s`` runs it, and never
 shadows one of this device's own: a command is only sent away for a type not run here.
 """
