@@ -177,14 +177,14 @@ class PlanRunner:
         """Start the step on its type, or on the next candidate if that one refuses it."""
         refusals: list[str] = []
         for agent_type in [step.agent_type, *step.fallbacks]:
-            objective = objective_of(step)
+            objective, elsewhere = objective_of(step), False
             try:
                 start = self._agent_class(agent_type).start_for_step(step.text, step.params, inputs)
             except UnknownAgentType:
                 # In a fleet, only another device may run it: placed there with no start
                 # event, that device makes one from the step's words, as from a command
                 # (what the steps before found stays here). Where none does, fan_out says so.
-                start, objective = None, step.text
+                start, objective, elsewhere = None, step.text, True
             except ApplianceError as err:
                 refusals.append(f"{agent_type}: {err}")
                 continue
@@ -192,7 +192,7 @@ class PlanRunner:
                 log.exception("%s.start_for_step failed on %s", agent_type, step.id)
                 refusals.append(f"{agent_type}: {type(err).__name__}: {err}")
                 continue
-            if start is None and objective != step.text:
+            if start is None and not elsewhere:
                 refusals.append(f"{agent_type}: takes no steps")
                 continue
             try:
