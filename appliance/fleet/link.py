@@ -215,7 +215,7 @@ class FleetLink:
             )
             if self._nc.is_connected:
                 await self._nc.publish(subjects.heartbeat(self.name), wire.encode(beat))
-            self.types.reconcile(p.name for p in self.peers_up(others=True))  # the lost go
+            self._reconcile_types()  # the lost go
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _on_heartbeat(self, msg: Msg) -> None:
@@ -234,8 +234,6 @@ class FleetLink:
             task = asyncio.create_task(self._learn_types(name, beat.cards, wanted))
             self._answering.add(task)
             task.add_done_callback(self._answering.discard)
-        else:
-            self.types.reconcile(p.name for p in self.peers_up(others=True))
 
     async def _learn_types(self, name: str, said: str, wanted: list[str]) -> None:
         """A device's cards of the types ``wanted`` (those it runs and this one does not),
@@ -260,6 +258,11 @@ class FleetLink:
             self._problems_of.pop(name, None)  # the next problem is news again
         peer = self._peers.get(name)
         self.types.learned(name, said, cards, peer.heartbeat.types if peer else [])
+        self._reconcile_types()
+
+    def _reconcile_types(self) -> None:
+        """The fleet's types as the devices up now run them (each heartbeat this device
+        sends; and when cards come, or a type comes to run here)."""
         self.types.reconcile(p.name for p in self.peers_up(others=True))
 
     def _said_of(self, device: str, problem: str) -> None:
@@ -356,7 +359,7 @@ class FleetLink:
         self._served.add(cls.name)
         self._cards = typecards.cards_of(self._runtime.agent_types)
         self._cards_digest = typecards.digest(self._cards)
-        self.types.reconcile(p.name for p in self.peers_up(others=True))  # now run here too
+        self._reconcile_types()  # now run here too
         self._tasks.append(asyncio.create_task(self._serve(cls.name)))
         for topic in cls.topics:
             if not is_fleet_topic(topic) or topic in self._topics:

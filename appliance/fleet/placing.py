@@ -74,8 +74,7 @@ class FleetPlacement:
         try:
             cls = self._runtime.agent_class(agent_type)
         except UnknownAgentType:  # only other devices run it: the least loaded of them
-            peers = self._link.peers_up(others=True)
-            serving = [p for p in peers if agent_type in p.heartbeat.types]
+            serving = self._serving(agent_type)
             return min(serving, key=_by_load).name if serving else None
         if start is not None and type(start) in cls.anywhere:
             return self._less_busy(agent_type)
@@ -104,12 +103,15 @@ class FleetPlacement:
         here = self._link.load()
         if here < BUSY:
             return None
-        peers = self._link.peers_up(others=True)
-        serving = [p for p in peers if agent_type in p.heartbeat.types]
+        serving = self._serving(agent_type)
         if not serving:
             return None
         best = min(serving, key=_by_load)
         return best.name if best.heartbeat.load * 2 < here else None
+
+    def _serving(self, agent_type: str) -> list[Peer]:
+        """The other devices heard now that serve ``agent_type``."""
+        return [p for p in self._link.peers_up(others=True) if agent_type in p.heartbeat.types]
 
     async def run_there(
         self, device: str, job: JobContext, spawned: TaskSpawned, start: Event | None

@@ -168,8 +168,6 @@ class FleetTypes:
                     now.setdefault(card.name, card)
         came = [c for name, c in now.items() if self._routable.get(name) != c]
         went = [name for name in self._routable if name not in now and name not in local]
-        if not came and not went and now.keys() == self._routable.keys():
-            return
         self._routable = now
         if came or went:
             log.info(

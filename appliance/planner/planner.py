@@ -90,7 +90,7 @@ class Planner:
         self._names = DeviceNames(names or {})
         self._threshold = threshold
         self._agent_class = agent_class
-        self._describe = describe
+        self._describe = describe or self._class_description
         self._check_target = check_target
         self._now = now
 
@@ -377,16 +377,17 @@ class Planner:
     def _what_it_does(self, agent_type: str) -> str:
         """A type's own first words about itself ("Collects data about hosts and
         networks")."""
-        if self._describe is not None:
-            description = self._describe(agent_type)
-        else:
-            try:
-                description = self._agent_class(agent_type).description
-            except (ApplianceError, KeyError):
-                description = None
+        description = self._describe(agent_type)
         if description is None:
             return "?"
         return re.split(r"[:.;]", description, maxsplit=1)[0].strip()
+
+    def _class_description(self, agent_type: str) -> str | None:
+        """``describe`` when none is given: the registered type's own words, if any."""
+        try:
+            return self._agent_class(agent_type).description
+        except (ApplianceError, KeyError):
+            return None
 
 
 @dataclass(frozen=True)

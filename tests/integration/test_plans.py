@@ -12,7 +12,7 @@ import pytest
 
 from appliance.agents.collector import DataCollector
 from appliance.agents.messages import Facts, PlanReport, ReviewReport, ScanReport, ScanRequested
-from appliance.app import in_process
+from appliance.app import Appliance, in_process
 from appliance.errors import BadCommand, OutOfScope
 from appliance.events import Started
 from appliance.router.router import phrases_of
@@ -316,14 +316,20 @@ async def test_a_type_whose_step_hook_breaks_fails_its_step_not_the_plan(
 
     async with asyncio.timeout(30), in_process(settings) as appliance:
         appliance.runtime.register(BrokenChecker)
-        _, root, _ = await appliance.submit(
-            f"scan 127.0.0.1 ports {open_ports[0]} then check when the tls certificate of "
-            "127.0.0.1 expires"
-        )
-        outcome = await appliance.runtime.wait_task(root)
-    report = outcome.result_as(PlanReport)
-    assert outcome.status == "done" and report.ran == ["s1"] and report.failed == ["s2"]
+        report = await scan_then_check_the_certificate(appliance, open_ports[0])
+    assert report.ran == ["s1"] and report.failed == ["s2"]
     assert "KeyError" in report.steps[1].reason
+
+
+async def scan_then_check_the_certificate(appliance: Appliance, port: int) -> PlanReport:
+    """A two-step plan whose second step wants a certificate checker: its report (the plan
+    itself done, whatever its steps did)."""
+    _, root, _ = await appliance.submit(
+        f"scan 127.0.0.1 ports {port} then check when the tls certificate of 127.0.0.1 expires"
+    )
+    outcome = await appliance.runtime.wait_task(root)
+    assert outcome.status == "done", outcome.detail
+    return outcome.result_as(PlanReport)
 
 
 async def test_then_scan_them_scans_each_host_found_before(
@@ -359,11 +365,6 @@ async def test_a_step_for_a_type_no_device_runs_fails_saying_so(
     last device running it has gone: the step fails naming it, the others run."""
     async with asyncio.timeout(30), in_process(settings) as appliance:
         appliance.router.add_phrases("cert_checker", phrases_of(CertChecker))
-        _, root, _ = await appliance.submit(
-            f"scan 127.0.0.1 ports {open_ports[0]} then check when the tls certificate of "
-            "127.0.0.1 expires"
-        )
-        outcome = await appliance.runtime.wait_task(root)
-    report = outcome.result_as(PlanReport)
-    assert outcome.status == "done" and report.ran == ["s1"] and report.failed == ["s2"]
+        report = await scan_then_check_the_certificate(appliance, open_ports[0])
+    assert report.ran == ["s1"] and report.failed == ["s2"]
     assert "no agent type 'cert_checker'" in report.steps[1].reason
