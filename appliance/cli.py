@@ -374,7 +374,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     router = RouterLoading(settings)  # first: the model loads while the rest imports
     from appliance.app import Appliance
 
-    appliance = Appliance(settings, router=router)
+    try:
+        appliance = Appliance(settings, router=router)
+    except BaseException:
+        # Refused before it took the model (another qey holds the data directory, a bad
+        # board profile): exiting while onnxruntime loads in its thread aborts the process
+        # (SIGABRT, "terminate called") instead of exiting with the refusal's status.
+        router.settle()
+        raise
 
     async def serve() -> None:
         task = asyncio.current_task()

@@ -15,7 +15,7 @@ import os
 import resource
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,6 +73,11 @@ class RouterLoading:
 
     def result(self) -> Router:
         return self._future.result()
+
+    def settle(self) -> None:
+        """Wait for the load to end, whatever it gave: for a start that failed before it
+        took the router."""
+        wait([self._future])
 
 
 def allow_open_files(wanted: int = 8192) -> int:
