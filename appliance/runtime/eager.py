@@ -6,49 +6,82 @@ cost more than the handler. Python 3.12's ``asyncio.eager_task_factory`` does th
 every Task of a loop; the image runs Debian 12's Python 3.11, so the runtime does it by hand
 for handlers, here, and nowhere else. When the image moves to 3.12 or later, this module is
 replaced by creating handler Tasks under ``eager_task_factory``.
+
+Why a driver: stepping a coroutine with ``coro.send(None)`` makes its end an exception
+(``StopIteration``), raised and caught for every handler that returns: more than half the
+cost of starting one. A generator that ``yield from``s the handler learns of its end without
+one, the way an ``await`` does; the ``Starter`` keeps one such driver and hands it each
+handler in turn. A handler that waits takes the driver with it (``detach``); one that raises
+ends it. Either way the starter makes a new one.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Coroutine, Generator
-from typing import Any
+from collections.abc import Awaitable, Generator
+from typing import Any, cast
 
-FRESH = object()
-"""The step of a coroutine that has not run at all (a handler of a type that is not eager)."""
+DONE = object()
+"""What ``Starter.send`` returns when the handler ended in its first step: its return value
+is then in ``Starter.box[0]``."""
 
 
-def first_step(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
-    """Run the coroutine to its first wait: ``(True, its result)`` if it ended without
-    waiting, else ``(False, what it waits on)`` to hand to ``resume``. Whatever it raised in
-    that step is raised here. A tuple, not an exception, for the common end: this is the
-    runtime's hot path."""
-    try:
-        return False, coro.send(None)
-    except StopIteration as done:
-        return True, done.value
+class Starter:
+    """The runtime's one driver of handlers' first steps.
+
+    ``send(coro)`` runs ``coro`` to its first wait and returns ``DONE`` if it ended (its
+    value in ``box[0]``), else what it waits on: hand that to ``detach`` at once, before the
+    next ``send``. Whatever the coroutine raised in that step is raised by ``send``, after
+    which ``renew`` must be called (the error ended the driver). Never re-entered: handlers
+    are started only from the runtime's dispatch callback, never from inside a handler.
+    """
+
+    __slots__ = ("_driver", "box", "send")
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        """A fresh driver: the old one is spent (its handler raised) or taken (it waits)."""
+        box: list[Any] = [None]
+        driver = _drive(box)
+        driver.send(None)  # to its first yield, where it takes a coroutine
+        self._driver = driver
+        self.box = box
+        self.send = driver.send
+
+    def detach(self, step: Any) -> Awaitable[Any]:
+        """The waiting handler ``send`` just left, with its driver, as an awaitable for a
+        Task that drives it from ``step`` to its end; this starter goes on with a new one."""
+        driver, box = self._driver, self.box
+        self.renew()
+        # awaitable: types.coroutine marks the generator so, which mypy does not see
+        return cast(Awaitable[Any], _resume(driver, box, step))
 
 
 @types.coroutine
-def resume(coro: Coroutine[Any, Any, Any], step: Any) -> Generator[Any, Any, Any]:
-    """Drive a coroutine to its end from inside a Task, from the step ``first_step`` left it
-    at (or from the start, for ``FRESH``): ``yield from`` for a coroutine whose first step ran
-    inline. Values, exceptions and cancellation pass through unchanged."""
-    if step is FRESH:
-        return (yield from coro.__await__())
+def _drive(box: list[Any]) -> Generator[Any, Any, None]:
+    coro = yield
+    while True:
+        box[0] = yield from coro
+        coro = yield DONE
+
+
+@types.coroutine
+def _resume(
+    driver: Generator[Any, Any, None], box: list[Any], step: Any
+) -> Generator[Any, Any, Any]:
+    """Drive a detached driver, and the handler inside it, to the handler's end, from inside a
+    Task. Values, exceptions and cancellation pass through unchanged, as under ``await``."""
     while True:
         try:
             value = yield step
         except GeneratorExit:
-            coro.close()
+            driver.close()
             raise
         except BaseException as exc:
-            try:
-                step = coro.throw(exc)
-            except StopIteration as done:
-                return done.value
-            continue
-        try:
-            step = coro.send(value)
-        except StopIteration as done:
-            return done.value
+            step = driver.throw(exc)
+        else:
+            step = driver.send(value)
+        if step is DONE:
+            return box[0]

@@ -117,6 +117,7 @@ class Runtime:
         self._ready: deque[Delivery] = deque()
         self._resumable: deque[Instance] = deque()
         self._scheduled = False
+        self._starter = eager.Starter()  # runs each eager handler's first step inline
         self._suspended = 0
         self._tg: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -802,26 +803,28 @@ class Runtime:
         ctx: Context[Any] = Context(self, inst, env)
         coro: Coroutine[Any, Any, Any] = item.handler(inst.agent, env.event, ctx)  # type: ignore[assignment]
         if not inst.kind.eager:
-            self._adopt(item, ctx, coro, eager.FRESH)
+            self._adopt(item, ctx, coro)
             return
+        starter = self._starter
         try:
-            finished, step = eager.first_step(coro)
-        except (Exception, asyncio.CancelledError) as err:
+            step = starter.send(coro)
+        except BaseException as err:
+            starter.renew()  # the error ended its driver
+            if not isinstance(err, Exception | asyncio.CancelledError):
+                raise
             self._finish(item, ctx, inst.generation, None, err)
             return
-        if finished:
-            self._done(item, inst, ctx, step)  # the same incarnation: it ran just now
+        if step is eager.DONE:
+            self._done(item, inst, ctx, starter.box[0])  # the same incarnation: it ran just now
         else:
-            self._adopt(item, ctx, coro, step)
+            self._adopt(item, ctx, starter.detach(step))
 
-    def _adopt(
-        self, item: Delivery, ctx: Context[Any], coro: Coroutine[Any, Any, Any], step: Any
-    ) -> None:
+    def _adopt(self, item: Delivery, ctx: Context[Any], handling: Awaitable[Any]) -> None:
         """Give a handler that really waits a Task of its own, under its type's deadline."""
         inst = item.inst
         assert self._tg is not None
         self._suspended += 1
-        task = self._tg.create_task(self._resume(item, ctx, coro, step, inst.generation))
+        task = self._tg.create_task(self._resume(item, ctx, handling, inst.generation))
         # A done callback, not a finally: it runs even for a Task cancelled before its first
         # step (a restart can do that), which never enters _resume's body.
         task.add_done_callback(self._adopted_done)
@@ -838,8 +841,7 @@ class Runtime:
         self,
         item: Delivery,
         ctx: Context[Any],
-        coro: Coroutine[Any, Any, Any],
-        step: Any,
+        handling: Awaitable[Any],
         generation: int,
     ) -> None:
         inst = item.inst
@@ -847,7 +849,7 @@ class Runtime:
         deadline = asyncio.timeout(limit)
         try:
             async with deadline:
-                result = await eager.resume(coro, step)
+                result = await handling
         except asyncio.CancelledError as err:
             task = asyncio.current_task()
             if generation != inst.generation:
