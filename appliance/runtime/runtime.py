@@ -102,6 +102,9 @@ class Runtime:
         self.knowledge = KnowledgeStore(store, self.clock)
         self.audit = AuditTrail(store, self.clock, limit=audit_events) if audit_events else None
         self._trail = self.audit.pending if self.audit is not None else None
+        if self.audit is not None:  # the trail's events buffer, and its encoder's encode_into
+            self._trail_events = self.audit.events
+            self._trail_event = self.audit.encode_event
         self._now = self.clock.now
         self._at: float | None = None  # while a batch is dispatched: when it began
         self.types = TypeRegistry()
@@ -918,7 +921,8 @@ class Runtime:
         env = item.env
         trail = self._trail
         if trail is not None:  # _audit, inlined
-            trail += (self._at or self._now(), env.job.job_id, inst.name, "done", env.event)
+            self._trail_event(env.event, self._trail_events, -1)  # first: it is what may raise
+            trail += (self._at or self._now(), env.job.job_id, inst.name, "done")
         if inst.fault is not None:
             inst.fault = None  # it handles events again: whatever crashed was the event's
         state = ctx.state_used
@@ -949,7 +953,8 @@ class Runtime:
         its flat list; the end of the batch (``_drain``) or of the adopted handler
         (``_adopted_done``) checks whether a chunk is due."""
         if self._trail is not None:
-            self._trail += (self._at or self._now(), env.job.job_id, inst.name, outcome, env.event)
+            self._trail_event(env.event, self._trail_events, -1)
+            self._trail += (self._at or self._now(), env.job.job_id, inst.name, outcome)
 
     def _schedule(self) -> None:
         if not self._scheduled:
