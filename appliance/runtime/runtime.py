@@ -80,6 +80,12 @@ log = logging.getLogger(__name__)
 
 _DRAIN_BATCH = 512
 _encode = msgspec.json.encode
+_replace = msgspec.structs.replace
+
+
+def _own(item: Delivery, env: Envelope[Any]) -> Delivery:
+    """``env``'s own delivery: ``item`` itself, or a copy for an event that rode on it."""
+    return item if item.env is env else _replace(item, env=env)
 
 
 class _Stop(Exception):
@@ -117,7 +123,9 @@ class Runtime:
         self._topics = self.types.topics
         self._taps = self.journal.taps
         self._instances: dict[str, Instance] = {}
-        self._ready: deque[Delivery] = deque()
+        self._ready: deque[Delivery | Event] = deque()  # see _drain
+        self._head: Delivery | None = None  # the delivery the bare events first in _ready ride on
+        self._tail: Delivery | None = None  # the one the event last in _ready is or rides on
         self._resumable: deque[Instance] = deque()
         self._scheduled = False
         self._starter = eager.Starter()  # runs each eager handler's first step inline
@@ -550,24 +558,22 @@ class Runtime:
         """Deliver ``event`` or raise (unknown target, not accepted, inbox full): never half."""
         if self._tg is None:
             raise RuntimeStopped("the runtime is not running")
-        env = (  # _envelope's common case, inlined: this runs for every event
-            Envelope(event=event, job=job, target=target, sender=sender)
-            if caller is None
-            else _envelope(target, event, job, caller, sender)
-        )
+        env: Envelope[Any] | None = None
         if type(target) is TaskRef:  # the common case, resolved here rather than by a call
             inst = self._instances.get(target.task_id)
             if inst is None:
                 raise UnknownTask(f"no live instance {target}")
         elif type(target) is TopicRef:
+            env = _envelope(target, event, job, caller, sender)
             self._publish_topic(target, env)
             if self.beyond is not None and is_fleet_topic(target.topic):
                 self._carry_later(self.beyond, env)
             return
         elif self.beyond is not None and self._only_beyond(target):
-            self._carry_later(self.beyond, env)
+            self._carry_later(self.beyond, _envelope(target, event, job, caller, sender))
             return
         else:
+            env = _envelope(target, event, job, caller, sender)
             inst = self._resolve(target, env)
         handler = inst.handlers.get(type(event))
         if handler is None:
@@ -576,7 +582,30 @@ class Runtime:
             raise InboxFull(f"{inst.name} has {inst.queued} events waiting")
         if inst.kind.failed is not None:
             raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
-        self.enqueue(Delivery(inst, handler, env, None, False))
+        if env is None:
+            # To a task, as the event before it went: it rides on that one's delivery (_drain)
+            tail = self._tail
+            if tail is not None and tail.inst is inst and tail.handler is handler:
+                shared = tail.env
+                caller_id = None if caller is None else caller.task_id
+                if (
+                    shared.job is job
+                    and shared.target is target
+                    and shared.caller_task_id == caller_id
+                    and shared.sender == (sender or caller_id)
+                    and not self._taps
+                ):
+                    inst.queued += 1
+                    self._ready.append(event)
+                    return
+            env = (  # _envelope's common case, inlined
+                Envelope(event=event, job=job, target=target, sender=sender)
+                if caller is None
+                else _envelope(target, event, job, caller, sender)
+            )
+        item = Delivery(inst, handler, env, None, False)
+        self.enqueue(item)
+        self._tail = item  # the next event like this one may ride on it
 
     def send(
         self,
@@ -745,6 +774,7 @@ class Runtime:
     def enqueue(self, item: Delivery) -> None:
         item.inst.queued += 1
         self._ready.append(item)
+        self._tail = None  # only publish_nowait lets an event ride on the delivery before it
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._drain)  # type: ignore[union-attr]
@@ -767,30 +797,49 @@ class Runtime:
         self._tg.create_task(coro)
 
     def _drain(self) -> None:
+        """Start what is ready, a batch at a time.
+
+        ``_ready`` holds deliveries, and bare events: a run of one-way events to one task, of
+        one job and one sender, is a delivery followed by the rest of the run's events, each
+        of which gets its envelope (a copy of that delivery's with its own event) only now.
+        A queued event then costs one slot, not an envelope and a delivery: a burst's memory.
+        """
         self._scheduled = False
         self._at = self._now()  # one clock read for the batch: the audit trail's time
         while self._resumable:
             inst = self._resumable.popleft()
             backlog = inst.backlog
             while backlog and inst.inflight < inst.kind.concurrency:
-                self._start(backlog.popleft())
+                item = backlog.popleft()
+                self._start(item, item.env)
         ready = self._ready
+        head = self._head
         for _ in range(min(len(ready), _DRAIN_BATCH)):
-            item = ready.popleft()
-            inst = item.inst
+            got = ready.popleft()
+            if not ready:
+                self._tail = None  # nothing left to ride on: before any handler publishes
+            if type(got) is Delivery:
+                head = got
+                env = got.env
+            else:
+                assert head is not None  # a bare event always follows a delivery
+                env = _replace(head.env, event=got)
+            inst = head.inst
             if inst.backlog or inst.inflight >= inst.kind.concurrency:
                 if inst.backlog is None:
                     inst.backlog = deque()
-                inst.backlog.append(item)
+                inst.backlog.append(_own(head, env))
                 continue
-            self._start(item)
+            self._start(head, env)
+        self._head = head if ready else None
         self._at = None
         if self._trail:  # the batch's handled events: is a chunk due?
             self.audit.grew()  # type: ignore[union-attr]
         if ready or self._resumable:
             self._schedule()
 
-    def _start(self, item: Delivery) -> None:
+    def _start(self, item: Delivery, env: Envelope[Any]) -> None:
+        """Start ``env``'s handler: ``item`` is its delivery, or the one it rode on."""
         inst = item.inst
         inst.queued -= 1
         if not inst.alive:  # retired (its job was cancelled) after this was queued
@@ -802,11 +851,10 @@ class Runtime:
             if not waiter.done():
                 waiter.set_result(None)
         inst.inflight += 1
-        env = item.env
         ctx: Context[Any] = Context(self, inst, env)
         coro: Coroutine[Any, Any, Any] = item.handler(inst.agent, env.event, ctx)  # type: ignore[assignment]
         if not inst.kind.eager:
-            self._adopt(item, ctx, coro)
+            self._adopt(_own(item, env), ctx, coro)
             return
         starter = self._starter
         try:
@@ -815,12 +863,12 @@ class Runtime:
             starter.renew()  # the error ended its driver
             if not isinstance(err, Exception | asyncio.CancelledError):
                 raise
-            self._finish(item, ctx, inst.generation, None, err)
+            self._finish(_own(item, env), ctx, inst.generation, None, err)
             return
         if step is eager.DONE:
             self._done(item, inst, ctx, starter.box[0])  # the same incarnation: it ran just now
         else:
-            self._adopt(item, ctx, starter.detach(step))
+            self._adopt(_own(item, env), ctx, starter.detach(step))
 
     def _adopt(self, item: Delivery, ctx: Context[Any], handling: Awaitable[Any]) -> None:
         """Give a handler that really waits a Task of its own, under its type's deadline."""
@@ -918,7 +966,7 @@ class Runtime:
         inst.inflight -= 1
         inst.handled += 1
         self.handled += 1
-        env = item.env
+        env = ctx.envelope
         trail = self._trail
         if trail is not None:  # _audit, inlined
             self._trail_event(env.event, self._trail_events, -1)  # first: it is what may raise
