@@ -86,7 +86,9 @@ class AuditTrail:
         self._keys: set[tuple[str, str]] = set()
         self._indexed: set[tuple[str, str]] = set()
         self._rows: list[tuple[str, object, Row]] = []  # for the store's next commit
-        self._woken = False  # the store was told of what is pending and has not collected it
+        # how long pending may grow before grow() has something to do: nothing (0) until
+        # the store is told there is something for its next commit, then a chunk's worth
+        self.due = 0
         self._encode = msgspec.msgpack.Encoder().encode
         store.add_source(self.collect)
         store.cap(TABLE, max(1, limit // BLOCK))
@@ -95,19 +97,20 @@ class AuditTrail:
         """One handled event (the runtime inlines this: see ``Runtime._finish``)."""
         self.encode_event(env.event, self.events, -1)
         self.pending += (self._now(), env.job.job_id, str(task), outcome)
-        self.grew()
+        if len(self.pending) >= self.due:
+            self.grew()
 
     def grew(self) -> None:
-        """``pending`` grew (the runtime calls this after each batch it dispatched): a
-        chunk's worth is encoded, a full block written, and the store's writer is told
-        there is something for its next commit."""
+        """``pending`` grew to ``due`` or past (the runtime checks after each batch it
+        dispatched): a chunk's worth is encoded, a full block written, and the store's writer
+        is told there is something for its next commit."""
         if len(self.pending) >= CHUNK * FIELDS:
             self._encode_pending()
             if self._chunked >= BLOCK:
                 self._write_block()
-        if not self._woken:  # once until the store collects: a request is often a batch
-            self._woken = True
+        if self.due == 0:  # once until the store collects: a request is often a batch
             self._store.wake()
+        self.due = CHUNK * FIELDS
 
     def _encode_pending(self) -> None:
         """Encode what is pending into the open block: a chunk stored by column, each sliced
@@ -157,7 +160,7 @@ class AuditTrail:
 
     def collect(self) -> list[tuple[str, object, Row]]:
         """The store's source: the blocks written since its last commit, and the open one."""
-        self._woken = False
+        self.due = 0
         if self.pending:
             self._encode_pending()
         if self._chunks:

@@ -11,6 +11,7 @@ answer costs nothing here at all.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
@@ -24,6 +25,9 @@ _COMPACT_AT = 1024  # entries; past it (and past twice the last live count) drop
 class Deadlines:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        # the loop's clock, read per request: asyncio's own loops read time.monotonic through
+        # a method of theirs; call it directly then (a loop with a clock of its own keeps it)
+        self._time = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         self._waiting: dict[float, deque[Waiting]] = {}
         self._timers: dict[float, asyncio.TimerHandle] = {}
         self._compact_at: dict[float, int] = {}
@@ -35,7 +39,7 @@ class Deadlines:
             waiting = self._waiting[timeout] = deque()
         while waiting and waiting[0][1].done():
             waiting.popleft()
-        waiting.append((self._loop.time() + timeout, reply, name))
+        waiting.append((self._time() + timeout, reply, name))
         if len(waiting) > self._compact_at.get(timeout, _COMPACT_AT):
             self._compact(timeout, waiting)
         if timeout not in self._timers:
@@ -51,7 +55,7 @@ class Deadlines:
     def _expire(self, timeout: float) -> None:
         del self._timers[timeout]
         waiting = self._waiting[timeout]
-        now = self._loop.time()
+        now = self._time()
         while waiting and (waiting[0][1].done() or waiting[0][0] <= now):
             _deadline, reply, name = waiting.popleft()
             if not reply.done():
