@@ -854,7 +854,11 @@ class Runtime:
         ``_start`` and ``_done`` do for one, with what the run shares looked up once. This is
         the hot path's common case (a burst, a stream of events to one task). The first event
         that waits or fails takes the general way (``_adopt``, ``_finish``) and ends the run
-        here; ``_drain`` goes on with the rest. Returns the batch's budget left."""
+        here; ``_drain`` goes on with the rest. Returns the batch's budget left.
+
+        The audit trail gets each event as it is handled, and the items the run's events
+        share (when, the job, the instance, "done") for all of them at once, before anything
+        else can add to it: the two stay in step."""
         ready = self._ready
         inst = head.inst
         kind = inst.kind
@@ -863,9 +867,10 @@ class Runtime:
         home = shared.job is inst.home or job_id == inst.home.job_id
         snapshot = kind.snapshot
         starter = self._starter
-        trail, at = self._trail, self._at
+        trail = self._trail
         if trail is not None:
             events, encode_event = self._trail_events, self._trail_event
+            done = (self._at, job_id, name, "done")
         handled = 0
         while budget and ready and type(ready[0]) is not Delivery:
             if not inst.alive or inst.inflight or inst.space or inst.backlog:
@@ -884,8 +889,12 @@ class Runtime:
                 starter.renew()
                 if not isinstance(err, Exception | asyncio.CancelledError):
                     raise
+                if trail is not None:  # the run so far, before the failure's own entry
+                    trail += done * handled
+                inst.handled += handled
+                self.handled += handled
                 self._finish(_own(head, env), ctx, inst.generation, None, err)
-                break
+                return budget
             if step is not eager.DONE:
                 self._adopt(_own(head, env), ctx, starter.detach(step))
                 break
@@ -893,7 +902,6 @@ class Runtime:
             handled += 1
             if trail is not None:
                 encode_event(got, events, -1)
-                trail += (at, job_id, name, "done")
             if inst.fault is not None:
                 inst.fault = None
             state = ctx.state_used
@@ -906,6 +914,8 @@ class Runtime:
                 else:
                     inst.snapshot(job_id, _encode(state))
                     self._unsaved_row(inst, job_id)
+        if trail is not None:
+            trail += done * handled
         inst.handled += handled
         self.handled += handled
         return budget

@@ -21,6 +21,7 @@ Seen = tuple[int, str, str | None, str | None]  # seq, job id, sender, caller ta
 class Note(Event, frozen=True, tag="test.dispatch.note"):
     seq: int
     wait: bool = False  # really wait once, so the next notes queue behind a busy instance
+    fail: bool = False
 
 
 class Relay(Event, frozen=True, tag="test.dispatch.relay"):
@@ -43,6 +44,8 @@ class Recorder(Agent):
         self.seen.append((event.seq, env.job.job_id, env.sender, env.caller_task_id))
         if event.wait:
             await asyncio.sleep(0)
+        if event.fail:
+            raise RuntimeError(f"note {event.seq} fails")
 
     async def on_relay(self, event: Relay, ctx: Context[msgspec.Struct]) -> None:
         ctx.publish_nowait(TaskRef("recorder", event.to), Note(seq=event.seq))
@@ -140,3 +143,21 @@ async def test_a_traffic_watch_started_mid_run_sees_every_later_event(
     assert got == [Note(seq=seq) for seq in range(3, 6)]
     assert await runtime.wait_idle(5)
     assert [s for s, *_ in seen_by(runtime, ref)] == list(range(6))
+
+
+async def test_the_audit_trail_keeps_a_runs_events_with_how_each_ended(
+    runtime: Runtime, job: JobContext
+) -> None:
+    ref = runtime.spawn("recorder", job, "audited")
+    fails, waits = {2, 7}, {5}
+    for seq in range(10):
+        note = Note(seq=seq, fail=seq in fails, wait=seq in waits)
+        runtime.publish_nowait(ref, note, job=job)
+    assert await runtime.wait_idle(5)
+    await runtime.commit()
+    assert runtime.audit is not None
+    entries = await runtime.audit.entries(task_id=ref.task_id)
+    notes = [(e.event["seq"], e.outcome) for e in entries if e.kind == "test.dispatch.note"]
+    assert sorted(notes) == [(s, "failed" if s in fails else "done") for s in range(10)]
+    # in the order they ended: the one that waited ends after those that did not
+    assert [s for s, _ in notes if s not in waits][:5] == [0, 1, 2, 3, 4]
