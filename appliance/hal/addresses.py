@@ -14,11 +14,15 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from appliance.hal.interfaces import reachable_urls
+from appliance.hal.interfaces import link_states, reachable_urls
 
 # Seconds between looks at the interfaces' addresses: a lease is said within this, and a look
 # costs one listing of the kernel's addresses (psutil), nothing sent on any network.
 POLL_S = 5.0
+# Seconds a panel on a wildcard may be reachable from the device alone before the console
+# says what its interfaces look like: when a lease never comes, the first thing to know is
+# whether the link is down, up without an address, or not there at all.
+ALONE_S = 60.0
 
 
 class PanelAddresses:
@@ -31,10 +35,12 @@ class PanelAddresses:
         say: Callable[[str], None],
         *,
         reachable: Callable[[str], list[str]] = reachable_urls,
+        links: Callable[[], str] = link_states,
     ) -> None:
         self._bound = list(urls)
         self._say = say
         self._reachable = reachable
+        self._links = links
         self.current: list[str] = []
 
     def refresh(self) -> bool:
@@ -65,10 +71,30 @@ class PanelAddresses:
         return None
 
     async def watch(
-        self, on_change: Callable[[], None] | None = None, every_s: float = POLL_S
+        self,
+        on_change: Callable[[], None] | None = None,
+        every_s: float = POLL_S,
+        alone_s: float = ALONE_S,
     ) -> None:
-        """Refresh every ``every_s`` until cancelled; ``on_change`` after each change."""
+        """Refresh every ``every_s`` until cancelled; ``on_change`` after each change. A panel
+        on a wildcard still reachable from this device alone after ``alone_s`` has the console
+        say, once, what the interfaces look like."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        explained = not any(_is_wildcard(url) for url in self._bound)
         while True:
             await asyncio.sleep(every_s)
             if await asyncio.to_thread(self.refresh) and on_change is not None:
                 on_change()
+            if explained or self.from_elsewhere is not None:
+                explained = True
+            elif loop.time() - started >= alone_s:
+                explained = True
+                links = await asyncio.to_thread(self._links)
+                self._say(
+                    f"qey network: the panel is reachable from this device alone so far: {links}"
+                )
+
+
+def _is_wildcard(url: str) -> bool:
+    return urlsplit(url).hostname in ("0.0.0.0", "::")

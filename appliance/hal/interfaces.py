@@ -41,3 +41,19 @@ def reachable_urls(url: str) -> list[str]:
     else:
         return [url]
     return [f"{scheme}://{a}:{tail}" for a in addresses] or [url]
+
+
+def link_states() -> str:
+    """Each interface but loopback as the console says it when no lease has come: its name,
+    whether its link is up, and its IPv4 addresses."""
+    import psutil
+
+    addresses = psutil.net_if_addrs()
+    said = []
+    for name, stats in sorted(psutil.net_if_stats().items()):
+        if name == "lo":
+            continue
+        ipv4 = [a.address for a in addresses.get(name, ()) if a.family == socket.AF_INET]
+        state = "up" if stats.isup else "down"
+        said.append(f"{name} {state}, {', '.join(ipv4) or 'no IPv4 address'}")
+    return "; ".join(said) or "no interface but loopback"

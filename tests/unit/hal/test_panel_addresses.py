@@ -75,3 +75,49 @@ async def test_the_watch_calls_back_on_each_change_only() -> None:
         assert changes == [["https://10.0.2.15:443/", "https://127.0.0.1:443/"]]
     finally:
         watching.cancel()
+
+
+async def watched(addresses: PanelAddresses, looks: int) -> None:
+    """Let ``watch`` look ``looks`` times, 10 ms apart, with ``alone_s`` of 30 ms."""
+    watching = asyncio.create_task(addresses.watch(every_s=0.01, alone_s=0.03))
+    try:
+        await asyncio.sleep(0.01 * looks + 0.005)
+    finally:
+        watching.cancel()
+
+
+async def test_a_panel_reachable_from_the_device_alone_says_once_what_its_interfaces_are() -> None:
+    said: list[str] = []
+    explained = asyncio.Event()
+
+    def say(line: str) -> None:
+        said.append(line)
+        if "alone" in line:
+            explained.set()
+
+    nics = Interfaces("127.0.0.1")  # the lease never comes
+    addresses = PanelAddresses(
+        [WILDCARD], say, reachable=nics.reachable, links=lambda: "eth0 up, no IPv4"
+    )
+    watching = asyncio.create_task(addresses.watch(every_s=0.01, alone_s=0.03))
+    try:
+        async with asyncio.timeout(5):
+            await explained.wait()
+        await asyncio.sleep(0.1)  # ten more looks: said once only
+    finally:
+        watching.cancel()
+    assert [s for s in said if "alone" in s] == [
+        "qey network: the panel is reachable from this device alone so far: eth0 up, no IPv4"
+    ]
+
+
+async def test_nothing_is_explained_once_a_lease_came_or_for_a_panel_on_loopback() -> None:
+    said: list[str] = []
+    nics = Interfaces("10.0.2.15", "127.0.0.1")
+    with_lease = PanelAddresses([WILDCARD], said.append, reachable=nics.reachable)
+    on_loopback = PanelAddresses(["https://127.0.0.1:8080/"], said.append)
+    await watched(with_lease, 10)
+    await watched(on_loopback, 10)
+    assert not [s for s in said if "alone" in s]
+    assert "qey panel https://10.0.2.15:443/" in said  # both looked, and said what they saw
+    assert "qey panel https://127.0.0.1:8080/" in said
