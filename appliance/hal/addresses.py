@@ -86,7 +86,9 @@ class PanelAddresses:
             await asyncio.sleep(every_s)
             if await asyncio.to_thread(self.refresh) and on_change is not None:
                 on_change()
-            if explained or self.from_elsewhere is not None:
+            if explained:
+                continue
+            if self.from_elsewhere is not None:  # a lease came: nothing to explain, ever
                 explained = True
             elif loop.time() - started >= alone_s:
                 explained = True

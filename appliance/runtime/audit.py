@@ -94,7 +94,7 @@ class AuditTrail:
         store.cap(TABLE, max(1, limit // BLOCK))
 
     def record(self, env: Envelope[Any], task: TaskRef, outcome: str) -> None:
-        """One handled event (the runtime inlines this: see ``Runtime._finish``)."""
+        """One handled event (the runtime inlines this: see ``Runtime._done`` and ``_audit``)."""
         self.encode_event(env.event, self.events, -1)
         self.pending += (self._now(), env.job.job_id, str(task), outcome)
         if len(self.pending) >= self.due:

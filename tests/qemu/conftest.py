@@ -165,10 +165,7 @@ class Guest:
         if not tail.endswith(RESTARTING) or silent_s < RESET_STALL_S:
             return 0.0
         seen = self.monitor_command("info status") + self.monitor_command("info registers")
-        self.stop()
-        self.earlier_consoles += self.console.read_bytes().decode(errors="replace")
-        self.start()
-        self.power_cycles.append(seen)
+        self._power_cycle(seen)
         print(f"QEMU silent {silent_s:.0f} s after the guest's restart; power-cycled:\n{seen}")
         return silent_s
 
@@ -195,15 +192,15 @@ class Guest:
         if found.re is NO_LEASE:
             self.lease_cycled = True
             self._power_cycle(found.group(0))
+            warnings.warn(f"qemu {self.target} power-cycled: {found.group(0)}", stacklevel=2)
             self._wait(since_ready, what, deadline_s)
 
     def _power_cycle(self, why: str) -> None:
-        """Pull the plug and start again on the same disk (see NO_LEASE), warned about."""
+        """Pull the plug and start again on the same disk, the console so far kept."""
         self.stop()
         self.earlier_consoles += self.console.read_bytes().decode(errors="replace")
         self.start()
         self.power_cycles.append(why)
-        warnings.warn(f"qemu {self.target} power-cycled: {why}", stacklevel=2)
 
     def report_section(self) -> tuple[str, str]:
         """The console's end and how long it had been silent: a failed request or wait in CI
