@@ -32,8 +32,9 @@ class Starter:
     ``send(coro)`` runs ``coro`` to its first wait and returns ``DONE`` if it ended (its
     value in ``box[0]``), else what it waits on: hand that to ``detach`` at once, before the
     next ``send``. Whatever the coroutine raised in that step is raised by ``send``, after
-    which ``renew`` must be called (the error ended the driver). Never re-entered: handlers
-    are started only from the runtime's dispatch callback, never from inside a handler.
+    which ``renew`` must be called (the error ended the driver). Never re-entered: a handler
+    that asks for another handler to start while its own first step runs (a request) finds
+    the starter ``busy``, and that one is queued instead.
     """
 
     __slots__ = ("_driver", "box", "send")
@@ -46,9 +47,15 @@ class Starter:
         box: list[Any] = [None]
         driver = _drive(box)
         driver.send(None)  # to its first yield, where it takes a coroutine
-        self._driver = driver
+        # a generator object: ``busy`` reads its gi_running, which the Generator type lacks
+        self._driver = cast("types.GeneratorType[Any, Any, None]", driver)
         self.box = box
         self.send = driver.send
+
+    @property
+    def busy(self) -> bool:
+        """A handler's first step is running in this starter now."""
+        return self._driver.gi_running
 
     def detach(self, step: Any) -> Awaitable[Any]:
         """The waiting handler ``send`` just left, with its driver, as an awaitable for a
