@@ -101,8 +101,8 @@ async def main() -> None:
         plain_mem: list[int] = []
         ours_mem: list[int] = []
         for _ in range(MEMORY_REPS):
-            plain_mem.append(await traced_peak(lambda: plain_burst(N)))
-            ours_mem.append(await traced_peak(lambda: ours_burst(runtime, ref, N)))
+            plain_mem.append(await traced_peak(lambda: plain_burst(N), [runtime]))
+            ours_mem.append(await traced_peak(lambda: ours_burst(runtime, ref, N), [runtime]))
     print(f"  peak memory above the start of the run (tracemalloc, median of {MEMORY_REPS}):")
     plain_peak = median(plain_mem)
     ours_peak = median(ours_mem)

@@ -130,6 +130,39 @@ async def test_a_block_of_the_first_format_still_reads_beside_new_ones(store: St
     ]
 
 
+async def test_a_block_of_uncompressed_chunks_still_reads_beside_new_ones(store: Store) -> None:
+    # as the trail wrote blocks of format 2: the same chunks, by column, not compressed
+    chunk = (
+        [1.0, 2.0],
+        "job-1",  # a column of one value, stored once
+        "counter/t-old",
+        ["done", "failed"],
+        [{"kind": "test.add", "seq": 0}, {"kind": "test.crash"}],
+    )
+    store.append(TABLE, (1, 1.0, msgspec.msgpack.encode((2, [chunk]))))
+    store.append(KEYS, (1, "job-1", "t-old"))
+    await store.flush()
+    trail = AuditTrail(store, FakeClock())
+    trail.record(handed("job-1", Add(seq=1)), TaskRef("counter", "t-new"), "done")
+    await store.flush()
+
+    every = await trail.entries(job_id="job-1")
+    assert [(e.at, e.task_id, e.kind, e.outcome) for e in every] == [
+        (1.0, "t-old", "test.add", "done"),
+        (2.0, "t-old", "test.crash", "failed"),
+        (FakeClock().now(), "t-new", "test.add", "done"),
+    ]
+
+
+async def test_a_block_of_an_unknown_format_is_a_clear_error(store: Store) -> None:
+    store.append(TABLE, (1, 1.0, msgspec.msgpack.encode((99, []))))
+    store.append(KEYS, (1, "job-1", "t"))
+    await store.flush()
+    trail = AuditTrail(store, FakeClock())
+    with pytest.raises(ValueError, match="unknown format 99"):
+        await trail.entries(job_id="job-1")
+
+
 async def test_a_block_of_several_jobs_and_tasks_indexes_only_the_pairs_it_holds(
     store: Store,
 ) -> None:
