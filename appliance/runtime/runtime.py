@@ -556,6 +556,27 @@ class Runtime:
         sender: str | None = None,
     ) -> None:
         """Deliver ``event`` or raise (unknown target, not accepted, inbox full): never half."""
+        tail = self._tail
+        if tail is not None:
+            # The common case of a stream of events to one task: the same target, job,
+            # sender and caller, and an event of the same type (so the same handler), as the
+            # event queued just before. It rides on that one's delivery (_drain).
+            shared = tail.env
+            riding = tail.inst
+            if (
+                shared.target is target
+                and shared.job is job
+                and type(shared.event) is type(event)
+                and shared.caller_task_id == (None if caller is None else caller.task_id)
+                and shared.sender == (sender or shared.caller_task_id)
+                and riding.queued < riding.kind.inbox_size
+                and riding.alive
+                and riding.kind.failed is None
+                and not self._taps
+            ):
+                riding.queued += 1
+                self._ready.append(event)
+                return
         if self._tg is None:
             raise RuntimeStopped("the runtime is not running")
         env: Envelope[Any] | None = None
@@ -583,21 +604,6 @@ class Runtime:
         if inst.kind.failed is not None:
             raise AgentTypeFailed(f"{inst.name}: its type is marked failed: {inst.kind.failed}")
         if env is None:
-            # To a task, as the event before it went: it rides on that one's delivery (_drain)
-            tail = self._tail
-            if tail is not None and tail.inst is inst and tail.handler is handler:
-                shared = tail.env
-                caller_id = None if caller is None else caller.task_id
-                if (
-                    shared.job is job
-                    and shared.target is target
-                    and shared.caller_task_id == caller_id
-                    and shared.sender == (sender or caller_id)
-                    and not self._taps
-                ):
-                    inst.queued += 1
-                    self._ready.append(event)
-                    return
             env = (  # _envelope's common case, inlined
                 Envelope(event=event, job=job, target=target, sender=sender)
                 if caller is None
@@ -1281,6 +1287,7 @@ class Runtime:
             pass
         finally:
             self._tg = None
+            self._tail = None  # nothing rides on what was queued: publish_nowait refuses now
             self._running.clear()
             self.journal.close()
             self._deadlines.close()

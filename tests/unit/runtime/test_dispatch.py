@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
+from appliance.errors import AgentTypeFailed, UnknownTask
 from appliance.events import Event, JobContext, TaskRef
 from appliance.runtime import Agent, Context, Runtime, Store, running
 
@@ -164,3 +165,41 @@ async def test_the_audit_trail_keeps_a_runs_events_with_how_each_ended(
     ended = [s for s, _ in notes]
     assert [s for s in ended if s not in waits] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
     assert ended.index(5) > ended.index(6)
+
+
+async def test_an_event_of_another_caller_under_the_same_sender_gets_its_own_envelope(
+    runtime: Runtime, job: JobContext
+) -> None:
+    ref = runtime.spawn("recorder", job, "callers")
+    first, second = TaskRef("recorder", "caller-1"), TaskRef("recorder", "caller-2")
+    for seq, caller in enumerate((first, first, second)):
+        runtime.publish_nowait(ref, Note(seq=seq), job=job, caller=caller, sender="panel")
+    assert await runtime.wait_idle(5)
+    assert seen_by(runtime, ref) == [
+        (0, job.job_id, "panel", "caller-1"),
+        (1, job.job_id, "panel", "caller-1"),
+        (2, job.job_id, "panel", "caller-2"),
+    ]
+
+
+async def test_nothing_rides_on_a_delivery_to_a_stopped_instance(
+    runtime: Runtime, job: JobContext
+) -> None:
+    ref = runtime.spawn("recorder", job, "stopped")
+    assert await runtime.wait_idle(5)
+    runtime.publish_nowait(ref, Note(seq=0), job=job)  # queued: the next would ride on it
+    runtime.stop_instance(ref)
+    with pytest.raises(UnknownTask):
+        runtime.publish_nowait(ref, Note(seq=1), job=job)
+
+
+async def test_nothing_rides_on_a_delivery_to_a_type_marked_failed(
+    runtime: Runtime, job: JobContext
+) -> None:
+    ref = runtime.spawn("recorder", job, "failed type")
+    assert await runtime.wait_idle(5)
+    runtime.publish_nowait(ref, Note(seq=0), job=job)
+    runtime.failures.fail_type("recorder", "a test marks it failed")
+    with pytest.raises(AgentTypeFailed):
+        runtime.publish_nowait(ref, Note(seq=1), job=job)
+    runtime.reset_type("recorder")
