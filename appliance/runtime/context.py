@@ -28,16 +28,27 @@ class Context(msgspec.Struct, Generic[S]):
     so the coordination graph records who caused what without the handler saying so.
 
     A Struct only because one is made per event and a Struct is made in half the time of a
-    slotted class; it is never encoded or compared."""
+    slotted class; it is never encoded or compared.
+
+    An event that rode on another's delivery (``Runtime._drain``) comes with that delivery's
+    envelope, ``_shared``: its own (the same, with this event) is made only if asked for."""
 
     _runtime: Runtime
     _inst: Instance
-    envelope: Envelope[Any]
+    _shared: Envelope[Any]  # this event's envelope, or one that differs from it only in event
+    event: Event
     state_used: Any = None  # the state, once the handler asked for it
 
     @property
+    def envelope(self) -> Envelope[Any]:
+        env = self._shared
+        if env.event is not self.event:
+            env = self._shared = msgspec.structs.replace(env, event=self.event)
+        return env
+
+    @property
     def job(self) -> JobContext:
-        return self.envelope.job
+        return self._shared.job
 
     @property
     def ref(self) -> TaskRef:
@@ -58,8 +69,9 @@ class Context(msgspec.Struct, Generic[S]):
         if state is None:
             inst = self._inst
             state = inst.home_state  # the job it was spawned for, nearly always: no call
-            if state is None or self.envelope.job is not inst.home:
-                state = inst.state_for(self.envelope.job.job_id)
+            job = self._shared.job
+            if state is None or job is not inst.home:
+                state = inst.state_for(job.job_id)
             self.state_used = state
         return state  # type: ignore[no-any-return]
 
@@ -74,7 +86,7 @@ class Context(msgspec.Struct, Generic[S]):
     @property
     def extra(self) -> dict[str, str]:
         """``extra=`` for log calls, so log lines name the job and task they belong to."""
-        return {"job_id": self.envelope.job.job_id, "task_id": self._inst.ref.task_id}
+        return {"job_id": self._shared.job.job_id, "task_id": self._inst.ref.task_id}
 
     def spawn(self, agent_type: str, objective: str, *, start: Event | None = None) -> TaskRef:
         return self._runtime.spawn(

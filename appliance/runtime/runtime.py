@@ -902,14 +902,13 @@ class Runtime:
         while budget and ready and type(ready[0]) is not Delivery:
             if not inst.alive or inst.inflight or inst.space or inst.backlog:
                 break  # the general way: _drain
-            got = ready.popleft()
+            got: Event = ready.popleft()  # type: ignore[assignment]  # not a Delivery: above
             budget -= 1
             if not ready:
                 self._tail = None
             inst.queued -= 1
-            env = _replace(shared, event=got)
             inst.inflight += 1
-            ctx: Context[Any] = Context(self, inst, env)
+            ctx: Context[Any] = Context(self, inst, shared, got)
             try:
                 step = starter.send(handler(agent, got, ctx))
             except BaseException as err:
@@ -920,10 +919,10 @@ class Runtime:
                     trail += done * handled
                 inst.handled += handled
                 self.handled += handled
-                self._finish(_own(head, env), ctx, inst.generation, None, err)
+                self._finish(_own(head, ctx.envelope), ctx, inst.generation, None, err)
                 return budget
             if step is not eager.DONE:
-                self._adopt(_own(head, env), ctx, starter.detach(step))
+                self._adopt(_own(head, ctx.envelope), ctx, starter.detach(step))
                 break
             inst.inflight -= 1
             handled += 1
@@ -960,7 +959,7 @@ class Runtime:
             if not waiter.done():
                 waiter.set_result(None)
         inst.inflight += 1
-        ctx: Context[Any] = Context(self, inst, env)
+        ctx: Context[Any] = Context(self, inst, env, env.event)
         coro: Coroutine[Any, Any, Any] = item.handler(inst.agent, env.event, ctx)  # type: ignore[assignment]
         if not inst.kind.eager:
             self._adopt(_own(item, env), ctx, coro)

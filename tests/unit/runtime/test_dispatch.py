@@ -42,7 +42,9 @@ class Recorder(Agent):
 
     async def on_note(self, event: Note, ctx: Context[msgspec.Struct]) -> None:
         env = ctx.envelope
-        self.seen.append((event.seq, env.job.job_id, env.sender, env.caller_task_id))
+        handed = env.event  # its own envelope's event, even if it rode on another's delivery
+        seq = handed.seq if isinstance(handed, Note) else -1
+        self.seen.append((seq, env.job.job_id, env.sender, env.caller_task_id))
         if event.wait:
             await asyncio.sleep(0)
         if event.fail:
