@@ -68,7 +68,7 @@ class Agent:
     handler_timeout_s: ClassVar[float] = 30.0
     eager: ClassVar[bool] = True
     # Supervision (see appliance/supervisor/): what a crash of this type's handlers costs.
-    snapshot: ClassVar[bool] = True  # commit state after each handled event that touched it
+    snapshot: ClassVar[bool] = True  # commit state after each handled event (State not NoState)
     restart_strategy: ClassVar[Literal["one_for_one", "one_for_all"]] = "one_for_one"
     max_restarts: ClassVar[int] = 5  # restart intensity: at most this many restarts ...
     restart_window_s: ClassVar[float] = 60.0  # ... in this many seconds, then escalate

@@ -23,12 +23,13 @@ S = TypeVar("S", bound=msgspec.Struct)
 log = logging.getLogger("appliance.agents")
 
 
-class Context(msgspec.Struct, Generic[S]):
+class Context(msgspec.Struct, Generic[S], frozen=True):
     """One per handled event. Everything sent through it is stamped with this task as caller,
     so the coordination graph records who caused what without the handler saying so.
 
     A Struct only because one is made per event and a Struct is made in half the time of a
-    slotted class; it is never encoded or compared.
+    slotted class; it is never encoded or compared. Frozen: ``state`` is the instance's own
+    state for this event's job, to change in place, never to replace.
 
     An event that rode on another's delivery (``Runtime._drain``) comes with that delivery's
     envelope, ``_shared``: its own (the same, with this event) is made only if asked for."""
@@ -37,13 +38,15 @@ class Context(msgspec.Struct, Generic[S]):
     _inst: Instance
     _shared: Envelope[Any]  # this event's envelope, or one that differs from it only in event
     event: Event
-    state_used: Any = None  # the state, once the handler asked for it
+    state: S
+    """This instance's state for this event's job: jobs never see each other's state. A plain
+    field, not a lookup on use: a handler reads it as fast as a local."""
 
     @property
     def envelope(self) -> Envelope[Any]:
         env = self._shared
         if env.event is not self.event:
-            env = self._shared = msgspec.structs.replace(env, event=self.event)
+            env = msgspec.structs.replace(env, event=self.event)
         return env
 
     @property
@@ -61,19 +64,6 @@ class Context(msgspec.Struct, Generic[S]):
     @property
     def objective(self) -> str:
         return self._inst.objective
-
-    @property
-    def state(self) -> S:
-        """This instance's state for this event's job: jobs never see each other's state."""
-        state = self.state_used
-        if state is None:
-            inst = self._inst
-            state = inst.home_state  # the job it was spawned for, nearly always: no call
-            job = self._shared.job
-            if state is None or job is not inst.home:
-                state = inst.state_for(job.job_id)
-            self.state_used = state
-        return state  # type: ignore[no-any-return]
 
     @property
     def knowledge(self) -> KnowledgeStore:

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 import msgspec
 
 from appliance.events import Envelope, JobContext, TaskRef, TaskStatus
-from appliance.runtime.agent import Agent, Handler
+from appliance.runtime.agent import Agent, Handler, NoState
 from appliance.runtime.outcome import TaskOutcome
 
 Reply: TypeAlias = "asyncio.Future[Any] | None"
@@ -50,6 +50,7 @@ class AgentKind:
         "pinned",
         "pool",
         "snapshot",
+        "stateless",
     )
 
     def __init__(self, cls: type[Agent], factory: Callable[[], Agent]) -> None:
@@ -61,7 +62,10 @@ class AgentKind:
         self.concurrency = cls.concurrency
         self.inbox_size = cls.inbox_size
         self.eager = cls.eager
-        self.snapshot = cls.snapshot
+        # A type that keeps no state shares one empty state among all its handlers and has
+        # nothing to snapshot.
+        self.stateless: NoState | None = NoState() if cls.State is NoState else None
+        self.snapshot = cls.snapshot and self.stateless is None
         self.instances: dict[str, Instance] = {}
         self.pool: list[Instance] = []
         self.failed: str | None = None  # why the supervisor marked this type failed
@@ -123,6 +127,14 @@ class Instance:
         self.running: dict[asyncio.Task[None], Delivery] | None = None  # suspended handlers
         self.outcome: TaskOutcome | None = None
         self.waiters: asyncio.Future[TaskOutcome] | None = None
+
+    def state_of(self, job: JobContext) -> msgspec.Struct:
+        """This instance's state for ``job``, made on first use: what its handlers get."""
+        if self.kind.stateless is not None:
+            return self.kind.stateless
+        if job is self.home and self.home_state is not None:
+            return self.home_state
+        return self.state_for(job.job_id)
 
     def state_for(self, job_id: str) -> msgspec.Struct:
         if job_id == self.home.job_id:

@@ -893,6 +893,7 @@ class Runtime:
         job_id, name = shared.job.job_id, inst.name
         home = shared.job is inst.home or job_id == inst.home.job_id
         snapshot = kind.snapshot
+        state = inst.state_of(shared.job)
         starter = self._starter
         trail = self._trail
         if trail is not None:
@@ -908,7 +909,7 @@ class Runtime:
                 self._tail = None
             inst.queued -= 1
             inst.inflight += 1
-            ctx: Context[Any] = Context(self, inst, shared, got)
+            ctx: Context[Any] = Context(self, inst, shared, got, state)
             try:
                 step = starter.send(handler(agent, got, ctx))
             except BaseException as err:
@@ -930,8 +931,7 @@ class Runtime:
                 encode_event(got, events, -1)
             if inst.fault is not None:
                 inst.fault = None
-            state = ctx.state_used
-            if state is not None and snapshot:
+            if snapshot:
                 if home:
                     inst.home_snap = _encode(state)
                     if not inst.home_unsaved:
@@ -959,7 +959,7 @@ class Runtime:
             if not waiter.done():
                 waiter.set_result(None)
         inst.inflight += 1
-        ctx: Context[Any] = Context(self, inst, env, env.event)
+        ctx: Context[Any] = Context(self, inst, env, env.event, inst.state_of(env.job))
         coro: Coroutine[Any, Any, Any] = item.handler(inst.agent, env.event, ctx)  # type: ignore[assignment]
         if not inst.kind.eager:
             self._adopt(_own(item, env), ctx, coro)
@@ -1086,11 +1086,11 @@ class Runtime:
             trail += (self._at or self._now(), env.job.job_id, inst.name, "done")
         if inst.fault is not None:
             inst.fault = None  # it handles events again: whatever crashed was the event's
-        state = ctx.state_used
-        if state is not None and inst.kind.snapshot:
+        if inst.kind.snapshot:
             # The state the handler left behind is the point a restart recovers to. The store
             # collects it at its next commit (_unsaved_snapshots): a burst of events costs one
             # encode each, and one row per (task, job) per commit.
+            state = ctx.state
             job = env.job
             if job is inst.home or job.job_id == inst.home.job_id:
                 inst.home_snap = _encode(state)

@@ -23,7 +23,7 @@ from appliance.events import (
     TopicRef,
     TypeRef,
 )
-from appliance.runtime import Runtime, Store
+from appliance.runtime import Agent, Context, NoState, Runtime, Store
 from tests.support import (
     Add,
     Counter,
@@ -66,6 +66,64 @@ async def test_state_is_scoped_per_job(runtime: Runtime, job: JobContext) -> Non
     state = runtime.state_of(ref, job.job_id)
     assert isinstance(state, CounterState)
     assert state.count == 7
+
+
+class Replacer(Counter):
+    """Tries to replace its state rather than change it."""
+
+    name = "replacer"
+
+    async def on_get(self, event: Get, ctx: Context[CounterState]) -> int:
+        ctx.state = CounterState(count=99)  # type: ignore[misc]  # frozen: what is tested
+        return 0
+
+
+class Plain(Agent):
+    """A type that keeps no state."""
+
+    name = "plain"
+    description = "Answers; keeps nothing."
+
+    async def on_get(self, event: Get, ctx: Context[NoState]) -> int:
+        return id(ctx.state)
+
+
+async def test_a_handler_cannot_replace_its_state_only_change_it(
+    runtime: Runtime, job: JobContext
+) -> None:
+    runtime.register(Replacer)
+    ref = runtime.spawn("replacer", job, "replace")
+    await runtime.send(ref, Add(by=2), job=job)
+    with pytest.raises(HandlerFailed):
+        await runtime.request(ref, Get(), job=job)
+    state = runtime.state_of(ref, job.job_id)
+    assert isinstance(state, CounterState) and state.count == 2
+
+
+async def test_every_handled_event_snapshots_its_jobs_state_even_untouched(
+    runtime: Runtime, job: JobContext
+) -> None:
+    ref = runtime.spawn("counter", job, "count")
+    inst = runtime.live(ref.task_id)
+    assert inst is not None and inst.home_snap is None
+    runtime.publish_nowait(TopicRef("news"), Noticed(what="x"), job=job)  # reads no state
+    await until(lambda: inst.home_snap is not None)
+    assert inst.home_snap == b'{"count":0,"seen":[]}'
+
+
+async def test_a_stateless_type_shares_one_empty_state_and_snapshots_nothing(
+    runtime: Runtime, job: JobContext
+) -> None:
+    runtime.register(Plain)
+    a = runtime.spawn("plain", job, "a")
+    b = runtime.spawn("plain", job, "b")
+    other = JobContext("job-other", "cmd-other")
+    seen = {await runtime.request(ref, Get(), job=j) for ref in (a, b) for j in (job, other)}
+    assert len(seen) == 1  # one shared NoState
+    for ref in (a, b):
+        inst = runtime.live(ref.task_id)
+        assert inst is not None
+        assert inst.home_snap is None and inst.snapshots is None and inst.states is None
 
 
 async def test_a_failing_handler_is_recorded_and_the_instance_lives_on(
