@@ -489,6 +489,7 @@ class Runtime:
 
     def retire(self, inst: Instance) -> None:
         inst.alive = False
+        self._tail = None  # nothing more rides on what was queued to it
         self._instances.pop(inst.ref.task_id, None)
         inst.kind.instances.pop(inst.ref.task_id, None)
         if inst.pooled:
@@ -570,9 +571,7 @@ class Runtime:
                 and shared.caller_task_id == (None if caller is None else caller.task_id)
                 and shared.sender == (sender or shared.caller_task_id)
                 and riding.queued < riding.kind.inbox_size
-                and riding.alive
                 and riding.kind.failed is None
-                and not self._taps
             ):
                 riding.queued += 1
                 self._ready.append(event)
@@ -611,7 +610,8 @@ class Runtime:
             )
         item = Delivery(inst, handler, env, None, False)
         self.enqueue(item)
-        self._tail = item  # the next event like this one may ride on it
+        if not self._taps:  # a traffic watch is handed each envelope as it is queued
+            self._tail = item  # the next event like this one may ride on it
 
     def send(
         self,
@@ -895,23 +895,27 @@ class Runtime:
         snapshot = kind.snapshot
         state = inst.state_of(shared.job)
         starter = self._starter
+        send = starter.send  # the same driver all run: one that waits or raises ends the run
         trail = self._trail
         if trail is not None:
             events, encode_event = self._trail_events, self._trail_event
             done = (self._at, job_id, name, "done")
         handled = 0
+        if inst.inflight:
+            return budget  # the general way (_drain), behind the handler in flight
+        # A handler of the run is in flight only from when it waits or fails: until its first
+        # step ends, nothing else runs that could count it.
         while budget and ready and type(ready[0]) is not Delivery:
-            if not inst.alive or inst.inflight or inst.space or inst.backlog:
+            if not inst.alive or inst.space or inst.backlog:
                 break  # the general way: _drain
             got: Event = ready.popleft()  # type: ignore[assignment]  # not a Delivery: above
             budget -= 1
             if not ready:
                 self._tail = None
             inst.queued -= 1
-            inst.inflight += 1
             ctx: Context[Any] = Context(self, inst, shared, got, state)
             try:
-                step = starter.send(handler(agent, got, ctx))
+                step = send(handler(agent, got, ctx))
             except BaseException as err:
                 starter.renew()
                 if not isinstance(err, Exception | asyncio.CancelledError):
@@ -920,12 +924,13 @@ class Runtime:
                     trail += done * handled
                 inst.handled += handled
                 self.handled += handled
+                inst.inflight += 1  # _finish counts it out
                 self._finish(_own(head, ctx.envelope), ctx, inst.generation, None, err)
                 return budget
             if step is not eager.DONE:
+                inst.inflight += 1  # until its Task ends (_finish)
                 self._adopt(_own(head, ctx.envelope), ctx, starter.detach(step))
                 break
-            inst.inflight -= 1
             handled += 1
             if trail is not None:
                 encode_event(got, events, -1)
@@ -974,7 +979,7 @@ class Runtime:
             self._finish(_own(item, env), ctx, inst.generation, None, err)
             return
         if step is eager.DONE:
-            self._done(item, inst, ctx, starter.box[0])  # the same incarnation: it ran just now
+            self._done(item, env, ctx, starter.box[0])  # the same incarnation: it ran just now
         else:
             self._adopt(_own(item, env), ctx, starter.detach(step))
 
@@ -1055,7 +1060,7 @@ class Runtime:
         if generation != inst.generation:
             return  # a stale incarnation's handler: its event was requeued at the restart
         if err is None and not cancelled:
-            self._done(item, inst, ctx, result)
+            self._done(item, item.env, ctx, result)
             return
         inst.inflight -= 1
         inst.handled += 1
@@ -1074,15 +1079,16 @@ class Runtime:
             self._resumable.append(inst)
             self._schedule()
 
-    def _done(self, item: Delivery, inst: Instance, ctx: Context[Any], result: Any) -> None:
-        """A handler returned: the end of nearly every event, so written for speed."""
+    def _done(self, item: Delivery, env: Envelope[Any], ctx: Context[Any], result: Any) -> None:
+        """A handler returned: the end of nearly every event, so written for speed. ``env``
+        is its envelope, or the one it rode on (which differs only in the event)."""
+        inst = item.inst
         inst.inflight -= 1
         inst.handled += 1
         self.handled += 1
-        env = ctx.envelope
         trail = self._trail
         if trail is not None:  # _audit, inlined
-            self._trail_event(env.event, self._trail_events, -1)  # first: it is what may raise
+            self._trail_event(ctx.event, self._trail_events, -1)  # first: it is what may raise
             trail += (self._at or self._now(), env.job.job_id, inst.name, "done")
         if inst.fault is not None:
             inst.fault = None  # it handles events again: whatever crashed was the event's
@@ -1256,6 +1262,8 @@ class Runtime:
     ) -> Watch:
         """Follow what happens: records (spawns, status, crashes), topic events, and with
         ``traffic=True`` every delivered event too. Filter by job and by event tag."""
+        if traffic:
+            self._tail = None  # from now on each event is queued with its own envelope
         return self.journal.watch(job_id=job_id, kinds=kinds, traffic=traffic, limit=limit)
 
     @property
