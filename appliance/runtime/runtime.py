@@ -126,6 +126,8 @@ class Runtime:
         self._ready: deque[Delivery | Event] = deque()  # see _drain
         self._head: Delivery | None = None  # the delivery the bare events first in _ready ride on
         self._tail: Delivery | None = None  # the one the event last in _ready is or rides on
+        # what publish_nowait was given for the tail: an event given the same rides on it
+        self._tail_key: tuple[object, ...] = ()
         self._resumable: deque[Instance] = deque()
         self._scheduled = False
         self._starter = eager.Starter()  # runs each eager handler's first step inline
@@ -558,21 +560,12 @@ class Runtime:
     ) -> None:
         """Deliver ``event`` or raise (unknown target, not accepted, inbox full): never half."""
         tail = self._tail
-        if tail is not None:
+        if tail is not None and self._tail_key == (target, job, caller, sender, type(event)):
             # The common case of a stream of events to one task: the same target, job,
-            # sender and caller, and an event of the same type (so the same handler), as the
+            # caller and sender, and an event of the same type (so the same handler), as the
             # event queued just before. It rides on that one's delivery (_drain).
-            shared = tail.env
             riding = tail.inst
-            if (
-                shared.target is target
-                and shared.job is job
-                and type(shared.event) is type(event)
-                and shared.caller_task_id == (None if caller is None else caller.task_id)
-                and shared.sender == (sender or shared.caller_task_id)
-                and riding.queued < riding.kind.inbox_size
-                and riding.kind.failed is None
-            ):
+            if riding.queued < riding.kind.inbox_size and riding.kind.failed is None:
                 riding.queued += 1
                 self._ready.append(event)
                 return
@@ -612,6 +605,7 @@ class Runtime:
         self.enqueue(item)
         if not self._taps:  # a traffic watch is handed each envelope as it is queued
             self._tail = item  # the next event like this one may ride on it
+            self._tail_key = (target, job, caller, sender, type(event))
 
     def send(
         self,
@@ -886,30 +880,29 @@ class Runtime:
         The audit trail gets each event as it is handled, and the items the run's events
         share (when, the job, the instance, "done") for all of them at once, before anything
         else can add to it: the two stay in step."""
-        ready = self._ready
         inst = head.inst
-        kind = inst.kind
+        if inst.inflight:
+            return budget  # the general way (_drain), behind the handler in flight
+        ready = self._ready
         handler, agent, shared = head.handler, inst.agent, head.env
-        job_id, name = shared.job.job_id, inst.name
-        home = shared.job is inst.home or job_id == inst.home.job_id
-        snapshot = kind.snapshot
+        job_id = shared.job.job_id
         state = inst.state_of(shared.job)
+        snapshot = inst.kind.snapshot
+        home = snapshot and (shared.job is inst.home or job_id == inst.home.job_id)
         starter = self._starter
         send = starter.send  # the same driver all run: one that waits or raises ends the run
+        finished = eager.DONE  # one lookup, not one an event
         trail = self._trail
         if trail is not None:
             events, encode_event = self._trail_events, self._trail_event
-            done = (self._at, job_id, name, "done")
         handled = 0
-        if inst.inflight:
-            return budget  # the general way (_drain), behind the handler in flight
         # A handler of the run is in flight only from when it waits or fails: until its first
-        # step ends, nothing else runs that could count it.
-        while budget and ready and type(ready[0]) is not Delivery:
+        # step ends, nothing else runs that could count it. What only a handler's end
+        # changes (the instance's fault, its home state marked unsaved) is settled after it.
+        while handled < budget and ready and type(ready[0]) is not Delivery:
             if not inst.alive or inst.space or inst.backlog:
                 break  # the general way: _drain
             got: Event = ready.popleft()  # type: ignore[assignment]  # not a Delivery: above
-            budget -= 1
             if not ready:
                 self._tail = None
             inst.queued -= 1
@@ -920,36 +913,40 @@ class Runtime:
                 starter.renew()
                 if not isinstance(err, Exception | asyncio.CancelledError):
                     raise
-                if trail is not None:  # the run so far, before the failure's own entry
-                    trail += done * handled
-                inst.handled += handled
-                self.handled += handled
+                self._ran(inst, handled, home, job_id)
                 inst.inflight += 1  # _finish counts it out
                 self._finish(_own(head, ctx.envelope), ctx, inst.generation, None, err)
-                return budget
-            if step is not eager.DONE:
+                return budget - handled - 1
+            if step is not finished:
+                self._ran(inst, handled, home, job_id)
                 inst.inflight += 1  # until its Task ends (_finish)
                 self._adopt(_own(head, ctx.envelope), ctx, starter.detach(step))
-                break
+                return budget - handled - 1
             handled += 1
             if trail is not None:
                 encode_event(got, events, -1)
-            if inst.fault is not None:
-                inst.fault = None
-            if snapshot:
-                if home:
-                    inst.home_snap = _encode(state)
-                    if not inst.home_unsaved:
-                        inst.home_unsaved = True
-                        self._unsaved_row(inst, job_id)
-                else:
-                    inst.snapshot(job_id, _encode(state))
-                    self._unsaved_row(inst, job_id)
-        if trail is not None:
-            trail += done * handled
+            if home:
+                inst.home_snap = _encode(state)
+            elif snapshot:
+                inst.snapshot(job_id, _encode(state))
+                self._unsaved_row(inst, job_id)
+        self._ran(inst, handled, home, job_id)
+        return budget - handled
+
+    def _ran(self, inst: Instance, handled: int, home: bool, job_id: str) -> None:
+        """The end of a run of ``handled`` events that ended well (``_run``), before anything
+        else happens: the audit trail's shared items for them, the counts, the instance's
+        fault cleared, and its home state's snapshot marked for the next commit."""
+        if not handled:
+            return
+        if self._trail is not None:
+            self._trail += (self._at, job_id, inst.name, "done") * handled
         inst.handled += handled
         self.handled += handled
-        return budget
+        inst.fault = None  # it handles events again: whatever crashed was the event's
+        if home and not inst.home_unsaved:  # once per commit, not per event
+            inst.home_unsaved = True
+            self._unsaved_row(inst, job_id)
 
     def _start(self, item: Delivery, env: Envelope[Any]) -> None:
         """Start ``env``'s handler: ``item`` is its delivery, or the one it rode on."""
