@@ -623,6 +623,16 @@ class Runtime:
         coroutine. Other errors are raised at the call, like ``publish_nowait``'s. In a fleet,
         an event for a type only other devices run, or for a fleet-wide topic, is sent on
         to them, and the wait includes the broker taking it."""
+        tail = self._tail
+        if tail is not None and self._tail_key == (target, job, caller, sender, type(event)):
+            # publish_nowait's riding, here too: the call to it would cost more than the rest
+            # of the event's queueing. A tail is a delivery to an instance on this device, so
+            # what is sent beyond it never rides.
+            riding = tail.inst
+            if riding.queued < riding.kind.inbox_size and riding.kind.failed is None:
+                riding.queued += 1
+                self._ready.append(event)
+                return self._sent  # type: ignore[return-value]
         if self.beyond is not None and (
             self._only_beyond(target) or (type(target) is TopicRef and is_fleet_topic(target.topic))
         ):
