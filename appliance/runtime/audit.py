@@ -112,6 +112,17 @@ class AuditTrail:
         if len(self.pending) >= self.due:
             self.grew()
 
+    def record_run(self, events: list[Any], at: float, job_id: str, name: str) -> None:
+        """Events one instance handled one after another, each ended well ("done"): what
+        ``record`` does for each, with the events encoded in one call (the runtime's runs,
+        ``Runtime._run``). That call encodes them as an array, whose header goes: the
+        buffer holds the events one after another."""
+        buffer = self.events
+        start = len(buffer)
+        self.encode_event(events, buffer, -1)
+        del buffer[start : start + len(_array_header(len(events)))]
+        self.pending += (at, job_id, name, "done") * len(events)
+
     def grew(self) -> None:
         """``pending`` grew to ``due`` or past (the runtime checks after each batch it
         dispatched): a chunk's worth is encoded, a full block written, and the store's writer

@@ -902,14 +902,12 @@ class Runtime:
         starter = self._starter
         send = starter.send  # the same driver all run: one that waits or raises ends the run
         finished = eager.DONE  # one lookup, not one an event
-        trail = self._trail
-        if trail is not None:
-            events, encode_event = self._trail_events, self._trail_event
-        handled = 0
+        ran: list[Event] = []  # the run's events that ended well, in order
+        ended_well = ran.append
         # A handler of the run is in flight only from when it waits or fails: until its first
         # step ends, nothing else runs that could count it. What only a handler's end
         # changes (the instance's fault, its home state marked unsaved) is settled after it.
-        while handled < budget and ready and type(ready[0]) is not Delivery:
+        while len(ran) < budget and ready and type(ready[0]) is not Delivery:
             if not inst.alive or inst.space or inst.backlog:
                 break  # the general way: _drain
             got: Event = ready.popleft()  # type: ignore[assignment]  # not a Delivery: above
@@ -923,34 +921,33 @@ class Runtime:
                 starter.renew()
                 if not isinstance(err, Exception | asyncio.CancelledError):
                     raise
-                self._ran(inst, handled, home, job_id)
+                self._ran(inst, ran, home, job_id)
                 inst.inflight += 1  # _finish counts it out
                 self._finish(_own(head, ctx.envelope), ctx, inst.generation, None, err)
-                return budget - handled - 1
+                return budget - len(ran) - 1
             if step is not finished:
-                self._ran(inst, handled, home, job_id)
+                self._ran(inst, ran, home, job_id)
                 inst.inflight += 1  # until its Task ends (_finish)
                 self._adopt(_own(head, ctx.envelope), ctx, starter.detach(step))
-                return budget - handled - 1
-            handled += 1
-            if trail is not None:
-                encode_event(got, events, -1)
+                return budget - len(ran) - 1
+            ended_well(got)
             if home:
                 inst.home_snap = _encode(state)
             elif snapshot:
                 inst.snapshot(job_id, _encode(state))
                 self._unsaved_row(inst, job_id)
-        self._ran(inst, handled, home, job_id)
-        return budget - handled
+        self._ran(inst, ran, home, job_id)
+        return budget - len(ran)
 
-    def _ran(self, inst: Instance, handled: int, home: bool, job_id: str) -> None:
-        """The end of a run of ``handled`` events that ended well (``_run``), before anything
-        else happens: the audit trail's shared items for them, the counts, the instance's
-        fault cleared, and its home state's snapshot marked for the next commit."""
+    def _ran(self, inst: Instance, ran: list[Event], home: bool, job_id: str) -> None:
+        """The end of a run of events that ended well (``_run``), before anything else
+        happens: the audit trail's entries for them, the counts, the instance's fault
+        cleared, and its home state's snapshot marked for the next commit."""
+        handled = len(ran)
         if not handled:
             return
-        if self._trail is not None:
-            self._trail += (self._at, job_id, inst.name, "done") * handled
+        if self.audit is not None:
+            self.audit.record_run(ran, self._at or self._now(), job_id, inst.name)
         inst.handled += handled
         self.handled += handled
         inst.fault = None  # it handles events again: whatever crashed was the event's

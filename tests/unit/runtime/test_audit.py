@@ -93,6 +93,28 @@ async def test_a_quiet_trail_fills_its_block_across_commits(store: Store) -> Non
     assert await store.read(lambda db: (count(db, TABLE), count(db, KEYS))) == (1, 2)
 
 
+async def test_a_run_of_events_reads_back_as_if_each_was_recorded_alone(store: Store) -> None:
+    clock = FakeClock()
+    trail = AuditTrail(store, clock)
+    ref = TaskRef("counter", "t1")
+    # runs of 1, 15 and 16 events: array headers of one byte and (from 16) three
+    runs = [
+        [Add(seq=seq) for seq in range(start, start + size)]
+        for start, size in ((0, 1), (1, 15), (16, 16))
+    ]
+    trail.record(handed("job-1", Add(seq=-1)), ref, "failed")
+    for events in runs:
+        trail.record_run(events, clock.now(), "job-1", str(ref))
+    trail.record(handed("job-1", Add(seq=99)), ref, "done")
+    await store.flush()
+
+    entries = await trail.entries()
+    assert [(e.event["seq"], e.outcome) for e in entries] == (
+        [(-1, "failed")] + [(seq, "done") for seq in range(32)] + [(99, "done")]
+    )
+    assert {(e.job_id, e.task_id, e.agent_type) for e in entries} == {("job-1", "t1", "counter")}
+
+
 async def test_a_full_block_is_sealed_at_once_and_a_job_spans_blocks(store: Store) -> None:
     trail = AuditTrail(store, FakeClock())
     for n in range(BLOCK + 10):
