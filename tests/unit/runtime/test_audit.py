@@ -3,6 +3,7 @@ readable by job and by task, and the table keeps only its newest rows."""
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import msgspec
@@ -173,6 +174,33 @@ async def test_a_block_of_uncompressed_chunks_still_reads_beside_new_ones(store:
         (1.0, "t-old", "test.add", "done"),
         (2.0, "t-old", "test.crash", "failed"),
         (FakeClock().now(), "t-new", "test.add", "done"),
+    ]
+
+
+async def test_a_block_of_zlib_compressed_chunks_still_reads_beside_new_ones(
+    store: Store,
+) -> None:
+    # as the trail wrote blocks of format 3: the same chunks, each compressed with zlib
+    chunk = (
+        [1.0, 2.0],
+        "job-1",
+        "counter/t-old",
+        "done",
+        [{"kind": "test.add", "seq": 0}, {"kind": "test.add", "seq": 1}],
+    )
+    squeezed = zlib.compress(msgspec.msgpack.encode(chunk), 1)
+    store.append(TABLE, (1, 1.0, msgspec.msgpack.encode((3, [squeezed]))))
+    store.append(KEYS, (1, "job-1", "t-old"))
+    await store.flush()
+    trail = AuditTrail(store, FakeClock())
+    trail.record(handed("job-1", Add(seq=2)), TaskRef("counter", "t-new"), "done")
+    await store.flush()
+
+    every = await trail.entries(job_id="job-1")
+    assert [(e.at, e.task_id, e.event["seq"]) for e in every] == [
+        (1.0, "t-old", 0),
+        (2.0, "t-old", 1),
+        (FakeClock().now(), "t-new", 2),
     ]
 
 
