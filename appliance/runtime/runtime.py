@@ -108,8 +108,9 @@ class Runtime:
         self.knowledge = KnowledgeStore(store, self.clock)
         self.audit = AuditTrail(store, self.clock, limit=audit_events) if audit_events else None
         self._trail = self.audit.pending if self.audit is not None else None
-        if self.audit is not None:  # the trail's events buffer, and its encoder's encode_into
-            self._trail_events = self.audit.events
+        # the trail's events buffer (empty for good without one), and its encoder's encode_into
+        self._trail_events = self.audit.events if self.audit is not None else bytearray()
+        if self.audit is not None:
             self._trail_event = self.audit.encode_event
         self._now = self.clock.now
         self._at: float | None = None  # while a batch is dispatched: when it began
@@ -1006,8 +1007,8 @@ class Runtime:
 
     def _check_trail(self) -> None:
         """After handlers ended: the audit trail's chunk, if one is due (``AuditTrail.grew``)."""
-        trail = self._trail
-        if trail and len(trail) >= self.audit.due:  # type: ignore[union-attr]
+        events = self._trail_events
+        if events and len(events) >= self.audit.due:  # type: ignore[union-attr]
             self.audit.grew()  # type: ignore[union-attr]
 
     async def _resume(
@@ -1093,7 +1094,7 @@ class Runtime:
         trail = self._trail
         if trail is not None:  # _audit, inlined
             self._trail_event(ctx.event, self._trail_events, -1)  # first: it is what may raise
-            trail += (self._at or self._now(), env.job.job_id, inst.name, "done")
+            trail += (self._at or self._now(), env.job.job_id, inst.name, "done", 1)
         if inst.fault is not None:
             inst.fault = None  # it handles events again: whatever crashed was the event's
         if inst.kind.snapshot:
@@ -1125,7 +1126,7 @@ class Runtime:
         (``_adopted_done``) checks whether a chunk is due."""
         if self._trail is not None:
             self._trail_event(env.event, self._trail_events, -1)
-            self._trail += (self._at or self._now(), env.job.job_id, inst.name, outcome)
+            self._trail += (self._at or self._now(), env.job.job_id, inst.name, outcome, 1)
 
     def _schedule(self) -> None:
         if not self._scheduled:

@@ -11,7 +11,7 @@ import pytest
 
 from appliance.events import Envelope, Event, JobContext, TaskRef
 from appliance.runtime import Runtime, Store
-from appliance.runtime.audit import BLOCK, CHUNK, KEYS, TABLE, AuditTrail
+from appliance.runtime.audit import BLOCK, CHUNK, FORMAT, KEYS, TABLE, AuditTrail
 from appliance.runtime.clock import FakeClock
 from tests.support import Add, Crash
 
@@ -52,7 +52,8 @@ async def test_handlers_that_wait_are_kept_too_across_chunks(
     runtime: Runtime, job: JobContext
 ) -> None:
     a = runtime.spawn("counter", job, "a")
-    n = CHUNK + 10  # each finishes in its own Task, outside the batch that started it
+    # each finishes in its own Task, outside the batch that started it; CHUNK is in bytes
+    n = CHUNK // len(msgspec.msgpack.encode(Add(seq=0, suspend=True))) + 10
     for seq in range(n):
         await runtime.send(a, Add(seq=seq, suspend=True), job=job)
     await runtime.wait_idle(5)
@@ -210,6 +211,21 @@ async def test_a_block_of_an_unknown_format_is_a_clear_error(store: Store) -> No
     await store.flush()
     trail = AuditTrail(store, FakeClock())
     with pytest.raises(ValueError, match="unknown format 99"):
+        await trail.entries(job_id="job-1")
+
+
+async def test_a_chunk_whose_counts_do_not_match_its_events_is_a_clear_error(
+    store: Store,
+) -> None:
+    from backports.zstd import compress
+
+    chunk = ([1.0], "job-1", "counter/t", "done", [3], [{"kind": "test.add"}])
+    squeezed = compress(msgspec.msgpack.encode(chunk))
+    store.append(TABLE, (1, 1.0, msgspec.msgpack.encode((FORMAT, [squeezed]))))
+    store.append(KEYS, (1, "job-1", "t"))
+    await store.flush()
+    trail = AuditTrail(store, FakeClock())
+    with pytest.raises(ValueError, match="chunk of 1 events counted as 3"):
         await trail.entries(job_id="job-1")
 
 
