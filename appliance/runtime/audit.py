@@ -147,8 +147,8 @@ class AuditTrail:
         """Encode what is pending into the open block: a chunk stored by column, each sliced
         out of the flat list in C (the times, the job ids, the instances' names, the outcomes,
         the counts) and the events' column taken whole from the buffer, behind its array
-        header. A column
-        of one value repeated (the job, the instance, "done", nearly always) is stored once.
+        header. A column of one value repeated (the job, the instance, "done", nearly always)
+        is stored once.
 
         The chunk is compressed as it is made, since it is what waits in memory for the
         store's next commit (up to 100 ms of the busiest traffic), in one call, so that the
