@@ -202,6 +202,28 @@ def ratio(label: str, ours: float, baseline: float, *, higher_is_better: bool) -
     return r
 
 
+def paired(
+    label: str, ours: Sequence[float], baseline: Sequence[float], *, higher_is_better: bool
+) -> float:
+    """Print the median of each round's own ``ours[i] / baseline[i]``, with their range;
+    returns it.
+
+    Each round runs its variants back to back, so a shared machine that speeds up or slows
+    down between rounds (this one's CPU moves by a third within seconds) moves both sides of
+    a round's ratio alike; a ratio of medians taken across rounds pairs one variant's fast
+    rounds with the other's slow ones.
+    """
+    ratios = [o / b if b else float("inf") for o, b in zip(ours, baseline, strict=True)]
+    r = median(ratios)
+    better = "higher" if higher_is_better else "lower"
+    print(
+        f"  {label:<44} {r:>12.2f}x  [{min(ratios):.2f}-{max(ratios):.2f} over"
+        f" {len(ratios)} rounds] ({better} is better)",
+        flush=True,
+    )
+    return r
+
+
 def goal(
     label: str, value: float, limit: float, unit: str, *, at_least: bool = False, note: str = ""
 ) -> bool:
