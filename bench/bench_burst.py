@@ -6,7 +6,9 @@ task awaiting the handler inline for each. Ours: ``runtime.publish_nowait`` of N
 one warm instance whose inbox takes N + 1, then one ``request`` behind them (per-instance
 FIFO: its reply means every event before it was handled). Everything published is alive at
 once, so this is where what each event carries (envelope, delivery) and the garbage
-collector's passes over it show. For reference, ours with the collector off.
+collector's passes over it show. For reference, ours with the collector off, and ours
+without each of the two duties plain asyncio does not have, then without both: the state's
+snapshot after every event (the point a restart recovers to) and the audit trail.
 
 Goals: >= 0.8x the baseline's events/s; peak memory <= 1.2x the baseline's.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Awaitable, Callable
 
 from _common import (
     JOB,
@@ -46,6 +49,13 @@ class BurstCounter(Counter):
 
     name = "burst-counter"
     inbox_size = N + 1
+
+
+class UnsnappedBurstCounter(BurstCounter):
+    """``BurstCounter`` with state snapshots off (a reference line)."""
+
+    name = "burst-counter-unsnapped"
+    snapshot = False
 
 
 async def plain_burst(n: int) -> None:
@@ -80,26 +90,58 @@ async def without_gc(runtime: Runtime, ref: TaskRef) -> None:
 
 async def main() -> None:
     header(f"burst: {N:,} events published at once, then handled (median of {REPS})")
-    async with bench_runtime(BurstCounter) as runtime:
+    agents = (BurstCounter, UnsnappedBurstCounter)
+    async with bench_runtime(*agents) as runtime, bench_runtime(*agents, audit=False) as bare:
         ref = runtime.spawn(BurstCounter.name, JOB, "bench instance")
-        await ours_burst(runtime, ref, 10_000)  # warm-up
+        unsnapped = runtime.spawn(UnsnappedBurstCounter.name, JOB, "bench instance")
+        unaudited = bare.spawn(BurstCounter.name, JOB, "bench instance")
+        neither = bare.spawn(UnsnappedBurstCounter.name, JOB, "bench instance")
+        for rt, target in (
+            (runtime, ref),
+            (runtime, unsnapped),
+            (bare, unaudited),
+            (bare, neither),
+        ):
+            await ours_burst(rt, target, 10_000)  # warm-up
         await plain_burst(10_000)
         plain_s: list[float] = []
         ours_s: list[float] = []
         nogc_s: list[float] = []
-        for _ in range(REPS):  # interleaved, so drift on a shared machine hits them all
-            plain_s.append(await timed(lambda: plain_burst(N)))
-            ours_s.append(await timed(lambda: ours_burst(runtime, ref, N)))
-            nogc_s.append(await timed(lambda: without_gc(runtime, ref)))
+        unsnapped_s: list[float] = []
+        unaudited_s: list[float] = []
+        neither_s: list[float] = []
+        runs: list[tuple[list[float], Callable[[], Awaitable[object]]]] = [
+            (plain_s, lambda: plain_burst(N)),
+            (ours_s, lambda: ours_burst(runtime, ref, N)),
+            (nogc_s, lambda: without_gc(runtime, ref)),
+            (unsnapped_s, lambda: ours_burst(runtime, unsnapped, N)),
+            (unaudited_s, lambda: ours_burst(bare, unaudited, N)),
+            (neither_s, lambda: ours_burst(bare, neither, N)),
+        ]
+        for rep in range(REPS):
+            # interleaved, so drift on a shared machine hits them all, in a rotating order
+            # (what one leaves behind, garbage and caches, is not always paid by the same one)
+            for times, run in runs[rep % len(runs) :] + runs[: rep % len(runs)]:
+                times.append(await timed(run))
         plain_rate = N / median(plain_s)
         ours_rate = N / median(ours_s)
         figure("plain asyncio (put_nowait, then 1 consumer)", plain_rate, "events/s")
         figure("ours (publish_nowait to one instance)", ours_rate, "events/s")
         figure("ours, garbage collector off (reference)", N / median(nogc_s), "events/s")
+        figure("ours, state snapshots off (reference)", N / median(unsnapped_s), "events/s")
+        figure("ours, audit trail off (reference)", N / median(unaudited_s), "events/s")
+        figure("ours, both off (reference)", N / median(neither_s), "events/s")
+        print("  time an event, published and handled (median of the rounds):")
+        figure("plain asyncio", median(plain_s) / N * 1e9, "ns")
+        figure("ours", median(ours_s) / N * 1e9, "ns")
+        for label, times in (("snapshots", unsnapped_s), ("audit trail", unaudited_s)):
+            cost = median([o - t for o, t in zip(ours_s, times, strict=True)]) / N * 1e9
+            figure(f"  of which the {label} (paired rounds)", cost, "ns")
         ratio("ours / plain (of the medians)", ours_rate, plain_rate, higher_is_better=True)
         # the goal is read from each round's own ratio (_common.paired)
         speed = paired("ours / plain", plain_s, ours_s, higher_is_better=True)
         goal("burst speed vs plain", speed, 0.8, "x", at_least=True)
+        paired("ours, both off / plain (reference)", plain_s, neither_s, higher_is_better=True)
 
         plain_mem: list[int] = []
         ours_mem: list[int] = []
