@@ -40,6 +40,7 @@ from appliance.fleet.keys import public_key
 from appliance.fleet.placing import FleetPlacement
 from appliance.fleet.status import DeviceStatus, FleetInventory, FleetStatus
 from appliance.inventory import Device
+from appliance.runtime.cancel import cancel_and_wait
 from appliance.scope import Network, parse_network
 
 if TYPE_CHECKING:
@@ -118,13 +119,13 @@ class FleetLink:
 
     async def wait_connected(self, timeout: float) -> None:
         """Until connected to a broker; TimeoutError after ``timeout``."""
-        await asyncio.wait_for(self._connected.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
 
     async def close(self) -> None:
         self._closing = True
-        for task in self._tasks + list(self._answering):
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._answering, return_exceptions=True)
+        # cancelled again if one carries on: the NATS client can lose a cancellation
+        await cancel_and_wait([*self._tasks, *self._answering])
         if self._nc is not None and not self._nc.is_closed:
             # while the broker is away the client still flushes on close, into a lost
             # connection: a device stopping then must stop all the same

@@ -150,9 +150,8 @@ class FleetPlacement:
                 raise error_of(reply)
             while True:
                 try:
-                    return await asyncio.wait_for(
-                        asyncio.shield(ended), self._link.settings.heartbeat_s
-                    )
+                    async with asyncio.timeout(self._link.settings.heartbeat_s):
+                        return await asyncio.shield(ended)
                 except TimeoutError:
                     if not self._link.connected:
                         continue  # cut off: the device may be fine; its end is sent again

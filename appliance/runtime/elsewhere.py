@@ -20,6 +20,7 @@ import msgspec
 
 from appliance.errors import ApplianceError
 from appliance.events import Envelope, Event, JobContext, TaskRef, TaskSpawned
+from appliance.runtime.cancel import cancel_and_wait
 from appliance.runtime.ids import new_task_id
 from appliance.runtime.outcome import TaskOutcome
 
@@ -209,6 +210,4 @@ class Placed:
         )
 
     async def stop(self) -> None:
-        for task in list(self._running):
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await cancel_and_wait(list(self._running))
