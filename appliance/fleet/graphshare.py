@@ -42,6 +42,7 @@ from appliance.fleet.status import GraphStatus
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
 
     from appliance.runtime import Runtime
     from appliance.runtime.graph import JobTree
@@ -53,6 +54,9 @@ KEEP_S = 30 * 86400  # the stream keeps a month of records ...
 KEEP_BYTES = 256 * 1024**2  # ... or this much, the oldest dropped first
 OUTBOX = 100_000  # records waiting for the broker; past this the oldest are dropped, said
 RESEND_S = 86400  # after a restart, the jobs shared this recently are sent once more
+# between tries at setting the stream up, when the broker did not answer in time: a device
+# whose broker was slow as it started would otherwise share nothing until it restarted
+SETUP_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 SHARED_KEY = "fleet/shared"  # knowledge: job id -> when it was first shared
 SHARED = (JobSubmitted, TaskSpawned, TaskStatusChanged)
 
@@ -148,35 +152,28 @@ class GraphShare:
 
     async def run(self, nc: Client) -> None:
         """Set the stream up, follow it, and send the outbox, for as long as the link runs."""
-        from nats.js.api import DiscardPolicy, StorageType, StreamConfig
         from nats.js.errors import Error as JetStreamError
 
         js = nc.jetstream()
-        try:
-            await js.add_stream(
-                StreamConfig(
-                    name=STREAM,
-                    subjects=[subjects.GRAPH],
-                    storage=StorageType.FILE,
-                    max_age=KEEP_S,
-                    max_bytes=KEEP_BYTES,
-                    discard=DiscardPolicy.OLD,
+        attempt = 0
+        while True:
+            try:
+                await self._follow(js)
+                break
+            except TimeoutError as err:  # a broker too busy to answer in time: not a "no"
+                if attempt == 0:
+                    log.warning(
+                        "fleet: the graph's stream is not set up yet (%s): trying again", err
+                    )
+                await asyncio.sleep(SETUP_RETRY_S[min(attempt, len(SETUP_RETRY_S) - 1)])
+                attempt += 1
+            except JetStreamError as err:
+                log.warning(
+                    "fleet: the broker keeps no stream (%s): each device keeps its own part of "
+                    "a job that spans devices",
+                    err,
                 )
-            )
-            await js.subscribe(
-                subjects.GRAPH,
-                durable=self._device,
-                stream=STREAM,
-                cb=self._on_message,
-                manual_ack=True,
-            )
-        except (JetStreamError, TimeoutError) as err:
-            log.warning(
-                "fleet: the broker keeps no stream (%s): each device keeps its own part of "
-                "a job that spans devices",
-                err,
-            )
-            return
+                return
         self.available = True
         if self._resend:
             self._resend = False
@@ -194,6 +191,28 @@ class GraphShare:
                 self._outbox.popleft()
                 self.sent += 1
             self._ready.clear()
+
+    async def _follow(self, js: JetStreamContext) -> None:
+        """The stream made (or found as it is) and this device's durable consumer of it."""
+        from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+
+        await js.add_stream(
+            StreamConfig(
+                name=STREAM,
+                subjects=[subjects.GRAPH],
+                storage=StorageType.FILE,
+                max_age=KEEP_S,
+                max_bytes=KEEP_BYTES,
+                discard=DiscardPolicy.OLD,
+            )
+        )
+        await js.subscribe(
+            subjects.GRAPH,
+            durable=self._device,
+            stream=STREAM,
+            cb=self._on_message,
+            manual_ack=True,
+        )
 
     async def _send_recent(self) -> None:
         """The jobs shared in the last RESEND_S, once more from this device's graph."""
