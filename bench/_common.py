@@ -153,6 +153,23 @@ async def timed(run: Callable[[], Awaitable[object]]) -> float:
     return time.perf_counter() - start
 
 
+async def interleaved(
+    runs: Sequence[Callable[[], Awaitable[object]]], reps: int
+) -> list[list[float]]:
+    """Seconds of each of ``runs``, ``reps`` rounds of all of them, in ``runs``' order.
+
+    Interleaved, so drift on a shared machine hits every variant; each round starts one
+    further along, so no variant always runs right after the same one (the garbage and the
+    cache state one leaves behind is paid by the next)."""
+    times: list[list[float]] = [[] for _ in runs]
+    order = list(range(len(runs)))
+    for rep in range(reps):
+        shift = rep % len(runs)
+        for i in order[shift:] + order[:shift]:
+            times[i].append(await timed(runs[i]))
+    return times
+
+
 # -- child processes -------------------------------------------------------------------------
 
 

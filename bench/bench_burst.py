@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Awaitable, Callable
 
 from _common import (
     JOB,
@@ -28,11 +27,11 @@ from _common import (
     figure,
     goal,
     header,
+    interleaved,
     median,
     paired,
     plain_handler,
     ratio,
-    timed,
     traced_peak,
 )
 
@@ -104,25 +103,17 @@ async def main() -> None:
         ):
             await ours_burst(rt, target, 10_000)  # warm-up
         await plain_burst(10_000)
-        plain_s: list[float] = []
-        ours_s: list[float] = []
-        nogc_s: list[float] = []
-        unsnapped_s: list[float] = []
-        unaudited_s: list[float] = []
-        neither_s: list[float] = []
-        runs: list[tuple[list[float], Callable[[], Awaitable[object]]]] = [
-            (plain_s, lambda: plain_burst(N)),
-            (ours_s, lambda: ours_burst(runtime, ref, N)),
-            (nogc_s, lambda: without_gc(runtime, ref)),
-            (unsnapped_s, lambda: ours_burst(runtime, unsnapped, N)),
-            (unaudited_s, lambda: ours_burst(bare, unaudited, N)),
-            (neither_s, lambda: ours_burst(bare, neither, N)),
-        ]
-        for rep in range(REPS):
-            # interleaved, so drift on a shared machine hits them all, in a rotating order
-            # (what one leaves behind, garbage and caches, is not always paid by the same one)
-            for times, run in runs[rep % len(runs) :] + runs[: rep % len(runs)]:
-                times.append(await timed(run))
+        plain_s, ours_s, nogc_s, unsnapped_s, unaudited_s, neither_s = await interleaved(
+            [
+                lambda: plain_burst(N),
+                lambda: ours_burst(runtime, ref, N),
+                lambda: without_gc(runtime, ref),
+                lambda: ours_burst(runtime, unsnapped, N),
+                lambda: ours_burst(bare, unaudited, N),
+                lambda: ours_burst(bare, neither, N),
+            ],
+            REPS,
+        )
         plain_rate = N / median(plain_s)
         ours_rate = N / median(ours_s)
         figure("plain asyncio (put_nowait, then 1 consumer)", plain_rate, "events/s")

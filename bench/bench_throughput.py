@@ -20,7 +20,6 @@ costs <= 10% of the events/s.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from _common import (
     JOB,
@@ -32,11 +31,11 @@ from _common import (
     figure,
     goal,
     header,
+    interleaved,
     median,
     paired,
     plain_handler,
     ratio,
-    timed,
     traced_peak,
 )
 
@@ -106,24 +105,16 @@ async def main() -> None:
         await plain_queue(10_000)
         await task_per_event(10_000)
 
-        plain_s: list[float] = []
-        task_s: list[float] = []
-        ours_s: list[float] = []
-        unsnapped_s: list[float] = []
-        unaudited_s: list[float] = []
-        runs: list[tuple[list[float], Callable[[], Awaitable[object]]]] = [
-            (plain_s, lambda: plain_queue(N)),
-            (task_s, lambda: task_per_event(N)),
-            (ours_s, lambda: ours(runtime, ref, N)),
-            (unsnapped_s, lambda: ours(unsnapped, unsnapped_ref, N)),
-            (unaudited_s, lambda: ours(unaudited, unaudited_ref, N)),
-        ]
-        for rep in range(REPS):
-            # interleaved, so drift on a shared machine hits them all, and in a rotating
-            # order, so no variant always runs right after the same one (the garbage and
-            # cache state one leaves behind is paid by the next)
-            for times, run in runs[rep % len(runs) :] + runs[: rep % len(runs)]:
-                times.append(await timed(run))
+        plain_s, task_s, ours_s, unsnapped_s, unaudited_s = await interleaved(
+            [
+                lambda: plain_queue(N),
+                lambda: task_per_event(N),
+                lambda: ours(runtime, ref, N),
+                lambda: ours(unsnapped, unsnapped_ref, N),
+                lambda: ours(unaudited, unaudited_ref, N),
+            ],
+            REPS,
+        )
 
         plain_rate = N / median(plain_s)
         task_rate = N / median(task_s)
