@@ -5,6 +5,7 @@ delivery must still reach its handler in order, with an envelope of its own."""
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -205,3 +206,30 @@ async def test_nothing_rides_on_a_delivery_to_a_type_marked_failed(
     with pytest.raises(AgentTypeFailed):
         runtime.publish_nowait(ref, Note(seq=1), job=job)
     runtime.reset_type("recorder")
+
+
+async def test_events_for_equal_refs_ride_as_for_the_same_ref(
+    runtime: Runtime, job: JobContext
+) -> None:
+    """An edge decodes a new TaskRef and JobContext for each event it is sent: equal, not the
+    same objects. Such a stream still rides on one delivery, each event taking a slot in the
+    queue and no envelope of its own while it waits."""
+    ref = runtime.spawn("recorder", job, "edge")
+    assert await runtime.wait_idle(5)
+    count = 500
+    given = [
+        (TaskRef(ref.agent_type, ref.task_id), JobContext(job.job_id, job.command_id), Note(seq=i))
+        for i in range(count)
+    ]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for target, job_again, note in given:
+            runtime.publish_nowait(target, note, job=job_again, sender="edge")
+        queued = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # a slot in the queue is a pointer; an envelope and a delivery each would be 200 bytes
+    assert queued / count < 48
+    assert await runtime.wait_idle(5)
+    assert [seq for seq, *_ in seen_by(runtime, ref)] == list(range(count))
