@@ -955,10 +955,14 @@ class Runtime:
         # A handler of the run is in flight only from when it waits or fails: until its first
         # step ends, nothing else runs that could count it. What only a handler's end
         # changes (the instance's fault, its home state marked unsaved) is settled after it.
-        while len(ran) < budget and ready and type(ready[0]) is not Delivery:
+        while len(ran) < budget and ready:
             if not inst.alive or inst.space or inst.backlog:
                 break  # the general way: _drain
-            got: Event = ready.popleft()  # type: ignore[assignment]  # not a Delivery: above
+            item = ready.popleft()  # and put back if it is not this run's: one lookup, not two
+            if type(item) is Delivery:
+                ready.appendleft(item)  # the next run's head: _drain's
+                break
+            got: Event = item  # type: ignore[assignment]  # not a Delivery: just above
             if not ready:
                 self._tail = None
             inst.queued -= 1
